@@ -1,0 +1,64 @@
+"""Typed settings for every component, read from `ONECOMMIT_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Profile = Literal["local", "kind"]
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """One place for the platform's configuration; every field is `ONECOMMIT_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="ONECOMMIT_", extra="ignore")
+
+    profile: Profile = "local"
+    state_dir: Path = Field(default=PROJECT_ROOT / ".onecommit")
+    host: str = "127.0.0.1"
+    mlflow_port: int = 5000
+    airflow_port: int = 8080
+    triton_http_port: int = 8000
+    triton_grpc_port: int = 8001
+    triton_metrics_port: int = 8002
+    gateway_port: int = 9000
+    airflow_parallelism: int = Field(default=4, ge=1)
+    health_timeout_s: float = Field(default=180.0, gt=0)
+    shared_dir: Path = Field(default=PROJECT_ROOT.parent / "shared")
+
+    @field_validator("state_dir", "shared_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Supervisor and the services run with other working directories.
+        return value.expanduser().resolve()
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Every port the local profile binds, by a name that says what listens there."""
+        return {
+            "mlflow": self.mlflow_port,
+            "airflow": self.airflow_port,
+            "triton_http": self.triton_http_port,
+            "triton_grpc": self.triton_grpc_port,
+            "triton_metrics": self.triton_metrics_port,
+            "gateway": self.gateway_port,
+        }
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.state_dir / "envs"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def model_repository(self) -> Path:
+        return self.state_dir / "triton" / "models"
+
+    def url(self, port: int) -> str:
+        return f"http://{self.host}:{port}"
