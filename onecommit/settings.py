@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     gateway_port: int = 9000
-    airflow_parallelism: int = Field(default=4, ge=1)
+    # Each LocalExecutor slot is a resident worker process (~130 MB).
+    airflow_parallelism: int = Field(default=2, ge=1)
     health_timeout_s: float = Field(default=180.0, gt=0)
     shared_dir: Path = Field(default=PROJECT_ROOT.parent / "shared")
 

@@ -1,0 +1,1 @@
+"""The serving gateway in front of Triton: Open Inference Protocol (KServe v2)."""

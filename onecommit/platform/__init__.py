@@ -1,0 +1,1 @@
+"""The local profile: component environments, the process manager and health checks."""

@@ -1,0 +1,213 @@
+"""What the local profile runs: each component's processes, environment and health probe."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onecommit.platform.envs import env_dir
+from onecommit.settings import PROJECT_ROOT, Settings
+
+AIRFLOW_USER = "onecommit"
+
+
+@dataclass(frozen=True)
+class Program:
+    """One supervised process."""
+
+    name: str
+    command: list[str]
+    environment: dict[str, str] = field(default_factory=dict)
+    # Seconds supervisor waits for a graceful stop before SIGKILL.
+    stop_wait_s: int = 20
+
+
+@dataclass(frozen=True)
+class Component:
+    """A platform component: its processes, where it answers and how to ask it if it is healthy."""
+
+    name: str
+    env: str
+    url: str
+    health_path: str
+    version_path: str
+    programs: list[Program]
+    prepare: Callable[[], None] = lambda: None
+
+
+def _secret(path: Path, make: Callable[[], str]) -> str:
+    """Read a generated credential, creating it once with owner-only permissions."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(make())
+    return path.read_text()
+
+
+def airflow_password(settings: Settings) -> str:
+    """The platform REST client's Airflow password, in the format SimpleAuthManager reads."""
+    passwords = json.loads(_secret(
+        settings.state_dir / "airflow" / "passwords.json",
+        lambda: json.dumps({AIRFLOW_USER: secrets.token_urlsafe(24)}),
+    ))
+    return str(passwords[AIRFLOW_USER])
+
+
+def _bin(settings: Settings, env: str, tool: str) -> str:
+    return str(env_dir(settings, env) / "bin" / tool)
+
+
+def _mlflow(settings: Settings) -> Component:
+    home = settings.state_dir / "mlflow"
+    command = [
+        _bin(settings, "mlflow", "mlflow"), "server",
+        "--host", settings.host, "--port", str(settings.mlflow_port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination", str(home / "artifacts"), "--serve-artifacts",
+    ]
+    return Component(
+        name="mlflow", env="mlflow", url=settings.url(settings.mlflow_port),
+        health_path="/health", version_path="/version",
+        # The GenAI job runner forks seven workers (~1.6 GB) the registry never uses.
+        programs=[Program("mlflow", command, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})],
+        prepare=lambda: home.mkdir(parents=True, exist_ok=True),
+    )
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    """Airflow's configuration for the local profile, shared by every Airflow process."""
+    home = settings.state_dir / "airflow"
+    api = settings.url(settings.airflow_port)
+    jwt_secret = _secret(home / "jwt_secret", lambda: secrets.token_urlsafe(32))
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__API__HOST": settings.host,
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.logs_dir / "airflow-tasks"),
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "ONECOMMIT_STATE_DIR": str(settings.state_dir),
+    }
+
+
+def _airflow(settings: Settings) -> Component:
+    airflow = _bin(settings, "platform", "airflow")
+
+    def program(name: str, *args: str) -> Program:
+        return Program(f"airflow-{name}", [airflow, name, *args], airflow_environment(settings))
+
+    return Component(
+        name="airflow", env="platform", url=settings.url(settings.airflow_port),
+        health_path="/api/v2/monitor/health", version_path="/api/v2/version",
+        programs=[
+            program("api-server", "--host", settings.host, "--port", str(settings.airflow_port),
+                    "--workers", "1"),
+            program("scheduler"),
+            program("dag-processor"),
+            program("triggerer"),
+        ],
+        prepare=lambda: _prepare_airflow(settings, airflow),
+    )
+
+
+def _prepare_airflow(settings: Settings, airflow: str) -> None:
+    """Create the REST client's credential and bring the metadata database to the schema."""
+    airflow_password(settings)
+    result = subprocess.run([airflow, "db", "migrate"], env={**os.environ,
+                            **airflow_environment(settings)}, capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        tail = " | ".join(result.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"airflow db migrate failed: {tail}")
+
+
+def triton_paths(settings: Settings) -> tuple[Path, Path]:
+    """(tritonserver binary, its package dir) inside the triton environment."""
+    site = env_dir(settings, "triton") / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    return site / "pytriton" / "tritonserver" / "bin" / "tritonserver", site
+
+
+def _install_python_backend(settings: Settings) -> Path:
+    """Copy the python backend with the stub for the running Python into the state dir."""
+    _, site = triton_paths(settings)
+    shipped = site / "pytriton" / "tritonserver"
+    backends = settings.state_dir / "triton" / "backends"
+    target = backends / "python"
+    if not (target / "triton_python_backend_stub").exists():
+        shutil.copytree(shipped / "backends" / "python", target, dirs_exist_ok=True)
+        stub = shipped / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}"
+        shutil.copy2(stub / "triton_python_backend_stub", target / "triton_python_backend_stub")
+    return backends
+
+
+def _triton(settings: Settings) -> Component:
+    binary, site = triton_paths(settings)
+    backends = settings.state_dir / "triton" / "backends"
+    # The stub embeds libpython: it must load this interpreter's own library (another patch
+    # level breaks multiprocessing), and it finds the environment's site-packages through the
+    # first `python3` on PATH (its pyvenv.cfg), not through PYTHONPATH.
+    libdir = str(sysconfig.get_config_var("LIBDIR"))
+    environment = {
+        "LD_LIBRARY_PATH": f"{libdir}:{site / 'nvidia_pytriton.libs'}",
+        "PATH": f"{env_dir(settings, 'triton') / 'bin'}:/usr/bin:/bin",
+    }
+    command = [
+        str(binary), f"--model-repository={settings.model_repository}",
+        f"--backend-directory={backends}", "--model-control-mode=explicit",
+        f"--http-address={settings.host}", f"--http-port={settings.triton_http_port}",
+        f"--grpc-address={settings.host}", f"--grpc-port={settings.triton_grpc_port}",
+        f"--metrics-address={settings.host}", f"--metrics-port={settings.triton_metrics_port}",
+        "--allow-gpu-metrics=false", "--exit-timeout-secs=5",
+    ]
+
+    def prepare() -> None:
+        settings.model_repository.mkdir(parents=True, exist_ok=True)
+        _install_python_backend(settings)
+
+    return Component(
+        name="triton", env="triton", url=settings.url(settings.triton_http_port),
+        health_path="/v2/health/ready", version_path="/v2",
+        programs=[Program("triton", command, environment, stop_wait_s=10)], prepare=prepare,
+    )
+
+
+def _gateway(settings: Settings) -> Component:
+    command = [_bin(settings, "gateway", "python"), "-m", "onecommit.gateway"]
+    environment = {
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "ONECOMMIT_STATE_DIR": str(settings.state_dir),
+        "ONECOMMIT_HOST": settings.host,
+        "ONECOMMIT_GATEWAY_PORT": str(settings.gateway_port),
+        "ONECOMMIT_TRITON_HTTP_PORT": str(settings.triton_http_port),
+        "ONECOMMIT_TRITON_GRPC_PORT": str(settings.triton_grpc_port),
+    }
+    return Component(
+        name="gateway", env="gateway", url=settings.url(settings.gateway_port),
+        health_path="/v2/health/ready", version_path="/version",
+        programs=[Program("gateway", command, environment)],
+    )
+
+
+def components(settings: Settings) -> list[Component]:
+    """The local profile's components, in start order (the gateway needs Triton)."""
+    return [_mlflow(settings), _airflow(settings), _triton(settings), _gateway(settings)]

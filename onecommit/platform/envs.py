@@ -1,0 +1,69 @@
+"""One virtual environment per component, built by uv from its pinned requirements file."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from onecommit.settings import PROJECT_ROOT, Settings
+
+REQUIREMENTS_DIR = PROJECT_ROOT / "requirements"
+COMPONENTS = ("platform", "mlflow", "triton", "gateway")
+_STAMP = ".requirements.sha256"
+
+
+class EnvironmentError_(RuntimeError):
+    """An environment could not be built; the message names the component and the fix."""
+
+
+def requirements_file(name: str) -> Path:
+    path = REQUIREMENTS_DIR / f"{name}.txt"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in REQUIREMENTS_DIR.glob("*.txt")))
+        raise EnvironmentError_(f"no requirements file for component {name!r}; known: {known}")
+    return path
+
+
+def _uv() -> str:
+    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    if not Path(uv).exists():
+        raise EnvironmentError_("uv is not installed: run `make test` or `pip install uv`")
+    return uv
+
+
+def env_dir(settings: Settings, name: str) -> Path:
+    return settings.envs_dir / name
+
+
+def env_python(settings: Settings, name: str) -> Path:
+    return env_dir(settings, name) / "bin" / "python"
+
+
+def ensure_env(settings: Settings, name: str) -> Path:
+    """Build `name`'s environment unless it already matches its requirements file; return it."""
+    requirements = requirements_file(name)
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    target = env_dir(settings, name)
+    stamp = target / _STAMP
+    if stamp.is_file() and stamp.read_text() == digest:
+        return target
+    uv = _uv()
+    # The stamp is written last: an interrupted build has none and is rebuilt from scratch.
+    stamp.unlink(missing_ok=True)
+    for command in (
+        [uv, "venv", "--quiet", "--clear", "--python", sys.executable, str(target)],
+        [uv, "pip", "install", "--quiet", "--python", str(target / "bin" / "python"),
+         "-r", str(requirements)],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            raise EnvironmentError_(
+                f"building the {name} environment failed: {' | '.join(tail)}; "
+                f"check network access to PyPI and {requirements.name}"
+            )
+    stamp.write_text(digest)
+    return target

@@ -1,0 +1,97 @@
+"""Health, version and memory of each running component."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+import psutil
+
+from onecommit.airflow_client import AirflowClient
+from onecommit.platform import supervisor
+from onecommit.platform.components import AIRFLOW_USER, Component, airflow_password
+from onecommit.settings import Settings
+
+_AIRFLOW_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    url: str
+    healthy: bool
+    detail: str
+    pid: int | None
+    version: str | None
+    rss_mb: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def probe(component: Component, timeout_s: float = 3) -> tuple[bool, str]:
+    """Ask the component's health endpoint; (healthy, why not)."""
+    try:
+        response = httpx.get(component.url + component.health_path, timeout=timeout_s)
+    except httpx.HTTPError as error:
+        return False, f"{component.health_path}: {type(error).__name__}"
+    if response.status_code != 200:
+        return False, f"{component.health_path} answered {response.status_code}"
+    if component.name == "airflow":
+        # The API server answers before the scheduler and friends have sent a heartbeat.
+        body = response.json()
+        sick = [p for p in _AIRFLOW_PARTS if body.get(p, {}).get("status") != "healthy"]
+        if sick:
+            return False, f"not yet healthy: {', '.join(sick)}"
+    return True, "ok"
+
+
+def version(settings: Settings, component: Component) -> str | None:
+    try:
+        if component.name == "airflow":
+            client = AirflowClient(component.url, AIRFLOW_USER, airflow_password(settings))
+            try:
+                return client.version()
+            finally:
+                client.close()
+        response = httpx.get(component.url + component.version_path, timeout=3)
+        response.raise_for_status()
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return str(response.json()["version"])
+        return response.text.strip()
+    except (httpx.HTTPError, KeyError, ValueError):
+        return None
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (workers, stubs)."""
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for process in family:
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return round(total / 2**20, 1)
+
+
+def status(settings: Settings, component: Component,
+           running: dict[str, supervisor.ProcessInfo]) -> ComponentStatus:
+    """A component is healthy only when every one of its processes runs and its probe passes."""
+    infos = [running.get(p.name) for p in component.programs]
+    down = [p.name for p, i in zip(component.programs, infos, strict=True)
+            if i is None or i.state != "RUNNING"]
+    pids = [i.pid for i in infos if i is not None and i.pid]
+    if down:
+        healthy, detail = False, f"not running: {', '.join(down)}"
+    else:
+        healthy, detail = probe(component)
+    return ComponentStatus(
+        url=component.url, healthy=healthy, detail=detail, pid=pids[0] if pids else None,
+        version=version(settings, component) if healthy else None,
+        rss_mb=round(sum(tree_rss_mb(pid) for pid in pids), 1),
+    )

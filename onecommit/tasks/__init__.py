@@ -1,0 +1,1 @@
+"""Invoke task modules; `tasks.py` at the project root composes them."""

@@ -1,0 +1,107 @@
+"""`invoke up / down / status / logs`: the local platform."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from invoke import Context, task
+from invoke.exceptions import Exit
+from pydantic import ValidationError
+
+from onecommit.platform import local
+from onecommit.platform.envs import EnvironmentError_
+from onecommit.settings import Settings
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and task flags, or one line naming the bad value and fix."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise Exit(f"invalid setting {field}={first.get('input')!r}: {first['msg']} "
+                   f"(fix the --{field} flag or ONECOMMIT_{field.upper()})", code=2) from None
+
+
+@contextmanager
+def clear_errors() -> Iterator[None]:
+    """Turn the platform's expected faults into one line and a non-zero exit."""
+    try:
+        yield
+    except local.PlatformError as error:
+        if error.detail:
+            print(error.detail)
+        raise Exit(f"error: {error}", code=1) from None
+    except EnvironmentError_ as error:
+        raise Exit(f"error: {error}", code=1) from None
+
+
+def _require_local(settings: Settings) -> None:
+    if settings.profile != "local":
+        raise Exit(f"the {settings.profile} profile has its own tasks: see the README's "
+                   "Kubernetes section (this command drives the local profile)", code=2)
+
+
+@task(help={"profile": "local (default) or kind"})
+def up(c: Context, profile: str | None = None) -> None:
+    """Start the platform and wait until every component is healthy (idempotent)."""
+    settings = load_settings(profile=profile)
+    _require_local(settings)
+    with clear_errors():
+        local.up(settings)
+    print_urls(settings)
+
+
+@task(help={"profile": "local (default) or kind"})
+def down(c: Context, profile: str | None = None) -> None:
+    """Stop every process `invoke up` started."""
+    settings = load_settings(profile=profile)
+    _require_local(settings)
+    with clear_errors():
+        local.down(settings)
+    print("platform stopped")
+
+
+@task(help={"json": "print machine-readable JSON"})
+def status(c: Context, json_: bool = False) -> None:
+    """Each component's URL, pid, health, version and resident memory."""
+    settings = load_settings()
+    report = local.statuses(settings)
+    total = round(sum(s.rss_mb for s in report.values()), 1)
+    if json_:
+        print(json.dumps({"components": {n: s.as_dict() for n, s in report.items()},
+                          "total_rss_mb": total}, indent=2))
+    else:
+        print(f"{'component':<10} {'healthy':<8} {'pid':>8} {'rss_mb':>8}  {'version':<10} url")
+        for name, s in report.items():
+            print(f"{name:<10} {'yes' if s.healthy else 'NO':<8} {s.pid or '-':>8} "
+                  f"{s.rss_mb:>8.1f}  {s.version or '-':<10} {s.url}"
+                  + ("" if s.healthy else f"  ({s.detail})"))
+        print(f"total resident memory: {total:.1f} MB")
+    if not all(s.healthy for s in report.values()):
+        raise Exit(code=1)
+
+
+@task(help={"name": "mlflow, airflow, triton or gateway", "lines": "lines to show",
+            "follow": "keep following"})
+def logs(c: Context, name: str, lines: int = 50, follow: bool = False) -> None:
+    """Tail a component's log."""
+    settings = load_settings()
+    with clear_errors():
+        files = [str(p) for p in local.component_log(settings, name) if p.exists()]
+    if not files:
+        raise Exit(f"no log yet for {name}: start the platform with `invoke up`", code=1)
+    subprocess.run(["tail", "-n", str(lines), *(["-F"] if follow else []), *files], check=False)
+
+
+def print_urls(settings: Settings, out: Callable[[str], None] = print) -> None:
+    out(f"MLflow UI:   {settings.url(settings.mlflow_port)}")
+    out(f"Airflow UI:  {settings.url(settings.airflow_port)}  (user onecommit, password in "
+        f"{settings.state_dir}/airflow/passwords.json)")
+    out(f"Triton:      {settings.url(settings.triton_http_port)}")
+    out(f"Gateway:     {settings.url(settings.gateway_port)}")
