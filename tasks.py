@@ -1,11 +1,11 @@
 """onecommit's invoke tasks: a thin composition of the task modules in `onecommit/tasks/`."""
 
-from invoke import Collection
+from invoke import Collection, Task
 
-from onecommit.tasks import platform
+from onecommit.tasks import dev, platform
 
 namespace = Collection()
-for module in (platform,):
-    for task_ in module.__dict__.values():
-        if hasattr(task_, "body") and getattr(task_, "__module__", "") == module.__name__:
-            namespace.add_task(task_)
+for module in (platform, dev):
+    for value in vars(module).values():
+        if isinstance(value, Task) and value.body.__module__ == module.__name__:
+            namespace.add_task(value)

@@ -30,12 +30,15 @@ class Settings(BaseSettings):
     airflow_parallelism: int = Field(default=2, ge=1)
     health_timeout_s: float = Field(default=180.0, gt=0)
     shared_dir: Path = Field(default=PROJECT_ROOT.parent / "shared")
+    # Component environments; by default inside the state dir. Tests point several state dirs
+    # at one set of environments.
+    envs_path: Path | None = None
 
-    @field_validator("state_dir", "shared_dir")
+    @field_validator("state_dir", "shared_dir", "envs_path")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
+    def _absolute(cls, value: Path | None) -> Path | None:
         # Supervisor and the services run with other working directories.
-        return value.expanduser().resolve()
+        return None if value is None else value.expanduser().resolve()
 
     @property
     def ports(self) -> dict[str, int]:
@@ -51,7 +54,7 @@ class Settings(BaseSettings):
 
     @property
     def envs_dir(self) -> Path:
-        return self.state_dir / "envs"
+        return self.envs_path or self.state_dir / "envs"
 
     @property
     def logs_dir(self) -> Path:

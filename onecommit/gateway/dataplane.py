@@ -23,4 +23,5 @@ class DataPlane:
         try:
             return await self._backend.forward(method, path, body, headers)
         except httpx.HTTPError as error:
-            raise BackendUnavailable(f"inference server unreachable: {type(error).__name__}") from error
+            reason = type(error).__name__
+            raise BackendUnavailable(f"inference server unreachable: {reason}") from error

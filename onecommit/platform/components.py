@@ -17,6 +17,8 @@ from onecommit.platform.envs import env_dir
 from onecommit.settings import PROJECT_ROOT, Settings
 
 AIRFLOW_USER = "onecommit"
+# Environments are built with this interpreter; the Triton stub must match its version.
+_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ def _prepare_airflow(settings: Settings, airflow: str) -> None:
 
 def triton_paths(settings: Settings) -> tuple[Path, Path]:
     """(tritonserver binary, its package dir) inside the triton environment."""
-    site = env_dir(settings, "triton") / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    site = env_dir(settings, "triton") / "lib" / f"python{_PYTHON}" / "site-packages"
     return site / "pytriton" / "tritonserver" / "bin" / "tritonserver", site
 
 
@@ -155,7 +157,7 @@ def _install_python_backend(settings: Settings) -> Path:
     target = backends / "python"
     if not (target / "triton_python_backend_stub").exists():
         shutil.copytree(shipped / "backends" / "python", target, dirs_exist_ok=True)
-        stub = shipped / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}"
+        stub = shipped / "python_backend_stubs" / _PYTHON
         shutil.copy2(stub / "triton_python_backend_stub", target / "triton_python_backend_stub")
     return backends
 

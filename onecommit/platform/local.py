@@ -65,15 +65,18 @@ def _check_binaries(settings: Settings) -> None:
         )
 
 
-def up(settings: Settings, report: Report = print) -> None:
-    """Start every component and return when all are healthy; idempotent."""
+def up(settings: Settings, report: Report = print,
+       platform: list[Component] | None = None) -> None:
+    """Start every component (the local profile's unless given) and return when all are
+    healthy; idempotent."""
     running = {n for n, i in supervisor.processes(settings).items() if i.state == "RUNNING"}
     check_ports(settings, running)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    platform = components(settings)
-    for env in dict.fromkeys(c.env for c in platform):
-        report(f"environment {env}: ready at {ensure_env(settings, env)}")
-    _check_binaries(settings)
+    if platform is None:
+        platform = components(settings)
+        for env in dict.fromkeys(c.env for c in platform):
+            report(f"environment {env}: ready at {ensure_env(settings, env)}")
+        _check_binaries(settings)
     fresh = supervisor.supervisord_pid(settings) is None
     try:
         for component in platform:
@@ -100,7 +103,8 @@ def _start(settings: Settings, component: Component, report: Report) -> None:
                 or running[p.name].state in {"FATAL", "EXITED", "BACKOFF", "STOPPED"}]
         if dead:
             raise _failure(settings, component, f"{dead[0]} exited at start", dead[0])
-        healthy, why = probe(component)
+        starting = [p.name for p in component.programs if running[p.name].state != "RUNNING"]
+        healthy, why = (False, f"starting: {starting[0]}") if starting else probe(component)
         if healthy:
             report(f"{component.name}: healthy at {component.url}")
             return

@@ -126,7 +126,8 @@ def ensure_running(settings: Settings) -> None:
     deadline = time.monotonic() + 15
     while supervisord_pid(settings) is None:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"supervisord did not start; see {settings.logs_dir}/supervisord.log")
+            log = settings.logs_dir / "supervisord.log"
+            raise RuntimeError(f"supervisord did not start; see {log}")
         time.sleep(0.1)
 
 

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from invoke import Context, task
+from invoke.context import Context
 from invoke.exceptions import Exit
+from invoke.tasks import task
 from pydantic import ValidationError
 
 from onecommit.platform import local

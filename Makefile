@@ -1,0 +1,22 @@
+# The two commands of a fresh clone: `make demo` and `make test`. Everything else is `invoke`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bootstrap
+
+demo: bootstrap
+	$(BIN)/invoke demo
+
+test: bootstrap
+	$(BIN)/invoke test
+
+bootstrap: $(STAMP)
+
+$(STAMP): requirements/dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "onecommit needs Python 3.11+: run make with PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/dev.txt -e .
+	touch $@

@@ -1,0 +1,1 @@
+"""Model serving artefacts: the Triton model repository and its python-backend runtime."""

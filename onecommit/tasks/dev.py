@@ -1,0 +1,38 @@
+"""`invoke envs / test / demo`: building, checking and showing the project."""
+
+from __future__ import annotations
+
+import sys
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from onecommit.platform.envs import COMPONENTS, ensure_env
+from onecommit.tasks.platform import clear_errors, load_settings, print_urls, status, up
+
+
+@task(help={"name": "one component (default: all)"})
+def envs(c: Context, name: str | None = None) -> None:
+    """Build the component environments that are missing or out of date."""
+    settings = load_settings()
+    with clear_errors():
+        for component in [name] if name else COMPONENTS:
+            print(f"{component}: {ensure_env(settings, component)}")
+
+
+@task(help={"pytest_args": "extra arguments for pytest, e.g. '-k gateway -x'"})
+def test(c: Context, pytest_args: str = "") -> None:
+    """Static checks, then the whole test suite against the real platform."""
+    envs(c)
+    bin_dir = f"{sys.prefix}/bin"
+    c.run(f"{bin_dir}/ruff check onecommit tests dags tasks.py", echo=True)
+    c.run(f"{bin_dir}/mypy onecommit", echo=True)
+    c.run(f"{bin_dir}/pytest -p no:cacheprovider {pytest_args}", echo=True, pty=False)
+
+
+@task
+def demo(c: Context) -> None:
+    """Start the local platform and show its state and URLs."""
+    up(c)
+    status(c)
+    print_urls(load_settings())
