@@ -30,7 +30,9 @@ def test_every_component_is_healthy_with_pid_version_and_memory(platform: Settin
     assert set(report) == {"mlflow", "airflow", "triton", "gateway"}
     for name, status in report.items():
         assert status.healthy, f"{name}: {status.detail}"
-        assert status.pid and status.rss_mb > 0 and status.version, name
+        assert status.pid, name
+        assert status.rss_mb > 0, name
+        assert status.version, name
         assert status.url.startswith("http://127.0.0.1:")
     assert report["mlflow"].version == "3.17.2"
     assert report["airflow"].version == "3.3.2"
@@ -85,7 +87,8 @@ def test_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
     holder.listen()
     try:
         settings = make_settings(tmp_path, gateway_port=holder.getsockname()[1])
-        with pytest.raises(local.PlatformError, match=r"port \d+ \(gateway\).*ONECOMMIT_GATEWAY_PORT"):
+        refusal = r"port \d+ \(gateway\).*ONECOMMIT_GATEWAY_PORT"
+        with pytest.raises(local.PlatformError, match=refusal):
             local.up(settings)
         assert supervisor.supervisord_pid(settings) is None
     finally:
@@ -118,7 +121,8 @@ def test_down_leaves_no_process(tmp_path: Path) -> None:
     component = _http_server(settings, settings.mlflow_port)
     local.up(settings, report=lambda _: None, platform=[component])
     ours = process_tree(settings)
-    assert len(ours) == 2 and probe(component)[0]
+    assert len(ours) == 2
+    assert probe(component)[0]
     local.down(settings)
     assert not alive(ours)
     assert supervisor.supervisord_pid(settings) is None

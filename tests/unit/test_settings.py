@@ -38,4 +38,6 @@ def test_invoke_reports_unknown_profile_in_one_line() -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "profile" in lines[0] and "'swarm'" in lines[0] and "ONECOMMIT_PROFILE" in lines[0]
+    assert "profile" in lines[0]
+    assert "'swarm'" in lines[0]
+    assert "ONECOMMIT_PROFILE" in lines[0]
