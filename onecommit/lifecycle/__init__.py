@@ -1,0 +1,1 @@
+"""The model lifecycle: every step of the one-commit flow as a plain, tested function."""

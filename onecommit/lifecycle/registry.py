@@ -1,0 +1,110 @@
+"""MLflow tracking and registry conventions: runs, versions and the aliases that say who serves.
+
+`challenger` is the candidate, `champion` the served version, `previous` the one before it.
+Every version records `before_version` (the champion when it was registered) and its `status`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from numpy.typing import NDArray
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a run comes from: recorded as tags on the run and the version."""
+
+    git_sha: str
+    env: str
+    dag_run_id: str
+
+    def tags(self) -> dict[str, str]:
+        return {"git_sha": self.git_sha, "env": self.env, "dag_run_id": self.dag_run_id}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trained model logged to a run; `model_uri` is MLflow 3's logged-model URI."""
+
+    run_id: str
+    model_uri: str
+
+
+def client(tracking_uri: str) -> MlflowClient:
+    mlflow.set_tracking_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def alias_version(mlflow_client: MlflowClient, model: str, alias: str) -> int | None:
+    try:
+        return int(mlflow_client.get_model_version_by_alias(model, alias).version)
+    except MlflowException:
+        return None
+
+
+def log_candidate(mlflow_client: MlflowClient, model_name: str, pipeline: Any,
+                  x_example: NDArray[Any], params: dict[str, Any], metrics: dict[str, float],
+                  context: RunContext) -> Candidate:
+    """One MLflow run with params, metrics, the model, its signature and input example."""
+    experiment = mlflow.set_experiment(model_name)
+    before = alias_version(mlflow_client, model_name, CHAMPION)
+    tags = {**context.tags(), "before_version": str(before or "")}
+    with mlflow.start_run(experiment_id=experiment.experiment_id, tags=tags) as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        signature = infer_signature(x_example, pipeline.predict_proba(x_example))
+        logged = mlflow.sklearn.log_model(pipeline, name="model", signature=signature,
+                                          input_example=x_example[:3])
+    return Candidate(run_id=str(run.info.run_id), model_uri=str(logged.model_uri))
+
+
+def register(mlflow_client: MlflowClient, model_name: str, candidate: Candidate,
+             context: RunContext) -> tuple[int, int | None]:
+    """Register the run's model as a new version with alias `challenger`;
+    returns (version, before_version)."""
+    before = alias_version(mlflow_client, model_name, CHAMPION)
+    tags = {**context.tags(), "before_version": str(before or ""), "status": "registered"}
+    version = mlflow.register_model(candidate.model_uri, model_name, tags=tags)
+    mlflow_client.set_registered_model_alias(model_name, CHALLENGER, version.version)
+    return int(version.version), before
+
+
+def set_status(mlflow_client: MlflowClient, model_name: str, version: int, status: str,
+               reason: str = "") -> None:
+    mlflow_client.set_model_version_tag(model_name, str(version), "status", status)
+    if reason:
+        mlflow_client.set_model_version_tag(model_name, str(version), "reason", reason)
+
+
+def promote(mlflow_client: MlflowClient, model_name: str, version: int) -> int | None:
+    """champion → version, previous → the old champion, challenger removed; returns previous."""
+    old = alias_version(mlflow_client, model_name, CHAMPION)
+    if old is not None and old != version:
+        mlflow_client.set_registered_model_alias(model_name, PREVIOUS, str(old))
+    mlflow_client.set_registered_model_alias(model_name, CHAMPION, str(version))
+    if alias_version(mlflow_client, model_name, CHALLENGER) == version:
+        mlflow_client.delete_registered_model_alias(model_name, CHALLENGER)
+    set_status(mlflow_client, model_name, version, "champion")
+    return old if old != version else alias_version(mlflow_client, model_name, PREVIOUS)
+
+
+def restore(mlflow_client: MlflowClient, model_name: str, before_version: int | None,
+            failed_version: int, reason: str) -> None:
+    """Roll back: champion back to before_version, the failed version tagged with why."""
+    if before_version is not None:
+        mlflow_client.set_registered_model_alias(model_name, CHAMPION, str(before_version))
+    if alias_version(mlflow_client, model_name, CHALLENGER) == failed_version:
+        mlflow_client.delete_registered_model_alias(model_name, CHALLENGER)
+    set_status(mlflow_client, model_name, failed_version, "rolled_back", reason)
+
+
+def load_model(model_name: str, version: int) -> Any:
+    return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")

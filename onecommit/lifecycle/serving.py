@@ -1,0 +1,62 @@
+"""Publish a version to Triton, load it beside the served one over gRPC, and smoke-test it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as triton_grpc
+from numpy.typing import NDArray
+
+from onecommit.serving.triton_repo import Target, publish
+
+
+def load_beside(grpc_url: str, repository: Path, model_name: str, version: int,
+                onnx_bytes: bytes, target: Target = "python-onnxruntime") -> None:
+    """Write the version atomically, then ask Triton to (re)load the model: versions already
+    served stay up while the new one loads (never unload-then-load)."""
+    publish(repository, model_name, version, onnx_bytes, target)
+    client = triton_grpc.InferenceServerClient(grpc_url)
+    try:
+        client.load_model(model_name)
+    finally:
+        client.close()
+
+
+def version_ready(grpc_url: str, model_name: str, version: int) -> bool:
+    client = triton_grpc.InferenceServerClient(grpc_url)
+    try:
+        return bool(client.is_model_ready(model_name, str(version)))
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def predict(grpc_url: str, model_name: str, version: int,
+            rows: NDArray[Any]) -> tuple[NDArray[Any], NDArray[Any]]:
+    client = triton_grpc.InferenceServerClient(grpc_url)
+    try:
+        tensor = triton_grpc.InferInput("X", list(rows.shape), "FP32")
+        tensor.set_data_from_numpy(rows.astype(np.float32))
+        result = client.infer(model_name, [tensor], model_version=str(version))
+        return result.as_numpy("label"), result.as_numpy("probabilities")
+    finally:
+        client.close()
+
+
+def smoke(grpc_url: str, model_name: str, version: int, reference: Any, golden: NDArray[Any],
+          tolerance: float = 1e-4) -> list[str]:
+    """Differences between Triton and the registry model on golden rows; empty means equal."""
+    labels, probabilities = predict(grpc_url, model_name, version, golden)
+    expected_labels = reference.predict(golden)
+    expected_probabilities = reference.predict_proba(golden)
+    problems = []
+    mismatched = int(np.sum(labels != expected_labels))
+    if mismatched:
+        problems.append(f"{mismatched} of {len(golden)} labels differ")
+    worst = float(np.max(np.abs(probabilities - expected_probabilities)))
+    if worst > tolerance:
+        problems.append(f"probabilities differ by up to {worst:.2e} (tolerance {tolerance:.0e})")
+    return problems
