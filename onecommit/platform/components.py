@@ -42,7 +42,8 @@ class Component:
     health_path: str
     version_path: str
     programs: list[Program]
-    prepare: Callable[[], None] = lambda: None
+    # Runs before the processes start (directories, credentials, schema migrations).
+    prepare: Callable[[], object] = lambda: None
 
 
 def _secret(path: Path, make: Callable[[], str]) -> str:
@@ -202,12 +203,20 @@ def _gateway(settings: Settings) -> Component:
         "ONECOMMIT_GATEWAY_PORT": str(settings.gateway_port),
         "ONECOMMIT_TRITON_HTTP_PORT": str(settings.triton_http_port),
         "ONECOMMIT_TRITON_GRPC_PORT": str(settings.triton_grpc_port),
+        "ONECOMMIT_MLFLOW_PORT": str(settings.mlflow_port),
     }
     return Component(
         name="gateway", env="gateway", url=settings.url(settings.gateway_port),
         health_path="/v2/health/ready", version_path="/version",
         programs=[Program("gateway", command, environment)],
+        prepare=lambda: gateway_admin_token(settings),
     )
+
+
+def gateway_admin_token(settings: Settings) -> str:
+    """The gateway's admin bearer token, generated once at the first `up` (mode 0600)."""
+    return _secret(settings.state_dir / "gateway" / "admin_token",
+                   lambda: secrets.token_urlsafe(32))
 
 
 def components(settings: Settings) -> list[Component]:

@@ -1,0 +1,207 @@
+"""The gateway against real Triton and MLflow with two model versions."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton_http
+
+from onecommit.lifecycle import registry, serving, training
+from onecommit.lifecycle.export import to_onnx_bytes
+from onecommit.lifecycle.spec import load_spec
+from onecommit.platform.components import gateway_admin_token
+from onecommit.settings import PROJECT_ROOT, Settings
+
+pytestmark = pytest.mark.platform
+SPEC = load_spec(PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml")
+MODEL = "breast-cancer"
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    admin: dict[str, str]
+    champion: int
+    challenger: int
+    rows: np.ndarray
+    labels: np.ndarray
+
+
+def _version(settings: Settings, c_value: float, split: training.Split) -> int:
+    algorithm = SPEC.algorithm.model_copy(update={"params": {"C": c_value, "max_iter": 500}})
+    pipeline = training.train(algorithm, split, 0)
+    client = registry.client(settings.url(settings.mlflow_port))
+    context = registry.RunContext(git_sha=f"c{c_value}", env="dev", dag_run_id="gateway-test")
+    candidate = registry.log_candidate(client, MODEL, pipeline, split.x_holdout,
+                                       {"C": c_value}, training.evaluate(pipeline, split), context)
+    version, _ = registry.register(client, MODEL, candidate, context)
+    serving.load_beside(f"127.0.0.1:{settings.triton_grpc_port}", settings.model_repository,
+                        MODEL, version, to_onnx_bytes(pipeline, split.x_holdout))
+    return version
+
+
+@pytest.fixture(scope="module")
+def served(platform: Settings) -> Served:
+    split = training.load_split(SPEC.dataset)
+    champion = _version(platform, 1.0, split)
+    challenger = _version(platform, 1e-3, split)
+    client = registry.client(platform.url(platform.mlflow_port))
+    client.set_registered_model_alias(MODEL, "champion", str(champion))
+    client.set_registered_model_alias(MODEL, "challenger", str(challenger))
+    url = platform.url(platform.gateway_port)
+    admin = {"Authorization": f"Bearer {gateway_admin_token(platform)}"}
+    for alias in ("champion", "challenger"):
+        response = httpx.post(f"{url}/variant/{alias}/reload", headers=admin, timeout=30)
+        assert response.status_code == 200, response.text
+    return Served(url, admin, champion, challenger, split.x_holdout, split.y_holdout)
+
+
+def _body(rows: np.ndarray, datatype: str = "FP32") -> dict[str, object]:
+    return {"inputs": [{"name": "X", "shape": list(rows.shape), "datatype": datatype,
+                        "data": rows.flatten().tolist()}]}
+
+
+def _traffic(s: Served, **policy: object) -> None:
+    response = httpx.put(f"{s.url}/traffic", json=policy, headers=s.admin)
+    assert response.status_code == 200, response.text
+
+
+def test_tritonclient_through_gateway_equals_direct(served: Served, platform: Settings) -> None:
+    _traffic(served, strategy="canary", challenger_weight=0.0)
+    rows = served.rows[:8]
+    results = []
+    for port in (platform.gateway_port, platform.triton_http_port):
+        client = triton_http.InferenceServerClient(f"127.0.0.1:{port}")
+        tensor = triton_http.InferInput("X", list(rows.shape), "FP32")
+        tensor.set_data_from_numpy(rows, binary_data=True)
+        version = "" if port == platform.gateway_port else str(served.champion)
+        out = client.infer(MODEL, [tensor], model_version=version)
+        results.append(out.as_numpy("probabilities"))
+    assert np.array_equal(results[0], results[1])
+
+
+def test_variants_show_pinned_versions(served: Served) -> None:
+    body = httpx.get(f"{served.url}/variants").json()
+    assert body["variants"]["champion"]["version"] == served.champion
+    assert body["variants"]["challenger"]["version"] == served.challenger
+    assert body["variants"]["challenger"]["ready"] is True
+
+
+def test_canary_split_and_version_headers(served: Served) -> None:
+    _traffic(served, strategy="canary", challenger_weight=0.5)
+    seen: Counter[tuple[str, str]] = Counter()
+    with httpx.Client(base_url=served.url) as client:
+        for i in range(300):
+            response = client.post(f"/v2/models/{MODEL}/infer",
+                                   json=_body(served.rows[i % 50: i % 50 + 1]))
+            assert response.status_code == 200
+            seen[(response.headers["x-onecommit-variant"],
+                  response.headers["x-onecommit-version"])] += 1
+    assert set(seen) == {("champion", str(served.champion)),
+                         ("challenger", str(served.challenger))}
+    assert 90 <= seen[("challenger", str(served.challenger))] <= 210
+
+
+def test_ab_is_sticky_by_header(served: Served) -> None:
+    _traffic(served, strategy="ab", challenger_weight=0.5, sticky_key="x-user-id")
+    with httpx.Client(base_url=served.url) as client:
+        for user in ("alice", "bob", "carol"):
+            variants = {client.post(f"/v2/models/{MODEL}/infer", json=_body(served.rows[:1]),
+                                    headers={"x-user-id": user}).headers["x-onecommit-variant"]
+                        for _ in range(10)}
+            assert len(variants) == 1
+
+
+def test_reloads_and_strategy_changes_under_load_lose_no_request(served: Served) -> None:
+    failures: list[str] = []
+    count = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=served.url, timeout=10) as client:
+            while not stop.is_set():
+                response = client.post(f"/v2/models/{MODEL}/infer", json=_body(served.rows[:1]))
+                count[0] += 1
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text}")
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for step in range(5):
+            reloaded = httpx.post(f"{served.url}/variant/challenger/reload", headers=served.admin,
+                                  timeout=30)
+            assert reloaded.status_code == 200
+            _traffic(served, strategy="bluegreen", active="challenger" if step % 2 else "champion")
+            _traffic(served, strategy="canary", challenger_weight=0.2 * step)
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert count[0] > 50
+    assert failures == []
+
+
+def test_feedback_gives_online_accuracy(served: Served) -> None:
+    _traffic(served, strategy="canary", challenger_weight=0.0, experiment="feedback")
+    httpx.post(f"{served.url}/analysis/reset", headers=served.admin)
+    with httpx.Client(base_url=served.url) as client:
+        for i in range(40):
+            response = client.post(f"/v2/models/{MODEL}/infer", json=_body(served.rows[i:i + 1]))
+            feedback = client.post("/feedback", headers=served.admin, json={
+                "request_id": response.headers["x-request-id"], "label": int(served.labels[i])})
+            assert feedback.status_code == 200
+    champion = httpx.get(f"{served.url}/analysis").json()["variants"]["champion"]
+    assert champion["feedback"] == 40
+    assert champion["online_accuracy"] >= 0.85
+    assert champion["latency_ms"]["p95"] > 0
+
+
+def test_shadow_mirrors_and_records_agreement(served: Served) -> None:
+    _traffic(served, strategy="shadow")
+    with httpx.Client(base_url=served.url) as client:
+        for i in range(30):
+            response = client.post(f"/v2/models/{MODEL}/infer", json=_body(served.rows[i:i + 1]))
+            assert response.headers["x-onecommit-variant"] == "champion"
+    time.sleep(1)
+    assert httpx.get(f"{served.url}/analysis").json()["shadow_agreement"] is not None
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status"), [
+    ("post", f"/v2/models/{MODEL}/infer", {"content": b"{not json"}, 400),
+    ("post", f"/v2/models/{MODEL}/infer",
+     {"json": {"inputs": [{"name": "X", "shape": [1, 3], "datatype": "FP32",
+                           "data": [1, 2, 3]}]}}, 400),
+    ("post", f"/v2/models/{MODEL}/infer",
+     {"json": {"inputs": [{"name": "X", "shape": [1, 30], "datatype": "BYTES",
+                           "data": ["a"] * 30}]}}, 400),
+    ("post", "/v2/models/no-such-model/infer", {"json": {"inputs": []}}, 404),
+    ("post", f"/v2/models/{MODEL}/versions/999/infer", {"json": {"inputs": []}}, 404),
+    ("post", f"/v2/models/{MODEL}/infer", {"content": b"0" * (9 * 2**20)}, 413),
+    ("put", "/traffic", {"json": {"strategy": "canary"}}, 401),
+    ("post", "/variant/challenger/reload", {"headers": {"Authorization": "Bearer wrong"}}, 401),
+    ("put", "/traffic", {"json": {"strategy": "canary", "challenger_weight": 2}, "admin": True},
+     422),
+    ("post", "/variant/nonexistent/reload", {"admin": True}, 409),
+])
+def test_bad_input_gets_its_4xx_and_changes_nothing(served: Served, method: str, path: str,
+                                                    kwargs: dict[str, object],
+                                                    status: int) -> None:
+    before = (httpx.get(f"{served.url}/traffic").json(),
+              httpx.get(f"{served.url}/variants").json())
+    if kwargs.pop("admin", False):
+        kwargs["headers"] = served.admin
+    response = getattr(httpx, method)(f"{served.url}{path}", **kwargs)
+    assert response.status_code == status, response.text
+    assert "error" in json.loads(response.content)
+    after = (httpx.get(f"{served.url}/traffic").json(), httpx.get(f"{served.url}/variants").json())
+    assert after == before
