@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
+from loguru import logger
 
 from onecommit.gateway.app import create_app
 from onecommit.gateway.settings import GatewaySettings
 
 
+def configure_logging(settings: GatewaySettings) -> None:
+    """JSON lines, one per request, rotated by size and kept for a bounded number of files.
+    Written from a background thread so the request path never waits on the disk."""
+    logger.remove()
+    logger.add(settings.logs_dir / "gateway-requests.jsonl", serialize=True, enqueue=True,
+               rotation="20 MB", retention=5, level="INFO")
+    logger.add(sys.stderr, level="WARNING")
+
+
 def main() -> None:
     settings = GatewaySettings()
+    configure_logging(settings)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.gateway_port,
                 log_level="warning", access_log=False)
 

@@ -186,8 +186,11 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
                                 settings.triton_max_connections)
         resolver = AliasResolver(settings.url(settings.mlflow_port), settings.mlflow_timeout_s)
         app.state.registry = metrics_registry
-        app.state.dataplane = DataPlane(backend, resolver, settings.gateway_model,
-                                        GatewayMetrics(metrics_registry))
+        plane = DataPlane(backend, resolver, settings.gateway_model,
+                          GatewayMetrics(metrics_registry))
+        app.state.dataplane = plane
+        # A restarted gateway pins what the registry says now; unset aliases stay unpinned.
+        await plane.pin_registered(("champion", "challenger"))
         yield
         await backend.close()
         await resolver.close()

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from loguru import logger
 
 from onecommit.gateway.backends import BackendResponse, TritonBackend
 from onecommit.gateway.feedback import Outcomes, predicted_label
 from onecommit.gateway.metrics import GatewayMetrics
 from onecommit.gateway.router import CHALLENGER, CHAMPION, TrafficPolicy, route
 from onecommit.gateway.variants import AliasResolver, Variant, VariantError, VariantTable
+
+request_log = logger.bind(kind="request")
 
 
 class BackendUnavailable(RuntimeError):
@@ -102,6 +105,9 @@ class DataPlane:
         self._metrics.latency.labels(*labels).observe(elapsed)
         if status >= 500:
             self._metrics.errors.labels(*labels).inc()
+        request_log.bind(request_id=request_id, model=model, variant=variant,
+                         version=version, status=status,
+                         latency_ms=round(elapsed * 1000, 3)).info("inference")
         header_length = headers.get("inference-header-content-length")
         self.outcomes.record(request_id, variant, status, elapsed * 1000, body,
                              int(header_length) if header_length else None)
@@ -157,6 +163,13 @@ class DataPlane:
             variant = Variant(alias=alias, version=version, ready=True)
             self.variants.pin(variant)
             return variant
+
+    async def pin_registered(self, aliases: tuple[str, ...]) -> None:
+        for alias in aliases:
+            try:
+                await self.reload(alias)
+            except VariantError:
+                continue
 
     def set_policy(self, policy: TrafficPolicy) -> None:
         if policy.strategy != self.policy.strategy or policy.experiment != self.policy.experiment:
