@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Profile = Literal["local", "kind"]
@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # Component environments; by default inside the state dir. Tests point several state dirs
     # at one set of environments.
     envs_path: Path | None = None
+    # Slack incoming webhook; unset, notifications go to <state dir>/notifications.jsonl.
+    notify_webhook_url: SecretStr | None = None
 
     @field_validator("state_dir", "shared_dir", "envs_path")
     @classmethod
@@ -63,6 +65,15 @@ class Settings(BaseSettings):
     @property
     def model_repository(self) -> Path:
         return self.state_dir / "triton" / "models"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as `ONECOMMIT_*` variables, for the processes the platform starts."""
+        values = {name: getattr(self, name) for name in Settings.model_fields}
+        return {
+            f"ONECOMMIT_{name.upper()}": (
+                value.get_secret_value() if isinstance(value, SecretStr) else str(value))
+            for name, value in values.items() if value is not None
+        }
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,10 @@ import pytest
 
 from onecommit.platform import local, supervisor
 from onecommit.settings import PROJECT_ROOT, Settings
+
+# Airflow reads its configuration at import: keep the test process's Airflow out of ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="onecommit-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 # Tests reuse the environments `make test` built, keyed by their requirements files.
 SHARED_ENVS = PROJECT_ROOT / ".onecommit" / "envs"

@@ -109,7 +109,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.logs_dir / "airflow-tasks"),
         "PYTHONPATH": str(PROJECT_ROOT),
-        "ONECOMMIT_STATE_DIR": str(settings.state_dir),
+        # Tasks run the lifecycle library, which needs every port and path of this platform.
+        **settings.as_environment(),
     }
 
 
@@ -196,15 +197,7 @@ def _triton(settings: Settings) -> Component:
 
 def _gateway(settings: Settings) -> Component:
     command = [_bin(settings, "gateway", "python"), "-m", "onecommit.gateway"]
-    environment = {
-        "PYTHONPATH": str(PROJECT_ROOT),
-        "ONECOMMIT_STATE_DIR": str(settings.state_dir),
-        "ONECOMMIT_HOST": settings.host,
-        "ONECOMMIT_GATEWAY_PORT": str(settings.gateway_port),
-        "ONECOMMIT_TRITON_HTTP_PORT": str(settings.triton_http_port),
-        "ONECOMMIT_TRITON_GRPC_PORT": str(settings.triton_grpc_port),
-        "ONECOMMIT_MLFLOW_PORT": str(settings.mlflow_port),
-    }
+    environment = {"PYTHONPATH": str(PROJECT_ROOT), **settings.as_environment()}
     return Component(
         name="gateway", env="gateway", url=settings.url(settings.gateway_port),
         health_path="/v2/health/ready", version_path="/version",

@@ -1,0 +1,415 @@
+"""The checks behind `run_lint`; this module needs the lint environment.
+
+yamllint, helm lint/template of every chart with each env's values, Kubernetes schemas
+(kubernetes-validate, pinned version) and upstream CRD schemas for every object, resources on every
+workload container, no plaintext Secret, and ApplicationSets expanded and checked against their
+AppProjects and the tree.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from onecommit.lint import Finding
+from onecommit.lint.tools import ensure_tools
+
+KUBERNETES_VERSION = "1.31"
+YAMLLINT_CONFIG = Path(__file__).with_name("yamllint.yaml")
+YAML_DIRS = ("charts", "gitops", "baseline", "kind", "optional")
+MANIFEST_DIRS = ("gitops/bootstrap", "gitops/projects", "gitops/appsets", "baseline")
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+BUILTIN_PROJECT = "default"  # exists in every Argo CD and allows every destination
+_SECRET_LINE = re.compile(r"^kind:\s*[\"']?Secret[\"']?\s*$", re.MULTILINE)
+_TEMPLATE_KEY = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
+_SOURCE_COMMENT = re.compile(r"^# Source: (\S+)", re.MULTILINE)
+
+Doc = dict[str, Any]
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(name)
+
+
+def _rel(root: Path, path: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _obj(doc: Doc) -> str:
+    meta = doc.get("metadata") or {}
+    name = meta.get("name", "?") if isinstance(meta, dict) else "?"
+    return f"{doc.get('kind', '?')}/{name}"
+
+
+def _yaml_files(root: Path, dirs: tuple[str, ...]) -> list[Path]:
+    files: list[Path] = []
+    for top in dirs:
+        base = root / top
+        if base.is_dir():
+            files += [p for p in base.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+    return sorted(files)
+
+
+def _is_template(path: Path) -> bool:
+    return "templates" in path.parts and "charts" in path.parts
+
+
+def _load_docs(path: Path) -> list[Doc]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+
+
+def _is_manifest(doc: Doc) -> bool:
+    return isinstance(doc.get("apiVersion"), str) and isinstance(doc.get("kind"), str)
+
+
+# ---------------------------------------------------------------- yamllint
+def check_yamllint(root: Path, files: list[Path]) -> list[Finding]:
+    config = _module("yamllint.config").YamlLintConfig(file=str(YAMLLINT_CONFIG))
+    linter = _module("yamllint.linter")
+    findings = []
+    for path in files:
+        if _is_template(path):
+            continue
+        for problem in linter.run(path.read_text(), config, str(path)):
+            findings.append(Finding(_rel(root, path), f"line {problem.line}",
+                                    f"yamllint {problem.level}: {problem.desc} ({problem.rule})"))
+    return findings
+
+
+# ---------------------------------------------------------------- schemas
+def _close(schema: Any) -> Any:
+    """CRD schemas prune unknown fields silently; make them errors (additionalProperties false)."""
+    if isinstance(schema, list):
+        return [_close(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _close(v) for k, v in schema.items()}
+    open_object = out.get("x-kubernetes-preserve-unknown-fields")
+    if "properties" in out and "additionalProperties" not in out and not open_object:
+        out["additionalProperties"] = False
+    return out
+
+
+@dataclass
+class Schemas:
+    crds: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, shared_dir: Path) -> Schemas:
+        validator_cls = _module("jsonschema").Draft7Validator
+        schemas = cls()
+        for path in sorted((shared_dir / "crds").rglob("*.yaml")):
+            for crd in _load_docs(path):
+                if crd.get("kind") != "CustomResourceDefinition":
+                    continue
+                spec = crd["spec"]
+                for version in spec.get("versions", []):
+                    schema = (version.get("schema") or {}).get("openAPIV3Schema")
+                    if schema is not None:
+                        api_version = f"{spec['group']}/{version['name']}"
+                        schemas.crds[(api_version, spec["names"]["kind"])] = validator_cls(
+                            _close(schema))
+        return schemas
+
+    def validate(self, doc: Doc) -> list[str]:
+        key = (doc["apiVersion"], doc["kind"])
+        if key in self.crds:
+            errors = sorted(self.crds[key].iter_errors(doc), key=lambda e: list(e.absolute_path))
+            return [_describe(e, "CRD schema") for e in errors]
+        kv = _module("kubernetes_validate")
+        try:
+            kv.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kv.SchemaNotFoundError:
+            return [f"no Kubernetes {KUBERNETES_VERSION} schema and no CRD in shared crds/ for "
+                    f"{doc['apiVersion']} {doc['kind']}"]
+        except kv.ValidationError as error:
+            return [_describe(error, f"Kubernetes {KUBERNETES_VERSION} schema")]
+        return []
+
+
+def _describe(error: Any, what: str) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"{what}: at {where}: {error.message}"
+
+
+# ---------------------------------------------------------------- per-object checks
+def check_object(doc: Doc, file: str, schemas: Schemas, label: str = "") -> list[Finding]:
+    obj = label + _obj(doc)
+    findings = [Finding(file, obj, problem) for problem in schemas.validate(doc)]
+    if doc.get("kind") == "Secret" and doc.get("apiVersion") == "v1":
+        findings.append(Finding(file, obj, "plaintext Secret: commit a SealedSecret instead"))
+    if doc.get("kind") in WORKLOAD_KINDS:
+        pod = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for group in ("initContainers", "containers"):
+            for container in pod.get(group) or []:
+                resources = container.get("resources") or {}
+                missing = [k for k in ("requests", "limits") if not resources.get(k)]
+                if missing:
+                    findings.append(Finding(file, obj, f"container {container.get('name')!r} has "
+                                                       f"no resources {' and '.join(missing)}"))
+    return findings
+
+
+def check_secret_text(root: Path, files: list[Path]) -> list[Finding]:
+    """Templates are not YAML; a `kind: Secret` line in any tracked file is enough to refuse."""
+    findings = []
+    for path in files:
+        if _is_template(path) and _SECRET_LINE.search(path.read_text()):
+            findings.append(Finding(_rel(root, path), "Secret", "plaintext Secret template: "
+                                                               "use a SealedSecret"))
+    return findings
+
+
+# ---------------------------------------------------------------- helm
+@dataclass(frozen=True)
+class Render:
+    chart: str
+    env: str
+    values: tuple[Path, ...]
+
+
+def _renders(root: Path) -> list[Render]:
+    renders = []
+    for chart_yaml in sorted((root / "charts").glob("*/Chart.yaml")):
+        chart = chart_yaml.parent.name
+        renders.append(Render(chart, "default", ()))
+        for env_dir in sorted((root / "gitops" / "envs").glob("*/values")):
+            base = env_dir / f"{chart}.yaml"
+            if not base.is_file():
+                continue
+            env = env_dir.parent.name
+            renders.append(Render(chart, env, (base,)))
+            for overlay in sorted(env_dir.glob(f"{chart}-*.yaml")):
+                renders.append(Render(chart, f"{env}+{overlay.stem.removeprefix(chart + '-')}",
+                                      (base, overlay)))
+    return renders
+
+
+def _helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(helm), *args], capture_output=True, text=True, check=False,
+                          timeout=120)
+
+
+def _helm_error(output: str) -> str:
+    lines = [ln.strip() for ln in output.splitlines()
+             if ln.strip() and not ln.startswith(("==>", "[INFO]")) and "chart(s) linted" not in ln]
+    return " | ".join(lines)[:600]
+
+
+def check_charts(root: Path, helm: Path, schemas: Schemas) -> list[Finding]:
+    findings: list[Finding] = []
+    for render in _renders(root):
+        chart_dir = root / "charts" / render.chart
+        flags = [a for v in render.values for a in ("-f", str(v))]
+        file = _rel(root, render.values[-1] if render.values else chart_dir / "values.yaml")
+        label = f"chart {render.chart} ({render.env})"
+        lint = _helm(helm, "lint", "--strict", str(chart_dir), *flags)
+        if lint.returncode != 0:
+            problem = _helm_error(lint.stdout + lint.stderr)
+            findings.append(Finding(file, label, f"helm lint: {problem}"))
+        namespace = f"onecommit-{render.env.split('+')[0]}"
+        release = f"{render.chart}-{render.env.split('+')[0]}"
+        out = _helm(helm, "template", release, str(chart_dir), "--namespace", namespace, *flags)
+        if out.returncode != 0:
+            findings.append(Finding(file, label, "helm template: " + _helm_error(out.stderr)))
+            continue
+        for chunk in re.split(r"^---\s*$", out.stdout, flags=re.MULTILINE):
+            doc = yaml.safe_load(chunk)
+            if not isinstance(doc, dict):
+                continue
+            source = _SOURCE_COMMENT.search(chunk)
+            where = f"charts/{source.group(1)}" if source else _rel(root, chart_dir)
+            findings += check_object(doc, where, schemas, label=f"{label} ")
+    return findings
+
+
+# ---------------------------------------------------------------- Argo CD
+@dataclass
+class Project:
+    name: str
+    source_repos: list[str]
+    destinations: list[tuple[str, str]]  # (server, namespace) globs
+
+
+def _projects(manifests: list[tuple[str, Doc]]) -> dict[str, Project]:
+    projects = {}
+    for _, doc in manifests:
+        if doc.get("kind") == "AppProject":
+            spec = doc.get("spec") or {}
+            projects[doc["metadata"]["name"]] = Project(
+                doc["metadata"]["name"], list(spec.get("sourceRepos") or []),
+                [(d.get("server", "*"), d.get("namespace", "*"))
+                 for d in spec.get("destinations") or []])
+    return projects
+
+
+def _expand_braces(pattern: str) -> list[str]:
+    match = re.search(r"\{([^{}]*)\}", pattern)
+    if not match:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end():]
+    return [p for alt in match.group(1).split(",") for p in _expand_braces(head + alt + tail)]
+
+
+def check_application(root: Path, file: str, obj: str, spec: Doc,
+                      projects: dict[str, Project]) -> list[Finding]:
+    findings = []
+    name = spec.get("project")
+    project = projects.get(str(name))
+    if name != BUILTIN_PROJECT and project is None:
+        findings.append(Finding(file, obj, f"AppProject {name!r} does not exist in gitops/projects "
+                                           f"(known: {', '.join(sorted(projects))})"))
+    destination = spec.get("destination") or {}
+    namespace = str(destination.get("namespace", ""))
+    server = str(destination.get("server", destination.get("name", "")))
+    if project is not None and not any(
+        fnmatch.fnmatchcase(server, s) and fnmatch.fnmatchcase(namespace, n)
+        for s, n in project.destinations
+    ):
+        allowed = ", ".join(n for _, n in project.destinations)
+        findings.append(Finding(file, obj, f"destination namespace {namespace!r} is not allowed by "
+                                           f"AppProject {name!r} (allowed: {allowed})"))
+    sources = list(spec.get("sources") or []) + ([spec["source"]] if spec.get("source") else [])
+    for source in sources:
+        repo = str(source.get("repoURL", ""))
+        allowed_repos = project.source_repos if project is not None else ["*"]
+        if not any(fnmatch.fnmatchcase(repo, r) for r in allowed_repos):
+            findings.append(Finding(file, obj, f"source repo {repo!r} is not in AppProject "
+                                               f"{name!r} sourceRepos"))
+        path = source.get("path")
+        base = root
+        if path is not None:
+            base = (root / str(path)).resolve()
+            if not base.is_dir() or not base.is_relative_to(root):
+                findings.append(Finding(file, obj,
+                                        f"source path {path!r} does not exist in the repo"))
+                continue
+            include = (source.get("directory") or {}).get("include")
+            for pattern in _expand_braces(str(include)) if include else []:
+                if not [p for p in base.rglob("*") if fnmatch.fnmatchcase(_rel(base, p), pattern)]:
+                    findings.append(Finding(file, obj, f"directory.include {pattern!r} matches "
+                                                       f"no file under {path}"))
+        for value_file in (source.get("helm") or {}).get("valueFiles") or []:
+            value_file = str(value_file)
+            if value_file.startswith("$values/"):
+                target = (root / value_file.removeprefix("$values/")).resolve()
+            else:
+                target = (base / value_file).resolve()
+            if not target.is_file() or not target.is_relative_to(root):
+                findings.append(Finding(file, obj, f"helm value file {value_file!r} does not exist "
+                                                   f"in the repo"))
+    return findings
+
+
+def _render_template(node: Any, params: dict[str, Any], problems: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {_render_template(k, params, problems): _render_template(v, params, problems)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_render_template(v, params, problems) for v in node]
+    if isinstance(node, str) and "{{" in node:
+        def substitute(match: re.Match[str]) -> str:
+            key = match.group(1)
+            if key not in params:  # goTemplateOptions missingkey=error
+                problems.append(f"map has no entry for key {key!r}")
+                return match.group(0)
+            return str(params[key])
+        rendered = _TEMPLATE_KEY.sub(substitute, node)
+        if "{{" in rendered and not problems:
+            problems.append(f"template {node!r} uses more than {{{{.key}}}}: not checked offline")
+        return rendered
+    return node
+
+
+def check_applicationset(root: Path, file: str, doc: Doc, schemas: Schemas,
+                         projects: dict[str, Project]) -> list[Finding]:
+    findings = []
+    spec = doc.get("spec") or {}
+    obj = _obj(doc)
+    options = spec.get("goTemplateOptions") or []
+    if spec.get("goTemplate") is not True or "missingkey=error" not in options:
+        findings.append(Finding(file, obj, "needs goTemplate: true and goTemplateOptions "
+                                           "[missingkey=error]"))
+    template = spec.get("template") or {}
+    for generator in spec.get("generators") or []:
+        elements = (generator.get("list") or {}).get("elements")
+        if elements is None:
+            findings.append(Finding(file, obj, f"generator {sorted(generator)} is not a list "
+                                               "generator: its Applications are not checked"))
+            continue
+        for element in elements:
+            problems: list[str] = []
+            rendered = _render_template(template, dict(element), problems)
+            app_name = (rendered.get("metadata") or {}).get("name", "?")
+            app_obj = f"{obj} -> Application/{app_name}"
+            findings += [Finding(file, app_obj, p) for p in problems]
+            app = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                   "metadata": {**(rendered.get("metadata") or {}),
+                                "namespace": doc["metadata"].get("namespace", "argocd")},
+                   "spec": rendered.get("spec") or {}}
+            findings += [Finding(file, app_obj, p) for p in schemas.validate(app)]
+            app_spec: Doc = rendered.get("spec") or {}
+            findings += check_application(root, file, app_obj, app_spec, projects)
+    return findings
+
+
+# ---------------------------------------------------------------- entry point
+def _manifests(root: Path) -> tuple[list[tuple[str, Doc]], list[Finding]]:
+    manifests, findings = [], []
+    for path in _yaml_files(root, MANIFEST_DIRS):
+        try:
+            docs = _load_docs(path)
+        except yaml.YAMLError as error:
+            findings.append(Finding(_rel(root, path), "(file)", f"not YAML: {error}"))
+            continue
+        manifests += [(_rel(root, path), d) for d in docs if _is_manifest(d)]
+    return manifests, findings
+
+
+def _other_secrets(root: Path, files: list[Path], manifest_files: set[str]) -> Iterator[Finding]:
+    """Secrets outside the manifest directories (values dirs, kind/, optional/, chart values)."""
+    for path in files:
+        rel = _rel(root, path)
+        if _is_template(path) or rel in manifest_files:
+            continue
+        try:
+            docs = _load_docs(path)
+        except yaml.YAMLError:
+            continue  # yamllint reports it
+        for doc in docs:
+            if doc.get("kind") == "Secret":
+                yield Finding(rel, _obj(doc), "plaintext Secret: commit a SealedSecret instead")
+
+
+def run_all(root: Path, shared_dir: Path, state_dir: Path) -> list[Finding]:
+    files = _yaml_files(root, YAML_DIRS)
+    findings = check_yamllint(root, files)
+    findings += check_secret_text(root, files)
+    schemas = Schemas.load(shared_dir)
+    if not schemas.crds:
+        findings.append(Finding(str(shared_dir / "crds"), "(CRDs)", "no CustomResourceDefinition "
+                                                                   "found: pass --shared-dir"))
+    manifests, errors = _manifests(root)
+    findings += errors
+    findings += _other_secrets(root, files, {f for f, _ in manifests})
+    projects = _projects(manifests)
+    for file, doc in manifests:
+        findings += check_object(doc, file, schemas)
+        if doc.get("kind") == "Application":
+            findings += check_application(root, file, _obj(doc), doc.get("spec") or {}, projects)
+        elif doc.get("kind") == "ApplicationSet":
+            findings += check_applicationset(root, file, doc, schemas, projects)
+    helm = ensure_tools(state_dir) / "helm"
+    findings += check_charts(root, helm, schemas)
+    return sorted(set(findings))

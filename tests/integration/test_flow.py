@@ -1,0 +1,100 @@
+"""The lifecycle's steps chained as the DAG chains them, against the real platform."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import tritonclient.grpc as triton_grpc
+
+from onecommit.lifecycle import flow, registry, training
+from onecommit.lifecycle.spec import parse_spec
+from onecommit.lifecycle.traffic import TrafficGenerator
+from onecommit.platform.components import gateway_admin_token
+from onecommit.settings import PROJECT_ROOT, Settings
+
+pytestmark = pytest.mark.platform
+MODEL = "breast-cancer"
+
+
+def _spec(c_value: float) -> dict[str, Any]:
+    import yaml
+
+    data = yaml.safe_load((PROJECT_ROOT / "gitops/envs/dev/model.yaml").read_text())
+    data["algorithm"]["params"]["C"] = c_value
+    data["rollout"] = {"kind": "canary", "steps": [50, 100], "pause_s": 2}
+    data["analysis"]["min_requests"] = 10
+    return data
+
+
+def _deploy(settings: Settings, spec_data: dict[str, Any], sha: str) -> dict[str, Any]:
+    spec = parse_spec(spec_data)
+    context = registry.RunContext(git_sha=sha, env="dev", dag_run_id=f"flow-{sha}")
+    registered = flow.train_and_register(settings, spec_data, context)
+    flow.publish(settings, spec, registered["version"])
+    assert flow.ready(settings, MODEL, registered["version"])
+    flow.smoke(settings, spec, registered["version"])
+    if registered["before_version"] is None:
+        # First model: nothing to compare with, promoted directly.
+        flow.promote(settings, MODEL, registered["version"])
+        return {**registered, "decisions": []}
+    flow.Gateway(settings).reload("challenger", registered["version"])
+    split = training.load_split(spec.dataset)
+    traffic = TrafficGenerator(settings.url(settings.gateway_port),
+                               gateway_admin_token(settings), MODEL, split.x_holdout,
+                               split.y_holdout)
+    traffic.start()
+    try:
+        decisions = [flow.canary_step(settings, spec, w) for w in spec.rollout.steps]  # type: ignore[union-attr]
+    finally:
+        traffic.stop()
+    assert traffic.failed == 0
+    flow.promote(settings, MODEL, registered["version"])
+    return {**registered, "decisions": decisions}
+
+
+def test_two_runs_leave_second_as_champion_and_first_as_previous(platform: Settings) -> None:
+    first = _deploy(platform, _spec(1.0), "f1")
+    assert first["before_version"] is None
+    second = _deploy(platform, _spec(0.5), "f2")
+    assert second["before_version"] == first["version"]
+    assert [d["decision"] for d in second["decisions"]] == ["continue", "continue"]
+    client = registry.client(platform.url(platform.mlflow_port))
+    assert registry.alias_version(client, MODEL, registry.CHAMPION) == second["version"]
+    assert registry.alias_version(client, MODEL, registry.PREVIOUS) == first["version"]
+    variants = httpx.get(f"{platform.url(platform.gateway_port)}/variants").json()["variants"]
+    assert variants["champion"]["version"] == second["version"]
+
+
+def test_failed_smoke_rolls_back_and_champion_keeps_serving(platform: Settings) -> None:
+    client = registry.client(platform.url(platform.mlflow_port))
+    champion = registry.alias_version(client, MODEL, registry.CHAMPION)
+    assert champion is not None
+    spec_data = _spec(0.7)
+    spec = parse_spec(spec_data)
+    context = registry.RunContext(git_sha="bad", env="dev", dag_run_id="flow-bad")
+    registered = flow.train_and_register(platform, spec_data, context)
+    flow.publish(platform, spec, registered["version"])
+    onnx_file = platform.model_repository / MODEL / str(registered["version"]) / "model.onnx"
+    # Tamper with the published model: Triton must now disagree with the registry.
+    other = next(p for p in (platform.model_repository / MODEL).glob("*/model.onnx")
+                 if p != onnx_file)
+    onnx_file.write_bytes(other.read_bytes())
+    grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{platform.triton_grpc_port}")
+    grpc.load_model(MODEL)
+    with pytest.raises(flow.StepFailed, match="smoke test"):
+        flow.smoke(platform, spec, registered["version"])
+    flow.rollback(platform, MODEL, registered["before_version"], registered["version"],
+                  "smoke test failed")
+    assert registry.alias_version(client, MODEL, registry.CHAMPION) == champion
+    tags = client.get_model_version(MODEL, str(registered["version"])).tags
+    assert tags["status"] == "rolled_back"
+    url = platform.url(platform.gateway_port)
+    assert httpx.get(f"{url}/traffic").json()["weights"]["champion"] == 1.0
+    split = training.load_split(spec.dataset)
+    row = split.x_holdout[:1]
+    response = httpx.post(f"{url}/v2/models/{MODEL}/infer", json={"inputs": [
+        {"name": "X", "shape": [1, 30], "datatype": "FP32", "data": row.flatten().tolist()}]})
+    assert response.status_code == 200
+    assert response.headers["x-onecommit-version"] == str(champion)
