@@ -117,8 +117,17 @@ def ml_train_register_and_reload() -> None:
               "failed_version": "{{ ti.xcom_pull(task_ids='train_register')['version'] }}",
               "reason": "deploy of run {{ run_id }} failed after publishing"},
     )
+    @task(trigger_rule=TriggerRule.ONE_FAILED)
+    def deploy_failed() -> None:
+        # Without this leaf, a successful rollback trigger would mark the whole run a success.
+        from onecommit.lifecycle.flow import StepFailed
+
+        raise StepFailed("the deploy failed after publishing and was rolled back")
+
     published >> is_ready >> reloaded >> rolled_out >> promoted
-    [published, is_ready, reloaded, rolled_out, promoted] >> rollback
+    steps = [published, is_ready, reloaded, rolled_out, promoted]
+    steps >> rollback
+    steps >> deploy_failed()
 
 
 ml_train_register_and_reload()

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
+
+from onecommit.settings import Settings
+
+
+class AirflowError(RuntimeError):
+    """Airflow refused a call or a run did not finish in time."""
 
 
 class AirflowClient:
@@ -35,3 +42,50 @@ class AirflowClient:
 
     def version(self) -> str:
         return str(self.get("/version")["version"])
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = self._http.post(f"/api/v2{path}", json=body, headers=self._headers())
+        if response.status_code >= 400:
+            raise AirflowError(f"POST {path} answered {response.status_code}: {response.text}")
+        return response.json()
+
+    def wait_for_dag(self, dag_id: str, timeout_s: float = 120) -> None:
+        """Wait until the DAG processor has parsed the DAG (a fresh platform has not yet)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            response = self._http.get(f"/api/v2/dags/{dag_id}", headers=self._headers())
+            if response.status_code == 200:
+                return
+            if time.monotonic() > deadline:
+                raise AirflowError(f"DAG {dag_id} not parsed after {timeout_s:.0f} s: "
+                                   "see `invoke logs airflow` for import errors")
+            time.sleep(1)
+
+    def trigger(self, dag_id: str, conf: dict[str, Any], run_id: str | None = None) -> str:
+        body: dict[str, Any] = {"conf": conf, "logical_date": None}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return str(self.post(f"/dags/{dag_id}/dagRuns", body)["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return str(self.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        body = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return {t["task_id"]: str(t["state"]) for t in body["task_instances"]}
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 900) -> str:
+        deadline = time.monotonic() + timeout_s
+        while (state := self.run_state(dag_id, run_id)) not in ("success", "failed"):
+            if time.monotonic() > deadline:
+                raise AirflowError(f"{dag_id} run {run_id} still {state} after {timeout_s:.0f} s")
+            time.sleep(2)
+        return state
+
+
+def platform_client(settings: Settings) -> AirflowClient:
+    """A client for the local platform's Airflow, with its generated credential."""
+    from onecommit.platform.components import AIRFLOW_USER, airflow_password
+
+    return AirflowClient(settings.url(settings.airflow_port), AIRFLOW_USER,
+                         airflow_password(settings))

@@ -39,7 +39,8 @@ def train_and_register(settings: Settings, spec_data: dict[str, Any],
     metrics = training.evaluate(pipeline, split)
     client = _mlflow(settings)
     champion = registry.alias_version(client, spec.model, registry.CHAMPION)
-    champion_metrics = (training.evaluate(registry.load_model(spec.model, champion), split)
+    champion_metrics = (training.evaluate(registry.load_model(client, spec.model, champion),
+                                          split)
                         if champion is not None else None)
     failures = training.gate(spec.quality_gate, metrics, champion_metrics)
     if failures:
@@ -56,9 +57,10 @@ def train_and_register(settings: Settings, spec_data: dict[str, Any],
 def publish(settings: Settings, spec: ModelSpec, version: int) -> None:
     """Export the registered model to ONNX and load it in Triton beside the served one."""
     split = training.load_split(spec.dataset)
-    model = registry.load_model(spec.model, version)
+    model = registry.load_model(_mlflow(settings), spec.model, version)
+    faults = spec.faults.model_dump() if spec.faults.error_rate > 0 else None
     serving.load_beside(_grpc(settings), settings.model_repository, spec.model, version,
-                        to_onnx_bytes(model, split.x_holdout))
+                        to_onnx_bytes(model, split.x_holdout), faults=faults)
 
 
 def ready(settings: Settings, model: str, version: int) -> bool:
@@ -69,7 +71,7 @@ def ready(settings: Settings, model: str, version: int) -> bool:
 
 def smoke(settings: Settings, spec: ModelSpec, version: int) -> None:
     golden = training.load_split(spec.dataset).x_holdout[:GOLDEN_ROWS]
-    reference = registry.load_model(spec.model, version)
+    reference = registry.load_model(_mlflow(settings), spec.model, version)
     problems = serving.smoke(_grpc(settings), spec.model, version, reference, golden)
     if problems:
         raise StepFailed(f"smoke test: {'; '.join(problems)}")

@@ -106,5 +106,7 @@ def restore(mlflow_client: MlflowClient, model_name: str, before_version: int | 
     set_status(mlflow_client, model_name, failed_version, "rolled_back", reason)
 
 
-def load_model(model_name: str, version: int) -> Any:
-    return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+def load_model(mlflow_client: MlflowClient, model_name: str, version: int) -> Any:
+    """The registered sklearn model, downloaded from the client's tracking server."""
+    uri = mlflow_client.get_model_version_download_uri(model_name, str(version))
+    return mlflow.sklearn.load_model(uri)

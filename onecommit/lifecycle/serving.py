@@ -13,10 +13,11 @@ from onecommit.serving.triton_repo import Target, publish
 
 
 def load_beside(grpc_url: str, repository: Path, model_name: str, version: int,
-                onnx_bytes: bytes, target: Target = "python-onnxruntime") -> None:
+                onnx_bytes: bytes, target: Target = "python-onnxruntime",
+                faults: dict[str, float] | None = None) -> None:
     """Write the version atomically, then ask Triton to (re)load the model: versions already
     served stay up while the new one loads (never unload-then-load)."""
-    publish(repository, model_name, version, onnx_bytes, target)
+    publish(repository, model_name, version, onnx_bytes, target, faults)
     client = triton_grpc.InferenceServerClient(grpc_url)
     try:
         client.load_model(model_name)

@@ -75,10 +75,13 @@ Rollout = Annotated[Canary | BlueGreen | ABTest | Shadow, Field(discriminator="k
 
 
 class ServingFaults(_Strict):
-    """Serving-side fault injection for the version this spec deploys (demo of a bad commit)."""
+    """Serving-side fault injection for the version this spec deploys: the way to show a
+    commit that passes offline evaluation and the smoke test, then fails under live traffic."""
 
+    # Share of requests the served version answers with an error.
     error_rate: Fraction = 0.0
-    flip_labels: bool = False
+    # Requests served normally first (warm-up and smoke test), before faults begin.
+    after_requests: Annotated[int, Field(ge=0)] = 10
 
 
 class ModelSpec(_Strict):

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import psutil
 
-from onecommit.airflow_client import AirflowClient
+from onecommit.airflow_client import platform_client
 from onecommit.platform import supervisor
-from onecommit.platform.components import AIRFLOW_USER, Component, airflow_password
+from onecommit.platform.components import Component
 from onecommit.settings import Settings
 
 _AIRFLOW_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -49,7 +49,7 @@ def probe(component: Component, timeout_s: float = 3) -> tuple[bool, str]:
 def version(settings: Settings, component: Component) -> str | None:
     try:
         if component.name == "airflow":
-            client = AirflowClient(component.url, AIRFLOW_USER, airflow_password(settings))
+            client = platform_client(settings)
             try:
                 return client.version()
             finally:

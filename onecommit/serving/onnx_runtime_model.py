@@ -6,6 +6,7 @@ nvidia-pytriton wheel ships only the python backend. Clusters use Triton's onnxr
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -25,10 +26,17 @@ class TritonPythonModel:
         )
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.faults = _load_faults(os.path.join(args["model_repository"], args["model_version"]))
+        self.served = 0
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
         for request in requests:
+            self.served += 1
+            if self._inject_fault():
+                responses.append(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError("injected serving fault (model spec `faults`)")))
+                continue
             feed = {
                 n: pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.inputs
             }
@@ -36,3 +44,19 @@ class TritonPythonModel:
             tensors = [pb_utils.Tensor(n, r) for n, r in zip(self.outputs, results, strict=True)]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         return responses
+
+    def _inject_fault(self) -> bool:
+        rate = float(self.faults.get("error_rate", 0.0))
+        if rate <= 0 or self.served <= int(self.faults.get("after_requests", 0)):
+            return False
+        # Deterministic spacing: the n-th request fails when the running share falls behind.
+        return int(self.served * rate) > int((self.served - 1) * rate)
+
+
+def _load_faults(version_dir: str) -> dict[str, Any]:
+    path = os.path.join(version_dir, "faults.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as handle:
+        faults: dict[str, Any] = json.load(handle)
+    return faults

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -59,8 +60,9 @@ def config_pbtxt(name: str, model: onnx.ModelProto, target: Target) -> str:
 
 
 def publish(repository: Path, name: str, version: int, onnx_bytes: bytes,
-            target: Target = "python-onnxruntime") -> Path:
-    """Write `<repository>/<name>/<version>/` atomically and (re)write the model config."""
+            target: Target = "python-onnxruntime", faults: dict[str, float] | None = None) -> Path:
+    """Write `<repository>/<name>/<version>/` atomically and (re)write the model config.
+    `faults` (local profile only) makes the served version fail a share of requests."""
     model = onnx.load_from_string(onnx_bytes)
     model_dir = repository / name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -69,6 +71,8 @@ def publish(repository: Path, name: str, version: int, onnx_bytes: bytes,
     (staging / "model.onnx").write_bytes(onnx_bytes)
     if target == "python-onnxruntime":
         shutil.copy2(_RUNTIME, staging / "model.py")
+        if faults:
+            (staging / "faults.json").write_text(json.dumps(faults))
     if final.exists():
         shutil.rmtree(final)
     staging.rename(final)

@@ -27,6 +27,10 @@ def _candidate(settings: Settings, name: str, c_value: float, sha: str) -> tuple
     return version, pipeline
 
 
+def _reference(settings: Settings, name: str, version: int) -> object:
+    return registry.load_model(registry.client(settings.url(settings.mlflow_port)), name, version)
+
+
 def test_register_promote_and_restore_move_aliases(platform: Settings) -> None:
     client = registry.client(platform.url(platform.mlflow_port))
     name = "aliases-model"
@@ -58,7 +62,7 @@ def test_published_version_matches_registry_model_on_golden_rows(platform: Setti
     serving.load_beside(grpc_url, platform.model_repository, name, version,
                         to_onnx_bytes(pipeline, golden))
     assert serving.version_ready(grpc_url, name, version)
-    reference = registry.load_model(name, version)
+    reference = _reference(platform, name, version)
     assert serving.smoke(grpc_url, name, version, reference, golden) == []
 
 
@@ -72,6 +76,6 @@ def test_smoke_catches_a_tampered_model(platform: Settings) -> None:
     grpc_url = f"127.0.0.1:{platform.triton_grpc_port}"
     serving.load_beside(grpc_url, platform.model_repository, name, version,
                         to_onnx_bytes(other, golden))
-    problems = serving.smoke(grpc_url, name, version, registry.load_model(name, version), golden)
+    problems = serving.smoke(grpc_url, name, version, _reference(platform, name, version), golden)
     assert problems
     assert np.any(["probabilities differ" in p for p in problems])
