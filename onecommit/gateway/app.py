@@ -184,7 +184,7 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backend = TritonBackend(settings.triton_url, settings.triton_timeout_s,
                                 settings.triton_max_connections)
-        resolver = AliasResolver(settings.url(settings.mlflow_port), settings.mlflow_timeout_s)
+        resolver = AliasResolver(settings.mlflow_url, settings.mlflow_timeout_s)
         app.state.registry = metrics_registry
         plane = DataPlane(backend, resolver, settings.gateway_model,
                           GatewayMetrics(metrics_registry))

@@ -21,10 +21,17 @@ class GatewaySettings(Settings):
     # When set, inference needs this bearer token too.
     gateway_inference_token: SecretStr | None = None
     gateway_feedback_needs_token: bool = True
+    # On clusters Triton and MLflow are other services; locally they are on this host's ports.
+    gateway_triton_url: str | None = None
+    gateway_mlflow_url: str | None = None
 
     @property
     def triton_url(self) -> str:
-        return self.url(self.triton_http_port)
+        return self.gateway_triton_url or self.url(self.triton_http_port)
+
+    @property
+    def mlflow_url(self) -> str:
+        return self.gateway_mlflow_url or self.url(self.mlflow_port)
 
     @property
     def admin_token_file(self) -> Path:

@@ -8,6 +8,7 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from onecommit.platform.envs import COMPONENTS, ensure_env
+from onecommit.settings import PROJECT_ROOT
 from onecommit.tasks.platform import clear_errors, load_settings, print_urls, status, up
 
 
@@ -20,13 +21,24 @@ def envs(c: Context, name: str | None = None) -> None:
             print(f"{component}: {ensure_env(settings, component)}")
 
 
+@task
+def lint(c: Context) -> None:
+    """Offline validation of charts and the GitOps tree (helm, Kubernetes schemas, CRDs, policy)."""
+    settings = load_settings()
+    with clear_errors():
+        python = ensure_env(settings, "lint") / "bin" / "python"
+    c.run(f"{python} -m onecommit.lint --shared-dir {settings.shared_dir} "
+          f"--state-dir {settings.state_dir}", echo=True, env={"PYTHONPATH": str(PROJECT_ROOT)})
+
+
 @task(help={"pytest_args": "extra arguments for pytest, e.g. '-k gateway -x'"})
 def test(c: Context, pytest_args: str = "") -> None:
-    """Static checks, then the whole test suite against the real platform."""
+    """Static checks, the offline lint, then the whole test suite against the real platform."""
     envs(c)
     bin_dir = f"{sys.prefix}/bin"
     c.run(f"{bin_dir}/ruff check onecommit tests dags tasks.py", echo=True)
     c.run(f"{bin_dir}/mypy onecommit", echo=True)
+    lint(c)
     c.run(f"{bin_dir}/pytest -p no:cacheprovider {pytest_args}", echo=True, pty=False)
 
 
