@@ -5,8 +5,11 @@ from __future__ import annotations
 import sys
 
 from invoke.context import Context
+from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from onecommit.lifecycle import trigger
+from onecommit.lifecycle.spec import load_spec
 from onecommit.platform.envs import COMPONENTS, ensure_env
 from onecommit.settings import PROJECT_ROOT
 from onecommit.tasks.platform import clear_errors, load_settings, print_urls, status, up
@@ -44,7 +47,19 @@ def test(c: Context, pytest_args: str = "") -> None:
 
 @task
 def demo(c: Context) -> None:
-    """Start the local platform and show its state and URLs."""
+    """Start the local platform, deploy the dev model spec if nothing is champion yet, and show
+    the platform's state and URLs."""
     up(c)
+    settings = load_settings()
+    spec_path = PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml"
+    model = load_spec(spec_path).model
+    if trigger.champion_version(settings, model) is None:
+        print(f"no champion for {model} yet: running {trigger.DEPLOY_DAG} (first model)")
+        run_id, state = trigger.deploy(settings, spec_path, git_sha="demo-initial", env="dev")
+        if state != "success":
+            raise Exit(f"{trigger.DEPLOY_DAG} run {run_id} ended {state}: see the Airflow UI "
+                       "or `invoke logs airflow`", code=1)
+    print(f"champion: version {trigger.champion_version(settings, model)} of {model}, served by "
+          f"the gateway as version {trigger.served_version(settings, model)}")
     status(c)
-    print_urls(load_settings())
+    print_urls(settings)

@@ -55,12 +55,14 @@ def _deploy(settings: Settings, spec_data: dict[str, Any], sha: str) -> dict[str
 
 
 def test_two_runs_leave_second_as_champion_and_first_as_previous(platform: Settings) -> None:
+    client = registry.client(platform.url(platform.mlflow_port))
+    # The session's other tests may have promoted a model already: start from what serves now.
+    serving_before = registry.alias_version(client, MODEL, registry.CHAMPION)
     first = _deploy(platform, _spec(1.0), "f1")
-    assert first["before_version"] is None
+    assert first["before_version"] == serving_before
     second = _deploy(platform, _spec(0.5), "f2")
     assert second["before_version"] == first["version"]
     assert [d["decision"] for d in second["decisions"]] == ["continue", "continue"]
-    client = registry.client(platform.url(platform.mlflow_port))
     assert registry.alias_version(client, MODEL, registry.CHAMPION) == second["version"]
     assert registry.alias_version(client, MODEL, registry.PREVIOUS) == first["version"]
     variants = httpx.get(f"{platform.url(platform.gateway_port)}/variants").json()["variants"]
