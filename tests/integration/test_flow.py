@@ -9,7 +9,7 @@ import pytest
 import tritonclient.grpc as triton_grpc
 
 from onecommit.lifecycle import flow, registry, training
-from onecommit.lifecycle.spec import parse_spec
+from onecommit.lifecycle.spec import SpecError, parse_spec
 from onecommit.lifecycle.traffic import TrafficGenerator
 from onecommit.platform.components import gateway_admin_token
 from onecommit.settings import PROJECT_ROOT, Settings
@@ -100,3 +100,13 @@ def test_failed_smoke_rolls_back_and_champion_keeps_serving(platform: Settings) 
         {"name": "X", "shape": [1, 30], "datatype": "FP32", "data": row.flatten().tolist()}]})
     assert response.status_code == 200
     assert response.headers["x-onecommit-version"] == str(champion)
+
+
+def test_spec_error_is_refused_before_anything_runs(platform: Settings) -> None:
+    client = registry.client(platform.url(platform.mlflow_port))
+    versions = len(client.search_model_versions(f"name='{MODEL}'"))
+    bad = {**_spec(1.0), "algorithm": {"name": "svm"}}
+    context = registry.RunContext(git_sha="invalid", env="dev", dag_run_id="flow-invalid")
+    with pytest.raises(SpecError, match=r"algorithm\.name"):
+        flow.train_and_register(platform, bad, context)
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == versions
