@@ -10,9 +10,10 @@ from invoke.tasks import task
 
 from onecommit.lifecycle import trigger
 from onecommit.lifecycle.spec import load_spec
+from onecommit.platform import local
 from onecommit.platform.envs import COMPONENTS, ensure_env
 from onecommit.settings import PROJECT_ROOT
-from onecommit.tasks.platform import clear_errors, load_settings, print_urls, status, up
+from onecommit.tasks.platform import clear_errors, load_settings, print_urls, status
 
 
 @task(help={"name": "one component (default: all)"})
@@ -49,8 +50,9 @@ def test(c: Context, pytest_args: str = "") -> None:
 def demo(c: Context) -> None:
     """Start the local platform, deploy the dev model spec if nothing is champion yet, and show
     the platform's state and URLs."""
-    up(c)
     settings = load_settings()
+    with clear_errors():
+        local.up(settings)
     spec_path = PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml"
     model = load_spec(spec_path).model
     if trigger.champion_version(settings, model) is None:
