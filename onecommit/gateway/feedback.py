@@ -74,6 +74,8 @@ class Outcomes:
         outcome.latencies_ms.append(latency_ms)
         if status >= 500:
             outcome.errors += 1
+        if status != 200:
+            # Only answered requests can be judged against ground truth.
             return
         self._served[request_id] = _Served(variant, body, header_length)
         if len(self._served) > self._window:
