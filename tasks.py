@@ -1,11 +1,15 @@
-"""onecommit's invoke tasks: a thin composition of the task modules in `onecommit/tasks/`."""
+"""onecommit's invoke tasks: a thin composition of every task module in `onecommit/tasks/`."""
+
+import importlib
+import pkgutil
 
 from invoke import Collection, Task
 
-from onecommit.tasks import dev, platform
+import onecommit.tasks
 
 namespace = Collection()
-for module in (platform, dev):
+for info in pkgutil.iter_modules(onecommit.tasks.__path__):
+    module = importlib.import_module(f"onecommit.tasks.{info.name}")
     for value in vars(module).values():
         if isinstance(value, Task) and value.body.__module__ == module.__name__:
             namespace.add_task(value)
