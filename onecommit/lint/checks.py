@@ -12,6 +12,7 @@ import fnmatch
 import importlib
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from onecommit.lint import Finding
+from onecommit.lint import Finding, upstream
 from onecommit.lint.tools import ensure_tools
 
 KUBERNETES_VERSION = "1.31"
@@ -65,8 +66,12 @@ def _is_template(path: Path) -> bool:
     return "templates" in path.parts and "charts" in path.parts
 
 
+# libyaml's loader: the upstream CRDs are megabytes of YAML, ten times slower in pure Python.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load_docs(path: Path) -> list[Doc]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    return [d for d in yaml.load_all(path.read_text(), Loader=_LOADER) if isinstance(d, dict)]
 
 
 def _is_manifest(doc: Doc) -> bool:
@@ -207,30 +212,55 @@ def _helm_error(output: str) -> str:
     return " | ".join(lines)[:600]
 
 
-def check_charts(root: Path, helm: Path, schemas: Schemas) -> list[Finding]:
+@dataclass
+class Rendered:
+    """One render's objects, each with the template file it came from, for the later checks."""
+
+    label: str
+    objects: list[tuple[str, Doc]] = field(default_factory=list)
+
+
+def _render(root: Path, helm: Path, chart_dir: Path, render: Render,
+            rendered: list[Rendered]) -> list[Finding]:
+    flags = [a for v in render.values for a in ("-f", str(v))]
+    file = _rel(root, render.values[-1] if render.values else root / "charts" / render.chart
+                / "values.yaml")
+    label = f"chart {render.chart} ({render.env})"
     findings: list[Finding] = []
-    for render in _renders(root):
-        chart_dir = root / "charts" / render.chart
-        flags = [a for v in render.values for a in ("-f", str(v))]
-        file = _rel(root, render.values[-1] if render.values else chart_dir / "values.yaml")
-        label = f"chart {render.chart} ({render.env})"
-        lint = _helm(helm, "lint", "--strict", str(chart_dir), *flags)
-        if lint.returncode != 0:
-            problem = _helm_error(lint.stdout + lint.stderr)
-            findings.append(Finding(file, label, f"helm lint: {problem}"))
-        namespace = f"onecommit-{render.env.split('+')[0]}"
-        release = f"{render.chart}-{render.env.split('+')[0]}"
-        out = _helm(helm, "template", release, str(chart_dir), "--namespace", namespace, *flags)
-        if out.returncode != 0:
-            findings.append(Finding(file, label, "helm template: " + _helm_error(out.stderr)))
-            continue
-        for chunk in re.split(r"^---\s*$", out.stdout, flags=re.MULTILINE):
-            doc = yaml.safe_load(chunk)
-            if not isinstance(doc, dict):
-                continue
+    lint = _helm(helm, "lint", "--strict", str(chart_dir), *flags)
+    if lint.returncode != 0:
+        problem = _helm_error(lint.stdout + lint.stderr)
+        findings.append(Finding(file, label, f"helm lint: {problem}"))
+    namespace = f"onecommit-{render.env.split('+')[0]}"
+    release = f"{render.chart}-{render.env.split('+')[0]}"
+    out = _helm(helm, "template", release, str(chart_dir), "--namespace", namespace, *flags)
+    if out.returncode != 0:
+        return [*findings, Finding(file, label, "helm template: " + _helm_error(out.stderr))]
+    result = Rendered(label)
+    for chunk in re.split(r"^---\s*$", out.stdout, flags=re.MULTILINE):
+        doc = yaml.safe_load(chunk)
+        if isinstance(doc, dict):
             source = _SOURCE_COMMENT.search(chunk)
             where = f"charts/{source.group(1)}" if source else _rel(root, chart_dir)
-            findings += check_object(doc, where, schemas, label=f"{label} ")
+            result.objects.append((where, doc))
+    rendered.append(result)
+    return findings
+
+
+def check_charts(root: Path, shared_dir: Path, helm: Path, schemas: Schemas, scratch: Path,
+                 rendered: list[Rendered]) -> list[Finding]:
+    """helm lint + template of every chart and env; charts with an upstream dependency render
+    without it and have their dependency values checked against the upstream schema."""
+    findings: list[Finding] = []
+    for render in _renders(root):
+        source_dir = root / "charts" / render.chart
+        chart_dir = upstream.renderable(source_dir, scratch)
+        findings += upstream.check_values(root, shared_dir, source_dir, render.values,
+                                          f"chart {render.chart} ({render.env})")
+        findings += _render(root, helm, chart_dir, render, rendered)
+    for result in rendered:
+        for where, doc in result.objects:
+            findings += check_object(doc, where, schemas, label=f"{result.label} ")
     return findings
 
 
@@ -411,5 +441,7 @@ def run_all(root: Path, shared_dir: Path, state_dir: Path) -> list[Finding]:
         elif doc.get("kind") == "ApplicationSet":
             findings += check_applicationset(root, file, doc, schemas, projects)
     helm = ensure_tools(state_dir) / "helm"
-    findings += check_charts(root, helm, schemas)
+    rendered: list[Rendered] = []
+    with tempfile.TemporaryDirectory(prefix="onecommit-lint-") as scratch:
+        findings += check_charts(root, shared_dir, helm, schemas, Path(scratch), rendered)
     return sorted(set(findings))

@@ -1,0 +1,121 @@
+"""Our charts that depend on an upstream chart (charts/airflow on the official Airflow chart).
+
+Building a dependency needs its Helm repository, and vendoring it would copy upstream code into
+the tree; so offline the chart is rendered from a scratch copy without its `dependencies`, and
+the values handed to each dependency are validated against that chart's own values schema for the
+pinned version, read from `<shared dir>/chart-schemas/<name>.values.schema.json`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from onecommit.lint import Finding
+
+_EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+@dataclass(frozen=True)
+class Dependency:
+    name: str
+    key: str  # the values key: alias, else name
+    version: str
+    repository: str
+
+
+def dependencies(chart_dir: Path) -> list[Dependency]:
+    meta = yaml.safe_load((chart_dir / "Chart.yaml").read_text()) or {}
+    return [Dependency(str(d.get("name")), str(d.get("alias") or d.get("name")),
+                       str(d.get("version")), str(d.get("repository")))
+            for d in meta.get("dependencies") or []]
+
+
+def _vendored(chart_dir: Path, dep: Dependency) -> bool:
+    charts = chart_dir / "charts"
+    return (charts / dep.name).is_dir() or (charts / f"{dep.name}-{dep.version}.tgz").is_file()
+
+
+def renderable(chart_dir: Path, scratch: Path) -> Path:
+    """The chart itself if every dependency is vendored, else a copy without `dependencies`."""
+    deps = dependencies(chart_dir)
+    if all(_vendored(chart_dir, d) for d in deps):
+        return chart_dir
+    copy = scratch / chart_dir.name
+    if not copy.is_dir():
+        shutil.copytree(chart_dir, copy)
+        meta = yaml.safe_load((copy / "Chart.yaml").read_text())
+        meta.pop("dependencies")
+        (copy / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return copy
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """Helm's coalescing of values files: maps merge key by key, anything else is replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in override.items()}}
+    return override
+
+
+def _without_required(schema: Any) -> Any:
+    # Our files hold overrides only; the upstream values.yaml supplies what `required` asks for.
+    if isinstance(schema, list):
+        return [_without_required(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {k: _without_required(v) for k, v in schema.items()
+            if not (k == "required" and isinstance(v, list))}
+
+
+@functools.cache
+def _validator(schema_file: Path) -> Any:
+    import json
+
+    import jsonschema
+
+    schema = _without_required(json.loads(schema_file.read_text()))
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def _defines(values: Any, path: list[str | int]) -> bool:
+    node = values
+    for part in path:
+        in_map = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if not (in_map or in_list):
+            return False
+        node = node[part]
+    return True
+
+
+def check_values(root: Path, shared_dir: Path, chart_dir: Path, value_files: tuple[Path, ...],
+                 label: str) -> Iterator[Finding]:
+    """Each dependency's values (chart defaults + env files) against its upstream schema."""
+    files = (chart_dir / "values.yaml", *value_files)
+    layers = [(f, yaml.safe_load(f.read_text()) or {}) for f in files]
+    merged: dict[str, Any] = {}
+    for _, layer in layers:
+        merged = _merge(merged, layer)
+    for dep in dependencies(chart_dir):
+        obj = f"{label} dependency {dep.name}"
+        chart_file = str((chart_dir / "Chart.yaml").relative_to(root))
+        if not _EXACT_VERSION.match(dep.version):
+            yield Finding(chart_file, obj, f"version {dep.version!r} is not an exact x.y.z pin")
+        schema_file = shared_dir / "chart-schemas" / f"{dep.name}.values.schema.json"
+        if not schema_file.is_file():
+            yield Finding(chart_file, obj, f"no values schema {schema_file}: add the upstream "
+                                           f"chart's values.schema.json there (--shared-dir)")
+            continue
+        for error in _validator(schema_file).iter_errors(merged.get(dep.key) or {}):
+            path = [dep.key, *error.absolute_path]
+            where = next((f for f, layer in reversed(layers) if _defines(layer, path)), files[0])
+            yield Finding(str(where.relative_to(root)), obj,
+                          f"{dep.name} {dep.version} values schema: at "
+                          f"{'.'.join(str(p) for p in path)}: {error.message[:240]}")
