@@ -12,6 +12,9 @@ from onecommit.settings import PROJECT_ROOT, Settings
 
 REQUIREMENTS_DIR = PROJECT_ROOT / "requirements"
 COMPONENTS = ("platform", "mlflow", "triton", "gateway")
+# Optional layers: built only when asked (`invoke envs --name feast`) or when the layer is
+# attached (`invoke optional --on`), so the core platform never pays for them.
+OPTIONAL_COMPONENTS = ("feast",)
 _STAMP = ".requirements.sha256"
 
 

@@ -25,7 +25,7 @@ class PlatformError(RuntimeError):
 Report = Callable[[str], None]
 
 
-def _port_free(host: str, port: int) -> bool:
+def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe_socket:
         probe_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -42,7 +42,7 @@ def check_ports(settings: Settings, ours: set[str]) -> None:
     for name, port in settings.ports.items():
         if owners[name] in ours:
             continue
-        if not _port_free(settings.host, port):
+        if not port_free(settings.host, port):
             raise PlatformError(
                 f"port {port} ({name}) on {settings.host} is already in use by another process: "
                 f"free it or set ONECOMMIT_{name.upper()}_PORT to a free port"
@@ -84,7 +84,7 @@ def up(settings: Settings, report: Report = print,
         supervisor.write_config(settings, platform)
         supervisor.ensure_running(settings)
         for component in platform:
-            _start(settings, component, report)
+            start_component(settings, component, report)
     except Exception:
         # Nothing is left half-started: a platform we began is taken down again.
         if fresh:
@@ -92,7 +92,8 @@ def up(settings: Settings, report: Report = print,
         raise
 
 
-def _start(settings: Settings, component: Component, report: Report) -> None:
+def start_component(settings: Settings, component: Component, report: Report) -> None:
+    """Start a component's programs under the running supervisord and wait until it is healthy."""
     for program in component.programs:
         supervisor.start(settings, program.name)
     deadline = time.monotonic() + settings.health_timeout_s

@@ -11,12 +11,13 @@ from invoke.tasks import task
 from onecommit.lifecycle import trigger
 from onecommit.lifecycle.spec import load_spec
 from onecommit.platform import local
-from onecommit.platform.envs import COMPONENTS, ensure_env
+from onecommit.platform.envs import COMPONENTS, OPTIONAL_COMPONENTS, ensure_env
 from onecommit.settings import PROJECT_ROOT
 from onecommit.tasks.platform import clear_errors, load_settings, print_urls, status
 
 
-@task(help={"name": "one component (default: all)"})
+@task(help={"name": "one component (default: every core one; optional layers are built only "
+                    f"when named or by `invoke optional --on`: {', '.join(OPTIONAL_COMPONENTS)})"})
 def envs(c: Context, name: str | None = None) -> None:
     """Build the component environments that are missing or out of date."""
     settings = load_settings()

@@ -1,0 +1,288 @@
+"""Attach (`on`) and detach (`off`) the Feast layer to the running local platform.
+
+On: feast environment → Redis (when chosen) → apply + materialise unless the same data is
+already materialised → feature server → gateway enrichment switched on, live.
+Off: gateway enrichment off first → feature server and Redis stopped; the registry, the offline
+file and the online data stay, so the next `on` serves at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from onecommit.features import dataset
+from onecommit.features.offline import run_job
+from onecommit.features.settings import FeatureSettings
+from onecommit.gateway.enrichment import (
+    EnrichmentConfig,
+    EnrichmentError,
+    config_file,
+    feature_rows,
+    write_config,
+)
+from onecommit.platform import health, supervisor
+from onecommit.platform.components import Component, Program, components, gateway_admin_token
+from onecommit.platform.envs import ensure_env, env_dir
+from onecommit.platform.local import PlatformError, Report, port_free, start_component, tail
+from onecommit.settings import Settings
+
+FEATURE_SERVER = "feast-server"
+REDIS = "feast-redis"
+
+
+@dataclass(frozen=True)
+class Attached:
+    """What `on` did: `materialized` is False when the online store already held the data."""
+
+    online_store: str
+    feature_server: str
+    materialized: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def feature_settings(settings: Settings) -> FeatureSettings:
+    if isinstance(settings, FeatureSettings):
+        return settings
+    return FeatureSettings(**settings.model_dump(exclude_none=True))
+
+
+def _state_file(settings: FeatureSettings) -> Path:
+    return settings.features_dir / "layer.json"
+
+
+def read_state(settings: Settings) -> dict[str, Any]:
+    """The layer's record: attached or not, its online store, and what is materialised."""
+    try:
+        state: dict[str, Any] = json.loads(_state_file(feature_settings(settings)).read_text())
+    except (OSError, ValueError):
+        return {"attached": False}
+    return state
+
+
+def attached(settings: Settings) -> bool:
+    return bool(read_state(settings).get("attached"))
+
+
+def _write_state(settings: FeatureSettings, **values: Any) -> None:
+    path = _state_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps({**read_state(settings), **values}, indent=2))
+    partial.replace(path)
+
+
+def layer_components(settings: FeatureSettings) -> list[Component]:
+    """The supervised programs: Redis (for the Redis online store), then the feature server."""
+    feast = str(env_dir(settings, "feast") / "bin" / "feast")
+    serve = [feast, "--chdir", str(settings.feast_repo), "--feature-store-yaml",
+             str(settings.store_yaml()), "serve", "--host", settings.host,
+             "--port", str(settings.feast_port), "--workers", "1", "--no-access-log",
+             # A worker recycled after N requests leaves the only worker's queue waiting.
+             "--max-requests", "0"]
+    server = Component(
+        name="feast", env="feast", url=settings.url(settings.feast_port), health_path="/health",
+        version_path="/health", programs=[Program(FEATURE_SERVER, serve,
+                                                  settings.feast_environment())])
+    binary = settings.redis_server()
+    if settings.online_store() != "redis" or binary is None:
+        return [server]
+    # Append-only file plus snapshots in the state dir: a stopped Redis comes back with its data.
+    command = [str(binary), "--bind", settings.host, "--port", str(settings.feast_redis_port),
+               "--dir", str(settings.redis_dir), "--appendonly", "yes", "--daemonize", "no"]
+    redis = Component(name="redis", env="feast", url=f"redis://{settings.host}:"
+                      f"{settings.feast_redis_port}", health_path="", version_path="",
+                      programs=[Program(REDIS, command)])
+    return [redis, server]
+
+
+def _check(settings: FeatureSettings) -> None:
+    """Refuse early, with the fix, what would fail half-way."""
+    if supervisor.supervisord_pid(settings) is None:
+        raise PlatformError("the platform is not running: start it with `invoke up` first")
+    binary = settings.redis_server()
+    if settings.online_store() == "redis" and (binary is None or not binary.is_file()):
+        raise PlatformError(f"no redis-server binary at {binary or 'PATH'}: install Redis, set "
+                            "ONECOMMIT_FEAST_REDIS_SERVER, or ONECOMMIT_FEAST_ONLINE_STORE=sqlite")
+    running = supervisor.processes(settings)
+    ports = {FEATURE_SERVER: ("FEAST", settings.feast_port),
+             REDIS: ("FEAST_REDIS", settings.feast_redis_port)}
+    for component in layer_components(settings):
+        for program in component.programs:
+            info = running.get(program.name)
+            variable, port = ports[program.name]
+            if (info is None or info.state != "RUNNING") and not port_free(settings.host, port):
+                raise PlatformError(f"port {port} ({program.name}) on {settings.host} is in use "
+                                    f"by another process: free it or set "
+                                    f"ONECOMMIT_{variable}_PORT to a free port")
+
+
+def _register(settings: FeatureSettings, layer: list[Component]) -> None:
+    """Add the layer's programs to the platform's supervisord, replacing changed definitions."""
+    supervisor.write_config(settings, [*components(settings), *layer])
+    supervisor.ensure_running(settings)
+    rpc = supervisor.rpc(settings).supervisor
+    _added, changed, _removed = rpc.reloadConfig()[0]
+    ours = {p.name for c in layer for p in c.programs}
+    for name in set(changed) & ours:
+        _stop(settings, name)
+        rpc.removeProcessGroup(name)
+        rpc.addProcessGroup(name)
+
+
+def _stop(settings: Settings, program: str) -> None:
+    info = supervisor.processes(settings).get(program)
+    if info is not None and info.state in {"RUNNING", "STARTING", "BACKOFF"}:
+        # Waits for the graceful stop: Redis flushes its append-only file on SIGTERM.
+        supervisor.rpc(settings).supervisor.stopProcess(program, True)
+
+
+def _wait_redis(settings: FeatureSettings, report: Report) -> None:
+    supervisor.start(settings, REDIS)
+    deadline = time.monotonic() + settings.health_timeout_s
+    why = "not answering"
+    while time.monotonic() < deadline:
+        state = supervisor.processes(settings).get(REDIS)
+        if state is None or state.state in {"FATAL", "EXITED", "BACKOFF", "STOPPED"}:
+            log = supervisor.log_file(settings, REDIS)
+            raise PlatformError(f"redis exited at start: see {log}", detail=tail(log))
+        why = _ping(settings)
+        if why == "":
+            report(f"redis: ready at {settings.host}:{settings.feast_redis_port}")
+            return
+        time.sleep(0.2)
+    raise PlatformError(f"redis not ready after {settings.health_timeout_s:.0f} s ({why}): see "
+                        f"{supervisor.log_file(settings, REDIS)}")
+
+
+def _ping(settings: FeatureSettings) -> str:
+    """Empty when Redis answers PONG (it answers LOADING while it reads its data back)."""
+    try:
+        with socket.create_connection((settings.host, settings.feast_redis_port), 1) as conn:
+            conn.sendall(b"PING\r\n")
+            answer = conn.recv(64)
+    except OSError as error:
+        return type(error).__name__
+    return "" if answer.startswith(b"+PONG") else answer.decode(errors="replace").strip()
+
+
+def _stamp(settings: FeatureSettings) -> str:
+    """What the online store must have been materialised from to be reused as it is."""
+    hasher = hashlib.sha256(dataset.digest(dataset.patients()).encode())
+    for path in (settings.feast_repo / "features.py", settings.store_yaml()):
+        hasher.update(path.read_bytes())
+    hasher.update(settings.online_store().encode())
+    return hasher.hexdigest()
+
+
+def enrichment_config(settings: FeatureSettings) -> EnrichmentConfig:
+    return EnrichmentConfig(enabled=True, feature_server_url=settings.url(settings.feast_port),
+                            entity=dataset.ENTITY, features=dataset.feature_refs(),
+                            timeout_s=settings.feast_timeout_s)
+
+
+def _online_rows_present(settings: FeatureSettings) -> bool:
+    """The first and last patient read back through the feature server."""
+    config = enrichment_config(settings)
+    ids = [0, len(dataset.patients().ids) - 1]
+    response = httpx.post(f"{config.feature_server_url}/get-online-features", timeout=30,
+                          json={"entities": {config.entity: ids}, "features": config.features})
+    response.raise_for_status()
+    try:
+        feature_rows(response.json(), config, ids)
+    except EnrichmentError:
+        return False
+    return True
+
+
+def _switch_gateway(settings: FeatureSettings, config: EnrichmentConfig) -> bool:
+    """Apply the configuration in the running gateway; False when no gateway is running."""
+    try:
+        response = httpx.put(f"{settings.url(settings.gateway_port)}/enrichment", timeout=30,
+                             json=config.model_dump(),
+                             headers={"Authorization": f"Bearer {gateway_admin_token(settings)}"})
+    except httpx.ConnectError:
+        return False
+    if response.status_code != 200:
+        raise PlatformError(f"the gateway refused the enrichment switch ({response.status_code}:"
+                            f" {response.text[:200]}): check `invoke logs gateway`")
+    return True
+
+
+def on(settings: Settings, report: Report = print) -> Attached:
+    """Attach the layer; idempotent. Anything it started is stopped again if a step fails."""
+    feature = feature_settings(settings)
+    report(f"environment feast: ready at {ensure_env(feature, 'feast')}")
+    _check(feature)
+    layer = layer_components(feature)
+    before = {n for n, i in supervisor.processes(feature).items() if i.state == "RUNNING"}
+    try:
+        return _attach(feature, layer, report)
+    except Exception:
+        for component in reversed(layer):
+            for program in component.programs:
+                if program.name not in before:
+                    _stop(feature, program.name)
+        raise
+
+
+def _attach(settings: FeatureSettings, layer: list[Component], report: Report) -> Attached:
+    _register(settings, layer)
+    if any(c.name == "redis" for c in layer):
+        _wait_redis(settings, report)
+    stamp, timings = _stamp(settings), {}
+    materialized = read_state(settings).get("stamp") != stamp
+    if materialized:
+        timings = run_job(settings, "prepare")
+        report(f"feast: applied in {timings['apply_s']} s, materialised in "
+               f"{timings['materialize_s']} s ({settings.online_store()} online store)")
+    else:
+        report("feast: online store already materialised from the same data; skipped")
+    start_component(settings, layer[-1], report)
+    if not _online_rows_present(settings):
+        raise PlatformError("the online store lacks materialised rows though its record says "
+                            f"otherwise: delete {_state_file(settings)} and run "
+                            "`invoke optional --on` again to re-materialise")
+    _write_state(settings, stamp=stamp, online_store=settings.online_store())
+    config = enrichment_config(settings)
+    if not _switch_gateway(settings, config):
+        raise PlatformError("the gateway is not running: start the platform with `invoke up`")
+    write_config(config_file(settings.state_dir), config)
+    _write_state(settings, attached=True)
+    report(f"gateway: enrichment on ({dataset.ENTITY} → {len(config.features)} features)")
+    return Attached(settings.online_store(), config.feature_server_url, materialized, timings)
+
+
+def off(settings: Settings, report: Report = print) -> None:
+    """Detach: enrichment off in the gateway first, then stop the feature server and Redis."""
+    feature = feature_settings(settings)
+    disabled = EnrichmentConfig()
+    switched = _switch_gateway(feature, disabled)
+    write_config(config_file(feature.state_dir), disabled)
+    _write_state(feature, attached=False)
+    report("gateway: enrichment off" if switched else
+           "gateway: not running (it starts with enrichment off)")
+    for program in (FEATURE_SERVER, REDIS):
+        _stop(feature, program)
+    report(f"feast: feature server and redis stopped; data kept in {feature.features_dir}")
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    """Attached or detached, the online store, and the feature server's health and memory."""
+    feature = feature_settings(settings)
+    state = read_state(feature)
+    running = supervisor.processes(feature)
+    layer = layer_components(feature)
+    server = health.status(feature, layer[-1], running)
+    redis = running.get(REDIS)
+    rss = server.rss_mb + (health.tree_rss_mb(redis.pid) if redis and redis.pid else 0.0)
+    return {"attached": bool(state.get("attached")), "online_store": state.get("online_store"),
+            "feature_server": server.url, "healthy": server.healthy, "detail": server.detail,
+            "rss_mb": round(rss, 1)}
