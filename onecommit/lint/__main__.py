@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from onecommit.lint import DEFAULT_SHARED_DIR, default_state_dir, run_lint
+from onecommit.lint.tools import ToolError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     root: Path = args.root.resolve()
     state_dir: Path = args.state_dir or default_state_dir(PROJECT_ROOT)
-    findings = run_lint(root, args.shared_dir, state_dir)
+    try:
+        findings = run_lint(root, args.shared_dir, state_dir)
+    except ToolError as error:
+        print(f"onecommit.lint: {error}", file=sys.stderr)
+        return 2
     for finding in findings:
         print(finding)
     elapsed = time.monotonic() - started

