@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -35,8 +36,16 @@ class Settings(BaseSettings):
     envs_path: Path | None = None
     # Slack incoming webhook; unset, notifications go to <state dir>/notifications.jsonl.
     notify_webhook_url: SecretStr | None = None
+    # Serve the gateway over HTTPS with a certificate of the internal CA (`invoke up --tls`); the
+    # platform's clients of the gateway then verify it against that CA.
+    tls: bool = False
+    # The sealed-secrets controller's certificate (`kubeseal --fetch-cert`) that `invoke seal`
+    # and `invoke rotate` encrypt for.
+    sealing_cert: Path | None = None
+    # Plaintext input of `invoke seal`, written by `invoke rotate`; must stay git-ignored.
+    secrets_file: Path = Field(default=PROJECT_ROOT / "secrets.local.yaml")
 
-    @field_validator("state_dir", "shared_dir", "envs_path")
+    @field_validator("state_dir", "shared_dir", "envs_path", "sealing_cert", "secrets_file")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         # Supervisor and the services run with other working directories.
@@ -77,3 +86,23 @@ class Settings(BaseSettings):
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The internal CA and its leaf certificates (`invoke certs`); keys are 0600."""
+        return self.state_dir / "tls"
+
+    def tls_pair(self, name: str) -> tuple[Path, Path]:
+        """(certificate, key) PEM files of the CA (`ca`) or of a leaf (`gateway`, ...)."""
+        return self.tls_dir / f"{name}.crt", self.tls_dir / f"{name}.key"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.gateway_port}"
+
+    def gateway_verify(self) -> ssl.SSLContext | bool:
+        """How clients check the gateway's certificate: against the internal CA under TLS."""
+        if not self.tls:
+            return True
+        ca_cert, _ = self.tls_pair("ca")
+        return ssl.create_default_context(cafile=ca_cert)
