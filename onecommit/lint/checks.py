@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from onecommit.lint import Finding, rules, upstream
+from onecommit.lint import Finding, dockerfiles, policy, rules, upstream
 from onecommit.lint.tools import ensure_promtool, ensure_tools
 
 KUBERNETES_VERSION = "1.31"
@@ -458,5 +458,16 @@ def run_all(root: Path, shared_dir: Path, state_dir: Path) -> list[Finding]:
     rendered: list[Rendered] = []
     with tempfile.TemporaryDirectory(prefix="onecommit-lint-") as scratch:
         findings += check_charts(root, shared_dir, helm, schemas, Path(scratch), rendered)
-    findings += rules.check_baseline_charts(root, ensure_promtool(state_dir))
+        objects = {re.sub(r"\W+", "_", r.label).strip("_"):
+                   [(policy.Scanned(where, r.label), doc) for where, doc in r.objects]
+                   for r in rendered}
+        skips, skip_problems = policy.tree_skips(root)
+        findings += skip_problems
+        for render in objects.values():
+            for scanned, doc in render:
+                findings += policy.annotation_skips(scanned.file, scanned.label, doc)
+        checkov = policy.run_checkov(root, Path(scratch), objects, skips)  # slow: runs meanwhile
+        findings += rules.check_baseline_charts(root, ensure_promtool(state_dir))
+        findings += dockerfiles.check_dockerfiles(root)
+        findings += policy.findings(checkov, root, objects)
     return sorted(set(findings))

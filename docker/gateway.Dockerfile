@@ -1,0 +1,24 @@
+# The serving gateway (python -m onecommit.gateway), for charts/gateway.
+# Same pinned requirements file as the local profile's gateway environment.
+# Build from the repository root: docker build -f docker/gateway.Dockerfile -t onecommit/gateway .
+FROM python:3.11.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/app
+
+COPY requirements/gateway.txt /app/requirements.txt
+RUN pip install -r /app/requirements.txt
+
+# The library is importable from /app (PYTHONPATH); its dependencies are the pinned ones above.
+COPY onecommit /app/onecommit
+
+# UID/GID 10001: the chart's securityContext.runAsUser; HOME and state live in /tmp (emptyDir).
+RUN groupadd --gid 10001 onecommit \
+    && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin onecommit
+USER 10001:10001
+WORKDIR /app
+EXPOSE 9000
+CMD ["python", "-m", "onecommit.gateway"]

@@ -1,0 +1,35 @@
+# The platform image: Airflow 3, the lifecycle library and the DAGs. Runs every Airflow component
+# of the official chart (charts/airflow, KubernetesExecutor task pods included) and the PostSync
+# sync Job. Same pinned requirements file as the local profile's platform environment.
+# Build from the repository root: docker build -f docker/platform.Dockerfile -t onecommit/platform .
+FROM python:3.11.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/app \
+    AIRFLOW_HOME=/opt/airflow
+
+# git: the sync Job reads the model spec of the synced commit from the GitOps repository.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/*
+
+COPY requirements/platform.txt /app/requirements.txt
+RUN pip install -r /app/requirements.txt
+
+COPY onecommit /app/onecommit
+# The official chart's default DAG folder is $AIRFLOW_HOME/dags.
+COPY dags /opt/airflow/dags
+
+# UID/GID 50000: the official Airflow chart's uid (values: airflow.uid/gid) and our chart's.
+RUN groupadd --gid 50000 airflow \
+    && useradd --uid 50000 --gid 50000 --home-dir /opt/airflow --shell /usr/sbin/nologin airflow \
+    && chown -R 50000:50000 /opt/airflow
+USER 50000:50000
+WORKDIR /opt/airflow
+EXPOSE 8080
+# No ENTRYPOINT: the official chart gives every container its full command line
+# (`bash -c "exec airflow scheduler"`, `airflow db check-migrations`, task pods' `airflow tasks run`).
+CMD ["airflow", "version"]

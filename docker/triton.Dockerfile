@@ -1,0 +1,29 @@
+# CPU Triton Inference Server for kind and dev: the tritonserver binary shipped in the
+# nvidia-pytriton wheel, from the same pinned requirements file as the local profile's triton
+# environment. GPU clusters use NGC's tritonserver image instead (gitops/envs/prod values).
+# Build from the repository root: docker build -f docker/triton.Dockerfile -t onecommit/triton .
+FROM python:3.11.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+COPY requirements/triton.txt /app/requirements.txt
+RUN pip install -r /app/requirements.txt
+
+# The python backend's stub for this interpreter goes into the backend folder, and the stub must
+# load this interpreter's own libpython first (see DESIGN §2), so LD_LIBRARY_PATH leads with LIBDIR.
+COPY docker/tritonserver.sh /usr/local/bin/tritonserver
+RUN site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+    && triton="$site/pytriton/tritonserver" \
+    && cp "$triton/python_backend_stubs/3.11/triton_python_backend_stub" "$triton/backends/python/" \
+    && chmod 0755 /usr/local/bin/tritonserver
+
+# UID/GID 10001: the chart's securityContext.runAsUser; HOME is /tmp (emptyDir).
+RUN groupadd --gid 10001 triton \
+    && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin triton
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8000 8001 8002
+ENTRYPOINT ["/usr/local/bin/tritonserver"]
