@@ -23,8 +23,11 @@ def configure_logging(settings: GatewaySettings) -> None:
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(settings)
+    # With a certificate the gateway speaks HTTPS only: plain HTTP on its port fails the handshake.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.gateway_port,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False,
+                ssl_certfile=settings.gateway_tls_cert_file,
+                ssl_keyfile=settings.gateway_tls_key_file)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
@@ -14,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, ConfigDict, Field
 
 from onecommit import __version__
+from onecommit.gateway.auth import require_bearer
 from onecommit.gateway.backends import TritonBackend
 from onecommit.gateway.dataplane import BackendUnavailable, DataPlane, Served
 from onecommit.gateway.metrics import GatewayMetrics
@@ -25,18 +25,6 @@ from onecommit.gateway.variants import AliasResolver, VariantError
 def _plane(request: Request) -> DataPlane:
     plane: DataPlane = request.app.state.dataplane
     return plane
-
-
-def _bearer_check(token: Callable[[], str | None]) -> Callable[[Request], Awaitable[None]]:
-    async def check(request: Request) -> None:
-        expected = token()
-        if expected is None:
-            return
-        given = request.headers.get("authorization", "")
-        # Constant-time comparison: response timing must not reveal the token prefix.
-        if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
-            raise HTTPException(401, "missing or wrong bearer token")
-    return check
 
 
 Plane = Annotated[DataPlane, Depends(_plane)]
@@ -101,6 +89,11 @@ def _routes(settings: GatewaySettings) -> tuple[APIRouter, APIRouter, APIRouter]
     async def model_metadata(path: str, request: Request, plane: Plane) -> Response:
         answer = await plane.passthrough("GET", f"/v2/models/{path}", b"", dict(request.headers))
         return Response(answer.body, answer.status_code, headers=answer.headers)
+
+    @admin_router.get("/auth/check")
+    async def auth_check() -> dict[str, bool]:
+        # No side effect: lets a token rotation prove a token is accepted, or revoked.
+        return {"authorized": True}
 
     @admin_router.post("/variant/{alias}/reload")
     async def reload(alias: str, plane: Plane) -> dict[str, Any]:
@@ -195,12 +188,13 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
         await backend.close()
         await resolver.close()
 
-    inference_token = settings.gateway_inference_token
     app = FastAPI(title="onecommit gateway", version=__version__, lifespan=lifespan)
     open_router, infer_router, admin_router = _routes(settings)
     app.include_router(open_router)
-    app.include_router(infer_router, dependencies=[Depends(_bearer_check(
-        lambda: inference_token.get_secret_value() if inference_token else None))])
-    app.include_router(admin_router, dependencies=[Depends(_bearer_check(settings.admin_token))])
+    inference_tokens = settings.inference_tokens()
+    app.include_router(infer_router, dependencies=[] if inference_tokens is None else [
+        Depends(require_bearer(inference_tokens, "inference"))])
+    app.include_router(admin_router, dependencies=[
+        Depends(require_bearer(settings.admin_tokens(), "admin"))])
     _install_errors(app, settings)
     return app

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
+from onecommit.gateway.auth import StaticTokens, TokenFiles, TokenSource
+from onecommit.secrets.local_store import gateway_token_files
 from onecommit.settings import Settings
 
 
@@ -15,11 +17,14 @@ class GatewaySettings(Settings):
     triton_max_connections: int = Field(default=64, ge=1)
     mlflow_timeout_s: float = Field(default=5.0, gt=0)
     gateway_max_body_bytes: int = Field(default=8 * 2**20, ge=1024)
-    # Admin calls (reload, traffic, feedback) need this bearer token. Unset: read from the file
-    # the platform generates at first `up`.
+    # Admin calls (reload, traffic, feedback) need this bearer token. Unset: the tokens in the
+    # files the platform generates at first `up` and `invoke rotate` switches (re-read on change).
     gateway_admin_token: SecretStr | None = None
     # When set, inference needs this bearer token too.
     gateway_inference_token: SecretStr | None = None
+    # Certificate chain and key (PEM) to serve HTTPS with; both or neither (`invoke up --tls`).
+    gateway_tls_cert_file: Path | None = None
+    gateway_tls_key_file: Path | None = None
     gateway_feedback_needs_token: bool = True
     # On clusters Triton and MLflow are other services; locally they are on this host's ports.
     gateway_triton_url: str | None = None
@@ -33,15 +38,19 @@ class GatewaySettings(Settings):
     def mlflow_url(self) -> str:
         return self.gateway_mlflow_url or self.url(self.mlflow_port)
 
-    @property
-    def admin_token_file(self) -> Path:
-        return self.state_dir / "gateway" / "admin_token"
-
-    def admin_token(self) -> str:
+    def admin_tokens(self) -> TokenSource:
         if self.gateway_admin_token is not None:
-            return self.gateway_admin_token.get_secret_value()
-        try:
-            return self.admin_token_file.read_text().strip()
-        except OSError:
-            raise RuntimeError(f"no gateway admin token: set ONECOMMIT_GATEWAY_ADMIN_TOKEN or "
-                               f"run `invoke up` to generate {self.admin_token_file}") from None
+            return StaticTokens((self.gateway_admin_token.get_secret_value().encode(),))
+        return TokenFiles(gateway_token_files(self.state_dir))
+
+    def inference_tokens(self) -> TokenSource | None:
+        """None: inference is open."""
+        token = self.gateway_inference_token
+        return None if token is None else StaticTokens((token.get_secret_value().encode(),))
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewaySettings:
+        if (self.gateway_tls_cert_file is None) != (self.gateway_tls_key_file is None):
+            raise ValueError("set both ONECOMMIT_GATEWAY_TLS_CERT_FILE and "
+                             "ONECOMMIT_GATEWAY_TLS_KEY_FILE, or neither")
+        return self

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
 from mlflow.tracking import MlflowClient
 
 from onecommit.lifecycle import registry, serving, training
 from onecommit.lifecycle.export import to_onnx_bytes
 from onecommit.lifecycle.notify import notify
 from onecommit.lifecycle.spec import ModelSpec, parse_spec
-from onecommit.platform.components import gateway_admin_token
+from onecommit.secrets.local_store import gateway_client
 from onecommit.settings import Settings
 
 GOLDEN_ROWS = 32
@@ -81,9 +80,7 @@ class Gateway:
     """The gateway's admin API, as the lifecycle uses it."""
 
     def __init__(self, settings: Settings) -> None:
-        self._http = httpx.Client(
-            base_url=settings.url(settings.gateway_port), timeout=30,
-            headers={"Authorization": f"Bearer {gateway_admin_token(settings)}"})
+        self._http = gateway_client(settings)
 
     def reload(self, alias: str, expected_version: int) -> None:
         response = self._http.post(f"/variant/{alias}/reload")

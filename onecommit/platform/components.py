@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import sysconfig
@@ -14,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from onecommit.platform.envs import env_dir
+from onecommit.secrets import local_store
+from onecommit.secrets.ca import ensure_certs
+from onecommit.secrets.files import read_or_create
 from onecommit.settings import PROJECT_ROOT, Settings
 
 AIRFLOW_USER = "onecommit"
@@ -44,20 +48,13 @@ class Component:
     programs: list[Program]
     # Runs before the processes start (directories, credentials, schema migrations).
     prepare: Callable[[], object] = lambda: None
-
-
-def _secret(path: Path, make: Callable[[], str]) -> str:
-    """Read a generated credential, creating it once with owner-only permissions."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(make())
-    return path.read_text()
+    # What the health probe checks the component's certificate with (HTTPS only).
+    verify: Callable[[], ssl.SSLContext | bool] = lambda: True
 
 
 def airflow_password(settings: Settings) -> str:
     """The platform REST client's Airflow password, in the format SimpleAuthManager reads."""
-    passwords = json.loads(_secret(
+    passwords = json.loads(read_or_create(
         settings.state_dir / "airflow" / "passwords.json",
         lambda: json.dumps({AIRFLOW_USER: secrets.token_urlsafe(24)}),
     ))
@@ -89,7 +86,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     """Airflow's configuration for the local profile, shared by every Airflow process."""
     home = settings.state_dir / "airflow"
     api = settings.url(settings.airflow_port)
-    jwt_secret = _secret(home / "jwt_secret", lambda: secrets.token_urlsafe(32))
+    jwt_secret = read_or_create(home / "jwt_secret", lambda: secrets.token_urlsafe(32))
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
@@ -129,9 +126,11 @@ def _airflow(settings: Settings) -> Component:
         programs=[
             program("api-server", "--host", settings.host, "--port", str(settings.airflow_port),
                     "--workers", "1"),
-            program("scheduler"),
+            # Their log servers would listen on every interface (port 8793/8794); the API
+            # server reads task logs from the shared local folder instead.
+            program("scheduler", "--skip-serve-logs"),
             program("dag-processor"),
-            program("triggerer"),
+            program("triggerer", "--skip-serve-logs"),
         ],
         prepare=lambda: _prepare_airflow(settings, airflow),
     )
@@ -201,18 +200,28 @@ def _triton(settings: Settings) -> Component:
 def _gateway(settings: Settings) -> Component:
     command = [_bin(settings, "gateway", "python"), "-m", "onecommit.gateway"]
     environment = {"PYTHONPATH": str(PROJECT_ROOT), **settings.as_environment()}
+    if settings.tls:
+        # uvicorn's ssl_certfile / ssl_keyfile, through the gateway's settings.
+        cert_file, key_file = settings.tls_pair("gateway")
+        environment |= {"ONECOMMIT_GATEWAY_TLS_CERT_FILE": str(cert_file),
+                        "ONECOMMIT_GATEWAY_TLS_KEY_FILE": str(key_file)}
+
+    def prepare() -> None:
+        gateway_admin_token(settings)
+        if settings.tls:
+            ensure_certs(settings)
+
     return Component(
-        name="gateway", env="gateway", url=settings.url(settings.gateway_port),
+        name="gateway", env="gateway", url=settings.gateway_url,
         health_path="/v2/health/ready", version_path="/version",
-        programs=[Program("gateway", command, environment)],
-        prepare=lambda: gateway_admin_token(settings),
+        programs=[Program("gateway", command, environment)], prepare=prepare,
+        verify=settings.gateway_verify,
     )
 
 
 def gateway_admin_token(settings: Settings) -> str:
     """The gateway's admin bearer token, generated once at the first `up` (mode 0600)."""
-    return _secret(settings.state_dir / "gateway" / "admin_token",
-                   lambda: secrets.token_urlsafe(32))
+    return local_store.gateway_admin_token(settings.state_dir)
 
 
 def components(settings: Settings) -> list[Component]:

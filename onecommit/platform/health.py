@@ -32,7 +32,8 @@ class ComponentStatus:
 def probe(component: Component, timeout_s: float = 3) -> tuple[bool, str]:
     """Ask the component's health endpoint; (healthy, why not)."""
     try:
-        response = httpx.get(component.url + component.health_path, timeout=timeout_s)
+        response = httpx.get(component.url + component.health_path, timeout=timeout_s,
+                             verify=component.verify())
     except httpx.HTTPError as error:
         return False, f"{component.health_path}: {type(error).__name__}"
     if response.status_code != 200:
@@ -54,7 +55,8 @@ def version(settings: Settings, component: Component) -> str | None:
                 return client.version()
             finally:
                 client.close()
-        response = httpx.get(component.url + component.version_path, timeout=3)
+        response = httpx.get(component.url + component.version_path, timeout=3,
+                             verify=component.verify())
         response.raise_for_status()
         if response.headers.get("content-type", "").startswith("application/json"):
             return str(response.json()["version"])

@@ -11,6 +11,7 @@ from onecommit.platform import supervisor
 from onecommit.platform.components import Component, components, triton_paths
 from onecommit.platform.envs import ensure_env
 from onecommit.platform.health import ComponentStatus, probe, status
+from onecommit.secrets.files import PRIVATE_DIR
 from onecommit.settings import Settings
 
 
@@ -71,7 +72,9 @@ def up(settings: Settings, report: Report = print,
     healthy; idempotent."""
     running = {n for n, i in supervisor.processes(settings).items() if i.state == "RUNNING"}
     check_ports(settings, running)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # Credentials, keys and configs holding secrets live below: owner-only, whatever the umask.
+    settings.state_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    settings.state_dir.chmod(PRIVATE_DIR)
     if platform is None:
         platform = components(settings)
         for env in dict.fromkeys(c.env for c in platform):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import io
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Any, cast
 from supervisor.xmlrpc import SupervisorTransport
 
 from onecommit.platform.components import Component
+from onecommit.secrets.files import write_private
 from onecommit.settings import Settings
 
 
@@ -84,8 +86,10 @@ def write_config(settings: Settings, components: list[Component]) -> Path:
             }
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     path = config_path(settings)
-    with path.open("w") as handle:
-        parser.write(handle)
+    text = io.StringIO()
+    parser.write(text)
+    # Programs' environments hold credentials (Airflow's JWT secret): owner-only.
+    write_private(path, text.getvalue())
     return path
 
 

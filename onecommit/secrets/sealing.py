@@ -13,9 +13,7 @@ import copy
 import datetime
 import enum
 import os
-import stat
 import struct
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from onecommit.secrets import SecretsError
+from onecommit.secrets.files import write_all
 
 API_VERSION = "bitnami.com/v1alpha1"
 KIND = "SealedSecret"
@@ -48,9 +49,11 @@ SESSION_KEY_BYTES = 32
 ZERO_NONCE = bytes(12)
 RSA_LENGTH_PREFIX = struct.Struct(">H")
 YAML_SUFFIXES = (".yaml", ".yml")
+# Longer single words are written on a line of their own (see `dump_manifests`).
+FOLD_AT = 80
 
 
-class SealingError(Exception):
+class SealingError(SecretsError):
     """Sealing or unsealing failed; the message names the file, object and key when known."""
 
 
@@ -370,7 +373,25 @@ def _resealed_text(
         resealed = [_resealed_doc(d, old_key, new_key) if is_sealed_secret(d) else d for d in docs]
     except SealingError as exc:
         raise SealingError(f"{path}: {exc}") from exc
-    return yaml.safe_dump_all(resealed, sort_keys=False)
+    return dump_manifests(resealed)
+
+
+class _ManifestDumper(yaml.SafeDumper):
+    """Writes a long word (a sealed value) as a folded block scalar on a line of its own: the
+    line then has no space, which yamllint's line-length rule allows at any length."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = ">" if len(value) > FOLD_AT and not any(c.isspace() for c in value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ManifestDumper.add_representer(str, _represent_str)
+
+
+def dump_manifests(docs: Iterable[Mapping[str, Any]]) -> str:
+    """YAML for manifests holding sealed values, lint-clean and in the documents' key order."""
+    return yaml.dump_all([dict(doc) for doc in docs], Dumper=_ManifestDumper, sort_keys=False)
 
 
 def _yaml_files(paths: Iterable[Path]) -> list[Path]:
@@ -387,35 +408,6 @@ def _yaml_files(paths: Iterable[Path]) -> list[Path]:
     return list(found)
 
 
-def _stage(path: Path, text: str) -> Path:
-    """Write text to a temp file beside path (same filesystem, same mode) for os.replace."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    staged = Path(name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        staged.chmod(stat.S_IMODE(path.stat().st_mode))
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
-    return staged
-
-
-def _replace_all(contents: Mapping[Path, str]) -> None:
-    """Stage every file before replacing any, so a failed write leaves the tree untouched."""
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for path, text in contents.items():
-            staged.append((_stage(path, text), path))
-        for temp, path in staged:
-            os.replace(temp, path)
-    finally:
-        for temp, _ in staged:
-            temp.unlink(missing_ok=True)
-
-
 def reseal_tree(paths: list[Path], old_private_key_pem: bytes, new_cert_pem: bytes) -> list[Path]:
     """Re-encrypt every SealedSecret under paths for a new controller key; all or nothing.
 
@@ -427,5 +419,5 @@ def reseal_tree(paths: list[Path], old_private_key_pem: bytes, new_cert_pem: byt
     new_key = load_public_key_from_cert(new_cert_pem)
     planned = {path: _resealed_text(path, old_key, new_key) for path in _yaml_files(paths)}
     contents = {path: text for path, text in planned.items() if text is not None}
-    _replace_all(contents)
+    write_all(contents)
     return list(contents)

@@ -48,10 +48,11 @@ def _require_local(settings: Settings) -> None:
                    "Kubernetes section (this command drives the local profile)", code=2)
 
 
-@task(help={"profile": "local (default) or kind"})
-def up(c: Context, profile: str | None = None) -> None:
+@task(help={"profile": "local (default) or kind",
+            "tls": "serve the gateway over HTTPS with the internal CA (= ONECOMMIT_TLS=true)"})
+def up(c: Context, profile: str | None = None, tls: bool = False) -> None:
     """Start the platform and wait until every component is healthy (idempotent)."""
-    settings = load_settings(profile=profile)
+    settings = load_settings(profile=profile, tls=tls or None)
     _require_local(settings)
     with clear_errors():
         local.up(settings)
@@ -105,4 +106,7 @@ def print_urls(settings: Settings, out: Callable[[str], None] = print) -> None:
     out(f"Airflow UI:  {settings.url(settings.airflow_port)}  (user onecommit, password in "
         f"{settings.state_dir}/airflow/passwords.json)")
     out(f"Triton:      {settings.url(settings.triton_http_port)}")
-    out(f"Gateway:     {settings.url(settings.gateway_port)}")
+    out(f"Gateway:     {settings.gateway_url}")
+    if settings.tls:
+        out(f"             (CA: {settings.tls_pair('ca')[0]}; other commands need "
+            "ONECOMMIT_TLS=true too)")

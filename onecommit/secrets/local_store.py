@@ -1,0 +1,60 @@
+"""The local profile's live credentials: owner-only files in the state dir.
+
+The gateway admin token is two files. `admin_token` holds the one token clients use.
+`admin_token.rotation`, present only while `invoke rotate` runs, holds tokens the gateway accepts
+as well, so switching from the old token to the new one never leaves a client without a valid
+token. Clients made by `gateway_client` read the current token at every request.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Generator
+from pathlib import Path
+
+import httpx
+
+from onecommit.secrets.files import read_lines, read_or_create
+from onecommit.settings import Settings
+
+
+def gateway_token_files(state_dir: Path) -> tuple[Path, Path]:
+    """(current, rotation): clients read current; the gateway accepts the lines of both."""
+    current = state_dir / "gateway" / "admin_token"
+    return current, current.with_name("admin_token.rotation")
+
+
+def new_token() -> str:
+    """A bearer token: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def gateway_admin_token(state_dir: Path) -> str:
+    """The token clients use, generated at the first `up` (mode 0600) and never logged."""
+    current, _ = gateway_token_files(state_dir)
+    return read_or_create(current, new_token).strip()
+
+
+def accepted_gateway_tokens(state_dir: Path) -> list[str]:
+    """Every token the gateway accepts now: current first, then a rotation's extras."""
+    current, rotation = gateway_token_files(state_dir)
+    return list(dict.fromkeys(read_lines(current) + read_lines(rotation)))
+
+
+class AdminTokenAuth(httpx.Auth):
+    """Bearer auth with the token that is current at each request, so a long-lived client keeps
+    working across `invoke rotate gateway-admin-token`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._state_dir = state_dir
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {gateway_admin_token(self._state_dir)}"
+        yield request
+
+
+def gateway_client(settings: Settings, timeout_s: float = 30) -> httpx.Client:
+    """A client of the local gateway's admin API: current token, certificate checked against
+    the internal CA when TLS is on."""
+    return httpx.Client(base_url=settings.gateway_url, timeout=timeout_s,
+                        verify=settings.gateway_verify(), auth=AdminTokenAuth(settings.state_dir))
