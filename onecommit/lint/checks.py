@@ -408,6 +408,85 @@ def check_applicationset(root: Path, file: str, doc: Doc, schemas: Schemas,
     return findings
 
 
+# ---------------------------------------------------------------- credentials in tracked files
+# A whole PEM block (header, at least a line of body, footer), also when indented in YAML or
+# JSON-escaped; a lone header in code or docs is not a key.
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\w+/=\s\\:,-]{64,}?-----END ")
+# Formats with a recognisable shape; matches are never printed, only their kind and line.
+_TOKENS = {
+    "AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "GitHub token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{50,})"),
+    "Slack token": re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    "Slack webhook URL": re.compile(r"hooks\.slack\.com/services/T\w+/B\w+/\w+"),
+    "JSON web token": re.compile(r"\beyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{10,}"),
+    "Google API key": re.compile(r"\bAIza[\w-]{35}\b"),
+}
+# `adminToken: <value>`, `DB_PASSWORD=<value>`, `"api_key": "<value>"`: a credential-named key
+# with a literal value of 20-200 URL/base64 characters (sealed values are longer).
+_ASSIGNED = re.compile(
+    r"""(?i)[\w.-]*(?:token|secret|password|passwd|api[_-]?key|access[_-]?key)["']?\s*[:=]\s*"""
+    r"""["']?([\w+/-]{20,200}={0,2})(?:["',]|\s|$)""")
+_MAX_SCANNED_BYTES = 5 * 2**20
+
+
+def _tracked_files(root: Path) -> list[Path]:
+    """What git would publish (`git ls-files`); every file when root is not a git work tree."""
+    listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True,
+                            check=False)
+    if listed.returncode == 0:
+        return [root / name for name in listed.stdout.decode().split("\0") if name]
+    return [p for p in root.rglob("*") if p.is_file() and ".git" not in p.relative_to(root).parts]
+
+
+def _looks_random(value: str) -> bool:
+    """Generated credentials mix letters and digits over many symbols; names and prose do not."""
+    return (len(set(value)) >= 10 and any(c.isdigit() for c in value)
+            and any(c.isalpha() for c in value))
+
+
+def _credential_lines(text: str) -> Iterator[tuple[int, str]]:
+    for key in _PRIVATE_KEY.finditer(text):
+        yield text.count("\n", 0, key.start()) + 1, "private key"
+    for number, line in enumerate(text.splitlines(), 1):
+        kinds = [kind for kind, pattern in _TOKENS.items() if pattern.search(line)]
+        assigned = _ASSIGNED.search(line)
+        if not kinds and assigned and _looks_random(assigned.group(1)):
+            kinds.append("credential-looking value")
+        yield from ((number, kind) for kind in kinds)
+
+
+def check_tracked_credentials(root: Path) -> list[Finding]:
+    """No private key, token-looking string or plaintext Secret in any tracked file."""
+    findings = []
+    for path in _tracked_files(root):
+        try:
+            raw = path.read_bytes()[:_MAX_SCANNED_BYTES]
+        except OSError:
+            continue  # listed but deleted in the work tree
+        if b"\0" in raw[:8192]:
+            continue  # binary
+        rel, text = _rel(root, path), raw.decode("utf-8", errors="replace")
+        findings += [Finding(rel, f"line {number}", f"{kind} in a tracked file: remove it from "
+                             "git (and its history) and rotate it; keep credentials in "
+                             "secrets.local.yaml and commit them sealed (`invoke seal`)")
+                     for number, kind in _credential_lines(text)]
+        top = Path(rel).parts[0] if Path(rel).parts else ""
+        if path.suffix in (".yaml", ".yml") and top not in YAML_DIRS:
+            findings += _plaintext_secrets_in(rel, text)
+    return findings
+
+
+def _plaintext_secrets_in(rel: str, text: str) -> list[Finding]:
+    """Secrets in YAML outside the directories the manifest checks cover (docs, examples)."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return []
+    return [Finding(rel, _obj(d), "plaintext Secret: commit a SealedSecret instead")
+            for d in docs if d.get("kind") == "Secret" and d.get("apiVersion") == "v1"]
+
+
 # ---------------------------------------------------------------- entry point
 def _manifests(root: Path) -> tuple[list[tuple[str, Doc]], list[Finding]]:
     manifests, findings = [], []
@@ -447,6 +526,7 @@ def run_all(root: Path, shared_dir: Path, state_dir: Path) -> list[Finding]:
     manifests, errors = _manifests(root)
     findings += errors
     findings += _other_secrets(root, files, {f for f, _ in manifests})
+    findings += check_tracked_credentials(root)
     projects = _projects(manifests)
     for file, doc in manifests:
         findings += check_object(doc, file, schemas)
