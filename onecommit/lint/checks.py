@@ -26,7 +26,9 @@ from onecommit.lint.tools import ensure_promtool, ensure_tools
 KUBERNETES_VERSION = "1.31"
 YAMLLINT_CONFIG = Path(__file__).with_name("yamllint.yaml")
 YAML_DIRS = ("charts", "gitops", "baseline", "kind", "optional")
-MANIFEST_DIRS = ("gitops/bootstrap", "gitops/projects", "gitops/appsets", "baseline")
+MANIFEST_DIRS = ("gitops/bootstrap", "gitops/projects", "gitops/appsets", "baseline", "kind")
+# Configuration files that look like manifests but are read by tools, not by Kubernetes.
+NOT_KUBERNETES = {"kind.x-k8s.io/v1alpha4"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 BUILTIN_PROJECT = "default"  # exists in every Argo CD and allows every destination
 _SECRET_LINE = re.compile(r"^kind:\s*[\"']?Secret[\"']?\s*$", re.MULTILINE)
@@ -77,7 +79,8 @@ def _load_docs(path: Path) -> list[Doc]:
 
 
 def _is_manifest(doc: Doc) -> bool:
-    return isinstance(doc.get("apiVersion"), str) and isinstance(doc.get("kind"), str)
+    return (isinstance(doc.get("apiVersion"), str) and isinstance(doc.get("kind"), str)
+            and doc["apiVersion"] not in NOT_KUBERNETES)
 
 
 # ---------------------------------------------------------------- yamllint
@@ -491,6 +494,8 @@ def _plaintext_secrets_in(rel: str, text: str) -> list[Finding]:
 def _manifests(root: Path) -> tuple[list[tuple[str, Doc]], list[Finding]]:
     manifests, findings = [], []
     for path in _yaml_files(root, MANIFEST_DIRS):
+        if _is_template(path):
+            continue  # rendered and checked with its chart
         try:
             docs = _load_docs(path)
         except yaml.YAMLError as error:

@@ -13,7 +13,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 from pydantic import ValidationError
 
-from onecommit.platform import local
+from onecommit.platform import kind, local
 from onecommit.platform.envs import EnvironmentError_
 from onecommit.settings import Settings
 
@@ -42,28 +42,39 @@ def clear_errors() -> Iterator[None]:
         raise Exit(f"error: {error}", code=1) from None
 
 
-def _require_local(settings: Settings) -> None:
-    if settings.profile != "local":
-        raise Exit(f"the {settings.profile} profile has its own tasks: see the README's "
-                   "Kubernetes section (this command drives the local profile)", code=2)
+def _kind_profile(settings: Settings, plan: Callable[[bool], None], dry_run: bool) -> bool:
+    """Run (or print) a kind plan when that is the profile; False leaves the local profile."""
+    if settings.profile != "kind":
+        if dry_run:
+            raise Exit("--dry-run prints the kind profile's plan: add --profile kind", code=2)
+        return False
+    try:
+        plan(dry_run)
+    except kind.KindError as error:
+        raise Exit(f"error: {error}", code=1) from None
+    return True
 
 
 @task(help={"profile": "local (default) or kind",
-            "tls": "serve the gateway over HTTPS with the internal CA (= ONECOMMIT_TLS=true)"})
-def up(c: Context, profile: str | None = None, tls: bool = False) -> None:
+            "tls": "serve the gateway over HTTPS with the internal CA (= ONECOMMIT_TLS=true)",
+            "dry_run": "kind profile: print every command instead of running it"})
+def up(c: Context, profile: str | None = None, tls: bool = False, dry_run: bool = False) -> None:
     """Start the platform and wait until every component is healthy (idempotent)."""
     settings = load_settings(profile=profile, tls=tls or None)
-    _require_local(settings)
+    if _kind_profile(settings, kind.up, dry_run):
+        return
     with clear_errors():
         local.up(settings)
     print_urls(settings)
 
 
-@task(help={"profile": "local (default) or kind"})
-def down(c: Context, profile: str | None = None) -> None:
-    """Stop every process `invoke up` started."""
+@task(help={"profile": "local (default) or kind",
+            "dry_run": "kind profile: print every command instead of running it"})
+def down(c: Context, profile: str | None = None, dry_run: bool = False) -> None:
+    """Stop every process `invoke up` started (kind: delete the cluster)."""
     settings = load_settings(profile=profile)
-    _require_local(settings)
+    if _kind_profile(settings, kind.down, dry_run):
+        return
     with clear_errors():
         local.down(settings)
     print("platform stopped")

@@ -1,0 +1,145 @@
+"""`invoke up/down --profile kind`: the plan it prints without any tool, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from onecommit.platform.kind import applications_ready
+from onecommit.settings import PROJECT_ROOT
+from onecommit.tasks import platform
+
+VENV_BIN = str(Path(sys.executable).parent)
+COMPONENTS = sorted(p.name.removesuffix(".Dockerfile")
+                    for p in (PROJECT_ROOT / "docker").glob("*.Dockerfile"))
+
+
+def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    """The task as a user runs it, with only the project's venv on PATH: no docker, kind,
+    kubectl, helm or git."""
+    return subprocess.run([f"{VENV_BIN}/invoke", "-r", str(PROJECT_ROOT), *args],
+                          env={"PATH": VENV_BIN, "HOME": "/tmp"}, capture_output=True, text=True,
+                          check=False, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def plan() -> list[str]:
+    result = invoke("up", "--profile", "kind", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if not line.startswith("#")]
+
+
+def test_dry_run_needs_no_tool_and_prints_commands(plan: list[str]) -> None:
+    assert plan
+    assert {line.split()[0] for line in plan} == {"kind", "docker", "helm", "kubectl", "git"}
+
+
+def test_cluster_comes_from_the_kind_config(plan: list[str]) -> None:
+    assert plan[0].startswith(f"kind create cluster --name onecommit --config "
+                              f"{PROJECT_ROOT / 'kind' / 'cluster.yaml'}")
+
+
+def test_every_image_is_built_from_its_dockerfile_then_loaded(plan: list[str]) -> None:
+    assert COMPONENTS == ["gateway", "mlflow", "platform", "triton"]
+    for component in COMPONENTS:
+        image = f"ghcr.io/onecommit/{component}:0.1.0"
+        build = plan.index(f"docker build --file {PROJECT_ROOT}/docker/{component}.Dockerfile "
+                           f"--tag {image} {PROJECT_ROOT}")
+        load = plan.index(f"kind load docker-image {image} --name onecommit")
+        assert build < load
+
+
+def test_argocd_is_the_version_its_application_pins(plan: list[str]) -> None:
+    app = yaml.safe_load((PROJECT_ROOT / "gitops/bootstrap/argocd.yaml").read_text())
+    version = next(s["targetRevision"] for s in app["spec"]["sources"] if "chart" in s)
+    install = [line for line in plan if line.startswith("helm upgrade --install argocd ")]
+    assert len(install) == 1
+    assert f"--version {version} " in install[0]
+    assert "--values " + str(PROJECT_ROOT / "gitops/bootstrap/argocd-values.yaml") in install[0]
+
+
+def test_repo_is_pushed_in_cluster_before_the_root_applications(plan: list[str]) -> None:
+    push = next(i for i, line in enumerate(plan) if line.startswith("git ") and " push " in line)
+    roots = sorted(p for p in (PROJECT_ROOT / "gitops/bootstrap").glob("*.yaml")
+                   if yaml.safe_load(p.read_text()).get("kind") == "Application")
+    applies = [plan.index(f"kubectl --context kind-onecommit apply --namespace argocd "
+                          f"--filename {p}") for p in roots]
+    assert len(roots) == 4
+    assert push < min(applies)
+    assert "exec -i deployment/gitops-server" in plan[push]
+
+
+def test_plan_ends_waiting_for_synced_and_healthy(plan: list[str]) -> None:
+    assert plan[-1].startswith("kubectl --context kind-onecommit --namespace argocd get "
+                               "applications.argoproj.io --output json")
+    assert "until every Application is Synced and Healthy" in plan[-1]
+
+
+def test_every_cluster_command_names_the_kind_context(plan: list[str]) -> None:
+    for line in plan:
+        if line.startswith("kubectl "):
+            assert line.startswith("kubectl --context kind-onecommit "), line
+        if line.startswith("helm "):
+            assert "--kube-context kind-onecommit" in line, line
+
+
+def test_missing_tools_stop_at_once_with_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", VENV_BIN)
+    with pytest.raises(Exit) as stopped:
+        platform.up(Context(), profile="kind")
+    assert stopped.value.code == 1
+    assert stopped.value.message == (
+        "error: missing kind, docker, helm, kubectl, git: install them for the kind profile "
+        "(or see the plan with --dry-run)")
+    assert capsys.readouterr().out == ""  # stopped before the first step
+
+
+def test_down_deletes_the_cluster(capsys: pytest.CaptureFixture[str]) -> None:
+    platform.down(Context(), profile="kind", dry_run=True)
+    assert capsys.readouterr().out.splitlines()[1] == "kind delete cluster --name onecommit"
+
+
+def test_unknown_profile_is_one_clear_line() -> None:
+    with pytest.raises(Exit) as refused:
+        platform.up(Context(), profile="k8s")
+    assert refused.value.code == 2
+    assert refused.value.message == (
+        "invalid setting profile='k8s': Input should be 'local' or 'kind' "
+        "(fix the --profile flag or ONECOMMIT_PROFILE)")
+
+
+def test_dry_run_is_refused_for_the_local_profile() -> None:
+    with pytest.raises(Exit) as refused:
+        platform.up(Context(), dry_run=True)
+    assert refused.value.code == 2
+    assert "add --profile kind" in str(refused.value.message)
+
+
+def _applications(*states: tuple[str, str, str]) -> str:
+    return json.dumps({"items": [{"metadata": {"name": name},
+                                  "status": {"sync": {"status": sync},
+                                             "health": {"status": health}}}
+                                 for name, sync, health in states]})
+
+
+def test_ready_needs_every_expected_application() -> None:
+    ready = applications_ready({"root-core", "root-baseline"})
+    assert not ready(_applications(("root-core", "Synced", "Healthy")))
+    assert ready(_applications(("root-core", "Synced", "Healthy"),
+                               ("root-baseline", "Synced", "Healthy")))
+
+
+def test_ready_needs_every_application_synced_and_healthy() -> None:
+    ready = applications_ready({"root-core"})
+    assert not ready(_applications(("root-core", "Synced", "Healthy"),
+                                   ("gateway-dev", "Synced", "Progressing")))
+    assert not ready(_applications(("root-core", "OutOfSync", "Healthy")))
+    assert not ready("")
