@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from onecommit import gitops_toggle
 from onecommit.lint import Finding, dockerfiles, policy, rules, upstream
 from onecommit.lint.tools import ensure_promtool, ensure_tools
 
@@ -32,7 +33,7 @@ NOT_KUBERNETES = {"kind.x-k8s.io/v1alpha4"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 BUILTIN_PROJECT = "default"  # exists in every Argo CD and allows every destination
 _SECRET_LINE = re.compile(r"^kind:\s*[\"']?Secret[\"']?\s*$", re.MULTILINE)
-_TEMPLATE_KEY = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
+_TEMPLATE_KEY = re.compile(r"\{\{\s*\.([\w.]+)\s*\}\}")
 _SOURCE_COMMENT = re.compile(r"^# Source: (\S+)", re.MULTILINE)
 
 Doc = dict[str, Any]
@@ -367,16 +368,65 @@ def _render_template(node: Any, params: dict[str, Any], problems: list[str]) -> 
         return [_render_template(v, params, problems) for v in node]
     if isinstance(node, str) and "{{" in node:
         def substitute(match: re.Match[str]) -> str:
-            key = match.group(1)
-            if key not in params:  # goTemplateOptions missingkey=error
-                problems.append(f"map has no entry for key {key!r}")
-                return match.group(0)
-            return str(params[key])
+            value: Any = params
+            for key in match.group(1).split("."):  # {{.path.basename}}: nested params
+                if not isinstance(value, dict) or key not in value:  # missingkey=error
+                    problems.append(f"map has no entry for key {key!r}")
+                    return match.group(0)
+                value = value[key]
+            return str(value)
         rendered = _TEMPLATE_KEY.sub(substitute, node)
         if "{{" in rendered and not problems:
             problems.append(f"template {node!r} uses more than {{{{.key}}}}: not checked offline")
         return rendered
     return node
+
+
+def _git_file_params(root: Path, pattern: str) -> list[Doc]:
+    """Argo CD's git files generator over this tree: one parameter set per file, or per item of
+    a file holding a list, plus the file's path parameters (goTemplate layout)."""
+    params = []
+    for path in sorted(root.glob(pattern)):
+        data = yaml.safe_load(path.read_text())
+        directory = path.parent.relative_to(root)
+        location = {"path": str(directory), "basename": directory.name, "filename": path.name,
+                    "basenameNormalized": re.sub(r"[^a-z0-9.-]", "-", directory.name.lower()),
+                    "filenameNormalized": re.sub(r"[^a-z0-9.-]", "-", path.name.lower()),
+                    "segments": list(directory.parts)}
+        for item in data if isinstance(data, list) else [data or {}]:
+            params.append({**item, "path": location})
+    return params
+
+
+def _generator_params(root: Path, generator: Doc) -> tuple[list[Doc], list[str]]:
+    """Every parameter set the generator can yield. A selector is not applied: a toggle flip
+    turns any of them into an Application, so all are checked; its keys must exist though."""
+    if "list" in generator:
+        params = [dict(e) for e in (generator["list"] or {}).get("elements") or []]
+    elif "git" in generator and (generator["git"] or {}).get("files"):
+        params = [p for f in generator["git"]["files"] if not f.get("exclude")
+                  for p in _git_file_params(root, str(f.get("path", "")))]
+        if not params:
+            return [], [f"git files generator matches no file: {generator['git']['files']}"]
+    else:
+        return [], [f"generator {sorted(generator)} is neither a list nor a git files generator: "
+                    "its Applications are not checked"]
+    labels = ((generator.get("selector") or {}).get("matchLabels") or {})
+    problems = [f"selector label {key!r} is missing from {p}" for p in params for key in labels
+                if key not in p]
+    return params, problems
+
+
+def check_toggles(root: Path) -> list[Finding]:
+    """The optional layer's toggles (gitops/envs/<env>/optional.yaml) are well-formed."""
+    findings = []
+    for path in sorted((root / "gitops" / "envs").glob("*/optional.yaml")):
+        try:
+            gitops_toggle.load(path)
+        except gitops_toggle.ToggleError as error:
+            findings.append(Finding(_rel(root, path), "optional layer toggle",
+                                    str(error).replace(f"{path}: ", "")))
+    return findings
 
 
 def check_applicationset(root: Path, file: str, doc: Doc, schemas: Schemas,
@@ -390,11 +440,8 @@ def check_applicationset(root: Path, file: str, doc: Doc, schemas: Schemas,
                                            "[missingkey=error]"))
     template = spec.get("template") or {}
     for generator in spec.get("generators") or []:
-        elements = (generator.get("list") or {}).get("elements")
-        if elements is None:
-            findings.append(Finding(file, obj, f"generator {sorted(generator)} is not a list "
-                                               "generator: its Applications are not checked"))
-            continue
+        elements, problems = _generator_params(root, generator)
+        findings += [Finding(file, obj, p) for p in problems]
         for element in elements:
             problems: list[str] = []
             rendered = _render_template(template, dict(element), problems)

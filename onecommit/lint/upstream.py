@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -95,6 +96,18 @@ def _defines(values: Any, path: list[str | int]) -> bool:
     return True
 
 
+def _schema_file(shared_dir: Path, dep: Dependency) -> Path | None:
+    """`<name>.values.schema.json`, or `<vendor>-<name>...` (bitnami-redis) after the repository's
+    domain (charts.bitnami.com -> bitnami)."""
+    host = (urlsplit(dep.repository).hostname or "").split(".")
+    vendor = host[-2] if len(host) >= 2 else ""
+    for stem in (dep.name, f"{vendor}-{dep.name}"):
+        candidate = shared_dir / "chart-schemas" / f"{stem}.values.schema.json"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def check_values(root: Path, shared_dir: Path, chart_dir: Path, value_files: tuple[Path, ...],
                  label: str) -> Iterator[Finding]:
     """Each dependency's values (chart defaults + env files) against its upstream schema."""
@@ -108,9 +121,10 @@ def check_values(root: Path, shared_dir: Path, chart_dir: Path, value_files: tup
         chart_file = str((chart_dir / "Chart.yaml").relative_to(root))
         if not _EXACT_VERSION.match(dep.version):
             yield Finding(chart_file, obj, f"version {dep.version!r} is not an exact x.y.z pin")
-        schema_file = shared_dir / "chart-schemas" / f"{dep.name}.values.schema.json"
-        if not schema_file.is_file():
-            yield Finding(chart_file, obj, f"no values schema {schema_file}: add the upstream "
+        schema_file = _schema_file(shared_dir, dep)
+        if schema_file is None:
+            yield Finding(chart_file, obj, f"no values schema for {dep.name} in "
+                                           f"{shared_dir / 'chart-schemas'}: add the upstream "
                                            f"chart's values.schema.json there (--shared-dir)")
             continue
         for error in _validator(schema_file).iter_errors(merged.get(dep.key) or {}):

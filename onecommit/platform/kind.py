@@ -23,7 +23,7 @@ import yaml
 from onecommit.settings import PROJECT_ROOT
 
 REGISTRY = "ghcr.io/onecommit"
-COMPONENTS = ("platform", "mlflow", "triton", "gateway")  # docker/<component>.Dockerfile
+COMPONENTS = ("platform", "mlflow", "triton", "gateway", "feast")  # docker/<c>.Dockerfile
 ARGOCD_NAMESPACE = "argocd"
 GITOPS_REPO_PATH = "/srv/git/onecommit.git"  # in the gitops-server pod (kind/gitops-server.yaml)
 SYNC_TIMEOUT_S = 1800.0

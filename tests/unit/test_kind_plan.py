@@ -47,7 +47,7 @@ def test_cluster_comes_from_the_kind_config(plan: list[str]) -> None:
 
 
 def test_every_image_is_built_from_its_dockerfile_then_loaded(plan: list[str]) -> None:
-    assert COMPONENTS == ["gateway", "mlflow", "platform", "triton"]
+    assert COMPONENTS == ["feast", "gateway", "mlflow", "platform", "triton"]
     for component in COMPONENTS:
         image = f"ghcr.io/onecommit/{component}:0.1.0"
         build = plan.index(f"docker build --file {PROJECT_ROOT}/docker/{component}.Dockerfile "
