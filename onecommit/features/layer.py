@@ -9,11 +9,9 @@ file and the online data stay, so the next `on` serves at once.
 from __future__ import annotations
 
 import hashlib
-import json
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +19,7 @@ import httpx
 from onecommit.features import dataset
 from onecommit.features.offline import run_job
 from onecommit.features.settings import FeatureSettings
+from onecommit.features.state import feature_settings, read_state, state_file, write_state
 from onecommit.gateway.enrichment import (
     EnrichmentConfig,
     EnrichmentError,
@@ -48,37 +47,6 @@ class Attached:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def feature_settings(settings: Settings) -> FeatureSettings:
-    if isinstance(settings, FeatureSettings):
-        return settings
-    return FeatureSettings(**settings.model_dump(exclude_none=True))
-
-
-def _state_file(settings: FeatureSettings) -> Path:
-    return settings.features_dir / "layer.json"
-
-
-def read_state(settings: Settings) -> dict[str, Any]:
-    """The layer's record: attached or not, its online store, and what is materialised."""
-    try:
-        state: dict[str, Any] = json.loads(_state_file(feature_settings(settings)).read_text())
-    except (OSError, ValueError):
-        return {"attached": False}
-    return state
-
-
-def attached(settings: Settings) -> bool:
-    return bool(read_state(settings).get("attached"))
-
-
-def _write_state(settings: FeatureSettings, **values: Any) -> None:
-    path = _state_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps({**read_state(settings), **values}, indent=2))
-    partial.replace(path)
-
-
 def layer_components(settings: FeatureSettings) -> list[Component]:
     """The supervised programs: Redis (for the Redis online store), then the feature server."""
     feast = str(env_dir(settings, "feast") / "bin" / "feast")
@@ -99,7 +67,8 @@ def layer_components(settings: FeatureSettings) -> list[Component]:
                "--dir", str(settings.redis_dir), "--appendonly", "yes", "--daemonize", "no"]
     redis = Component(name="redis", env="feast", url=f"redis://{settings.host}:"
                       f"{settings.feast_redis_port}", health_path="", version_path="",
-                      programs=[Program(REDIS, command)])
+                      programs=[Program(REDIS, command)],
+                      prepare=lambda: settings.redis_dir.mkdir(parents=True, exist_ok=True))
     return [redis, server]
 
 
@@ -126,6 +95,8 @@ def _check(settings: FeatureSettings) -> None:
 
 def _register(settings: FeatureSettings, layer: list[Component]) -> None:
     """Add the layer's programs to the platform's supervisord, replacing changed definitions."""
+    for component in layer:
+        component.prepare()
     supervisor.write_config(settings, [*components(settings), *layer])
     supervisor.ensure_running(settings)
     rpc = supervisor.rpc(settings).supervisor
@@ -205,8 +176,8 @@ def _online_rows_present(settings: FeatureSettings) -> bool:
 def _switch_gateway(settings: FeatureSettings, config: EnrichmentConfig) -> bool:
     """Apply the configuration in the running gateway; False when no gateway is running."""
     try:
-        response = httpx.put(f"{settings.url(settings.gateway_port)}/enrichment", timeout=30,
-                             json=config.model_dump(),
+        response = httpx.put(f"{settings.gateway_url}/enrichment", timeout=30,
+                             json=config.model_dump(), verify=settings.gateway_verify(),
                              headers={"Authorization": f"Bearer {gateway_admin_token(settings)}"})
     except httpx.ConnectError:
         return False
@@ -219,8 +190,8 @@ def _switch_gateway(settings: FeatureSettings, config: EnrichmentConfig) -> bool
 def on(settings: Settings, report: Report = print) -> Attached:
     """Attach the layer; idempotent. Anything it started is stopped again if a step fails."""
     feature = feature_settings(settings)
-    report(f"environment feast: ready at {ensure_env(feature, 'feast')}")
     _check(feature)
+    report(f"environment feast: ready at {ensure_env(feature, 'feast')}")
     layer = layer_components(feature)
     before = {n for n, i in supervisor.processes(feature).items() if i.state == "RUNNING"}
     try:
@@ -248,14 +219,14 @@ def _attach(settings: FeatureSettings, layer: list[Component], report: Report) -
     start_component(settings, layer[-1], report)
     if not _online_rows_present(settings):
         raise PlatformError("the online store lacks materialised rows though its record says "
-                            f"otherwise: delete {_state_file(settings)} and run "
+                            f"otherwise: delete {state_file(settings)} and run "
                             "`invoke optional --on` again to re-materialise")
-    _write_state(settings, stamp=stamp, online_store=settings.online_store())
+    write_state(settings, stamp=stamp, online_store=settings.online_store())
     config = enrichment_config(settings)
     if not _switch_gateway(settings, config):
         raise PlatformError("the gateway is not running: start the platform with `invoke up`")
     write_config(config_file(settings.state_dir), config)
-    _write_state(settings, attached=True)
+    write_state(settings, attached=True)
     report(f"gateway: enrichment on ({dataset.ENTITY} → {len(config.features)} features)")
     return Attached(settings.online_store(), config.feature_server_url, materialized, timings)
 
@@ -266,7 +237,7 @@ def off(settings: Settings, report: Report = print) -> None:
     disabled = EnrichmentConfig()
     switched = _switch_gateway(feature, disabled)
     write_config(config_file(feature.state_dir), disabled)
-    _write_state(feature, attached=False)
+    write_state(feature, attached=False)
     report("gateway: enrichment off" if switched else
            "gateway: not running (it starts with enrichment off)")
     for program in (FEATURE_SERVER, REDIS):
@@ -286,3 +257,12 @@ def status(settings: Settings) -> dict[str, Any]:
     return {"attached": bool(state.get("attached")), "online_store": state.get("online_store"),
             "feature_server": server.url, "healthy": server.healthy, "detail": server.detail,
             "rss_mb": round(rss, 1)}
+
+
+def describe(status: dict[str, Any]) -> str:
+    """One line for `invoke status`."""
+    if not status["attached"]:
+        return "optional layer (feast): detached (`invoke optional --on` attaches it)"
+    health_text = "healthy" if status["healthy"] else f"NOT healthy ({status['detail']})"
+    return (f"optional layer (feast): attached, {status['online_store']} online store, feature "
+            f"server {health_text} at {status['feature_server']}, {status['rss_mb']:.1f} MB")

@@ -15,10 +15,9 @@ from numpy.typing import NDArray
 
 from onecommit.features.settings import FeatureSettings
 from onecommit.platform.envs import env_python
-from onecommit.platform.local import PlatformError
 
 
-class FeastJobError(PlatformError):
+class FeastJobError(RuntimeError):
     """A Feast job failed; the message carries the tail of its output."""
 
 

@@ -16,6 +16,7 @@ from onecommit import __version__
 from onecommit.gateway.auth import require_bearer
 from onecommit.gateway.backends import TritonBackend
 from onecommit.gateway.dataplane import BackendUnavailable, DataPlane, Served
+from onecommit.gateway.enrichment import add_routes, config_file
 from onecommit.gateway.metrics import GatewayMetrics
 from onecommit.gateway.router import TrafficPolicy
 from onecommit.gateway.settings import GatewaySettings
@@ -182,14 +183,17 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
         plane = DataPlane(backend, resolver, settings.gateway_model,
                           GatewayMetrics(metrics_registry))
         app.state.dataplane = plane
+        plane.enrichment.restore(config_file(settings.state_dir))
         # A restarted gateway pins what the registry says now; unset aliases stay unpinned.
         await plane.pin_registered(("champion", "challenger"))
         yield
+        await plane.enrichment.close()
         await backend.close()
         await resolver.close()
 
     app = FastAPI(title="onecommit gateway", version=__version__, lifespan=lifespan)
     open_router, infer_router, admin_router = _routes(settings)
+    add_routes(open_router, admin_router)
     app.include_router(open_router)
     inference_tokens = settings.inference_tokens()
     app.include_router(infer_router, dependencies=[] if inference_tokens is None else [

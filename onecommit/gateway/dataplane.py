@@ -14,6 +14,7 @@ import httpx
 from loguru import logger
 
 from onecommit.gateway.backends import BackendResponse, TritonBackend
+from onecommit.gateway.enrichment import Enrichment
 from onecommit.gateway.feedback import Outcomes, predicted_label
 from onecommit.gateway.metrics import GatewayMetrics
 from onecommit.gateway.router import CHALLENGER, CHAMPION, TrafficPolicy, route
@@ -46,6 +47,7 @@ class DataPlane:
         self.outcomes = Outcomes()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self.shadow_agreement = {"agree": 0, "disagree": 0}
+        self.enrichment = Enrichment()
         self._publish_weights()
 
     async def ready(self) -> bool:
@@ -61,6 +63,7 @@ class DataPlane:
     async def infer(self, model: str, body: bytes, headers: dict[str, str],
                     version: int | None = None) -> Served:
         """Pinned when `version` is given; else routed by the active policy for our model."""
+        body, headers = await self.enrichment.apply(body, headers)
         request_id = headers.get("x-request-id") or uuid.uuid4().hex
         variant, version = self._choose(model, headers, request_id, version)
         started = time.perf_counter()

@@ -33,7 +33,7 @@ def train_and_register(settings: Settings, spec_data: dict[str, Any],
                        context: registry.RunContext) -> dict[str, Any]:
     """Train, evaluate against the champion on the same holdout, gate, log, register."""
     spec = parse_spec(spec_data)
-    split = training.load_split(spec.dataset)
+    split, feature_source = training.training_split(settings, spec.dataset)
     pipeline = training.train(spec.algorithm, split, spec.dataset.seed)
     metrics = training.evaluate(pipeline, split)
     client = _mlflow(settings)
@@ -46,7 +46,8 @@ def train_and_register(settings: Settings, spec_data: dict[str, Any],
         raise StepFailed(f"quality gate: {'; '.join(failures)}")
     logged = {**metrics, **{f"champion_{k}": v for k, v in (champion_metrics or {}).items()}}
     params = {"algorithm": spec.algorithm.name, **spec.algorithm.params,
-              "test_size": spec.dataset.test_size, "seed": spec.dataset.seed}
+              "test_size": spec.dataset.test_size, "seed": spec.dataset.seed,
+              "feature_source": feature_source}
     candidate = registry.log_candidate(client, spec.model, pipeline, split.x_holdout, params,
                                        logged, context)
     version, before = registry.register(client, spec.model, candidate, context)

@@ -16,7 +16,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from onecommit.features import offline, state
 from onecommit.lifecycle.spec import Algorithm, Dataset, QualityGate
+from onecommit.settings import Settings
 
 _ESTIMATORS: dict[str, type[ClassifierMixin]] = {
     "logistic_regression": LogisticRegression,
@@ -36,6 +38,20 @@ class Split:
 def load_split(dataset: Dataset) -> Split:
     """The same holdout for the candidate and the champion: seed and size come from the spec."""
     features, labels = load_breast_cancer(return_X_y=True)
+    return _split(features, labels, dataset)
+
+
+def training_split(settings: Settings, dataset: Dataset) -> tuple[Split, str]:
+    """The split to train on and where its features came from: Feast's offline store (a
+    point-in-time join) while the Optional layer is attached, else the data set. Both hold the
+    same rows in the same order, so the holdout stays the champion's."""
+    feature_settings = state.attached_settings(settings)
+    if feature_settings is None:
+        return load_split(dataset), "dataset"
+    return _split(*offline.training_set(feature_settings), dataset), "feast"
+
+
+def _split(features: NDArray[Any], labels: NDArray[Any], dataset: Dataset) -> Split:
     parts = train_test_split(features.astype(np.float32), labels, test_size=dataset.test_size,
                              random_state=dataset.seed, stratify=labels)
     return Split(*parts)

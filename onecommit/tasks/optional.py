@@ -7,19 +7,33 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 from pydantic import ValidationError
 
-from onecommit.features import layer
+from onecommit.features import gitops, layer
+from onecommit.features.offline import FeastJobError
 from onecommit.features.settings import FeatureSettings
+from onecommit.features.state import feature_settings
+from onecommit.gitops_toggle import ToggleError
 from onecommit.tasks.platform import clear_errors, load_settings
 
 
 def _feature_settings() -> FeatureSettings:
     try:
-        return layer.feature_settings(load_settings())
+        return feature_settings(load_settings())
     except ValidationError as error:
         first = error.errors()[0]
         name = ".".join(str(p) for p in first["loc"])
         raise Exit(f"invalid setting {name}={first.get('input')!r}: {first['msg']} "
                    f"(fix ONECOMMIT_{name.upper()})", code=2) from None
+
+
+def _flip_toggle(settings: FeatureSettings, attach: bool) -> None:
+    try:
+        changed = gitops.flip(settings, attach)
+    except (ToggleError, RuntimeError) as error:
+        raise Exit(f"error: {error}", code=1) from None
+    state = "attached" if attach else "detached"
+    print(f"{settings.gitops_env}: {', '.join(changed)} {state} (committed; Argo CD follows "
+          "once the commit reaches its repository)" if changed
+          else f"{settings.gitops_env}: the optional layer is already {state}")
 
 
 @task(help={"on": "attach: feature server, Redis if chosen, gateway enrichment on",
@@ -31,13 +45,16 @@ def optional(c: Context, on: bool = False, off: bool = False) -> None:
         raise Exit("choose one: `invoke optional --on` or `invoke optional --off`", code=2)
     settings = _feature_settings()
     if settings.profile != "local":
-        raise Exit(f"the {settings.profile} profile attaches the layer through the gitops tree",
-                   code=2)
+        _flip_toggle(settings, on)
+        return
     with clear_errors():
         if off:
             layer.off(settings)
             return
-        attached = layer.on(settings)
+        try:
+            attached = layer.on(settings)
+        except FeastJobError as error:
+            raise Exit(f"error: {error}", code=1) from None
     print(f"optional layer attached: feature server {attached.feature_server}, "
           f"{attached.online_store} online store"
           + ("" if attached.materialized else " (already materialised)"))

@@ -13,6 +13,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 from pydantic import ValidationError
 
+from onecommit.features import layer as optional_layer
 from onecommit.platform import kind, local
 from onecommit.platform.envs import EnvironmentError_
 from onecommit.settings import Settings
@@ -85,18 +86,21 @@ def status(c: Context, json_: bool = False) -> None:
     """Each component's URL, pid, health, version and resident memory."""
     settings = load_settings()
     report = local.statuses(settings)
-    total = round(sum(s.rss_mb for s in report.values()), 1)
+    optional = optional_layer.status(settings)
+    total = round(sum(s.rss_mb for s in report.values()) + optional["rss_mb"], 1)
     if json_:
         print(json.dumps({"components": {n: s.as_dict() for n, s in report.items()},
-                          "total_rss_mb": total}, indent=2))
+                          "optional": optional, "total_rss_mb": total}, indent=2))
     else:
         print(f"{'component':<10} {'healthy':<8} {'pid':>8} {'rss_mb':>8}  {'version':<10} url")
         for name, s in report.items():
             print(f"{name:<10} {'yes' if s.healthy else 'NO':<8} {s.pid or '-':>8} "
                   f"{s.rss_mb:>8.1f}  {s.version or '-':<10} {s.url}"
                   + ("" if s.healthy else f"  ({s.detail})"))
+        print(optional_layer.describe(optional))
         print(f"total resident memory: {total:.1f} MB")
-    if not all(s.healthy for s in report.values()):
+    if not all(s.healthy for s in report.values()) or (optional["attached"]
+                                                       and not optional["healthy"]):
         raise Exit(code=1)
 
 

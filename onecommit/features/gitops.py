@@ -1,0 +1,27 @@
+"""The kind and cluster profiles: attaching the layer is a commit that flips its toggle
+(`gitops/envs/<env>/optional.yaml`), which Argo CD's optional ApplicationSet follows."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from onecommit.gitops_toggle import ATTACHED, DETACHED, set_state, toggle_file
+from onecommit.settings import PROJECT_ROOT, Settings
+
+
+def flip(settings: Settings, attach: bool, root: Path = PROJECT_ROOT) -> list[str]:
+    """Set every add-on of the env to attached or detached and commit the toggle file alone;
+    returns the add-ons that changed (none: nothing committed)."""
+    state = ATTACHED if attach else DETACHED
+    changed = set_state(root, settings.gitops_env, state)
+    if changed:
+        path = toggle_file(root, settings.gitops_env)
+        result = subprocess.run(
+            ["git", "-C", str(root), "commit", "--quiet", "-m",
+             f"Optional layer of {settings.gitops_env}: {', '.join(changed)} {state}",
+             "--", str(path)], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"committing {path} failed: {result.stderr.strip()}; the file "
+                               "is flipped but not committed: commit it, or revert it")
+    return changed
