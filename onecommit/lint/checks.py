@@ -21,12 +21,12 @@ from typing import Any
 import yaml
 
 from onecommit import gitops_toggle
-from onecommit.lint import Finding, dockerfiles, policy, rules, upstream
+from onecommit.lint import Finding, dockerfiles, policy, rules, upstream, workflows
 from onecommit.lint.tools import ensure_promtool, ensure_tools
 
 KUBERNETES_VERSION = "1.31"
 YAMLLINT_CONFIG = Path(__file__).with_name("yamllint.yaml")
-YAML_DIRS = ("charts", "gitops", "baseline", "kind", "optional")
+YAML_DIRS = ("charts", "gitops", "baseline", "kind", "optional", ".github")
 MANIFEST_DIRS = ("gitops/bootstrap", "gitops/projects", "gitops/appsets", "baseline", "kind")
 # Configuration files that look like manifests but are read by tools, not by Kubernetes.
 NOT_KUBERNETES = {"kind.x-k8s.io/v1alpha4"}
@@ -440,8 +440,8 @@ def check_applicationset(root: Path, file: str, doc: Doc, schemas: Schemas,
                                            "[missingkey=error]"))
     template = spec.get("template") or {}
     for generator in spec.get("generators") or []:
-        elements, problems = _generator_params(root, generator)
-        findings += [Finding(file, obj, p) for p in problems]
+        elements, generator_problems = _generator_params(root, generator)
+        findings += [Finding(file, obj, p) for p in generator_problems]
         for element in elements:
             problems: list[str] = []
             rendered = _render_template(template, dict(element), problems)
@@ -601,5 +601,6 @@ def run_all(root: Path, shared_dir: Path, state_dir: Path) -> list[Finding]:
         checkov = policy.run_checkov(root, Path(scratch), objects, skips)  # slow: runs meanwhile
         findings += rules.check_baseline_charts(root, ensure_promtool(state_dir))
         findings += dockerfiles.check_dockerfiles(root)
+        findings += workflows.check_workflows(root)
         findings += policy.findings(checkov, root, objects)
     return sorted(set(findings))

@@ -31,7 +31,7 @@ class Instruction:
 
 def instructions(text: str) -> Iterator[Instruction]:
     """Dockerfile instructions with continuation lines joined; comments dropped."""
-    start, parts = 0, []
+    start, parts = 0, list[str]()
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not parts and (not line or line.startswith("#")):

@@ -34,9 +34,10 @@ class Scanned:
     label: str
 
 
-def tree_skips(root: Path) -> tuple[dict[str, str], list[Finding]]:
-    data = yaml.safe_load(SKIPS_FILE.read_text()) or {}
-    rel = os.path.relpath(SKIPS_FILE, root)
+def tree_skips(root: Path, skips_file: Path = SKIPS_FILE) -> tuple[dict[str, str], list[Finding]]:
+    """The tree-wide skips (check id -> reason) and a finding per skip without a reason."""
+    data = yaml.safe_load(skips_file.read_text()) or {}
+    rel = os.path.relpath(skips_file, root)
     problems = [Finding(rel, check, f"skip without a reason of at least {_MIN_REASON} characters")
                 for check, reason in data.items()
                 if not isinstance(reason, str) or len(reason.strip()) < _MIN_REASON]

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from onecommit.lint import policy
 from onecommit.platform.envs import ensure_env
 from onecommit.settings import PROJECT_ROOT, Settings
 
-TREE = ("charts", "gitops", "baseline", "kind")
+TREE = ("charts", "gitops", "baseline", "kind", "docker", "requirements", ".github")
 
 
 @pytest.fixture(scope="module")
@@ -82,15 +83,126 @@ SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
 }
 
 
+def _copy_tree(target: Path) -> None:
+    for top in TREE:
+        if (PROJECT_ROOT / top).is_dir():
+            shutil.copytree(PROJECT_ROOT / top, target / top)
+
+
+def _assert_finding(output: str, file: str, obj: str, problem: str) -> None:
+    assert any(line.startswith(f"{file}: ") and obj in line and problem in line
+               for line in output.splitlines()), \
+        f"no finding for {file} {obj} {problem!r} in:\n{output}"
+
+
 @pytest.mark.parametrize("seed", sorted(SEEDS))
 def test_seeded_mistake_is_found(seed: str, lint_python: Path, tmp_path: Path) -> None:
     mutate, file, obj, problem = SEEDS[seed]
-    for top in TREE:
-        if (PROJECT_ROOT / top).is_dir():
-            shutil.copytree(PROJECT_ROOT / top, tmp_path / top)
+    _copy_tree(tmp_path)
     mutate(tmp_path)
     result = run_lint(lint_python, tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
-    assert any(line.startswith(f"{file}: ") and obj in line and problem in line
-               for line in lines), f"no finding for {file} {obj} {problem!r} in:\n{result.stdout}"
+    _assert_finding(result.stdout, file, obj, problem)
+
+
+def _drop_user(root: Path) -> None:
+    target = root / "docker/gateway.Dockerfile"
+    text = target.read_text()
+    assert "\nUSER 10001:10001\n" in text
+    target.write_text(text.replace("\nUSER 10001:10001\n", "\n"))
+
+
+_mlflow_by_name = _edit("docker/mlflow.Dockerfile", "RUN pip install -r /app/requirements.txt",
+                        "RUN pip install mlflow==3.17.2")
+
+# Mistakes of the later checks, each in a file of its own so none hides another: they are seeded
+# together into one tree and linted once (every lint run renders every chart and runs checkov).
+MORE_SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
+    "upstream-chart-value": (
+        _edit("charts/airflow/values.yaml", "executor: KubernetesExecutor",
+              "executor: KubernetesExecuter"),
+        "charts/airflow/values.yaml", "chart airflow (default) dependency airflow",
+        "airflow 1.18.0 values schema: at airflow.executor: 'KubernetesExecuter' does not match"),
+    "vendor-chart-value-type": (
+        _edit("gitops/envs/dev/values/redis.yaml", "size: 2Gi",
+              "size: 2Gi\n      enabled: yes-please"),
+        "gitops/envs/dev/values/redis.yaml", "chart redis (dev) dependency redis",
+        "at redis.master.persistence.enabled: 'yes-please' is not of type 'boolean'"),
+    "dashboard-metric-nobody-exports": (
+        _edit("baseline/monitoring/dashboards/triton.json", "rate(nv_inference_exec_count{",
+              "rate(nv_inference_exec_counts{"),
+        "baseline/monitoring/dashboards/triton.json",
+        "panel 'Batch size (inferences per execution)'",
+        "series 'nv_inference_exec_counts' is exported by nothing known"),
+    "rule-test-expectation": (
+        _edit("baseline/monitoring/tests/onecommit.test.yaml", "              severity: critical\n",
+              "              severity: page\n"),
+        "baseline/monitoring/tests/onecommit.test.yaml", "promtool test rules",
+        "alertname: OnecommitGatewayVariantErrorRateHigh"),
+    "dockerfile-not-from-requirements": (
+        _mlflow_by_name, "docker/mlflow.Dockerfile", "image mlflow",
+        "does not install from requirements/mlflow.txt"),
+    "dockerfile-package-by-name": (
+        _mlflow_by_name, "docker/mlflow.Dockerfile", "image mlflow line",
+        "installs 'mlflow==3.17.2' outside"),
+    "dockerfile-as-root": (
+        _drop_user, "docker/gateway.Dockerfile", "image gateway", "final stage runs as root"),
+    "policy-privilege-escalation": (
+        _edit("charts/triton/templates/_helpers.tpl", "allowPrivilegeEscalation: false",
+              "allowPrivilegeEscalation: true"),
+        "charts/triton/templates/deployment.yaml", "chart triton (dev) Deployment/triton-dev",
+        "checkov CKV_K8S_20"),
+    "policy-skip-without-reason": (
+        _edit("charts/feast/templates/pvc.yaml", "    helm.sh/resource-policy: keep\n",
+              "    helm.sh/resource-policy: keep\n    checkov.io/skip1: CKV_K8S_21\n"),
+        "charts/feast/templates/pvc.yaml", "chart feast (dev)", "checkov.io/skip1"),
+    "optional-toggle-state": (
+        _edit("gitops/envs/prod/optional.yaml", "state: detached", "state: enabled"),
+        "gitops/envs/prod/optional.yaml", "optional layer toggle",
+        "redis: state 'enabled' is not one of attached, detached"),
+    "workflow-schema": (
+        _edit(".github/workflows/lint.yml", "    runs-on: ubuntu-24.04",
+              "    run-on: ubuntu-24.04"),
+        ".github/workflows/lint.yml", "workflow at jobs.lint", "'runs-on' is a required property"),
+}
+
+
+@pytest.fixture(scope="module")
+def seeded_output(lint_python: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("seeded")
+    _copy_tree(root)
+    for mutate in {id(m): m for m, *_ in MORE_SEEDS.values()}.values():  # shared ones once
+        mutate(root)
+    result = run_lint(lint_python, root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("seed", sorted(MORE_SEEDS))
+def test_later_check_bites(seed: str, seeded_output: str) -> None:
+    _, file, obj, problem = MORE_SEEDS[seed]
+    _assert_finding(seeded_output, file, obj, problem)
+
+
+def test_promtool_rule_tests_pass_on_the_tree(lint_python: Path) -> None:
+    promtool = subprocess.run(
+        [str(lint_python), "-c", "import sys; from pathlib import Path; "
+         "from onecommit.lint.tools import ensure_promtool; "
+         "print(ensure_promtool(Path(sys.argv[1])))", str(Settings().state_dir)],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}).stdout.strip()
+    tests = sorted((PROJECT_ROOT / "baseline").glob("*/tests/*.yaml"))
+    assert tests
+    result = subprocess.run([promtool, "test", "rules", *map(str, tests)], capture_output=True,
+                            text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_a_tree_wide_skip_needs_a_reason(tmp_path: Path) -> None:
+    skips = tmp_path / "skips.yaml"
+    skips.write_text("CKV_K8S_43: pinned by tag, see the chart schemas\nCKV_K8S_15: ok\n")
+    kept, problems = policy.tree_skips(tmp_path, skips)
+    assert sorted(kept) == ["CKV_K8S_15", "CKV_K8S_43"]
+    assert [(p.object, p.problem) for p in problems] == [
+        ("CKV_K8S_15", "skip without a reason of at least 20 characters")]
