@@ -7,19 +7,19 @@ import subprocess
 from pathlib import Path
 
 from onecommit.gitops_toggle import ATTACHED, DETACHED, set_state, toggle_file
-from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.settings import PROJECT_ROOT
 
 
-def flip(settings: Settings, attach: bool, root: Path = PROJECT_ROOT) -> list[str]:
-    """Set every add-on of the env to attached or detached and commit the toggle file alone;
+def flip(env: str, attach: bool, root: Path = PROJECT_ROOT) -> list[str]:
+    """Set every add-on of `env` to attached or detached and commit the toggle file alone;
     returns the add-ons that changed (none: nothing committed)."""
     state = ATTACHED if attach else DETACHED
-    changed = set_state(root, settings.gitops_env, state)
+    changed = set_state(root, env, state)
     if changed:
-        path = toggle_file(root, settings.gitops_env)
+        path = toggle_file(root, env)
         result = subprocess.run(
             ["git", "-C", str(root), "commit", "--quiet", "-m",
-             f"Optional layer of {settings.gitops_env}: {', '.join(changed)} {state}",
+             f"Optional layer of {env}: {', '.join(changed)} {state}",
              "--", str(path)], capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"committing {path} failed: {result.stderr.strip()}; the file "

@@ -25,27 +25,27 @@ def _feature_settings() -> FeatureSettings:
                    f"(fix ONECOMMIT_{name.upper()})", code=2) from None
 
 
-def _flip_toggle(settings: FeatureSettings, attach: bool) -> None:
+def _flip_toggle(env: str, attach: bool) -> None:
     try:
-        changed = gitops.flip(settings, attach)
+        changed = gitops.flip(env, attach)
     except (ToggleError, RuntimeError) as error:
         raise Exit(f"error: {error}", code=1) from None
     state = "attached" if attach else "detached"
-    print(f"{settings.gitops_env}: {', '.join(changed)} {state} (committed; Argo CD follows "
-          "once the commit reaches its repository)" if changed
-          else f"{settings.gitops_env}: the optional layer is already {state}")
+    print(f"{env}: {', '.join(changed)} {state} (committed; Argo CD follows once the commit "
+          "reaches its repository)" if changed else f"{env}: the optional layer is already {state}")
 
 
 @task(help={"on": "attach: feature server, Redis if chosen, gateway enrichment on",
             "off": "detach: gateway enrichment off, then stop the feature server and Redis "
-                   "(registry, offline and online data are kept)"})
-def optional(c: Context, on: bool = False, off: bool = False) -> None:
+                   "(registry, offline and online data are kept)",
+            "env": "kind profile: the gitops env whose toggle is flipped (default dev)"})
+def optional(c: Context, on: bool = False, off: bool = False, env: str = "dev") -> None:
     """Attach or detach the Optional layer: Feast online features for the gateway and training."""
     if on == off:
         raise Exit("choose one: `invoke optional --on` or `invoke optional --off`", code=2)
     settings = _feature_settings()
     if settings.profile != "local":
-        _flip_toggle(settings, on)
+        _flip_toggle(env, on)
         return
     with clear_errors():
         if off:

@@ -9,7 +9,6 @@ import pytest
 
 from onecommit.features.gitops import flip
 from onecommit.gitops_toggle import load, toggle_file
-from onecommit.settings import Settings
 
 DETACHED = """# Optional layer of dev.
 - component: redis
@@ -42,7 +41,7 @@ def test_attach_commits_the_toggle_alone(tmp_path: Path, monkeypatch: pytest.Mon
                         ("GIT_AUTHOR_EMAIL", "t@example.com"),
                         ("GIT_COMMITTER_EMAIL", "t@example.com")):
         monkeypatch.setenv(name, value)
-    changed = flip(Settings(gitops_env="dev"), True, root)
+    changed = flip("dev", True, root)
     committed = _git(root, "show", "--name-only", "--format=%s", "HEAD").split()
     assert (changed, {a.state for a in load(toggle_file(root, "dev"))}, committed[-1],
             _git(root, "status", "--porcelain").strip()) == (
@@ -52,5 +51,5 @@ def test_attach_commits_the_toggle_alone(tmp_path: Path, monkeypatch: pytest.Mon
 def test_flipping_to_the_current_state_commits_nothing(tmp_path: Path) -> None:
     root = _repo(tmp_path)
     head = _git(root, "rev-parse", "HEAD")
-    assert (flip(Settings(gitops_env="dev"), False, root), _git(root, "rev-parse", "HEAD")) == (
+    assert (flip("dev", False, root), _git(root, "rev-parse", "HEAD")) == (
         [], head)
