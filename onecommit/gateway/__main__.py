@@ -13,9 +13,11 @@ from onecommit.gateway.settings import GatewaySettings
 
 def configure_logging(settings: GatewaySettings) -> None:
     """JSON lines, one per request, rotated by size and kept for a bounded number of files.
-    Written from a background thread so the request path never waits on the disk."""
+    The request log hands over its lines already formatted (requestlog.py), in batches;
+    loguru writes them from a background thread so the event loop never waits on the disk."""
     logger.remove()
-    logger.add(settings.logs_dir / "gateway-requests.jsonl", serialize=True, enqueue=True,
+    logger.add(settings.logs_dir / "gateway-requests.jsonl", format="{message}", enqueue=True,
+               filter=lambda record: record["extra"].get("kind") == "request",
                rotation="20 MB", retention=5, level="INFO")
     logger.add(sys.stderr, level="WARNING")
 

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from onecommit import __version__
 from onecommit.gateway.auth import require_bearer
-from onecommit.gateway.backends import TritonBackend
-from onecommit.gateway.dataplane import BackendUnavailable, DataPlane, Served
+from onecommit.gateway.backends import BackendUnavailable, make_backend
+from onecommit.gateway.dataplane import DataPlane
 from onecommit.gateway.enrichment import add_routes, config_file
+from onecommit.gateway.fastpath import InferenceRoutes
 from onecommit.gateway.metrics import GatewayMetrics
 from onecommit.gateway.router import TrafficPolicy
 from onecommit.gateway.settings import GatewaySettings
@@ -46,12 +47,6 @@ class FeedbackBody(BaseModel):
     label: int
 
 
-def _served_headers(served: Served) -> dict[str, str]:
-    return {**served.response.headers, "x-request-id": served.request_id,
-            "x-onecommit-variant": served.variant,
-            "x-onecommit-version": str(served.version or "")}
-
-
 def _routes(settings: GatewaySettings) -> tuple[APIRouter, APIRouter, APIRouter]:
     open_router, infer_router, admin_router = APIRouter(), APIRouter(), APIRouter()
 
@@ -74,21 +69,9 @@ def _routes(settings: GatewaySettings) -> tuple[APIRouter, APIRouter, APIRouter]
         return Response(generate_latest(request.app.state.registry),
                         media_type=CONTENT_TYPE_LATEST)
 
-    @infer_router.post("/v2/models/{model}/infer")
-    async def infer(model: str, request: Request, plane: Plane) -> Response:
-        served = await plane.infer(model, await request.body(), dict(request.headers))
-        return Response(served.response.body, served.response.status_code,
-                        headers=_served_headers(served))
-
-    @infer_router.post("/v2/models/{model}/versions/{version}/infer")
-    async def infer_pinned(model: str, version: int, request: Request, plane: Plane) -> Response:
-        served = await plane.infer(model, await request.body(), dict(request.headers), version)
-        return Response(served.response.body, served.response.status_code,
-                        headers=_served_headers(served))
-
     @infer_router.get("/v2/models/{path:path}")
-    async def model_metadata(path: str, request: Request, plane: Plane) -> Response:
-        answer = await plane.passthrough("GET", f"/v2/models/{path}", b"", dict(request.headers))
+    async def model_metadata(path: str, plane: Plane) -> Response:
+        answer = await plane.model_info(path)
         return Response(answer.body, answer.status_code, headers=answer.headers)
 
     @admin_router.get("/auth/check")
@@ -176,8 +159,7 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        backend = TritonBackend(settings.triton_url, settings.triton_timeout_s,
-                                settings.triton_max_connections)
+        backend = make_backend(settings)
         resolver = AliasResolver(settings.mlflow_url, settings.mlflow_timeout_s)
         app.state.registry = metrics_registry
         plane = DataPlane(backend, resolver, settings.gateway_model,
@@ -188,7 +170,7 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
         await plane.pin_registered(("champion", "challenger"))
         yield
         await plane.enrichment.close()
-        await backend.close()
+        await plane.close()
         await resolver.close()
 
     app = FastAPI(title="onecommit gateway", version=__version__, lifespan=lifespan)
@@ -196,9 +178,14 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
     add_routes(open_router, admin_router)
     app.include_router(open_router)
     inference_tokens = settings.inference_tokens()
-    app.include_router(infer_router, dependencies=[] if inference_tokens is None else [
-        Depends(require_bearer(inference_tokens, "inference"))])
+    inference_check = None if inference_tokens is None else require_bearer(inference_tokens,
+                                                                           "inference")
+    app.include_router(infer_router, dependencies=[] if inference_check is None else [
+        Depends(inference_check)])
     app.include_router(admin_router, dependencies=[
         Depends(require_bearer(settings.admin_tokens(), "admin"))])
     _install_errors(app, settings)
+    # Outermost: inference skips the framework's per-request machinery (see fastpath.py).
+    app.add_middleware(InferenceRoutes, check=inference_check,
+                       max_body_bytes=settings.gateway_max_body_bytes)
     return app

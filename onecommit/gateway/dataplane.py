@@ -8,23 +8,23 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-import httpx
-from loguru import logger
+import orjson
 
-from onecommit.gateway.backends import BackendResponse, TritonBackend
+from onecommit.gateway.backends import (
+    Backend,
+    BackendResponse,
+    BackendUnavailable,
+    error_response,
+    warm,
+)
 from onecommit.gateway.enrichment import Enrichment
 from onecommit.gateway.feedback import Outcomes, predicted_label
-from onecommit.gateway.metrics import GatewayMetrics
+from onecommit.gateway.metrics import GatewayMetrics, Series
+from onecommit.gateway.requestlog import RequestLog
 from onecommit.gateway.router import CHALLENGER, CHAMPION, TrafficPolicy, route
+from onecommit.gateway.tensors import input_mismatch
 from onecommit.gateway.variants import AliasResolver, Variant, VariantError, VariantTable
-
-request_log = logger.bind(kind="request")
-
-
-class BackendUnavailable(RuntimeError):
-    """Triton could not be reached; the route answers 503."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Served:
 
 
 class DataPlane:
-    def __init__(self, backend: TritonBackend, resolver: AliasResolver, model: str,
+    def __init__(self, backend: Backend, resolver: AliasResolver, model: str,
                  metrics: GatewayMetrics) -> None:
         self._backend = backend
         self._resolver = resolver
@@ -47,18 +47,48 @@ class DataPlane:
         self.outcomes = Outcomes()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self.shadow_agreement = {"agree": 0, "disagree": 0}
+        self.request_log = RequestLog()
+        # Metric children per label set, looked up once: `labels()` costs more than `inc()`.
+        self._series: dict[tuple[str, str, int | None, int], Series] = {}
         self.enrichment = Enrichment()
         self._publish_weights()
 
     async def ready(self) -> bool:
         return await self._backend.ready()
 
-    async def passthrough(self, method: str, path: str, body: bytes,
-                          headers: dict[str, str]) -> BackendResponse:
-        try:
-            return await self._backend.forward(method, path, body, headers)
-        except httpx.HTTPError as error:
-            raise BackendUnavailable(_unreachable(error)) from error
+    async def close(self) -> None:
+        """Write what the request log holds and release the backend."""
+        self.request_log.flush()
+        await self._backend.close()
+
+    async def model_info(self, path: str) -> BackendResponse:
+        """`GET /v2/models/<path>`: model or version metadata, or readiness, from any backend."""
+        match path.split("/"):
+            case [model]:
+                return await self._metadata(model, None)
+            case [model, "ready"]:
+                return await self._readiness(model, None)
+            case [model, "versions", version] if version.isdigit():
+                return await self._metadata(model, int(version))
+            case [model, "versions", version, "ready"] if version.isdigit():
+                return await self._readiness(model, int(version))
+        return error_response(404, f"no such endpoint: /v2/models/{path}")
+
+    async def _metadata(self, model: str, version: int | None) -> BackendResponse:
+        metadata = await self._backend.metadata(model, version)
+        if metadata is None:
+            return error_response(404, f"unknown model {model!r}" + (f" version {version}"
+                                                           if version else ""))
+        return BackendResponse(200, orjson.dumps(metadata), {"content-type": "application/json"})
+
+    async def _readiness(self, model: str, version: int | None) -> BackendResponse:
+        # Triton's REST convention: 200 when ready, 400 when not.
+        ready = await self._backend.version_ready(model, version)
+        body = {"name": model, "ready": ready}
+        if version is not None:
+            body["version"] = str(version)
+        return BackendResponse(200 if ready else 400, orjson.dumps(body),
+                               {"content-type": "application/json"})
 
     async def infer(self, model: str, body: bytes, headers: dict[str, str],
                     version: int | None = None) -> Served:
@@ -69,16 +99,15 @@ class DataPlane:
         started = time.perf_counter()
         try:
             response = await self._backend.infer(model, version, body, headers)
-        except httpx.HTTPError as error:
+        except BackendUnavailable:
             self._account(model, request_id, variant, version, 503, started, b"", headers)
-            raise BackendUnavailable(_unreachable(error)) from error
+            raise
         if response.status_code >= 500:
             # Triton answers some client mistakes (unparsable JSON) with a 500: only on this
             # error path does the gateway read the request to tell the caller what is wrong.
             problem = await self._client_mistake(model, version, body, headers)
             if problem is not None:
-                response = BackendResponse(400, json.dumps({"error": problem}).encode(),
-                                           {"content-type": "application/json"})
+                response = error_response(400, problem)
         self._account(model, request_id, variant, version, response.status_code, started,
                       response.body, response.headers)
         if variant == CHAMPION and self.policy.strategy == "shadow" and response.status_code == 200:
@@ -103,14 +132,13 @@ class DataPlane:
     def _account(self, model: str, request_id: str, variant: str, version: int | None,
                  status: int, started: float, body: bytes, headers: dict[str, str]) -> None:
         elapsed = time.perf_counter() - started
-        labels = (model, variant, str(version or ""))
-        self._metrics.requests.labels(*labels, str(status)).inc()
-        self._metrics.latency.labels(*labels).observe(elapsed)
-        if status >= 500:
-            self._metrics.errors.labels(*labels).inc()
-        request_log.bind(request_id=request_id, model=model, variant=variant,
-                         version=version, status=status,
-                         latency_ms=round(elapsed * 1000, 3)).info("inference")
+        series = self._series.get((model, variant, version, status))
+        if series is None:
+            series = self._metrics.series(model, variant, str(version or ""), status)
+            self._series[(model, variant, version, status)] = series
+        series.observe(elapsed, error=status >= 500)
+        self.request_log.add(time.time(), request_id, model, variant, version, status,
+                             elapsed * 1000)
         header_length = headers.get("inference-header-content-length")
         self.outcomes.record(request_id, variant, status, elapsed * 1000, body,
                              int(header_length) if header_length else None)
@@ -130,7 +158,7 @@ class DataPlane:
                        champion: BackendResponse) -> None:
         try:
             mirrored = await self._backend.infer(model, version, body, headers)
-        except httpx.HTTPError:
+        except BackendUnavailable:
             self._metrics.shadow.labels(model, "error").inc()
             return
         if mirrored.status_code != 200:
@@ -161,7 +189,7 @@ class DataPlane:
             if not await self._backend.version_ready(self.model, version):
                 raise VariantError(f"version {version} of {self.model!r} ({alias}) is not READY "
                                    "in Triton: publish and load it first")
-            if not await self._backend.warm(self.model, version):
+            if not await warm(self._backend, self.model, version):
                 raise VariantError(f"warm-up inference on version {version} failed")
             variant = Variant(alias=alias, version=version, ready=True)
             self.variants.pin(variant)
@@ -194,29 +222,6 @@ class DataPlane:
             self._metrics.weight.labels(self.model, variant).set(weight)
 
 
-def input_mismatch(inputs: object, expected: list[dict[str, Any]]) -> str | None:
-    """What is wrong with a request's inputs against the model metadata, if anything."""
-    if not isinstance(inputs, list):
-        return "`inputs` must be a list of tensors"
-    given = {t.get("name"): t for t in inputs if isinstance(t, dict)}
-    for spec in expected:
-        tensor = given.get(spec["name"])
-        if tensor is None:
-            return f"input {spec['name']!r} is missing"
-        if tensor.get("datatype") != spec["datatype"]:
-            return (f"input {spec['name']!r} has datatype {tensor.get('datatype')}, "
-                    f"the model expects {spec['datatype']}")
-        shape = tensor.get("shape")
-        if (not isinstance(shape, list) or len(shape) != len(spec["shape"])
-                or any(e not in (-1, g) for e, g in zip(spec["shape"], shape, strict=True))):
-            return f"input {spec['name']!r} has shape {shape}, the model expects {spec['shape']}"
-    return None
-
-
 def _label(response: BackendResponse) -> int | None:
     header_length = response.headers.get("inference-header-content-length")
     return predicted_label(response.body, int(header_length) if header_length else None)
-
-
-def _unreachable(error: httpx.HTTPError) -> str:
-    return f"inference server unreachable: {type(error).__name__}"

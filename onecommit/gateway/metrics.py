@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -21,3 +23,23 @@ class GatewayMetrics:
                               registry=registry)
         self.weight = Gauge("onecommit_gateway_traffic_weight", "Share of traffic per variant",
                             ("model", "variant"), registry=registry)
+
+    def series(self, model: str, variant: str, version: str, status: int) -> Series:
+        labels = (model, variant, version)
+        return Series(self.requests.labels(*labels, str(status)), self.latency.labels(*labels),
+                      self.errors.labels(*labels))
+
+
+@dataclass(frozen=True)
+class Series:
+    """The metric children of one (model, variant, version, status)."""
+
+    requests: Counter
+    latency: Histogram
+    errors: Counter
+
+    def observe(self, seconds: float, error: bool) -> None:
+        self.requests.inc()
+        self.latency.observe(seconds)
+        if error:
+            self.errors.inc()

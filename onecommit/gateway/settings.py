@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -29,10 +30,28 @@ class GatewaySettings(Settings):
     # On clusters Triton and MLflow are other services; locally they are on this host's ports.
     gateway_triton_url: str | None = None
     gateway_mlflow_url: str | None = None
+    # Who runs inference: Triton (over `gateway_triton_protocol`), or ONNX Runtime inside the
+    # gateway for hosts where Triton cannot run (reads <onnx model dir>/<model>/<version>/).
+    gateway_backend: Literal["triton", "onnx"] = "triton"
+    gateway_triton_protocol: Literal["http", "grpc"] = "http"
+    # host:port of Triton's gRPC endpoint; locally this host's port.
+    gateway_triton_grpc_url: str | None = None
+    triton_grpc_channels: int = Field(default=2, ge=1)
+    # Default: the Triton model repository in the state dir.
+    gateway_onnx_model_dir: Path | None = None
+    gateway_onnx_threads: int = Field(default=2, ge=1)
 
     @property
     def triton_url(self) -> str:
         return self.gateway_triton_url or self.url(self.triton_http_port)
+
+    @property
+    def triton_grpc_target(self) -> str:
+        return self.gateway_triton_grpc_url or f"{self.host}:{self.triton_grpc_port}"
+
+    @property
+    def onnx_model_dir(self) -> Path:
+        return self.gateway_onnx_model_dir or self.model_repository
 
     @property
     def mlflow_url(self) -> str:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton_http
+from pydantic import SecretStr
 
-from onecommit.lifecycle import registry, serving, training
-from onecommit.lifecycle.export import to_onnx_bytes
+from onecommit.bench.models import register_version
+from onecommit.gateway.app import create_app
+from onecommit.gateway.settings import GatewaySettings
+from onecommit.lifecycle import registry, training
 from onecommit.lifecycle.spec import load_spec
 from onecommit.platform.components import gateway_admin_token
 from onecommit.settings import PROJECT_ROOT, Settings
@@ -35,16 +41,9 @@ class Served:
 
 
 def _version(settings: Settings, c_value: float, split: training.Split) -> int:
-    algorithm = SPEC.algorithm.model_copy(update={"params": {"C": c_value, "max_iter": 500}})
-    pipeline = training.train(algorithm, split, 0)
-    client = registry.client(settings.url(settings.mlflow_port))
-    context = registry.RunContext(git_sha=f"c{c_value}", env="dev", dag_run_id="gateway-test")
-    candidate = registry.log_candidate(client, MODEL, pipeline, split.x_holdout,
-                                       {"C": c_value}, training.evaluate(pipeline, split), context)
-    version, _ = registry.register(client, MODEL, candidate, context)
-    serving.load_beside(f"127.0.0.1:{settings.triton_grpc_port}", settings.model_repository,
-                        MODEL, version, to_onnx_bytes(pipeline, split.x_holdout))
-    return version
+    context = registry.RunContext(git_sha=f"c{c_value}", env="dev",
+                                  dag_run_id=f"gateway-test-c{c_value}")
+    return register_version(settings, SPEC, split, {"C": c_value}, context)
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +204,92 @@ def test_bad_input_gets_its_4xx_and_changes_nothing(served: Served, method: str,
     assert "error" in json.loads(response.content)
     after = (httpx.get(f"{served.url}/traffic").json(), httpx.get(f"{served.url}/variants").json())
     assert after == before
+
+
+# The other backends, each in a gateway built in-process by `create_app` over the platform's
+# Triton, MLflow and model repository; the platform's own gateway is the HTTP backend.
+OTHER_BACKENDS = {"grpc": {"gateway_triton_protocol": "grpc"}, "onnx": {"gateway_backend": "onnx"}}
+
+
+def _settings(platform: Settings, state_dir: Path, backend: dict[str, Any]) -> GatewaySettings:
+    return GatewaySettings(**{**platform.model_dump(), "state_dir": state_dir,
+                              "gateway_admin_token": SecretStr("in-process-admin"),
+                              "gateway_onnx_model_dir": platform.model_repository, **backend})
+
+
+def _in_process(settings: GatewaySettings,
+                calls: list[tuple[str, str, dict[str, Any]]]) -> list[httpx.Response]:
+    """Start the app (lifespan included: it pins the aliases), make the calls, stop it."""
+    async def run() -> list[httpx.Response]:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+                return [await client.request(method, path, **kwargs)
+                        for method, path, kwargs in calls]
+    return asyncio.run(run())
+
+
+def _binary_request(rows: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    tensor = triton_http.InferInput("X", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows.astype(np.float32), binary_data=True)
+    body, length = triton_http.InferenceServerClient.generate_request_body([tensor])
+    return body, {"inference-header-content-length": str(length),
+                  "content-type": "application/octet-stream"}
+
+
+def _outputs(response: httpx.Response) -> tuple[np.ndarray, np.ndarray]:
+    assert response.status_code == 200, response.text
+    length = response.headers.get("inference-header-content-length")
+    result = triton_http.InferenceServerClient.parse_response_body(
+        response.content, header_length=int(length) if length else None)
+    return result.as_numpy("label"), result.as_numpy("probabilities").astype(np.float32)
+
+
+@pytest.mark.parametrize("backend", sorted(OTHER_BACKENDS))
+def test_every_backend_gives_the_same_outputs(served: Served, platform: Settings,
+                                              tmp_path: Path, backend: str) -> None:
+    _traffic(served, strategy="canary", challenger_weight=0.0)
+    rows = served.rows[:8].astype(np.float32)
+    binary, binary_headers = _binary_request(rows)
+    pinned = f"/v2/models/{MODEL}/versions/{served.champion}/infer"
+    calls = [("POST", f"/v2/models/{MODEL}/infer", {"content": binary, "headers": binary_headers}),
+             ("POST", pinned, {"json": _body(rows)})]
+    direct = httpx.post(f"{platform.url(platform.triton_http_port)}{pinned}",
+                        content=binary, headers=binary_headers)
+    through_http_backend = httpx.post(f"{served.url}{pinned}", json=_body(rows))
+    expected = _outputs(direct)
+    for response in [through_http_backend,
+                     *_in_process(_settings(platform, tmp_path, OTHER_BACKENDS[backend]), calls)]:
+        labels, probabilities = _outputs(response)
+        assert np.array_equal(labels, expected[0])
+        assert np.array_equal(probabilities, expected[1])
+        assert response.headers["x-onecommit-version"] == str(served.champion)
+
+
+@pytest.mark.parametrize("backend", sorted(OTHER_BACKENDS))
+def test_other_backends_answer_bad_input_and_metadata_like_triton(
+        served: Served, platform: Settings, tmp_path: Path, backend: str) -> None:
+    infer = f"/v2/models/{MODEL}/infer"
+    one_row = _body(served.rows[:1])
+    calls = [
+        ("POST", infer, {"content": b"{not json"}),
+        ("POST", infer, {"json": {"inputs": [{"name": "X", "shape": [1, 3], "datatype": "FP32",
+                                              "data": [1, 2, 3]}]}}),
+        ("POST", infer, {"json": {"inputs": [{"name": "X", "shape": [1, 30],
+                                              "datatype": "BYTES", "data": ["a"] * 30}]}}),
+        ("POST", infer, {"json": {**one_row, "outputs": [{"name": "nope"}]}}),
+        ("POST", f"/v2/models/{MODEL}/versions/999/infer", {"json": one_row}),
+        ("POST", "/v2/models/no-such-model/infer", {"json": one_row}),
+        ("GET", f"/v2/models/{MODEL}", {}),
+        ("GET", f"/v2/models/{MODEL}/versions/{served.champion}/ready", {}),
+        ("GET", f"/v2/models/{MODEL}/versions/999/ready", {}),
+        ("GET", f"/v2/models/{MODEL}/versions/{served.champion}/stats", {}),
+    ]
+    answers = _in_process(_settings(platform, tmp_path, OTHER_BACKENDS[backend]), calls)
+    assert [a.status_code for a in answers] == [400, 400, 400, 400, 404, 404, 200, 200, 400, 404]
+    assert all("error" in a.json() for a in answers[:6])
+    metadata = answers[6].json()
+    assert metadata["inputs"] == [{"name": "X", "datatype": "FP32", "shape": [-1, 30]}]
+    assert {str(served.champion), str(served.challenger)} <= set(metadata["versions"])
+    assert answers[7].json()["ready"] is True

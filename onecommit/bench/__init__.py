@@ -1,0 +1,1 @@
+"""`invoke bench`: measured speed of the serving path, written to docs/bench/."""
