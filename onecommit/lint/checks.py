@@ -1,9 +1,12 @@
 """The checks behind `run_lint`; this module needs the lint environment.
 
-yamllint, helm lint/template of every chart with each env's values, Kubernetes schemas
-(kubernetes-validate, pinned version) and upstream CRD schemas for every object, resources on every
-workload container, no plaintext Secret, and ApplicationSets expanded and checked against their
-AppProjects and the tree.
+yamllint, helm lint/template of every chart with each env's values (charts with an upstream
+dependency rendered without it, their values checked against its schema: upstream.py), Kubernetes
+schemas (kubernetes-validate, pinned version) and upstream CRD schemas for every object, resources
+on every workload container, no plaintext Secret, ApplicationSets (list and git files generators)
+expanded and checked against their AppProjects and the tree, the optional layer's toggles, then
+promtool and metric names (rules.py), Dockerfiles (dockerfiles.py), GitHub workflows
+(workflows.py) and checkov over every rendered object (policy.py).
 """
 
 from __future__ import annotations
