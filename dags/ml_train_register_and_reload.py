@@ -8,20 +8,49 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, PokeReturnValue, TriggerRule, dag, get_current_context, task
+from airflow.sdk import (
+    Param,
+    PokeReturnValue,
+    TriggerRule,
+    chain,
+    dag,
+    get_current_context,
+    task,
+)
+
+from onecommit.settings import Settings
 
 DOC = """
 Conf: `git_sha`, `env`, `spec` (the model spec as a mapping). Steps: train and evaluate against
 the champion (quality gate) → register as `challenger` → publish to Triton beside the champion →
-READY sensor → smoke test → gateway reload → canary steps with analysis → promote. Any failure
-from publishing on triggers `rollback_to_before_version`.
+READY sensor → smoke test → gateway reload → the spec's rollout strategy, judged step by step →
+promote. Any failure from publishing on triggers `rollback_to_before_version`; any failure at all
+is notified. Runs are processed one at a time, in the order they were triggered.
 """
+# Environment only (no I/O): the sensor's timing is platform configuration.
+_SENSOR = Settings()
+
+
+def _run_context() -> Any:
+    from onecommit.lifecycle import registry
+
+    context = get_current_context()
+    params = context["params"]
+    return registry.RunContext(git_sha=params["git_sha"], env=params["env"],
+                               dag_run_id=context["run_id"])
+
+
+def _spec() -> Any:
+    from onecommit.lifecycle.spec import parse_spec
+
+    return parse_spec(get_current_context()["params"]["spec"])
 
 
 @dag(
     dag_id="ml_train_register_and_reload",
     schedule=None,
     catchup=False,
+    max_active_runs=1,
     tags=["onecommit", "lifecycle"],
     doc_md=DOC,
     params={"git_sha": Param("manual", type="string"), "env": Param("dev", type="string"),
@@ -30,104 +59,100 @@ from publishing on triggers `rollback_to_before_version`.
 )
 def ml_train_register_and_reload() -> None:
     @task(retries=1)
-    def train_register() -> dict[str, Any]:
-        from onecommit.lifecycle import flow, registry
-        from onecommit.settings import Settings
+    def train() -> dict[str, Any]:
+        from onecommit.lifecycle import flow
 
-        context = get_current_context()
-        params = context["params"]
-        run = registry.RunContext(git_sha=params["git_sha"], env=params["env"],
-                                  dag_run_id=context["run_id"])
-        registered = flow.train_and_register(Settings(), params["spec"], run)
-        flow.send(Settings(), "deploy started", f"version {registered['version']} of "
+        return flow.train(Settings(), get_current_context()["params"]["spec"], _run_context())
+
+    @task(retries=1)
+    def register(trained: dict[str, Any]) -> dict[str, Any]:
+        from onecommit.lifecycle import flow
+
+        settings, run = Settings(), _run_context()
+        registered = flow.register(settings, trained, run)
+        flow.send(settings, "deploy started", f"version {registered['version']} of "
                   f"{registered['model']} registered", {**registered, "git_sha": run.git_sha})
         return registered
 
     @task
     def publish(registered: dict[str, Any]) -> None:
         from onecommit.lifecycle import flow
-        from onecommit.lifecycle.spec import parse_spec
-        from onecommit.settings import Settings
 
-        spec = parse_spec(get_current_context()["params"]["spec"])
-        flow.publish(Settings(), spec, registered["version"])
+        flow.publish(Settings(), _spec(), registered["version"])
 
-    @task.sensor(poke_interval=2, timeout=300, mode="poke")
+    @task.sensor(poke_interval=_SENSOR.ready_poke_s, timeout=_SENSOR.ready_timeout_s,
+                 mode="poke")
     def ready(registered: dict[str, Any]) -> PokeReturnValue:
         from onecommit.lifecycle import flow
-        from onecommit.settings import Settings
 
         return PokeReturnValue(flow.ready(Settings(), registered["model"], registered["version"]))
 
     @task
-    def smoke_and_reload(registered: dict[str, Any]) -> None:
+    def smoke(registered: dict[str, Any]) -> None:
         from onecommit.lifecycle import flow
-        from onecommit.lifecycle.spec import parse_spec
-        from onecommit.settings import Settings
 
-        spec = parse_spec(get_current_context()["params"]["spec"])
-        flow.smoke(Settings(), spec, registered["version"])
-        flow.Gateway(Settings()).reload("challenger", registered["version"])
+        flow.smoke(Settings(), _spec(), registered["version"])
+
+    @task
+    def reload(registered: dict[str, Any]) -> None:
+        from onecommit.lifecycle import flow
+
+        flow.reload_challenger(Settings(), registered["version"])
 
     @task
     def rollout(registered: dict[str, Any]) -> list[dict[str, Any]]:
         from onecommit.lifecycle import flow
-        from onecommit.lifecycle.spec import Canary, parse_spec
-        from onecommit.settings import Settings
 
         if registered["before_version"] is None:
             return []  # First model: nothing serves yet, nothing to compare with.
-        spec = parse_spec(get_current_context()["params"]["spec"])
-        steps = spec.rollout.steps if isinstance(spec.rollout, Canary) else [100]
-        decisions = []
-        for weight in steps:
-            decision = flow.canary_step(Settings(), spec, weight)
-            decisions.append(decision)
-            flow.send(Settings(), "rollout step", f"{weight}% → {decision['decision']}",
-                      decision)
-            if decision["decision"] == "abort":
-                raise flow.StepFailed(f"canary aborted at {weight}%: {decision['reason']}")
-        return decisions
+        settings = Settings()
+        return flow.rollout(settings, _spec(), registered["version"], on_step=lambda step: (
+            flow.send(settings, "rollout step", f"{step['step']} → {step['decision']}", step)))
 
     @task
-    def promote(registered: dict[str, Any]) -> None:
+    def promote(registered: dict[str, Any]) -> dict[str, bool]:
+        """Returns the five deployment criteria: they are recorded on the run (XCom) and on
+        the model version (tags)."""
         from onecommit.lifecycle import flow
-        from onecommit.settings import Settings
 
         settings = Settings()
         flow.promote(settings, registered["model"], registered["version"])
         sent = flow.send(settings, "promoted", f"version {registered['version']} is champion",
                          registered)
-        flow.record_criteria(settings, registered["model"], registered["version"], {
-            "registered": True, "ready": True, "smoke": True, "gateway_reload": True,
-            "notification_sent": sent})
+        criteria = {"registered": True, "ready": True, "smoke": True, "gateway_reload": True,
+                    "notification_sent": sent}
+        flow.record_criteria(settings, registered["model"], registered["version"], criteria)
+        return criteria
 
-    registered = train_register()
-    published = publish(registered)
-    is_ready = ready(registered)
-    reloaded = smoke_and_reload(registered)
-    rolled_out = rollout(registered)
-    promoted = promote(registered)
+    @task(trigger_rule=TriggerRule.ONE_FAILED)
+    def notify_failure() -> None:
+        # Also keeps the run failed: without this leaf a successful rollback trigger would
+        # mark the whole run a success.
+        from onecommit.lifecycle import flow
+
+        context = get_current_context()
+        flow.send(Settings(), "DAG failure", f"deploy run {context['run_id']} failed",
+                  {"dag": context["dag"].dag_id, "run": context["run_id"],
+                   "git_sha": context["params"]["git_sha"]})
+        raise flow.StepFailed("the deploy failed; see the failed task's log")
+
+    trained = train()
+    registered = register(trained)
+    steps = [publish(registered), ready(registered), smoke(registered), reload(registered),
+             rollout(registered), promote(registered)]
+    chain(*steps)
+    pulled = "ti.xcom_pull(task_ids='register')"
     rollback = TriggerDagRunOperator(
         task_id="trigger_rollback",
         trigger_dag_id="rollback_to_before_version",
         trigger_rule=TriggerRule.ONE_FAILED,
-        conf={"model": "{{ ti.xcom_pull(task_ids='train_register')['model'] }}",
-              "before_version": "{{ ti.xcom_pull(task_ids='train_register')['before_version'] }}",
-              "failed_version": "{{ ti.xcom_pull(task_ids='train_register')['version'] }}",
+        conf={"model": f"{{{{ {pulled}['model'] }}}}",
+              "before_version": f"{{{{ {pulled}['before_version'] }}}}",
+              "failed_version": f"{{{{ {pulled}['version'] }}}}",
               "reason": "deploy of run {{ run_id }} failed after publishing"},
     )
-    @task(trigger_rule=TriggerRule.ONE_FAILED)
-    def deploy_failed() -> None:
-        # Without this leaf, a successful rollback trigger would mark the whole run a success.
-        from onecommit.lifecycle.flow import StepFailed
-
-        raise StepFailed("the deploy failed after publishing and was rolled back")
-
-    published >> is_ready >> reloaded >> rolled_out >> promoted
-    steps = [published, is_ready, reloaded, rolled_out, promoted]
     steps >> rollback
-    steps >> deploy_failed()
+    [trained, registered, *steps] >> notify_failure()
 
 
 ml_train_register_and_reload()

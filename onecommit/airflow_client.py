@@ -17,7 +17,7 @@ class AirflowError(RuntimeError):
 class AirflowClient:
     """Talks to Airflow's `/api/v2`; fetches a token with the platform's generated credential."""
 
-    def __init__(self, base_url: str, username: str, password: str, timeout_s: float = 10) -> None:
+    def __init__(self, base_url: str, username: str, password: str, timeout_s: float = 30) -> None:
         self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
         self._username = username
         self._password = password
@@ -70,21 +70,42 @@ class AirflowClient:
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
 
-    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         body = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-        return {t["task_id"]: str(t["state"]) for t in body["task_instances"]}
+        instances: list[dict[str, Any]] = body["task_instances"]
+        return instances
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        return {t["task_id"]: str(t["state"]) for t in self.task_instances(dag_id, run_id)}
+
+    def runs(self, dag_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The DAG's latest runs, newest first."""
+        body = self.get(f"/dags/{dag_id}/dagRuns?order_by=-run_after&limit={limit}")
+        runs: list[dict[str, Any]] = body["dag_runs"]
+        return runs
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 900) -> str:
+        """The run's final state. A poll that times out is retried: a busy API server must not
+        end the wait before the run does."""
         deadline = time.monotonic() + timeout_s
-        while (state := self.run_state(dag_id, run_id)) not in ("success", "failed"):
-            if time.monotonic() > deadline:
-                raise AirflowError(f"{dag_id} run {run_id} still {state} after {timeout_s:.0f} s")
+        state = "unknown"
+        while time.monotonic() < deadline:
+            try:
+                state = self.run_state(dag_id, run_id)
+            except httpx.TransportError:
+                state = "unknown (API server not answering)"
+            if state in ("success", "failed"):
+                return state
             time.sleep(2)
-        return state
+        raise AirflowError(f"{dag_id} run {run_id} still {state} after {timeout_s:.0f} s")
 
 
 def platform_client(settings: Settings) -> AirflowClient:
-    """A client for the local platform's Airflow, with its generated credential."""
+    """A client for the platform's Airflow: on clusters the configured URL and credential (the
+    PostSync Job gets them from a SealedSecret), locally the generated credential."""
+    if settings.airflow_api_url and settings.airflow_password:
+        return AirflowClient(settings.airflow_api_url, settings.airflow_username,
+                             settings.airflow_password.get_secret_value())
     from onecommit.platform.components import AIRFLOW_USER, airflow_password
 
     return AirflowClient(settings.url(settings.airflow_port), AIRFLOW_USER,

@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     # Component environments; by default inside the state dir. Tests point several state dirs
     # at one set of environments.
     envs_path: Path | None = None
+    # Airflow's REST API on clusters (the sync Job); locally the platform's own Airflow.
+    airflow_api_url: str | None = None
+    airflow_username: str = "onecommit"
+    airflow_password: SecretStr | None = None
+    # The gitops environment this platform deploys (`gitops/envs/<env>/`).
+    gitops_env: str = Field(default="dev", pattern=r"^[a-z][a-z0-9-]*$")
+    # The deploy DAG's READY sensor: how often it asks and how long it waits.
+    ready_poke_s: float = Field(default=2.0, gt=0)
+    ready_timeout_s: float = Field(default=300.0, gt=0)
     # Slack incoming webhook; unset, notifications go to <state dir>/notifications.jsonl.
     notify_webhook_url: SecretStr | None = None
     # Serve the gateway over HTTPS with a certificate of the internal CA (`invoke up --tls`); the

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -40,6 +44,8 @@ def make_settings(state_dir: Path, **overrides: object) -> Settings:
         "state_dir": state_dir, "envs_path": SHARED_ENVS, "mlflow_port": mlflow,
         "airflow_port": airflow, "triton_http_port": http, "triton_grpc_port": grpc,
         "triton_metrics_port": metrics, "gateway_port": gateway,
+        # A loaded CI machine starts Airflow slowly; a start that fails still fails fast.
+        "health_timeout_s": 420,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -65,10 +71,44 @@ def alive(pids: set[int]) -> set[int]:
     return living
 
 
+class WebhookReceiver(ThreadingHTTPServer):
+    """A Slack incoming webhook stand-in on 127.0.0.1: records every JSON payload posted."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+        received = self.payloads
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *_: object) -> None:
+                return
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/services/T000/B000/test"
+
+
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """The real local platform, started once by the same code as `invoke up`."""
-    settings = make_settings(tmp_path_factory.mktemp("platform"))
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    yield receiver
+    receiver.shutdown()
+    receiver.server_close()
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory,
+             webhook: WebhookReceiver) -> Iterator[Settings]:
+    """The real local platform, started once by the same code as `invoke up`; its
+    notifications go to the session's webhook receiver."""
+    settings = make_settings(tmp_path_factory.mktemp("platform"), notify_webhook_url=webhook.url)
     try:
         local.up(settings)
         yield settings

@@ -107,12 +107,14 @@ def _routes(settings: GatewaySettings) -> tuple[APIRouter, APIRouter, APIRouter]
     async def analysis(plane: Plane, alpha: float = 0.05, sample_size: int = 0) -> dict[str, Any]:
         report = plane.outcomes.analysis(alpha, sample_size)
         total = sum(plane.shadow_agreement.values())
+        report["shadow_comparisons"] = total
         report["shadow_agreement"] = plane.shadow_agreement["agree"] / total if total else None
         return report
 
     @admin_router.post("/analysis/reset")
     async def reset(plane: Plane) -> dict[str, bool]:
         plane.outcomes.reset()
+        plane.shadow_agreement.update(agree=0, disagree=0)
         return {"reset": True}
 
     feedback_router = admin_router if settings.gateway_feedback_needs_token else open_router

@@ -1,5 +1,7 @@
-"""Notifications: Slack incoming-webhook messages (Block Kit), or a JSONL sink when no webhook
-is configured. Delivery is retried with backoff; a failed delivery never raises."""
+"""Notifications: Slack incoming-webhook messages (Block Kit), delivered with retries and
+backoff. Every notification is also recorded in `<state dir>/notifications.jsonl` with whether
+and where it was delivered: with no webhook configured that file is the sink, and either way it
+is what `invoke proof` reads. A failed delivery never raises."""
 
 from __future__ import annotations
 
@@ -13,29 +15,30 @@ import httpx
 from loguru import logger
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def slack_payload(event: str, text: str, fields: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "text": f"[onecommit] {event}: {text}",
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": f"onecommit · {event}"}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            {"type": "section", "fields": [
-                {"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields.items()][:10]},
-        ],
-    }
+    """A Block Kit message within Slack's limits (header 150 characters, section text 3000,
+    at most 10 fields of 2000 each): longer values are clipped, never rejected."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text",
+                                    "text": _clip(f"onecommit · {event}", 150)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, 3000)}},
+    ]
+    if fields:
+        blocks.append({"type": "section", "fields": [
+            {"type": "mrkdwn", "text": _clip(f"*{k}*\n{v}", 2000)}
+            for k, v in list(fields.items())[:10]]})
+    return {"text": f"[onecommit] {event}: {text}", "blocks": blocks}
 
 
-def notify(state_dir: Path, webhook_url: str | None, event: str, text: str,
-           fields: dict[str, Any], attempts: int = 3) -> bool:
-    """Send one notification; True when delivered (to the webhook or the sink)."""
-    payload = slack_payload(event, text, fields)
-    if not webhook_url:
-        sink = state_dir / "notifications.jsonl"
-        sink.parent.mkdir(parents=True, exist_ok=True)
-        record = {"at": datetime.now(UTC).isoformat(), "event": event, "payload": payload}
-        with sink.open("a") as out:
-            out.write(json.dumps(record) + "\n")
-        return True
+def notifications_file(state_dir: Path) -> Path:
+    return state_dir / "notifications.jsonl"
+
+
+def _deliver(webhook_url: str, payload: dict[str, Any], event: str, attempts: int) -> bool:
     for attempt in range(attempts):
         try:
             response = httpx.post(webhook_url, json=payload, timeout=5)
@@ -44,7 +47,24 @@ def notify(state_dir: Path, webhook_url: str | None, event: str, text: str,
             reason = f"HTTP {response.status_code}"
         except httpx.HTTPError as error:
             reason = type(error).__name__
-        logger.warning("notification {} not delivered (attempt {}): {}", event, attempt + 1,
-                       reason)
-        time.sleep(0.5 * 2**attempt)
+        # The URL is a credential: log the event and the reason, never the URL.
+        logger.warning("notification {} not delivered (attempt {} of {}): {}", event,
+                       attempt + 1, attempts, reason)
+        if attempt + 1 < attempts:
+            time.sleep(0.5 * 2**attempt)
     return False
+
+
+def notify(state_dir: Path, webhook_url: str | None, event: str, text: str,
+           fields: dict[str, Any], attempts: int = 3) -> bool:
+    """Send one notification; True when delivered (to the webhook, or to the sink if none)."""
+    payload = slack_payload(event, text, fields)
+    delivered = _deliver(webhook_url, payload, event, attempts) if webhook_url else True
+    record = {"at": datetime.now(UTC).isoformat(), "event": event,
+              "channel": "slack-webhook" if webhook_url else "sink", "delivered": delivered,
+              "payload": payload}
+    sink = notifications_file(state_dir)
+    sink.parent.mkdir(parents=True, exist_ok=True)
+    with sink.open("a") as out:
+        out.write(json.dumps(record, default=str) + "\n")
+    return delivered

@@ -63,13 +63,43 @@ def log_candidate(mlflow_client: MlflowClient, model_name: str, pipeline: Any,
         signature = infer_signature(x_example, pipeline.predict_proba(x_example))
         logged = mlflow.sklearn.log_model(pipeline, name="model", signature=signature,
                                           input_example=x_example[:3])
+        mlflow.set_tag("model_uri", logged.model_uri)
     return Candidate(run_id=str(run.info.run_id), model_uri=str(logged.model_uri))
+
+
+def logged_candidate(mlflow_client: MlflowClient, model_name: str,
+                     context: RunContext) -> Candidate | None:
+    """The candidate an earlier attempt of the same DAG run logged, if any: a re-run reuses it
+    instead of training a second one."""
+    experiment = mlflow_client.get_experiment_by_name(model_name)
+    if experiment is None:
+        return None
+    runs = mlflow_client.search_runs(
+        [experiment.experiment_id], max_results=1,
+        filter_string=f"tags.dag_run_id = '{context.dag_run_id}' and tags.model_uri != ''")
+    if not runs:
+        return None
+    return Candidate(run_id=runs[0].info.run_id, model_uri=runs[0].data.tags["model_uri"])
+
+
+def registered_version(mlflow_client: MlflowClient, model_name: str,
+                       context: RunContext) -> tuple[int, int | None] | None:
+    """(version, before_version) that an earlier attempt of the same DAG run registered."""
+    found = mlflow_client.search_model_versions(
+        f"name = '{model_name}' and tags.dag_run_id = '{context.dag_run_id}'")
+    if not found:
+        return None
+    before = found[0].tags.get("before_version") or None
+    return int(found[0].version), int(before) if before else None
 
 
 def register(mlflow_client: MlflowClient, model_name: str, candidate: Candidate,
              context: RunContext) -> tuple[int, int | None]:
-    """Register the run's model as a new version with alias `challenger`;
+    """Register the run's model as a new version with alias `challenger`, once per DAG run;
     returns (version, before_version)."""
+    earlier = registered_version(mlflow_client, model_name, context)
+    if earlier is not None:
+        return earlier
     before = alias_version(mlflow_client, model_name, CHAMPION)
     tags = {**context.tags(), "before_version": str(before or ""), "status": "registered"}
     version = mlflow.register_model(candidate.model_uri, model_name, tags=tags)
@@ -103,7 +133,11 @@ def restore(mlflow_client: MlflowClient, model_name: str, before_version: int | 
         mlflow_client.set_registered_model_alias(model_name, CHAMPION, str(before_version))
     if alias_version(mlflow_client, model_name, CHALLENGER) == failed_version:
         mlflow_client.delete_registered_model_alias(model_name, CHALLENGER)
-    set_status(mlflow_client, model_name, failed_version, "rolled_back", reason)
+    # The failing step tagged the precise reason already; the rollback's own reason is the
+    # fallback for failures that could not (a crashed task).
+    tags = mlflow_client.get_model_version(model_name, str(failed_version)).tags
+    set_status(mlflow_client, model_name, failed_version, "rolled_back",
+               tags.get("reason") or reason)
 
 
 def load_model(mlflow_client: MlflowClient, model_name: str, version: int) -> Any:

@@ -9,7 +9,7 @@ import numpy as np
 import tritonclient.grpc as triton_grpc
 from numpy.typing import NDArray
 
-from onecommit.serving.triton_repo import Target, publish
+from onecommit.serving.triton_repo import Target, publish, published_versions, withdraw
 
 
 def load_beside(grpc_url: str, repository: Path, model_name: str, version: int,
@@ -23,6 +23,22 @@ def load_beside(grpc_url: str, repository: Path, model_name: str, version: int,
         client.load_model(model_name)
     finally:
         client.close()
+
+
+def retain(grpc_url: str, repository: Path, model_name: str, keep: set[int]) -> list[int]:
+    """Unload every version of the model except `keep`; call only once traffic has left them.
+    Returns the versions unloaded. The kept versions keep serving through the reload."""
+    dropped = sorted(published_versions(repository, model_name) - keep)
+    if not dropped:
+        return []
+    for version in dropped:
+        withdraw(repository, model_name, version)
+    client = triton_grpc.InferenceServerClient(grpc_url)
+    try:
+        client.load_model(model_name)
+    finally:
+        client.close()
+    return dropped
 
 
 def version_ready(grpc_url: str, model_name: str, version: int) -> bool:

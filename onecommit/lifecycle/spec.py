@@ -109,6 +109,18 @@ def parse_spec(data: Any, source: str = "model spec") -> ModelSpec:
         raise SpecError(f"{source} is invalid: {problems}") from None
 
 
+class _IndentedDumper(yaml.SafeDumper):
+    """Indents list items under their key, as the gitops tree's yamllint rules require."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def dump_spec(data: dict[str, Any]) -> str:
+    """A spec mapping as YAML that passes the sync's lint, keys in their given order."""
+    return yaml.dump(data, Dumper=_IndentedDumper, sort_keys=False, default_flow_style=False)
+
+
 def load_spec(path: Path) -> ModelSpec:
     try:
         data = yaml.safe_load(path.read_text())

@@ -3,6 +3,7 @@ as feedback, until told to stop or its request budget is spent. Targets the loca
 
 from __future__ import annotations
 
+import ssl
 import threading
 from typing import Any
 
@@ -13,7 +14,8 @@ from numpy.typing import NDArray
 
 class TrafficGenerator(threading.Thread):
     def __init__(self, gateway_url: str, admin_token: str, model: str, rows: NDArray[Any],
-                 labels: NDArray[Any], max_requests: int = 100_000) -> None:
+                 labels: NDArray[Any], max_requests: int = 100_000,
+                 verify: ssl.SSLContext | bool = True) -> None:
         super().__init__(daemon=True, name="onecommit-traffic")
         self._url = gateway_url
         self._token = admin_token
@@ -21,6 +23,7 @@ class TrafficGenerator(threading.Thread):
         self._rows = rows.astype(np.float32)
         self._labels = labels
         self._max_requests = max_requests
+        self._verify = verify
         self._stop_event = threading.Event()
         self.sent = 0
         self.failed = 0
@@ -31,7 +34,7 @@ class TrafficGenerator(threading.Thread):
 
     def run(self) -> None:
         headers = {"Authorization": f"Bearer {self._token}"}
-        with httpx.Client(base_url=self._url, timeout=10) as client:
+        with httpx.Client(base_url=self._url, timeout=10, verify=self._verify) as client:
             while not self._stop_event.is_set() and self.sent < self._max_requests:
                 index = self.sent % len(self._rows)
                 row = self._rows[index: index + 1]

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from onecommit import gitops_remote
 from onecommit.platform import supervisor
 from onecommit.platform.components import Component, components, triton_paths
 from onecommit.platform.envs import ensure_env
@@ -88,6 +89,11 @@ def up(settings: Settings, report: Report = print,
         supervisor.ensure_running(settings)
         for component in platform:
             start_component(settings, component, report)
+        gitops_remote.ensure(settings)
+    except gitops_remote.RemoteError as error:
+        if fresh:
+            supervisor.shutdown(settings)
+        raise PlatformError(f"gitops remote: {error}") from None
     except Exception:
         # Nothing is left half-started: a platform we began is taken down again.
         if fresh:

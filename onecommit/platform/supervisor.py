@@ -157,7 +157,7 @@ def start(settings: Settings, program: str) -> None:
         rpc(settings).supervisor.startProcess(program, False)
 
 
-def shutdown(settings: Settings, timeout_s: float = 60) -> None:
+def shutdown(settings: Settings, timeout_s: float = 180) -> None:
     """Stop every program and supervisord itself, and wait until its pid is gone."""
     pid = supervisord_pid(settings)
     if pid is None:

@@ -80,6 +80,27 @@ def publish(repository: Path, name: str, version: int, onnx_bytes: bytes,
     return final
 
 
+def published_versions(repository: Path, name: str) -> set[int]:
+    model_dir = repository / name
+    if not model_dir.is_dir():
+        return set()
+    return {int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()}
+
+
+def withdraw(repository: Path, name: str, version: int) -> None:
+    """Take a version out of the served repository (Triton unloads it on the next load call).
+    It moves beside the repository, to `withdrawn/`, rather than being deleted: the registry
+    keeps the model, this keeps what was actually served, for inspection."""
+    source = repository / name / str(version)
+    if not source.is_dir():
+        return
+    target = repository.parent / "withdrawn" / name / str(version)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target)
+    source.rename(target)
+
+
 def _write_atomic(path: Path, text: str) -> None:
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(handle, "w") as out:

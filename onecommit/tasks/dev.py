@@ -8,11 +8,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from onecommit.lifecycle import trigger
-from onecommit.lifecycle.spec import load_spec
+from onecommit import loop, proof
+from onecommit.lifecycle.spec import parse_spec
 from onecommit.platform import local
 from onecommit.platform.envs import COMPONENTS, OPTIONAL_COMPONENTS, ensure_env
 from onecommit.settings import PROJECT_ROOT
+from onecommit.tasks.loop import run_commit
 from onecommit.tasks.platform import clear_errors, load_settings, print_urls, status
 
 
@@ -49,20 +50,25 @@ def test(c: Context, pytest_args: str = "") -> None:
 
 @task
 def demo(c: Context) -> None:
-    """Start the local platform, deploy the dev model spec if nothing is champion yet, and show
-    the platform's state and URLs."""
+    """The whole promise on this machine: start the platform, push a good commit (promoted
+    under a canary), then a bad one (rolled back automatically), and write the proof."""
     settings = load_settings()
     with clear_errors():
         local.up(settings)
-    spec_path = PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml"
-    model = load_spec(spec_path).model
-    if trigger.champion_version(settings, model) is None:
-        print(f"no champion for {model} yet: running {trigger.DEPLOY_DAG} (first model)")
-        run_id, state = trigger.deploy(settings, spec_path, git_sha="demo-initial", env="dev")
-        if state != "success":
-            raise Exit(f"{trigger.DEPLOY_DAG} run {run_id} ended {state}: see the Airflow UI "
-                       "or `invoke logs airflow`", code=1)
-    print(f"champion: version {trigger.champion_version(settings, model)} of {model}, served by "
-          f"the gateway as version {trigger.served_version(settings, model)}")
+    model = parse_spec(loop.valid_spec(settings)).model
+    if loop.champion_version(settings, model) is None:
+        print(f"no champion for {model} yet: the first commit deploys one directly")
+        run_commit(settings, "good")
+    for kind in ("good", "bad"):
+        print(f"\n== demo commit ({kind}) ==")
+        run_commit(settings, kind)
+    directory, invariants = proof.prove(settings, model)
+    for invariant in invariants:
+        print(f"{'ok  ' if invariant.holds else 'FAIL'} {invariant.name}")
+    print(f"champion: version {loop.champion_version(settings, model)} of {model}, served by "
+          f"the gateway as version {loop.served_version(settings, model)}")
     status(c)
     print_urls(settings)
+    print(f"Proof:       {directory / 'proof.md'}")
+    if not all(i.holds for i in invariants):
+        raise Exit("a proof invariant failed: see the proof report", code=1)

@@ -31,7 +31,7 @@ def _spec(c_value: float) -> dict[str, Any]:
 def _deploy(settings: Settings, spec_data: dict[str, Any], sha: str) -> dict[str, Any]:
     spec = parse_spec(spec_data)
     context = registry.RunContext(git_sha=sha, env="dev", dag_run_id=f"flow-{sha}")
-    registered = flow.train_and_register(settings, spec_data, context)
+    registered = flow.register(settings, flow.train(settings, spec_data, context), context)
     flow.publish(settings, spec, registered["version"])
     assert flow.ready(settings, MODEL, registered["version"])
     flow.smoke(settings, spec, registered["version"])
@@ -46,7 +46,7 @@ def _deploy(settings: Settings, spec_data: dict[str, Any], sha: str) -> dict[str
                                split.y_holdout)
     traffic.start()
     try:
-        decisions = [flow.canary_step(settings, spec, w) for w in spec.rollout.steps]  # type: ignore[union-attr]
+        decisions = flow.rollout(settings, spec, registered["version"], on_step=print)
     finally:
         traffic.stop()
     assert traffic.failed == 0
@@ -63,6 +63,7 @@ def test_two_runs_leave_second_as_champion_and_first_as_previous(platform: Setti
     second = _deploy(platform, _spec(0.5), "f2")
     assert second["before_version"] == first["version"]
     assert [d["decision"] for d in second["decisions"]] == ["continue", "continue"]
+    assert [d["step"] for d in second["decisions"]] == ["canary 50%", "canary 100%"]
     assert registry.alias_version(client, MODEL, registry.CHAMPION) == second["version"]
     assert registry.alias_version(client, MODEL, registry.PREVIOUS) == first["version"]
     variants = httpx.get(f"{platform.url(platform.gateway_port)}/variants").json()["variants"]
@@ -76,7 +77,7 @@ def test_failed_smoke_rolls_back_and_champion_keeps_serving(platform: Settings) 
     spec_data = _spec(0.7)
     spec = parse_spec(spec_data)
     context = registry.RunContext(git_sha="bad", env="dev", dag_run_id="flow-bad")
-    registered = flow.train_and_register(platform, spec_data, context)
+    registered = flow.register(platform, flow.train(platform, spec_data, context), context)
     flow.publish(platform, spec, registered["version"])
     onnx_file = platform.model_repository / MODEL / str(registered["version"]) / "model.onnx"
     # Tamper with the published model: Triton must now disagree with the registry.
@@ -92,6 +93,9 @@ def test_failed_smoke_rolls_back_and_champion_keeps_serving(platform: Settings) 
     assert registry.alias_version(client, MODEL, registry.CHAMPION) == champion
     tags = client.get_model_version(MODEL, str(registered["version"])).tags
     assert tags["status"] == "rolled_back"
+    assert tags["reason"].startswith("smoke test: ")
+    # Traffic has left the failed version: Triton no longer serves it.
+    assert not flow.ready(platform, MODEL, registered["version"])
     url = platform.url(platform.gateway_port)
     assert httpx.get(f"{url}/traffic").json()["weights"]["champion"] == 1.0
     split = training.load_split(spec.dataset)
@@ -108,5 +112,17 @@ def test_spec_error_is_refused_before_anything_runs(platform: Settings) -> None:
     bad = {**_spec(1.0), "algorithm": {"name": "svm"}}
     context = registry.RunContext(git_sha="invalid", env="dev", dag_run_id="flow-invalid")
     with pytest.raises(SpecError, match=r"algorithm\.name"):
-        flow.train_and_register(platform, bad, context)
+        flow.train(platform, bad, context)
     assert len(client.search_model_versions(f"name='{MODEL}'")) == versions
+
+
+def test_rerun_of_the_same_dag_run_trains_and_registers_once(platform: Settings) -> None:
+    client = registry.client(platform.url(platform.mlflow_port))
+    context = registry.RunContext(git_sha="rerun", env="dev", dag_run_id="flow-rerun")
+    first = flow.register(platform, flow.train(platform, _spec(2.0), context), context)
+    versions = len(client.search_model_versions(f"name='{MODEL}'"))
+    runs = len(client.search_runs([client.get_experiment_by_name(MODEL).experiment_id]))
+    again = flow.register(platform, flow.train(platform, _spec(2.0), context), context)
+    assert again == first
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == versions
+    assert len(client.search_runs([client.get_experiment_by_name(MODEL).experiment_id])) == runs

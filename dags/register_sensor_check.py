@@ -1,0 +1,37 @@
+"""READY check on demand: is a registered version READY in the registry and in Triton?
+
+Thin wrapper over `onecommit.lifecycle.flow.ready`, for operators asking after a deploy."""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
+
+from onecommit.settings import Settings
+
+# Environment only (no I/O): the sensor's timing is platform configuration.
+_SENSOR = Settings()
+
+
+@dag(
+    dag_id="register_sensor_check",
+    schedule=None,
+    catchup=False,
+    tags=["onecommit", "lifecycle", "check"],
+    doc_md="Conf: `model`, `version`. Succeeds once the version is READY in the MLflow registry "
+           "and loaded and READY in Triton; fails when the sensor times out.",
+    params={"model": Param(type="string"), "version": Param(type="integer", minimum=1)},
+    default_args={"retries": 0},
+)
+def register_sensor_check() -> None:
+    @task.sensor(poke_interval=_SENSOR.ready_poke_s, timeout=_SENSOR.ready_timeout_s,
+                 mode="poke")
+    def ready() -> PokeReturnValue:
+        from onecommit.lifecycle import flow
+
+        params = get_current_context()["params"]
+        return PokeReturnValue(flow.ready(Settings(), params["model"], int(params["version"])))
+
+    ready()
+
+
+register_sensor_check()

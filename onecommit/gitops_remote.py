@@ -1,0 +1,112 @@
+"""The local profile's gitops remote: a bare repository in the state dir, seeded once from the
+project's `gitops/` tree, a working clone for the user, and a post-receive hook that syncs each
+pushed commit (`onecommit.sync`) in the background, so a push returns at once."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from onecommit import sync
+from onecommit.settings import PROJECT_ROOT, Settings
+
+BRANCH = "main"
+# Commits made by the platform itself (the seed); the user's clone gets its own identity.
+_IDENTITY = ("-c", "user.name=onecommit", "-c", "user.email=onecommit@localhost")
+
+
+class RemoteError(RuntimeError):
+    """The gitops remote could not be created or used; the message says why."""
+
+
+def remote_dir(settings: Settings) -> Path:
+    return settings.state_dir / "gitops" / "remote.git"
+
+
+def work_dir(settings: Settings) -> Path:
+    return settings.state_dir / "gitops" / "work"
+
+
+def sync_log(settings: Settings) -> Path:
+    return settings.logs_dir / "sync.log"
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        raise RemoteError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def ensure(settings: Settings) -> None:
+    """Create the remote and the working clone if missing; (re)write the hook either way, so
+    it always carries the platform's current settings."""
+    if shutil.which("git") is None:
+        raise RemoteError("git is not installed: install git (e.g. `apt-get install git`)")
+    remote = remote_dir(settings)
+    if not (remote / "HEAD").exists():
+        _seed(remote)
+        # The seed is the state the platform starts from, not a change to deploy.
+        sync.last_synced_file(settings).write_text(head(settings))
+    _write_hook(settings, remote)
+    work = work_dir(settings)
+    if not (work / ".git").exists():
+        git("clone", "--quiet", "--branch", BRANCH, str(remote), str(work))
+        git("config", "user.name", "onecommit user", cwd=work)
+        git("config", "user.email", "user@onecommit.localhost", cwd=work)
+
+
+def _seed(remote: Path) -> None:
+    """A bare repository whose first commit is the project's gitops tree. Built beside the
+    final path and renamed, so an interrupted seed leaves no half repository."""
+    remote.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".remote.", dir=remote.parent))
+    try:
+        git("init", "--quiet", "--bare", "--initial-branch", BRANCH, str(staging))
+        with tempfile.TemporaryDirectory(prefix="onecommit-seed-") as scratch:
+            tree = Path(scratch) / "gitops"
+            shutil.copytree(PROJECT_ROOT / "gitops", tree)
+            git("init", "--quiet", "--initial-branch", BRANCH, cwd=tree)
+            git("add", "--all", cwd=tree)
+            git(*_IDENTITY, "commit", "--quiet", "-m", "Seed the gitops remote from the "
+                "onecommit project", cwd=tree)
+            git("push", "--quiet", str(staging), BRANCH, cwd=tree)
+        staging.rename(remote)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_hook(settings: Settings, remote: Path) -> None:
+    """The post-receive hook: one background sync per push to main, output to the sync log.
+    The platform's settings go into a 0600 file beside it (they may carry a webhook URL)."""
+    env_file = remote / "onecommit.env"
+    env_file.touch(mode=0o600)
+    env_file.write_text("".join(f"export {name}={shlex.quote(value)}\n"
+                                for name, value in sorted(settings.as_environment().items())))
+    log = sync_log(settings)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = (f"{shlex.quote(sys.executable)} -m onecommit.sync "
+               f"--repo {shlex.quote(str(remote))} --sha \"$new\"")
+    hook = remote / "hooks" / "post-receive"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "# Written by onecommit (`invoke up`): syncs each commit pushed to main.\n"
+        f". {shlex.quote(str(env_file))}\n"
+        "unset GIT_DIR GIT_QUARANTINE_PATH\n"
+        "while read old new ref; do\n"
+        f'  [ "$ref" = "refs/heads/{BRANCH}" ] || continue\n'
+        f"  echo \"onecommit: syncing $new (log: {log})\"\n"
+        f"  (cd {shlex.quote(str(PROJECT_ROOT))} && {command}) "
+        f">> {shlex.quote(str(log))} 2>&1 < /dev/null &\n"
+        "done\n"
+    )
+    hook.chmod(0o755)
+
+
+def head(settings: Settings) -> str:
+    return git("--git-dir", str(remote_dir(settings)), "rev-parse", BRANCH)

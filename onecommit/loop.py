@@ -1,0 +1,276 @@
+"""The one-commit loop as a user drives it (`invoke demo-commit`): edit the model spec in the
+gitops working clone, commit, push, keep live traffic flowing through the gateway, follow what
+the push set off, and report the outcome with per-stage timings."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import yaml
+
+from onecommit import gitops_remote, sync
+from onecommit.airflow_client import AirflowClient, platform_client
+from onecommit.lifecycle import registry, training
+from onecommit.lifecycle.spec import ModelSpec, SpecError, dump_spec, parse_spec
+from onecommit.lifecycle.traffic import TrafficGenerator
+from onecommit.platform.components import gateway_admin_token
+from onecommit.settings import Settings
+
+CommitKind = Literal["good", "bad", "invalid"]
+Outcome = Literal["promoted", "rolled_back", "rejected", "failed"]
+EXPECTED: dict[CommitKind, Outcome] = {"good": "promoted", "bad": "rolled_back",
+                                       "invalid": "rejected"}
+ROLLBACK_DAG = "rollback_to_before_version"
+# Hyper-parameter values a demo commit cycles through: each is a real change of the model.
+_C_VALUES = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+class LoopError(RuntimeError):
+    """The loop could not be followed to its end; the message says where it stopped."""
+
+
+@dataclass
+class CommitReport:
+    git_sha: str
+    kind: CommitKind
+    outcome: Outcome | None = None
+    champion_version: int | None = None
+    challenger_version: int | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    total_seconds: float = 0.0
+    dag_run_id: str | None = None
+    rollback_run_id: str | None = None
+    reason: str | None = None
+    traffic: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def as_expected(self) -> bool:
+        return self.outcome == EXPECTED[self.kind]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def served_version(settings: Settings, model: str) -> str | None:
+    """The version the gateway's routed path answers with, asked with one real inference."""
+    row = [0.0] * 30
+    response = httpx.post(f"{settings.gateway_url}/v2/models/{model}/infer",
+                          json={"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32",
+                                            "data": row}]}, timeout=10,
+                          verify=settings.gateway_verify())
+    return response.headers.get("x-onecommit-version") if response.status_code == 200 else None
+
+
+def champion_version(settings: Settings, model: str) -> int | None:
+    return registry.alias_version(registry.client(settings.url(settings.mlflow_port)), model,
+                                  registry.CHAMPION)
+
+
+def spec_path(settings: Settings) -> Path:
+    return gitops_remote.work_dir(settings) / "envs" / settings.gitops_env / "model.yaml"
+
+
+def edit_spec(base: dict[str, Any], kind: CommitKind) -> tuple[dict[str, Any], str]:
+    """The spec a demo commit pushes, made from a valid one, and its commit message. Good and
+    bad commits change the regularisation strength C; bad also turns on serving-side faults
+    for the new version, so it passes offline evaluation and the smoke test and then fails
+    under live traffic."""
+    if kind == "invalid":
+        broken = {**base, "algorithm": {**base["algorithm"], "name": "svm"}}
+        return broken, "Try an unsupported algorithm (a commit the sync must reject)"
+    params = base["algorithm"].get("params", {})
+    old_c = float(params.get("C", 1.0))
+    new_c = (_C_VALUES[(_C_VALUES.index(old_c) + 1) % len(_C_VALUES)] if old_c in _C_VALUES
+             else _C_VALUES[0])
+    edited = {**base, "algorithm": {**base["algorithm"], "params": {**params, "C": new_c}}}
+    edited.pop("faults", None)
+    message = f"Retrain with C={new_c} (was {old_c})"
+    if kind == "bad":
+        edited["faults"] = {"error_rate": 0.5, "after_requests": 10}
+        message += ", with serving faults injected in the new version"
+    return edited, message
+
+
+def valid_spec(settings: Settings) -> dict[str, Any]:
+    """The newest spec in the clone's history that passes validation: a rejected commit must
+    not poison the next one."""
+    work = gitops_remote.work_dir(settings)
+    relative = spec_path(settings).relative_to(work).as_posix()
+    for sha in gitops_remote.git("log", "--format=%H", "--", relative, cwd=work).split():
+        data = yaml.safe_load(gitops_remote.git("show", f"{sha}:{relative}", cwd=work))
+        try:
+            parse_spec(data)
+        except SpecError:
+            continue
+        valid: dict[str, Any] = data
+        return valid
+    raise LoopError(f"no valid {relative} in the gitops history: fix it and push")
+
+
+def push_spec(settings: Settings, spec: dict[str, Any], message: str) -> str:
+    """Write the spec into the working clone, commit and push; returns the new commit."""
+    work = gitops_remote.work_dir(settings)
+    path = spec_path(settings)
+    header = "".join(line + "\n" for line in path.read_text().splitlines()
+                     if line.startswith("#"))
+    path.write_text(header + dump_spec(spec))
+    gitops_remote.git("commit", "--quiet", "-am", message, cwd=work)
+    gitops_remote.git("push", "--quiet", "origin", gitops_remote.BRANCH, cwd=work)
+    return gitops_remote.git("rev-parse", "HEAD", cwd=work)
+
+
+def commit_and_push(settings: Settings, kind: CommitKind) -> str:
+    gitops_remote.git("pull", "--quiet", "--ff-only", cwd=gitops_remote.work_dir(settings))
+    return push_spec(settings, *edit_spec(valid_spec(settings), kind))
+
+
+def wait_for_sync(settings: Settings, sha: str, timeout_s: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        records: list[dict[str, Any]] = [r for r in sync.read_syncs(settings)
+                                         if r["sha"] == sha]
+        if records:
+            return records[-1]
+        time.sleep(0.5)
+    raise LoopError(f"commit {sha[:12]} was not synced within {timeout_s:.0f} s: see "
+                    f"{gitops_remote.sync_log(settings)}")
+
+
+@contextmanager
+def live_traffic(settings: Settings, spec: ModelSpec) -> Iterator[TrafficGenerator]:
+    """Held-out rows replayed through the gateway with their ground truth as feedback."""
+    split = training.load_split(spec.dataset)
+    generator = TrafficGenerator(settings.gateway_url, gateway_admin_token(settings),
+                                 spec.model, split.x_holdout, split.y_holdout,
+                                 verify=settings.gateway_verify())
+    generator.start()
+    try:
+        yield generator
+    finally:
+        generator.stop()
+
+
+def _when(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def stage_seconds(pushed_at: float, run: dict[str, Any], tasks: list[dict[str, Any]],
+                  decisions: list[dict[str, Any]]) -> dict[str, float]:
+    """Per-stage seconds of a deploy run, from Airflow's task timestamps."""
+    spans = {t["task_id"]: (_when(t["start_date"]), _when(t["end_date"])) for t in tasks}
+    stages: dict[str, float] = {}
+    started = _when(run.get("start_date"))
+    if started:
+        stages["push_to_dag_start"] = started - pushed_at
+
+    def span(name: str, first: str, last: str) -> None:
+        begin, end = spans.get(first, (None, None))[0], spans.get(last, (None, None))[1]
+        if begin and end:
+            stages[name] = end - begin
+
+    span("train", "train", "train")
+    span("register", "register", "register")
+    span("publish_ready", "publish", "ready")
+    span("smoke", "smoke", "smoke")
+    span("reload", "reload", "reload")
+    for decision in decisions:
+        stages[f"rollout {decision['step']}"] = decision["seconds"]
+        if "abort_to_champion_s" in decision:
+            stages["abort_to_champion"] = decision["abort_to_champion_s"]
+    span("promote", "promote", "promote")
+    if end := spans.get("reload", (None, None))[1]:
+        stages["push_to_challenger_serving"] = end - pushed_at
+    if end := spans.get("promote", (None, None))[1]:
+        stages["push_to_promoted"] = end - pushed_at
+    return {name: round(seconds, 2) for name, seconds in stages.items()}
+
+
+def follow(settings: Settings, airflow: AirflowClient, report: CommitReport, pushed_at: float,
+           model: str, timeout_s: float = 900) -> None:
+    """Wait for the deploy run (and its rollback) and fill in the report."""
+    assert report.dag_run_id is not None
+    state = airflow.wait_for_run(sync.DEPLOY_DAG, report.dag_run_id, timeout_s)
+    run = airflow.get(f"/dags/{sync.DEPLOY_DAG}/dagRuns/{report.dag_run_id}")
+    version, before = _registered(settings, model, report.dag_run_id)
+    report.challenger_version = version
+    client = registry.client(settings.url(settings.mlflow_port))
+    tags = client.get_model_version(model, str(version)).tags if version else {}
+    decisions = json.loads(tags.get("rollout.decisions", "[]"))
+    report.stage_seconds = stage_seconds(
+        pushed_at, run, airflow.task_instances(sync.DEPLOY_DAG, report.dag_run_id), decisions)
+    if state == "success":
+        report.outcome = "promoted"
+    elif version is None:
+        report.outcome, report.reason = "rejected", "failed before registration (quality gate)"
+    else:
+        report.reason = tags.get("reason")
+        report.rollback_run_id = _follow_rollback(airflow, version, timeout_s)
+        rollback = (airflow.get(f"/dags/{ROLLBACK_DAG}/dagRuns/{report.rollback_run_id}")
+                    if report.rollback_run_id else {})
+        begin, end = _when(rollback.get("start_date")), _when(rollback.get("end_date"))
+        if begin and end:
+            report.stage_seconds["rollback"] = round(end - begin, 2)
+            report.stage_seconds["push_to_rolled_back"] = round(end - pushed_at, 2)
+        report.outcome = "rolled_back" if rollback.get("state") == "success" else "failed"
+    champion = registry.alias_version(client, model, registry.CHAMPION)
+    report.champion_version = champion
+    if report.outcome == "rolled_back" and champion != before:
+        report.outcome, report.reason = "failed", f"champion is {champion}, not {before}"
+
+
+def _registered(settings: Settings, model: str, run_id: str) -> tuple[int | None, int | None]:
+    client = registry.client(settings.url(settings.mlflow_port))
+    context = registry.RunContext(git_sha="", env="", dag_run_id=run_id)
+    found = registry.registered_version(client, model, context)
+    return found if found else (None, None)
+
+
+def _follow_rollback(airflow: AirflowClient, failed_version: int, timeout_s: float) -> str | None:
+    """The rollback run triggered for the failed version, waited for; None if none came."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for run in airflow.runs(ROLLBACK_DAG):
+            if str(run["conf"].get("failed_version")) == str(failed_version):
+                run_id = str(run["dag_run_id"])
+                airflow.wait_for_run(ROLLBACK_DAG, run_id, timeout_s)
+                return run_id
+        time.sleep(1)
+    return None
+
+
+def demo_commit(settings: Settings, kind: CommitKind,
+                say: Callable[[str], None] = print) -> CommitReport:
+    """Push one demo commit and follow it to the end of the loop."""
+    spec = parse_spec(valid_spec(settings))
+    started = time.time()
+    with live_traffic(settings, spec) as traffic:
+        sha = commit_and_push(settings, kind)
+        pushed_at = time.time()
+        report = CommitReport(git_sha=sha, kind=kind)
+        say(f"pushed {sha[:12]} ({kind}); waiting for the sync")
+        record = wait_for_sync(settings, sha)
+        report.stage_seconds["push_to_sync"] = round(time.time() - pushed_at, 2)
+        if record["action"] == "error":
+            raise LoopError(f"sync of {sha[:12]} failed: {'; '.join(record['problems'])}")
+        if record["action"] == "rejected":
+            report.outcome, report.reason = "rejected", "; ".join(record["problems"])
+        else:
+            report.dag_run_id = record["dag_run_id"]
+            say(f"sync triggered {sync.DEPLOY_DAG} run {report.dag_run_id}; following it")
+            airflow = platform_client(settings)
+            try:
+                follow(settings, airflow, report, pushed_at, spec.model)
+            finally:
+                airflow.close()
+        report.traffic = {"sent": traffic.sent, "failed": traffic.failed}
+    report.total_seconds = round(time.time() - started, 2)
+    return report
+

@@ -1,0 +1,248 @@
+"""`invoke proof`: a record of what the platform did and where it stands, with the invariants
+that must hold after any deploy, written as `proofs/<timestamp>/proof.json` and `proof.md`."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from onecommit import gitops_remote, loop, sync
+from onecommit.airflow_client import AirflowClient, platform_client
+from onecommit.lifecycle import registry
+from onecommit.lifecycle.notify import notifications_file
+from onecommit.platform import local
+from onecommit.settings import PROJECT_ROOT, Settings
+
+DAGS = (sync.DEPLOY_DAG, "rollback_to_before_version", "register_sensor_check")
+CRITERIA = ("registered", "ready", "smoke", "gateway_reload", "notification_sent")
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+
+
+@dataclass(frozen=True)
+class Invariant:
+    name: str
+    holds: bool
+    detail: str
+
+
+def _registry_state(settings: Settings, model: str) -> dict[str, Any]:
+    client = registry.client(settings.url(settings.mlflow_port))
+    aliases = {alias: registry.alias_version(client, model, alias)
+               for alias in (registry.CHAMPION, registry.CHALLENGER, registry.PREVIOUS)}
+    versions = {}
+    for version in client.search_model_versions(f"name = '{model}'"):
+        metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
+        versions[str(version.version)] = {
+            "status": version.status, "tags": dict(version.tags),
+            "metrics": {k: round(v, 4) for k, v in metrics.items()}}
+    return {"model": model, "aliases": aliases, "versions": versions}
+
+
+def _triton_models(settings: Settings) -> list[dict[str, Any]]:
+    response = httpx.post(f"{settings.url(settings.triton_http_port)}/v2/repository/index",
+                          json={}, timeout=10)
+    response.raise_for_status()
+    models: list[dict[str, Any]] = response.json()
+    return models
+
+
+def _gateway_state(settings: Settings, model: str) -> dict[str, Any]:
+    base = settings.url(settings.gateway_port)
+    return {"variants": httpx.get(f"{base}/variants", timeout=10).json(),
+            "traffic": httpx.get(f"{base}/traffic", timeout=10).json(),
+            "routed_version": loop.served_version(settings, model)}
+
+
+def _dag_runs(airflow: AirflowClient) -> dict[str, list[dict[str, Any]]]:
+    runs = {}
+    for dag_id in DAGS:
+        runs[dag_id] = [
+            {"run_id": r["dag_run_id"], "state": r["state"], "start": r.get("start_date"),
+             "end": r.get("end_date"), "git_sha": r["conf"].get("git_sha"),
+             "tasks": airflow.task_states(dag_id, r["dag_run_id"])}
+            for r in airflow.runs(dag_id, limit=5)]
+    return runs
+
+
+def _notifications(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
+    path = notifications_file(settings.state_dir)
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()[-limit:]
+    return [{k: record[k] for k in ("at", "event", "channel", "delivered")} | {
+        "text": record["payload"]["text"]} for record in map(json.loads, lines)]
+
+
+def gather(settings: Settings, model: str) -> dict[str, Any]:
+    """Everything the proof records, asked of the running platform."""
+    airflow = platform_client(settings)
+    try:
+        runs = _dag_runs(airflow)
+    finally:
+        airflow.close()
+    return {
+        "written_at": datetime.now(UTC).isoformat(),
+        "gitops": {"head": gitops_remote.head(settings), "syncs": sync.read_syncs(settings)[-10:]},
+        "components": {n: s.as_dict() for n, s in local.statuses(settings).items()},
+        "registry": _registry_state(settings, model),
+        "triton": _triton_models(settings),
+        "gateway": _gateway_state(settings, model),
+        "dag_runs": runs,
+        "notifications": _notifications(settings),
+    }
+
+
+def last_deploy(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The latest finished deploy run, with the version it registered (if any)."""
+    finished = [r for r in state["dag_runs"][sync.DEPLOY_DAG] if r["state"] in ("success",
+                                                                                 "failed")]
+    if not finished:
+        return None
+    run = finished[0]
+    versions = state["registry"]["versions"]
+    version = next((v for v, info in versions.items()
+                    if info["tags"].get("dag_run_id") == run["run_id"]), None)
+    return {**run, "version": version,
+            "criteria": {c: versions[version]["tags"].get(f"criterion.{c}") == "true"
+                         for c in CRITERIA} if version else {},
+            "rollout": json.loads(versions[version]["tags"].get("rollout.decisions", "[]"))
+            if version else []}
+
+
+def check(state: dict[str, Any], gitops_tree: Path) -> list[Invariant]:
+    return [_champion_served(state), _no_plaintext_secrets(gitops_tree),
+            _last_deploy_whole(state)]
+
+
+def _champion_served(state: dict[str, Any]) -> Invariant:
+    champion = state["registry"]["aliases"][registry.CHAMPION]
+    gateway = state["gateway"]["variants"]["variants"].get(registry.CHAMPION, {}).get("version")
+    routed = state["gateway"]["routed_version"]
+    ready = {int(m["version"]) for m in state["triton"]
+             if m["name"] == state["registry"]["model"] and m.get("state") == "READY"}
+    holds = (champion is not None and champion == gateway and str(champion) == routed
+             and champion in ready)
+    return Invariant("champion is what the gateway routes to and Triton has READY", holds,
+                     f"champion alias {champion}, gateway champion {gateway}, routed "
+                     f"{routed}, Triton READY {sorted(ready)}")
+
+
+def _no_plaintext_secrets(tree: Path) -> Invariant:
+    found = []
+    for path in sorted(tree.rglob("*")):
+        if not path.is_file() or ".git" in path.parts:
+            continue
+        text = path.read_text(errors="replace")
+        if _PRIVATE_KEY.search(text):
+            found.append(f"{path.relative_to(tree)}: private key")
+        if path.suffix in (".yaml", ".yml"):
+            found += [f"{path.relative_to(tree)}: Secret {d.get('metadata', {}).get('name')}"
+                      for d in _documents(text) if d.get("kind") == "Secret"
+                      and (d.get("data") or d.get("stringData"))]
+    return Invariant("no plaintext secret in the gitops tree", not found,
+                     "; ".join(found) or "only SealedSecrets")
+
+
+def _documents(text: str) -> list[dict[str, Any]]:
+    try:
+        return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return []
+
+
+def _last_deploy_whole(state: dict[str, Any]) -> Invariant:
+    """The last deploy either fully succeeded or was fully rolled back."""
+    name = "last deploy fully successful or fully rolled back"
+    deploy = last_deploy(state)
+    if deploy is None:
+        return Invariant(name, True, "no deploy has finished yet")
+    version = deploy["version"]
+    champion = state["registry"]["aliases"][registry.CHAMPION]
+    if deploy["state"] == "success":
+        holds = all(deploy["criteria"].values()) and str(champion) == version
+        return Invariant(name, holds, f"run {deploy['run_id']} promoted version {version}; "
+                         f"criteria {deploy['criteria']}; champion {champion}")
+    if version is None:
+        return Invariant(name, True, f"run {deploy['run_id']} failed before registering "
+                         "anything (quality gate); nothing to roll back")
+    tags = state["registry"]["versions"][version]["tags"]
+    before = tags.get("before_version") or None
+    rolled_back = [n for n in state["notifications"] if n["event"] == "rolled back"]
+    holds = (tags.get("status") == "rolled_back" and str(champion) == str(before)
+             and bool(rolled_back))
+    return Invariant(name, holds, f"run {deploy['run_id']} failed; version {version} status "
+                     f"{tags.get('status')!r} ({tags.get('reason')}); champion {champion}, "
+                     f"before_version {before}; rollback notifications {len(rolled_back)}")
+
+
+def write(state: dict[str, Any], invariants: list[Invariant], root: Path) -> Path:
+    directory = root / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    directory.mkdir(parents=True)
+    document = {**state, "last_deploy": last_deploy(state),
+                "invariants": [i.__dict__ for i in invariants]}
+    (directory / "proof.json").write_text(json.dumps(document, indent=2, default=str))
+    (directory / "proof.md").write_text(render(document))
+    return directory
+
+
+def render(document: dict[str, Any]) -> str:
+    """The proof as a readable report."""
+    lines = [f"# onecommit proof — {document['written_at']}", "",
+             f"gitops head: `{document['gitops']['head']}`", "", "## Invariants", ""]
+    lines += [f"- {'✅' if i['holds'] else '❌'} **{i['name']}** — {i['detail']}"
+              for i in document["invariants"]]
+    lines += ["", "## Last deploy", ""]
+    deploy = document["last_deploy"]
+    if deploy:
+        lines += [f"run `{deploy['run_id']}` ({deploy['state']}), commit `{deploy['git_sha']}`, "
+                  f"version {deploy['version']}", ""]
+        lines += [f"- criterion {c}: {'yes' if ok else 'NO'}"
+                  for c, ok in deploy["criteria"].items()]
+        lines += [f"- rollout {d['step']}: {d['decision']} ({d['reason']}, {d['seconds']} s)"
+                  for d in deploy["rollout"]]
+    registry_state = document["registry"]
+    lines += ["", "## Registry", "", f"aliases: {registry_state['aliases']}", "",
+              "| version | status | accuracy | roc_auc | git sha | reason |",
+              "|---|---|---|---|---|---|"]
+    for version, info in sorted(registry_state["versions"].items(), key=lambda v: int(v[0])):
+        tags, metrics = info["tags"], info["metrics"]
+        lines.append(f"| {version} | {tags.get('status', '')} | {metrics.get('accuracy', '')} "
+                     f"| {metrics.get('roc_auc', '')} | {tags.get('git_sha', '')[:12]} "
+                     f"| {tags.get('reason', '')} |")
+    lines += ["", "## Serving", "",
+              "Triton: " + ", ".join(f"{m['name']} v{m.get('version')} {m.get('state')}"
+                                     for m in document["triton"]),
+              f"Gateway variants: {document['gateway']['variants']['variants']}",
+              f"Gateway traffic: {document['gateway']['traffic']}",
+              f"Routed version: {document['gateway']['routed_version']}", "",
+              "## Components", ""]
+    lines += [f"- {n}: {'healthy' if c['healthy'] else 'UNHEALTHY'}, version {c.get('version')}, "
+              f"{c.get('rss_mb')} MB" for n, c in document["components"].items()]
+    lines += ["", "## DAG runs", ""]
+    for dag_id, runs in document["dag_runs"].items():
+        lines += [f"- {dag_id} `{r['run_id']}`: {r['state']} — " + ", ".join(
+            f"{t}={s}" for t, s in r["tasks"].items()) for r in runs]
+    lines += ["", "## Syncs", ""]
+    lines += [f"- `{s['sha'][:12]}` {s['action']}" + (f" → {s['dag_run_id']}" if s.get(
+        "dag_run_id") else "") + (f" ({'; '.join(s['problems'])})" if s["problems"] else "")
+        for s in document["gitops"]["syncs"]]
+    lines += ["", "## Notifications", ""]
+    lines += [f"- {n['at']} {n['event']} via {n['channel']}: "
+              f"{'delivered' if n['delivered'] else 'NOT delivered'} — {n['text']}"
+              for n in document["notifications"]]
+    return "\n".join(lines) + "\n"
+
+
+def prove(settings: Settings, model: str,
+          root: Path = PROJECT_ROOT / "proofs") -> tuple[Path, list[Invariant]]:
+    state = gather(settings, model)
+    with sync.checkout(gitops_remote.remote_dir(settings), "HEAD") as tree:
+        invariants = check(state, tree)
+    return write(state, invariants, root), invariants

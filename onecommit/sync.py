@@ -1,0 +1,304 @@
+"""Sync a pushed gitops commit: validate it, then trigger the deploy DAG if its model spec
+changed, or only record the sync. The same code runs in the local profile (the gitops remote's
+post-receive hook) and on clusters (Argo CD's PostSync hook Job):
+
+    python -m onecommit.sync --repo <path or URL> [--sha <commit>] [--env <env>]
+
+Commits are synced in order, one at a time: a sync takes every commit on `main` since the last
+synced one, oldest first, so two pushes back to back can never trigger out of order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from yamllint import linter
+from yamllint.config import YamlLintConfig
+
+from onecommit.airflow_client import AirflowError, platform_client
+from onecommit.lifecycle.spec import SpecError, load_spec
+from onecommit.settings import PROJECT_ROOT, Settings
+
+DEPLOY_DAG = "ml_train_register_and_reload"
+
+
+@dataclass
+class SyncRecord:
+    """What one sync saw and did; appended to `<state dir>/gitops/syncs.jsonl`."""
+
+    sha: str
+    env: str
+    changed: list[str]
+    problems: list[str] = field(default_factory=list)
+    # "triggered" (the spec changed), "recorded" (nothing to deploy) or "rejected".
+    action: str = "recorded"
+    dag_run_id: str | None = None
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+def syncs_file(settings: Settings) -> Path:
+    return settings.state_dir / "gitops" / "syncs.jsonl"
+
+
+def read_syncs(settings: Settings) -> list[dict[str, Any]]:
+    path = syncs_file(settings)
+    if not path.exists():
+        return []
+    records: list[dict[str, Any]] = [json.loads(line) for line in path.read_text().splitlines()
+                                     if line.strip()]
+    return records
+
+
+def dag_run_id(sha: str, env: str) -> str:
+    """One deploy run per commit and env: re-syncing a commit never deploys it twice."""
+    return f"commit-{sha[:12]}-{env}"
+
+
+def _git(repo: Path, *args: str) -> str:
+    result = subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True,
+                            text=True, check=False)
+    if result.returncode != 0:
+        raise SyncError(f"git {' '.join(args)} failed in {repo}: {result.stderr.strip()}")
+    return result.stdout
+
+
+class SyncError(RuntimeError):
+    """The sync itself could not run (not a validation failure of the commit)."""
+
+
+def changed_files(repo: Path, sha: str) -> list[str]:
+    """Files the commit changed against its first parent (every file for a root commit)."""
+    listing = _git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", "--root",
+                   "-m", "--first-parent", sha)
+    return sorted(set(listing.split()))
+
+
+def pending_commits(repo: Path, sha: str, last_synced: str | None) -> list[str]:
+    """Commits on the first-parent chain after `last_synced` up to `sha`, oldest first; just
+    `sha` when nothing was synced here before (a cluster's sync Job starts with no history)."""
+    if not last_synced or not _git_ok(repo, "cat-file", "-e", f"{last_synced}^{{commit}}"):
+        return [sha]
+    if _git_ok(repo, "merge-base", "--is-ancestor", sha, last_synced):
+        return []  # Already synced by a later push's sync.
+    return _git(repo, "rev-list", "--reverse", "--first-parent", f"{last_synced}..{sha}").split()
+
+
+def _git_ok(repo: Path, *args: str) -> bool:
+    return subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True,
+                          check=False).returncode == 0
+
+
+@contextmanager
+def checkout(repo: Path, sha: str) -> Iterator[Path]:
+    """The commit's tree in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="onecommit-sync-") as scratch:
+        archive = subprocess.run(["git", "--git-dir", str(repo), "archive", sha],
+                                 capture_output=True, check=False)
+        if archive.returncode != 0:
+            raise SyncError(f"cannot read commit {sha}: {archive.stderr.decode().strip()}")
+        subprocess.run(["tar", "-x", "-C", scratch], input=archive.stdout, check=True)
+        yield Path(scratch)
+
+
+@cache
+def _yamllint_config() -> YamlLintConfig:
+    # The same rules `invoke lint` applies to the gitops tree.
+    return YamlLintConfig(file=str(PROJECT_ROOT / "onecommit" / "lint" / "yamllint.yaml"))
+
+
+def validate(tree: Path, changed: list[str], settings: Settings) -> list[str]:
+    """Everything wrong with the tree, each naming the file; empty when it may be deployed."""
+    problems = []
+    for path in sorted(tree.rglob("*.y*ml")):
+        relative = path.relative_to(tree)
+        for issue in linter.run(path.read_text(), _yamllint_config(), str(relative)):
+            if issue.level == "error":
+                problems.append(f"{relative}:{issue.line}: {issue.desc} ({issue.rule})")
+    for spec in sorted(tree.glob("envs/*/model.yaml")):
+        try:
+            load_spec(spec)
+        except SpecError as error:
+            problems.append(str(error).replace(str(tree) + "/", ""))
+    problems += _render_changed_values(tree, changed, settings)
+    return problems
+
+
+def _render_changed_values(tree: Path, changed: list[str], settings: Settings) -> list[str]:
+    """`helm template` of each chart whose values changed, with the commit's values file."""
+    values = [p for p in changed if p.startswith("envs/") and "/values/" in p
+              and (tree / p).exists()]
+    if not values:
+        return []
+    helm = helm_binary(settings)
+    if helm is None:
+        return [f"{values[0]}: chart values changed but helm could not be installed: run "
+                "`invoke lint` to see why (it installs helm into the state dir)"]
+    problems = []
+    for relative in values:
+        chart = PROJECT_ROOT / "charts" / Path(relative).stem.removesuffix("-gpu")
+        if not chart.is_dir():
+            problems.append(f"{relative}: no chart named {chart.name} under charts/")
+            continue
+        result = subprocess.run([helm, "template", chart.name, str(chart), "-f",
+                                 str(tree / relative)], capture_output=True, text=True,
+                                check=False)
+        if result.returncode != 0:
+            problems.append(f"{relative}: helm template {chart.name} failed: "
+                            f"{result.stderr.strip().splitlines()[-1]}")
+    return problems
+
+
+def helm_binary(settings: Settings) -> str | None:
+    """helm from the state dir, else installed there from the lint environment (the pinned
+    binary `invoke lint` uses), else from PATH."""
+    installed = settings.state_dir / "tools" / "bin" / "helm"
+    if not installed.exists():
+        from onecommit.platform.envs import EnvironmentError_, ensure_env
+
+        try:
+            python = ensure_env(settings, "lint") / "bin" / "python"
+        except EnvironmentError_:
+            return shutil.which("helm")
+        subprocess.run([str(python), "-c", "import sys, pathlib; from onecommit.lint.tools "
+                        "import ensure_tools; ensure_tools(pathlib.Path(sys.argv[1]))",
+                        str(settings.state_dir)], cwd=PROJECT_ROOT, capture_output=True,
+                       check=False)
+    return str(installed) if installed.exists() else shutil.which("helm")
+
+
+def deploy_spec(tree: Path, env: str) -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load((tree / "envs" / env / "model.yaml").read_text())
+    return spec
+
+
+def sync_commit(settings: Settings, repo: Path, sha: str, env: str) -> SyncRecord:
+    """Validate one commit and trigger its deploy when its env's model spec changed."""
+    record = SyncRecord(sha=sha, env=env, changed=changed_files(repo, sha))
+    with checkout(repo, sha) as tree:
+        record.problems = validate(tree, record.changed, settings)
+        if record.problems:
+            record.action = "rejected"
+            _notify_rejected(settings, record)
+            return record
+        if f"envs/{env}/model.yaml" not in record.changed:
+            return record
+        record.dag_run_id = _trigger(settings, sha, env, deploy_spec(tree, env))
+    record.action = "triggered"
+    return record
+
+
+def _trigger(settings: Settings, sha: str, env: str, spec: dict[str, Any]) -> str:
+    run_id = dag_run_id(sha, env)
+    client = platform_client(settings)
+    try:
+        client.wait_for_dag(DEPLOY_DAG)
+        try:
+            client.trigger(DEPLOY_DAG, {"git_sha": sha, "env": env, "spec": spec}, run_id)
+        except AirflowError as error:
+            if " 409:" not in str(error):  # 409: this commit's run exists already.
+                raise
+    finally:
+        client.close()
+    return run_id
+
+
+def _notify_rejected(settings: Settings, record: SyncRecord) -> None:
+    from onecommit.lifecycle.flow import send
+
+    send(settings, "sync rejected", f"commit {record.sha[:12]} failed validation; nothing "
+         "was deployed", {"sha": record.sha, "env": record.env,
+                          "problems": "\n".join(record.problems[:5])})
+
+
+def last_synced_file(settings: Settings) -> Path:
+    return settings.state_dir / "gitops" / "last_synced"
+
+
+@contextmanager
+def _sync_lock(settings: Settings) -> Iterator[Path]:
+    """One sync at a time per platform; yields the file holding the last synced commit."""
+    marker = last_synced_file(settings)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    with (marker.parent / "sync.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield marker
+
+
+def sync(settings: Settings, repo: Path, sha: str, env: str) -> list[SyncRecord]:
+    """Sync every commit up to `sha` that has not been synced yet, oldest first."""
+    records = []
+    with _sync_lock(settings) as marker:
+        last = marker.read_text().strip() if marker.exists() else None
+        for commit in pending_commits(repo, sha, last):
+            try:
+                record = sync_commit(settings, repo, commit, env)
+            except (SyncError, AirflowError, httpx.HTTPError) as error:
+                # Not marked synced: the next push (or a re-run) tries this commit again.
+                _append(settings, SyncRecord(sha=commit, env=env, changed=[], action="error",
+                                             problems=[f"{type(error).__name__}: {error}"]))
+                raise SyncError(f"sync of {commit[:12]} did not finish: {error}") from error
+            _append(settings, record)
+            marker.write_text(commit)
+            records.append(record)
+    return records
+
+
+def _append(settings: Settings, record: SyncRecord) -> None:
+    with syncs_file(settings).open("a") as out:
+        out.write(json.dumps(asdict(record)) + "\n")
+
+
+@contextmanager
+def _local_repo(repo: str) -> Iterator[Path]:
+    """A bare repository path for `repo`: itself when local, else a fresh bare clone."""
+    if Path(repo).is_dir():
+        yield Path(repo).resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="onecommit-repo-") as scratch:
+        result = subprocess.run(["git", "clone", "--quiet", "--bare", repo, scratch],
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise SyncError(f"cannot clone {repo}: {result.stderr.strip()}")
+        yield Path(scratch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m onecommit.sync", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", required=True, help="gitops repository: path or URL")
+    parser.add_argument("--sha", default="refs/heads/main", help="commit to sync up to")
+    parser.add_argument("--env", default=None, help="gitops env (default: ONECOMMIT_GITOPS_ENV)")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    env = args.env or settings.gitops_env
+    # A hook inherits GIT_DIR and friends; the git calls here name their repository.
+    for variable in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        os.environ.pop(variable, None)
+    try:
+        with _local_repo(args.repo) as repo:
+            sha = _git(repo, "rev-parse", "--verify", f"{args.sha}^{{commit}}").strip()
+            for record in sync(settings, repo, sha, env):
+                print(json.dumps(asdict(record)), flush=True)
+    except (SyncError, AirflowError) as error:
+        print(f"sync failed: {error}", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

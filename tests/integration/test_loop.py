@@ -1,0 +1,159 @@
+"""The one-commit loop end to end on the real platform: push → post-receive hook → sync →
+Airflow → MLflow → Triton → gateway → promote or roll back → notifications → proof."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from onecommit import loop, proof, sync
+from onecommit.airflow_client import AirflowClient, platform_client
+from onecommit.lifecycle import flow, registry
+from onecommit.lifecycle.spec import parse_spec
+from onecommit.settings import Settings
+from tests.conftest import WebhookReceiver
+
+# The module fixture deploys a first model; on a loaded machine that takes a while.
+pytestmark = [pytest.mark.platform, pytest.mark.timeout(1800)]
+MODEL = "breast-cancer"
+
+
+@pytest.fixture(scope="module")
+def airflow(platform: Settings) -> Iterator[AirflowClient]:
+    client = platform_client(platform)
+    yield client
+    client.close()
+
+
+def _wait_deployed(platform: Settings, airflow: AirflowClient, sha: str) -> str:
+    record = loop.wait_for_sync(platform, sha)
+    assert record["action"] == "triggered", record
+    return airflow.wait_for_run(sync.DEPLOY_DAG, record["dag_run_id"])
+
+
+@pytest.fixture(scope="module")
+def short_canary(platform: Settings, airflow: AirflowClient) -> Settings:
+    """A commit that shortens the canary for these tests. It is itself a deploy through the
+    loop: on an empty registry, the first model, promoted directly."""
+    spec = loop.valid_spec(platform)
+    spec["rollout"] = {"kind": "canary", "steps": [50, 100], "pause_s": 3}
+    spec["analysis"] = {**spec["analysis"], "min_requests": 10}
+    sha = loop.push_spec(platform, spec, "Shorter canary for the test suite")
+    with loop.live_traffic(platform, parse_spec(spec)):
+        assert _wait_deployed(platform, airflow, sha) == "success"
+    return platform
+
+
+def _champion(platform: Settings, alias: str = registry.CHAMPION) -> int | None:
+    client = registry.client(platform.url(platform.mlflow_port))
+    return registry.alias_version(client, MODEL, alias)
+
+
+def _proof_holds(platform: Settings, tmp_path: Path) -> None:
+    directory, invariants = proof.prove(platform, MODEL, root=tmp_path)
+    assert all(i.holds for i in invariants), invariants
+    assert (directory / "proof.json").exists()
+    assert "## Invariants" in (directory / "proof.md").read_text()
+
+
+def test_good_commit_is_promoted(short_canary: Settings, tmp_path: Path) -> None:
+    platform = short_canary
+    before = _champion(platform)
+    report = loop.demo_commit(platform, "good")
+    assert report.outcome == "promoted", report
+    assert report.champion_version == report.challenger_version
+    assert report.champion_version != before
+    assert _champion(platform, registry.PREVIOUS) == before
+    assert loop.served_version(platform, MODEL) == str(report.champion_version)
+    # Zero requests failed through reloads, traffic steps and the old version's unload.
+    assert report.traffic["failed"] == 0
+    assert report.traffic["sent"] > 0
+    for stage in ("push_to_dag_start", "train", "register", "publish_ready", "smoke", "reload",
+                  "rollout canary 50%", "rollout canary 100%", "promote", "push_to_promoted"):
+        assert stage in report.stage_seconds, report.stage_seconds
+    client = registry.client(platform.url(platform.mlflow_port))
+    tags = client.get_model_version(MODEL, str(report.champion_version)).tags
+    assert {k: v for k, v in tags.items() if k.startswith("criterion.")} == {
+        "criterion.registered": "true", "criterion.ready": "true", "criterion.smoke": "true",
+        "criterion.gateway_reload": "true", "criterion.notification_sent": "true"}
+    assert tags["git_sha"] == report.git_sha
+    _proof_holds(platform, tmp_path)
+
+
+def test_bad_commit_is_rolled_back(short_canary: Settings, webhook: WebhookReceiver,
+                                   tmp_path: Path) -> None:
+    platform = short_canary
+    champion = _champion(platform)
+    report = loop.demo_commit(platform, "bad")
+    assert report.outcome == "rolled_back", report
+    assert report.champion_version == champion
+    assert loop.served_version(platform, MODEL) == str(champion)
+    failed = report.challenger_version
+    assert failed is not None
+    client = registry.client(platform.url(platform.mlflow_port))
+    tags = client.get_model_version(MODEL, str(failed)).tags
+    assert tags["status"] == "rolled_back"
+    assert tags["reason"].startswith("rollout aborted at canary 50%: error rate")
+    assert "abort_to_champion" in report.stage_seconds
+    assert not flow.ready(platform, MODEL, failed), "the failed version is still loaded"
+    assert any(p["text"].startswith("[onecommit] rolled back") for p in webhook.payloads)
+    _proof_holds(platform, tmp_path)
+
+
+def test_invalid_commit_is_rejected_and_triggers_nothing(
+        short_canary: Settings, airflow: AirflowClient, webhook: WebhookReceiver) -> None:
+    platform = short_canary
+    runs = {r["dag_run_id"] for r in airflow.runs(sync.DEPLOY_DAG, limit=100)}
+    champion = _champion(platform)
+    report = loop.demo_commit(platform, "invalid")
+    assert report.outcome == "rejected"
+    assert report.reason is not None
+    assert "envs/dev/model.yaml" in report.reason
+    assert "algorithm.name" in report.reason
+    assert report.dag_run_id is None
+    assert {r["dag_run_id"] for r in airflow.runs(sync.DEPLOY_DAG, limit=100)} == runs
+    assert _champion(platform) == champion
+    assert any(p["text"].startswith("[onecommit] sync rejected") and report.git_sha[:12]
+               in p["text"] for p in webhook.payloads)
+
+
+def test_two_commits_pushed_back_to_back_deploy_in_order(short_canary: Settings,
+                                                         airflow: AirflowClient) -> None:
+    platform = short_canary
+    first = loop.commit_and_push(platform, "good")
+    second = loop.commit_and_push(platform, "good")
+    with loop.live_traffic(platform, parse_spec(loop.valid_spec(platform))):
+        assert _wait_deployed(platform, airflow, first) == "success"
+        assert _wait_deployed(platform, airflow, second) == "success"
+    shas = [r["sha"] for r in sync.read_syncs(platform)]
+    assert shas.index(first) < shas.index(second)
+    runs = {sha: airflow.get(f"/dags/{sync.DEPLOY_DAG}/dagRuns/{sync.dag_run_id(sha, 'dev')}")
+            for sha in (first, second)}
+    assert runs[first]["end_date"] <= runs[second]["start_date"]
+    client = registry.client(platform.url(platform.mlflow_port))
+    versions = {sha: registry.registered_version(client, MODEL, registry.RunContext(
+        git_sha=sha, env="dev", dag_run_id=sync.dag_run_id(sha, "dev"))) for sha in runs}
+    assert _champion(platform) == versions[second][0]  # type: ignore[index]
+    assert _champion(platform, registry.PREVIOUS) == versions[first][0]  # type: ignore[index]
+
+
+def _slack_well_formed(payload: dict[str, Any]) -> bool:
+    blocks = payload["blocks"]
+    header = blocks[0]
+    fields = [f for b in blocks[1:] for f in b.get("fields", [])]
+    return (isinstance(payload["text"], str) and header["type"] == "header"
+            and header["text"]["type"] == "plain_text" and len(header["text"]["text"]) <= 150
+            and all(b["type"] == "section" for b in blocks[1:])
+            and all(len(b.get("fields", [])) <= 10 for b in blocks[1:])
+            and all(f["type"] == "mrkdwn" and len(f["text"]) <= 2000 for f in fields))
+
+
+def test_webhook_received_well_formed_slack_payloads(webhook: WebhookReceiver) -> None:
+    events = {p["blocks"][0]["text"]["text"].removeprefix("onecommit · ")
+              for p in webhook.payloads}
+    assert {"deploy started", "rollout step", "promoted", "rolled back",
+            "sync rejected", "DAG failure"} <= events
+    assert all(_slack_well_formed(p) for p in webhook.payloads)

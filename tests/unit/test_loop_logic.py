@@ -1,0 +1,165 @@
+"""The loop's pure logic: spec edits, rollout phases and verdicts, sync validation and ordering,
+stage timings, and the proof's checks."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from onecommit import loop, proof, sync
+from onecommit.lifecycle import flow
+from onecommit.lifecycle.spec import SpecError, dump_spec, parse_spec
+from onecommit.settings import PROJECT_ROOT, Settings
+
+DEV_SPEC = PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml"
+
+
+def _spec_data(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(DEV_SPEC.read_text())
+    data.update(changes)
+    return data
+
+
+def test_good_edit_changes_c_and_clears_faults() -> None:
+    edited, message = loop.edit_spec(_spec_data(faults={"error_rate": 0.5}), "good")
+    spec = parse_spec(edited)
+    assert spec.algorithm.params["C"] != _spec_data()["algorithm"]["params"]["C"]
+    assert spec.faults.error_rate == 0
+    assert "C=" in message
+
+
+def test_bad_edit_passes_validation_and_injects_serving_faults() -> None:
+    spec = parse_spec(loop.edit_spec(_spec_data(), "bad")[0])
+    assert spec.faults.error_rate > spec.analysis.max_error_rate
+
+
+def test_invalid_edit_is_refused_naming_the_field() -> None:
+    broken, _ = loop.edit_spec(_spec_data(), "invalid")
+    with pytest.raises(SpecError, match=r"algorithm\.name"):
+        parse_spec(broken)
+
+
+def test_phases_follow_each_strategy() -> None:
+    def phases(rollout: dict[str, Any]) -> list[flow.Phase]:
+        return flow.phases(parse_spec(_spec_data(rollout=rollout)), 7)
+
+    canary = phases({"kind": "canary", "steps": [10, 100], "pause_s": 1})
+    assert [p.policy["challenger_weight"] for p in canary] == [0.1, 1.0]
+    assert phases({"kind": "bluegreen"})[0].policy == {"strategy": "bluegreen",
+                                                       "active": "challenger"}
+    assert phases({"kind": "shadow"})[0].policy == {"strategy": "shadow"}
+    ab = phases({"kind": "ab", "sticky_key": "x-user"})[0].policy
+    assert ab["sticky_key"] == "x-user"
+    assert ab["experiment"].endswith("-v7")
+
+
+def _variant(requests: int, error_rate: float = 0.0, p95: float = 5.0,
+             accuracy: float | None = 0.95) -> dict[str, Any]:
+    return {"requests": requests, "error_rate": error_rate, "latency_ms": {"p95": p95},
+            "online_accuracy": accuracy}
+
+
+@pytest.mark.parametrize(("challenger", "decision"), [
+    (None, "wait"), (_variant(5), "wait"), (_variant(100), "continue"),
+    (_variant(100, error_rate=0.5), "abort"), (_variant(100, p95=900), "abort"),
+    (_variant(100, accuracy=0.5), "abort"),
+])
+def test_canary_verdict(challenger: dict[str, Any] | None, decision: str) -> None:
+    spec = parse_spec(_spec_data())
+    report = {"variants": {} if challenger is None else {"challenger": challenger}}
+    assert flow.verdict(spec, report)[0] == decision
+
+
+def test_ab_verdict_waits_for_sample_size_and_aborts_only_when_significantly_worse() -> None:
+    spec = parse_spec(_spec_data(rollout={"kind": "ab", "sample_size": 100}))
+
+    def verdict(**test: Any) -> str:
+        ab = {"sample_size_reached": True, "significant": False, "difference": 0.0,
+              "p_champion": 0.9, "p_challenger": 0.9, "p_value": 0.5, **test}
+        return flow.verdict(spec, {"variants": {"challenger": _variant(200)},
+                                   "ab_test": ab})[0]
+
+    assert verdict(sample_size_reached=False) == "wait"
+    assert verdict() == "continue"
+    assert verdict(significant=True, difference=-0.1, p_value=0.01) == "abort"
+    assert verdict(significant=True, difference=0.1, p_value=0.01) == "continue"
+
+
+def test_shadow_verdict_reads_agreement() -> None:
+    spec = parse_spec(_spec_data(rollout={"kind": "shadow", "min_agreement": 0.9}))
+    assert flow.verdict(spec, {"shadow_comparisons": 3, "shadow_agreement": 1.0})[0] == "wait"
+    assert flow.verdict(spec, {"shadow_comparisons": 99, "shadow_agreement": 0.5})[0] == "abort"
+    assert flow.verdict(spec, {"shadow_comparisons": 99,
+                               "shadow_agreement": 0.97})[0] == "continue"
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _commit(work: Path, path: str, text: str) -> str:
+    (work / path).parent.mkdir(parents=True, exist_ok=True)
+    (work / path).write_text(text)
+    _git(work, "add", "--all")
+    _git(work, "commit", "-qm", f"change {path}")
+    return _git(work, "rev-parse", "HEAD")
+
+
+def test_pending_commits_are_oldest_first_and_never_twice(tmp_path: Path) -> None:
+    _git(tmp_path, "init", "-q", "-b", "main")
+    shas = [_commit(tmp_path, "envs/dev/model.yaml", f"n: {i}\n") for i in range(3)]
+    repo = tmp_path / ".git"
+    # With no sync history (a cluster's sync Job), only the commit asked for.
+    assert sync.pending_commits(repo, shas[2], None) == [shas[2]]
+    assert sync.pending_commits(repo, shas[2], shas[0]) == shas[1:]
+    # A sync that arrives after a later push's sync already covered its commit does nothing.
+    assert sync.pending_commits(repo, shas[1], shas[2]) == []
+    assert sync.changed_files(repo, shas[1]) == ["envs/dev/model.yaml"]
+
+
+def test_validate_names_the_file_for_spec_and_yaml_errors(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path / "state")
+    (tmp_path / "envs" / "dev").mkdir(parents=True)
+    spec = tmp_path / "envs" / "dev" / "model.yaml"
+    spec.write_text(dump_spec(_spec_data()))
+    assert sync.validate(tmp_path, ["envs/dev/model.yaml"], settings) == []
+    spec.write_text(dump_spec(loop.edit_spec(_spec_data(), "invalid")[0]))
+    problems = sync.validate(tmp_path, ["envs/dev/model.yaml"], settings)
+    assert any("envs/dev/model.yaml" in p and "algorithm.name" in p for p in problems)
+    (tmp_path / "envs" / "dev" / "extra.yaml").write_text("key: [unclosed\n")
+    problems = sync.validate(tmp_path, [], settings)
+    assert any(p.startswith("envs/dev/extra.yaml:") for p in problems)
+
+
+def test_stage_seconds_from_task_timestamps() -> None:
+    def task(name: str, start: int, end: int) -> dict[str, Any]:
+        return {"task_id": name, "start_date": f"2026-01-01T00:00:{start:02d}+00:00",
+                "end_date": f"2026-01-01T00:00:{end:02d}+00:00"}
+
+    pushed = loop._when("2026-01-01T00:00:00+00:00")
+    assert pushed is not None
+    stages = loop.stage_seconds(
+        pushed, {"start_date": "2026-01-01T00:00:02+00:00"},
+        [task("train", 3, 10), task("register", 10, 12), task("publish", 12, 14),
+         task("ready", 14, 16), task("smoke", 16, 17), task("reload", 17, 18),
+         task("promote", 40, 41)],
+        [{"step": "canary 50%", "seconds": 10.5}])
+    assert stages == {"push_to_dag_start": 2, "train": 7, "register": 2, "publish_ready": 4,
+                      "smoke": 1, "reload": 1, "rollout canary 50%": 10.5, "promote": 1,
+                      "push_to_challenger_serving": 18, "push_to_promoted": 41}
+
+
+def test_proof_finds_plaintext_secrets_and_private_keys(tmp_path: Path) -> None:
+    (tmp_path / "ok.yaml").write_text("kind: SealedSecret\nspec: {encryptedData: {a: b}}\n")
+    assert proof._no_plaintext_secrets(tmp_path).holds
+    (tmp_path / "bad.yaml").write_text("kind: Secret\nmetadata: {name: db}\nstringData: {p: x}\n")
+    (tmp_path / "key.txt").write_text("-----BEGIN RSA PRIVATE KEY-----\nabc\n")
+    found = proof._no_plaintext_secrets(tmp_path)
+    assert not found.holds
+    assert "bad.yaml: Secret db" in found.detail
+    assert "key.txt: private key" in found.detail
