@@ -583,6 +583,7 @@ def run_all(root: Path, shared_dir: Path, state_dir: Path) -> list[Finding]:
     findings += _other_secrets(root, files, {f for f, _ in manifests})
     findings += check_tracked_credentials(root)
     projects = _projects(manifests)
+    findings += check_toggles(root)
     for file, doc in manifests:
         findings += check_object(doc, file, schemas)
         if doc.get("kind") == "Application":
