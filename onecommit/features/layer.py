@@ -163,9 +163,15 @@ def _online_rows_present(settings: FeatureSettings) -> bool:
     """The first and last patient read back through the feature server."""
     config = enrichment_config(settings)
     ids = [0, len(dataset.patients().ids) - 1]
-    response = httpx.post(f"{config.feature_server_url}/get-online-features", timeout=30,
-                          json={"entities": {config.entity: ids}, "features": config.features})
-    response.raise_for_status()
+    try:
+        response = httpx.post(f"{config.feature_server_url}/get-online-features", timeout=30,
+                              json={"entities": {config.entity: ids},
+                                    "features": config.features})
+        response.raise_for_status()
+    except httpx.HTTPError as error:
+        log = supervisor.log_file(settings, FEATURE_SERVER)
+        raise PlatformError(f"the feature server failed a read of the online store ({error}): "
+                            f"see {log}", detail=tail(log)) from None
     try:
         feature_rows(response.json(), config, ids)
     except EnrichmentError:

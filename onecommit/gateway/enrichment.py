@@ -13,6 +13,7 @@ an id without every feature in the online store → 404.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,6 +21,7 @@ from typing import Annotated, Any, Literal
 import httpx
 import orjson
 from fastapi import APIRouter, HTTPException, Request
+from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _ID_TYPES = ("INT64", "INT32")
@@ -61,18 +63,32 @@ class Enrichment:
     def __init__(self) -> None:
         self.config = EnrichmentConfig()
         self._client: httpx.AsyncClient | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
 
     def restore(self, path: Path) -> None:
-        """Take the configuration the layer last wrote, so a restarted gateway keeps it."""
-        if path.is_file():
+        """Take the configuration the layer last wrote, so a restarted gateway keeps it; a
+        broken file leaves enrichment off rather than the gateway down."""
+        if not path.is_file():
+            return
+        try:
             self._swap(EnrichmentConfig.model_validate_json(path.read_bytes()))
+        except ValueError as error:
+            logger.warning(f"enrichment stays off: {path} is not a valid configuration "
+                           f"({error}); run `invoke optional --on` to rewrite it")
 
     async def configure(self, config: EnrichmentConfig) -> None:
+        timeout = self.config.timeout_s
         old = self._swap(config)
         if old is not None:
-            await old.aclose()
+            # Requests in flight may still use the old client: close it once the last of them
+            # has answered or timed out, so a switch never fails a request.
+            task = asyncio.create_task(_close_after(old, timeout + 1))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     async def close(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
         if self._client is not None:
             await self._client.aclose()
 
@@ -103,6 +119,13 @@ class Enrichment:
         rows = feature_rows(await _fetch(client, config, ids), config, ids)
         kept = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}
         return rewrite(request, config, rows), {**kept, "content-type": "application/json"}
+
+
+async def _close_after(client: httpx.AsyncClient, delay_s: float) -> None:
+    try:
+        await asyncio.sleep(delay_s)
+    finally:
+        await client.aclose()
 
 
 def _json_header(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
