@@ -179,21 +179,25 @@ def missing_tools(steps: Sequence[Step], search_path: str | None = None) -> list
     return [n for n in names if shutil.which(n, path=search_path) is None]
 
 
-def _run(step: Step) -> str:
-    result = subprocess.run(step.argv, stdout=subprocess.PIPE if step.until else None,
-                            text=True, check=False)
+def _run(step: Step) -> None:
+    result = subprocess.run(step.argv, check=False)  # output goes to the terminal as it comes
     if result.returncode != 0:
         raise KindError(f"step failed (exit {result.returncode}): {step.why}: {step.render()}")
-    return result.stdout or ""
 
 
 def _poll(step: Step) -> None:
+    """Repeat the step until its predicate holds; a failing call (an API server still busy with
+    the new CRDs) counts as not yet."""
     assert step.until is not None
     deadline = time.monotonic() + step.timeout_s
-    while not step.until(_run(step)):
+    while True:
+        result = subprocess.run(step.argv, capture_output=True, text=True, check=False)
+        if result.returncode == 0 and step.until(result.stdout):
+            return
         if time.monotonic() > deadline:
+            listing = " ".join(step.argv[:-2])  # the poll without its --output json
             raise KindError(f"timed out after {step.timeout_s:.0f}s waiting until {step.why}: "
-                            f"see `kubectl --context {step.argv[2]} -n argocd get applications`")
+                            f"`{listing}` shows which are not")
         time.sleep(POLL_S)
 
 

@@ -12,6 +12,7 @@ import yaml
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from onecommit.platform import kind
 from onecommit.platform.kind import applications_ready
 from onecommit.settings import PROJECT_ROOT
 from onecommit.tasks import platform
@@ -143,3 +144,64 @@ def test_ready_needs_every_application_synced_and_healthy() -> None:
                                    ("gateway-dev", "Synced", "Progressing")))
     assert not ready(_applications(("root-core", "OutOfSync", "Healthy")))
     assert not ready("")
+
+
+FAKE_TOOL = """#!/bin/sh
+# Records its command line; answers like the real tool where the plan reads the answer.
+echo "$(basename "$0") $*" >> "$FAKE_LOG"
+case "$(basename "$0") $*" in
+  "kind get kubeconfig"*) exit "${FAKE_CLUSTER_MISSING:-1}" ;;
+  "docker build"*) exit "${FAKE_BUILD_EXIT:-0}" ;;
+  *"get applications.argoproj.io"*) cat "$FAKE_APPS" ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """kind, docker, helm, kubectl and git replaced by recorders; returns the log."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("kind", "docker", "helm", "kubectl", "git"):
+        (bin_dir / tool).write_text(FAKE_TOOL)
+        (bin_dir / tool).chmod(0o755)
+    apps = tmp_path / "apps.json"
+    apps.write_text(_applications(*((f"root-{n}", "Synced", "Healthy")
+                                    for n in ("core", "baseline", "optional")),
+                                  ("argocd", "Synced", "Healthy")))
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    monkeypatch.setenv("FAKE_APPS", str(apps))
+    return log
+
+
+def test_up_runs_the_plan_in_order(fake_tools: Path) -> None:
+    plan = kind.up_plan(kind.Tree())
+    kind.execute(plan, dry_run=False, out=lambda _: None)
+    calls = fake_tools.read_text().splitlines()
+    # the probe of step 1, then every step once, in plan order
+    assert calls == [" ".join(plan[0].unless)] + [" ".join(s.argv) for s in plan]
+
+
+def test_a_done_step_is_skipped(fake_tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_CLUSTER_MISSING", "0")
+    kind.execute(kind.up_plan(kind.Tree()), dry_run=False, out=lambda _: None)
+    assert not any(c.startswith("kind create cluster") for c in fake_tools.read_text().splitlines())
+
+
+def test_a_failing_step_stops_the_plan(fake_tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_BUILD_EXIT", "3")
+    with pytest.raises(kind.KindError, match=r"step failed \(exit 3\): build the platform image"):
+        kind.execute(kind.up_plan(kind.Tree()), dry_run=False, out=lambda _: None)
+    assert fake_tools.read_text().splitlines()[-1].startswith("docker build")
+
+
+def test_a_wait_that_never_holds_times_out_naming_the_listing(fake_tools: Path) -> None:
+    wait = kind.up_plan(kind.Tree())[-1]
+    never = kind.Step(wait.argv, wait.why, until=lambda _: False, timeout_s=0)
+    with pytest.raises(kind.KindError, match=(
+            r"timed out after 0s waiting until every Application is Synced and Healthy: "
+            r"`kubectl --context kind-onecommit --namespace argocd get "
+            r"applications.argoproj.io` shows which are not")):
+        kind.execute([never], dry_run=False, out=lambda _: None)
