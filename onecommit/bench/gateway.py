@@ -10,11 +10,14 @@ stopped by its pid.
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,7 +45,9 @@ VARIANT_HEADER = "x-onecommit-variant"
 
 @dataclass(frozen=True)
 class BenchConfig:
-    duration_s: float = 8.0
+    duration_s: float = 9.0
+    # Slices each cell's duration is taken in, interleaved across endpoints.
+    rounds: int = 3
     connections: tuple[int, ...] = (1, 4)
     reloads: int = 5
     reload_connections: int = 2
@@ -50,6 +55,8 @@ class BenchConfig:
     split_weight: float = 0.2
     # Also measure gateways on the gRPC and in-process ONNX backends (informational rows).
     other_backends: bool = True
+    # Also measure the gateway as committed at this git ref (a before/after row).
+    baseline_ref: str | None = None
     out_dir: Path = PROJECT_ROOT / "docs" / "bench"
     name: str = "gateway"
     spec_path: Path = PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml"
@@ -212,11 +219,11 @@ def mlflow_serve(settings: Settings, model: str, version: int, port: int,
 
 
 def other_gateway(settings: Settings, backend: dict[str, str], port: int, token: str,
-                  state_dir: Path) -> AbstractContextManager[None]:
-    """A second gateway process on another backend, with its own state dir (its own logs)
-    and the platform's Triton, MLflow and model repository."""
+                  state_dir: Path, code: Path = PROJECT_ROOT) -> AbstractContextManager[None]:
+    """A second gateway process on another backend, or from other code, with its own state
+    dir (its own logs) and the platform's Triton, MLflow and model repository."""
     environment = {**os.environ, **settings.as_environment(),
-                   "PYTHONPATH": str(PROJECT_ROOT), "ONECOMMIT_STATE_DIR": str(state_dir),
+                   "PYTHONPATH": str(code), "ONECOMMIT_STATE_DIR": str(state_dir),
                    "ONECOMMIT_GATEWAY_PORT": str(port), "ONECOMMIT_GATEWAY_ADMIN_TOKEN": token,
                    "ONECOMMIT_GATEWAY_ONNX_MODEL_DIR": str(settings.model_repository),
                    **backend}
@@ -226,18 +233,42 @@ def other_gateway(settings: Settings, backend: dict[str, str], port: int, token:
                   state_dir / f"gateway-{port}.log")
 
 
+def export_code(ref: str, target: Path) -> Path:
+    """The `onecommit` package as committed at `ref`, unpacked under `target` (a before/after
+    comparison runs that gateway beside today's)."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref, "onecommit"], cwd=PROJECT_ROOT,
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise RuntimeError(f"cannot export {ref!r}: {archive.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as bundle:
+        bundle.extractall(target, filter="data")
+    return target
+
+
 def v2_body(row: np.ndarray[Any, Any]) -> bytes:
     return orjson.dumps({"inputs": [{"name": "X", "shape": [1, row.size], "datatype": "FP32",
                                      "data": row.astype(np.float32).ravel().tolist()}]})
 
 
 def measure(endpoints: list[Endpoint], config: BenchConfig, say: Say) -> list[report.Summary]:
-    """Every endpoint at every connection count, one after the other with the same client."""
+    """Every endpoint at every connection count with the same client. Each cell's time is
+    split into `config.rounds` slices taken in turn with the other endpoints' slices, so a
+    burst of load from elsewhere on the host falls on every endpoint alike, not on one."""
     cells = []
+    plan_slice = config.duration_s / config.rounds
     for connections in config.connections:
+        merged = {e.name: load.Result() for e in endpoints}
+        for _ in range(config.rounds):
+            for endpoint in endpoints:
+                plan = load.Plan(connections, requests=10_000_000, duration_s=plan_slice)
+                result = load.run(endpoint.port, endpoint.request, plan)
+                merged[endpoint.name].merge(result)
+                merged[endpoint.name].elapsed_s += result.elapsed_s
         for endpoint in endpoints:
-            plan = load.Plan(connections, requests=10_000_000, duration_s=config.duration_s)
-            result = load.run(endpoint.port, endpoint.request, plan)
+            result = merged[endpoint.name]
             summary = report.summarize(endpoint.name, connections, result.latencies_ms,
                                        result.failures, result.elapsed_s)
             say(f"  {endpoint.name:<16} {connections} conn: {summary.rps:8.0f} rps  "
@@ -248,10 +279,12 @@ def measure(endpoints: list[Endpoint], config: BenchConfig, say: Say) -> list[re
 
 
 def reload_under_load(gateway: Endpoint, config: BenchConfig, say: Say) -> report.ReloadRun:
-    """Scenario 2: reload the challenger `config.reloads` times while steady load runs."""
-    outcome: list[load.Result] = []
+    """Scenario 2: reload the challenger `config.reloads` times while steady load runs. The
+    same load without reloads, just before, says how much of the worst case is the host's."""
     plan = load.Plan(config.reload_connections, requests=10_000_000,
                      duration_s=config.duration_s * 2)
+    quiet = load.run(gateway.port, gateway.request, plan)
+    outcome: list[load.Result] = []
     runner = threading.Thread(target=lambda: outcome.append(
         load.run(gateway.port, gateway.request, plan)))
     runner.start()
@@ -272,11 +305,17 @@ def reload_under_load(gateway: Endpoint, config: BenchConfig, say: Say) -> repor
     result = outcome[0]
     run = report.ReloadRun(reloads=reloaded, requests=result.requests, failed=result.failures,
                            worst_ms=round(max(result.latencies_ms), 3),
-                           p99_ms=round(report.summarize("reload", 1, result.latencies_ms, 0,
-                                                         result.elapsed_s).p99_ms, 3))
+                           p99_ms=_p99(result), quiet_worst_ms=round(max(quiet.latencies_ms), 3),
+                           quiet_p99_ms=_p99(quiet))
     say(f"  {run.reloads} reloads under {config.reload_connections}-connection load: "
-        f"{run.requests} requests, {run.failed} failed, worst {run.worst_ms:.1f} ms")
+        f"{run.requests} requests, {run.failed} failed, worst {run.worst_ms:.1f} ms, p99 "
+        f"{run.p99_ms:.1f} ms (same load without reloads: worst {run.quiet_worst_ms:.1f} ms, "
+        f"p99 {run.quiet_p99_ms:.1f} ms)")
     return run
+
+
+def _p99(result: load.Result) -> float:
+    return report.summarize("", 1, result.latencies_ms, 0, result.elapsed_s).p99_ms
 
 
 def canary_split(gateway: Endpoint, config: BenchConfig, say: Say) -> report.SplitRun:
@@ -306,7 +345,8 @@ def run(settings: Settings, config: BenchConfig, say: Say = print) -> dict[str, 
         "machine": report.machine(load_before, os.getloadavg()),
         "model": {"name": spec.model, "champion": versions.champion,
                   "challenger": versions.challenger, "registered_by_bench": versions.registered},
-        "config": {"duration_s": config.duration_s, "connections": list(config.connections),
+        "config": {"duration_s": config.duration_s, "rounds": config.rounds,
+                   "connections": list(config.connections), "baseline_ref": config.baseline_ref,
                    "gateway": "routed, canary 50/50 champion/challenger",
                    "triton_direct": f"version {versions.champion}, pinned path",
                    "mlflow_serve": f"version {versions.champion}, --env-manager local, 1 worker",
@@ -372,12 +412,19 @@ def _servers(settings: Settings, model: str, versions: Versions, endpoints: list
     with ExitStack() as stack:
         stack.enter_context(mlflow_serve(settings, model, versions.champion, mlflow.port, work))
         others = []
+        token = secrets.token_urlsafe(24)
         if config.other_backends:
-            token = secrets.token_urlsafe(24)
             for name, backend in _OTHER_BACKENDS.items():
                 port = free_port()
                 stack.enter_context(other_gateway(settings, backend, port, token, work / name))
                 # The same routed request as the platform's gateway gets.
                 others.append(Endpoint(name, port, gateway.request,
                                        {"Authorization": f"Bearer {token}"}))
+        if config.baseline_ref:
+            name = f"gateway@{config.baseline_ref}"
+            port = free_port()
+            code = export_code(config.baseline_ref, work / "baseline-code")
+            stack.enter_context(other_gateway(settings, {}, port, token, work / "baseline", code))
+            others.append(Endpoint(name, port, gateway.request,
+                                   {"Authorization": f"Bearer {token}"}))
         yield [direct, gateway, *others, mlflow]

@@ -91,6 +91,9 @@ class ReloadRun:
     failed: int
     worst_ms: float
     p99_ms: float
+    # The same load just before, without reloads: the host's own worst case.
+    quiet_worst_ms: float
+    quiet_p99_ms: float
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,17 @@ from onecommit.tasks.platform import clear_errors, load_settings
     "duration": "seconds of load per measured cell",
     "other_backends": "also measure gateways on the gRPC and in-process ONNX backends",
     "name": "file name (without extension) of the JSON and PNG under docs/bench/",
+    "baseline": "also measure the gateway as committed at this git ref (before/after)",
 })
-def bench(c: Context, what: str, duration: float = 8.0, other_backends: bool = True,
-          name: str = "gateway") -> None:
+def bench(c: Context, what: str, duration: float = BenchConfig.duration_s,
+          other_backends: bool = True, name: str = "gateway", baseline: str = "") -> None:
     """Direct Triton vs the gateway vs `mlflow models serve` at 1 and 4 connections, reloads
     under load and the canary split; brings the platform up (and down again) if needed."""
     if what != "gateway":
         raise Exit(f"unknown benchmark {what!r}: the one there is is `invoke bench gateway`",
                    code=2)
-    config = BenchConfig(duration_s=duration, other_backends=other_backends, name=name)
+    config = BenchConfig(duration_s=duration, other_backends=other_backends, name=name,
+                         baseline_ref=baseline or None)
     with clear_errors():
         result = run_gateway_bench(load_settings(), config)
     met = sum(t["met"] for t in result["targets"])
