@@ -54,10 +54,11 @@ def _triton_models(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _gateway_state(settings: Settings, model: str) -> dict[str, Any]:
-    base = settings.url(settings.gateway_port)
-    return {"variants": httpx.get(f"{base}/variants", timeout=10).json(),
-            "traffic": httpx.get(f"{base}/traffic", timeout=10).json(),
-            "routed_version": loop.served_version(settings, model)}
+    with httpx.Client(base_url=settings.gateway_url, verify=settings.gateway_verify(),
+                      timeout=10) as gateway:
+        return {"variants": gateway.get("/variants").json(),
+                "traffic": gateway.get("/traffic").json(),
+                "routed_version": loop.served_version(settings, model)}
 
 
 def _dag_runs(airflow: AirflowClient) -> dict[str, list[dict[str, Any]]]:

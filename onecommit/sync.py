@@ -32,6 +32,7 @@ from yamllint.config import YamlLintConfig
 
 from onecommit.airflow_client import AirflowError, platform_client
 from onecommit.lifecycle.spec import SpecError, load_spec
+from onecommit.lint import upstream
 from onecommit.settings import PROJECT_ROOT, Settings
 
 DEPLOY_DAG = "ml_train_register_and_reload"
@@ -149,17 +150,20 @@ def _render_changed_values(tree: Path, changed: list[str], settings: Settings) -
         return [f"{values[0]}: chart values changed but helm could not be installed: run "
                 "`invoke lint` to see why (it installs helm into the state dir)"]
     problems = []
-    for relative in values:
-        chart = PROJECT_ROOT / "charts" / Path(relative).stem.removesuffix("-gpu")
-        if not chart.is_dir():
-            problems.append(f"{relative}: no chart named {chart.name} under charts/")
-            continue
-        result = subprocess.run([helm, "template", chart.name, str(chart), "-f",
-                                 str(tree / relative)], capture_output=True, text=True,
-                                check=False)
-        if result.returncode != 0:
-            problems.append(f"{relative}: helm template {chart.name} failed: "
-                            f"{result.stderr.strip().splitlines()[-1]}")
+    with tempfile.TemporaryDirectory(prefix="onecommit-charts-") as scratch:
+        for relative in values:
+            chart = PROJECT_ROOT / "charts" / Path(relative).stem.removesuffix("-gpu")
+            if not chart.is_dir():
+                problems.append(f"{relative}: no chart named {chart.name} under charts/")
+                continue
+            # Charts over an upstream dependency render without it offline, as in the lint.
+            source = upstream.renderable(chart, Path(scratch))
+            result = subprocess.run([helm, "template", chart.name, str(source), "-f",
+                                     str(tree / relative)], capture_output=True, text=True,
+                                    check=False)
+            if result.returncode != 0:
+                problems.append(f"{relative}: helm template {chart.name} failed: "
+                                f"{result.stderr.strip().splitlines()[-1]}")
     return problems
 
 

@@ -163,3 +163,21 @@ def test_proof_finds_plaintext_secrets_and_private_keys(tmp_path: Path) -> None:
     assert not found.holds
     assert "bad.yaml: Secret db" in found.detail
     assert "key.txt: private key" in found.detail
+
+
+def test_validate_renders_the_chart_whose_values_changed(tmp_path: Path) -> None:
+    from tests.conftest import SHARED_ENVS
+
+    settings = Settings(state_dir=tmp_path / "state", envs_path=SHARED_ENVS)
+    tree = tmp_path / "tree"
+    values = tree / "envs" / "dev" / "values"
+    values.mkdir(parents=True)
+    for chart in ("gateway", "airflow"):
+        source = PROJECT_ROOT / "gitops" / "envs" / "dev" / "values" / f"{chart}.yaml"
+        (values / f"{chart}.yaml").write_text(source.read_text())
+    changed = ["envs/dev/values/gateway.yaml", "envs/dev/values/airflow.yaml"]
+    assert sync.validate(tree, changed, settings) == []
+    (values / "gateway.yaml").write_text("replicaCount: many\n")
+    problems = sync.validate(tree, changed, settings)
+    assert len(problems) == 1
+    assert problems[0].startswith("envs/dev/values/gateway.yaml: helm template gateway failed")
