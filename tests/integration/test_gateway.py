@@ -293,3 +293,28 @@ def test_other_backends_answer_bad_input_and_metadata_like_triton(
     assert metadata["inputs"] == [{"name": "X", "datatype": "FP32", "shape": [-1, 30]}]
     assert {str(served.champion), str(served.challenger)} <= set(metadata["versions"])
     assert answers[7].json()["ready"] is True
+
+
+def test_inference_token_and_body_limit_hold_on_the_fast_path(served: Served, platform: Settings,
+                                                              tmp_path: Path) -> None:
+    settings = _settings(platform, tmp_path, {**OTHER_BACKENDS["onnx"],
+                                              "gateway_inference_token": SecretStr("infer-me"),
+                                              "gateway_max_body_bytes": 4096})
+    infer = f"/v2/models/{MODEL}/infer"
+    one_row = _body(served.rows[:1])
+
+    async def oversized() -> Any:
+        for _ in range(8):  # streamed without a Content-Length, 8 KiB in all
+            yield b" " * 1024
+
+    answers = _in_process(settings, [
+        ("POST", infer, {"json": one_row}),
+        ("POST", infer, {"json": one_row, "headers": {"Authorization": "Bearer wrong"}}),
+        ("POST", infer, {"json": one_row, "headers": {"Authorization": "Bearer infer-me"}}),
+        ("POST", infer, {"content": oversized(), "headers": {"Authorization": "Bearer infer-me"}}),
+        ("POST", f"/v2/models/{MODEL}/versions/x1/infer",
+         {"json": one_row, "headers": {"Authorization": "Bearer infer-me"}}),
+    ])
+    assert [a.status_code for a in answers] == [401, 401, 200, 413, 400]
+    assert all("error" in answers[i].json() for i in (0, 1, 3, 4))
+    assert answers[2].headers["x-onecommit-variant"] == "champion"
