@@ -169,8 +169,10 @@ def server(command: list[str], environment: dict[str, str], port: int, health: s
     and stopped (its process group, by the pid we started) when done."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
+        # Started in the log's folder: `python -m` puts its working directory first on
+        # sys.path, and the project root there would shadow the code a process should run.
         process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, cwd=log.parent)
     try:
         _wait_healthy(process, f"http://{load.HOST}:{port}{health}", log, timeout_s)
         yield
