@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -251,7 +251,11 @@ def demo_commit(settings: Settings, kind: CommitKind,
     """Push one demo commit and follow it to the end of the loop."""
     spec = parse_spec(valid_spec(settings))
     started = time.time()
-    with live_traffic(settings, spec) as traffic:
+    serving = champion_version(settings, spec.model) is not None
+    if not serving:
+        say("no champion yet: this commit's model is promoted directly (no live traffic to "
+            "judge it by)")
+    with live_traffic(settings, spec) if serving else nullcontext() as traffic:
         sha = commit_and_push(settings, kind)
         pushed_at = time.time()
         report = CommitReport(git_sha=sha, kind=kind)
@@ -270,7 +274,8 @@ def demo_commit(settings: Settings, kind: CommitKind,
                 follow(settings, airflow, report, pushed_at, spec.model)
             finally:
                 airflow.close()
-        report.traffic = {"sent": traffic.sent, "failed": traffic.failed}
+        if traffic is not None:
+            report.traffic = {"sent": traffic.sent, "failed": traffic.failed}
     report.total_seconds = round(time.time() - started, 2)
     return report
 
