@@ -165,7 +165,9 @@ def _when(value: str | None) -> float | None:
 def stage_seconds(pushed_at: float, run: dict[str, Any], tasks: list[dict[str, Any]],
                   decisions: list[dict[str, Any]]) -> dict[str, float]:
     """Per-stage seconds of a deploy run, from Airflow's task timestamps."""
-    spans = {t["task_id"]: (_when(t["start_date"]), _when(t["end_date"])) for t in tasks}
+    # Only tasks that ran to success: a skipped or upstream-failed task has an end date too.
+    spans = {t["task_id"]: (_when(t["start_date"]), _when(t["end_date"])) for t in tasks
+             if t["state"] == "success"}
     stages: dict[str, float] = {}
     started = _when(run.get("start_date"))
     if started:

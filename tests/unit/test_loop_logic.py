@@ -137,9 +137,9 @@ def test_validate_names_the_file_for_spec_and_yaml_errors(tmp_path: Path) -> Non
 
 
 def test_stage_seconds_from_task_timestamps() -> None:
-    def task(name: str, start: int, end: int) -> dict[str, Any]:
+    def task(name: str, start: int, end: int, state: str = "success") -> dict[str, Any]:
         return {"task_id": name, "start_date": f"2026-01-01T00:00:{start:02d}+00:00",
-                "end_date": f"2026-01-01T00:00:{end:02d}+00:00"}
+                "end_date": f"2026-01-01T00:00:{end:02d}+00:00", "state": state}
 
     pushed = loop._when("2026-01-01T00:00:00+00:00")
     assert pushed is not None
@@ -152,6 +152,10 @@ def test_stage_seconds_from_task_timestamps() -> None:
     assert stages == {"push_to_dag_start": 2, "train": 7, "register": 2, "publish_ready": 4,
                       "smoke": 1, "reload": 1, "rollout canary 50%": 10.5, "promote": 1,
                       "push_to_challenger_serving": 18, "push_to_promoted": 41}
+    # A deploy that failed in its rollout never reached promote, whatever its end date says.
+    aborted = loop.stage_seconds(pushed, {}, [task("reload", 17, 18),
+                                              task("promote", 40, 41, "upstream_failed")], [])
+    assert aborted == {"reload": 1, "push_to_challenger_serving": 18}
 
 
 def test_proof_finds_plaintext_secrets_and_private_keys(tmp_path: Path) -> None:
