@@ -1,6 +1,7 @@
 """One commit → a new model version trained, registered, published, smoke-tested and rolled out.
 
-Thin TaskFlow wrapper: every step is a function in `onecommit.lifecycle.flow`.
+Thin TaskFlow wrapper: every step is a function of the lifecycle library (`flow`, `rollout`,
+`notify`); each task imports only what it uses.
 """
 
 from __future__ import annotations
@@ -66,12 +67,14 @@ def ml_train_register_and_reload() -> None:
 
     @task(retries=1)
     def register(trained: dict[str, Any]) -> dict[str, Any]:
+        """Returns the registered version: the evidence of criterion `registered`."""
         from onecommit.lifecycle import flow
+        from onecommit.lifecycle.notify import send
 
         settings, run = Settings(), _run_context()
         registered = flow.register(settings, trained, run)
-        flow.send(settings, "deploy started", f"version {registered['version']} of "
-                  f"{registered['model']} registered", {**registered, "git_sha": run.git_sha})
+        send(settings, "deploy started", f"version {registered['version']} of "
+             f"{registered['model']} registered", {**registered, "git_sha": run.git_sha})
         return registered
 
     @task
@@ -83,63 +86,72 @@ def ml_train_register_and_reload() -> None:
     @task.sensor(poke_interval=_SENSOR.ready_poke_s, timeout=_SENSOR.ready_timeout_s,
                  mode="poke")
     def ready(registered: dict[str, Any]) -> PokeReturnValue:
+        """Its value is what it saw when READY held: the evidence of criterion `ready`."""
         from onecommit.lifecycle import flow
 
-        return PokeReturnValue(flow.ready(Settings(), registered["model"], registered["version"]))
+        seen = flow.ready(Settings(), registered["model"], registered["version"])
+        return PokeReturnValue(is_done=seen is not None, xcom_value=seen)
 
     @task
-    def smoke(registered: dict[str, Any]) -> None:
+    def smoke(registered: dict[str, Any]) -> dict[str, Any]:
         from onecommit.lifecycle import flow
 
-        flow.smoke(Settings(), _spec(), registered["version"])
+        return flow.smoke(Settings(), _spec(), registered["version"])
 
     @task
-    def reload(registered: dict[str, Any]) -> None:
+    def reload(registered: dict[str, Any]) -> dict[str, Any]:
         from onecommit.lifecycle import flow
 
-        flow.reload_challenger(Settings(), registered["version"])
+        return flow.reload_challenger(Settings(), registered["version"])
 
     @task
     def rollout(registered: dict[str, Any]) -> list[dict[str, Any]]:
-        from onecommit.lifecycle import flow
+        from onecommit.lifecycle import rollout as strategy
+        from onecommit.lifecycle.notify import send
 
         if registered["before_version"] is None:
             return []  # First model: nothing serves yet, nothing to compare with.
         settings = Settings()
-        return flow.rollout(settings, _spec(), registered["version"], on_step=lambda step: (
-            flow.send(settings, "rollout step", f"{step['step']} → {step['decision']}", step)))
+        return strategy.run(settings, _spec(), registered["version"], on_step=lambda step: (
+            send(settings, "rollout step", f"{step['step']} → {step['decision']}", step)))
 
     @task
-    def promote(registered: dict[str, Any]) -> dict[str, bool]:
-        """Returns the five deployment criteria: they are recorded on the run (XCom) and on
-        the model version (tags)."""
+    def promote(registered: dict[str, Any], ready_seen: dict[str, Any],
+                smoke_seen: dict[str, Any], reload_seen: dict[str, Any]) -> dict[str, bool]:
+        """Returns the five deployment criteria, judged from the evidence of the steps: they
+        are recorded on the run (XCom) and on the model version (tags)."""
         from onecommit.lifecycle import flow
+        from onecommit.lifecycle import rollout as strategy
+        from onecommit.lifecycle.notify import send
 
         settings = Settings()
-        flow.promote(settings, registered["model"], registered["version"])
-        sent = flow.send(settings, "promoted", f"version {registered['version']} is champion",
-                         registered)
-        criteria = {"registered": True, "ready": True, "smoke": True, "gateway_reload": True,
-                    "notification_sent": sent}
-        flow.record_criteria(settings, registered["model"], registered["version"], criteria)
-        return criteria
+        strategy.promote(settings, registered["model"], registered["version"])
+        delivery = send(settings, "promoted", f"version {registered['version']} is champion",
+                        registered)
+        return flow.record_criteria(settings, registered["model"], registered["version"], {
+            "registered": registered, "ready": ready_seen, "smoke": smoke_seen,
+            "gateway_reload": reload_seen, "notification_sent": delivery})
 
     @task(trigger_rule=TriggerRule.ONE_FAILED)
     def notify_failure() -> None:
         # Also keeps the run failed: without this leaf a successful rollback trigger would
         # mark the whole run a success.
-        from onecommit.lifecycle import flow
+        from onecommit.lifecycle.flow import StepFailed
+        from onecommit.lifecycle.notify import send
 
         context = get_current_context()
-        flow.send(Settings(), "DAG failure", f"deploy run {context['run_id']} failed",
-                  {"dag": context["dag"].dag_id, "run": context["run_id"],
-                   "git_sha": context["params"]["git_sha"]})
-        raise flow.StepFailed("the deploy failed; see the failed task's log")
+        send(Settings(), "DAG failure", f"deploy run {context['run_id']} failed",
+             {"dag": context["dag"].dag_id, "run": context["run_id"],
+              "git_sha": context["params"]["git_sha"]})
+        raise StepFailed("the deploy failed; see the failed task's log")
 
     trained = train()
     registered = register(trained)
-    steps = [publish(registered), ready(registered), smoke(registered), reload(registered),
-             rollout(registered), promote(registered)]
+    published, ready_seen = publish(registered), ready(registered)
+    smoke_seen, reload_seen = smoke(registered), reload(registered)
+    rolled_out = rollout(registered)
+    promoted = promote(registered, ready_seen, smoke_seen, reload_seen)
+    steps = [published, ready_seen, smoke_seen, reload_seen, rolled_out, promoted]
     chain(*steps)
     pulled = "ti.xcom_pull(task_ids='register')"
     rollback = TriggerDagRunOperator(

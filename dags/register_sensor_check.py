@@ -29,7 +29,8 @@ def register_sensor_check() -> None:
         from onecommit.lifecycle import flow
 
         params = get_current_context()["params"]
-        return PokeReturnValue(flow.ready(Settings(), params["model"], int(params["version"])))
+        seen = flow.ready(Settings(), params["model"], int(params["version"]))
+        return PokeReturnValue(is_done=seen is not None, xcom_value=seen)
 
     ready()
 

@@ -1,5 +1,5 @@
 """Restore the version that served before a failed deploy. Thin wrapper over
-`onecommit.lifecycle.flow.rollback`."""
+`onecommit.lifecycle.rollout.rollback`."""
 
 from __future__ import annotations
 
@@ -20,17 +20,18 @@ from airflow.sdk import Param, dag, get_current_context, task
 def rollback_to_before_version() -> None:
     @task
     def restore() -> None:
-        from onecommit.lifecycle import flow
+        from onecommit.lifecycle import rollout as strategy
+        from onecommit.lifecycle.notify import send
         from onecommit.settings import Settings
 
         params = get_current_context()["params"]
         before = params["before_version"]
         before_version = int(before) if before not in (None, "", "None") else None
         settings = Settings()
-        flow.rollback(settings, params["model"], before_version, int(params["failed_version"]),
-                      params["reason"])
-        flow.send(settings, "rolled back", f"{params['model']} back to version {before_version}",
-                  dict(params))
+        reason = strategy.rollback(settings, params["model"], before_version,
+                                   int(params["failed_version"]), params["reason"])
+        send(settings, "rolled back", f"{params['model']} back to version {before_version}: "
+             f"{reason}", {**params, "reason": reason})
 
     restore()
 

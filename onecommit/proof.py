@@ -16,12 +16,13 @@ import yaml
 from onecommit import gitops_remote, loop, sync
 from onecommit.airflow_client import AirflowClient, platform_client
 from onecommit.lifecycle import registry
+from onecommit.lifecycle.evidence import CRITERIA, judge
+from onecommit.lifecycle.gateway import Gateway
 from onecommit.lifecycle.notify import notifications_file
 from onecommit.platform import local
 from onecommit.settings import PROJECT_ROOT, Settings
 
 DAGS = (sync.DEPLOY_DAG, "rollback_to_before_version", "register_sensor_check")
-CRITERIA = ("registered", "ready", "smoke", "gateway_reload", "notification_sent")
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
@@ -54,10 +55,8 @@ def _triton_models(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _gateway_state(settings: Settings, model: str) -> dict[str, Any]:
-    with httpx.Client(base_url=settings.gateway_url, verify=settings.gateway_verify(),
-                      timeout=10) as gateway:
-        return {"variants": gateway.get("/variants").json(),
-                "traffic": gateway.get("/traffic").json(),
+    with Gateway(settings, retry_s=10) as gateway:
+        return {"variants": gateway.variants(), "traffic": gateway.get_traffic(),
                 "routed_version": loop.served_version(settings, model)}
 
 
@@ -110,29 +109,49 @@ def last_deploy(state: dict[str, Any]) -> dict[str, Any] | None:
     versions = state["registry"]["versions"]
     version = next((v for v, info in versions.items()
                     if info["tags"].get("dag_run_id") == run["run_id"]), None)
+    tags = versions[version]["tags"] if version else {}
+    recorded = {c: json.loads(tags[f"evidence.{c}"]) for c in CRITERIA
+                if f"evidence.{c}" in tags}
     return {**run, "version": version,
-            "criteria": {c: versions[version]["tags"].get(f"criterion.{c}") == "true"
-                         for c in CRITERIA} if version else {},
-            "rollout": json.loads(versions[version]["tags"].get("rollout.decisions", "[]"))
-            if version else []}
+            "criteria": {c: tags.get(f"criterion.{c}") == "true" for c in CRITERIA}
+            if version else {},
+            # The recorded evidence judged again: a criterion holds only if both agree.
+            "evidence": recorded,
+            "judged": judge(int(version), recorded) if version else {},
+            "rollout": json.loads(tags.get("rollout.decisions", "[]"))}
 
 
 def check(state: dict[str, Any], gitops_tree: Path) -> list[Invariant]:
-    return [_champion_served(state), _no_plaintext_secrets(gitops_tree),
-            _last_deploy_whole(state)]
+    return [_champion_served(state), _aliases_served(state),
+            _no_plaintext_secrets(gitops_tree), _last_deploy_whole(state)]
 
 
 def _champion_served(state: dict[str, Any]) -> Invariant:
     champion = state["registry"]["aliases"][registry.CHAMPION]
     gateway = state["gateway"]["variants"]["variants"].get(registry.CHAMPION, {}).get("version")
     routed = state["gateway"]["routed_version"]
-    ready = {int(m["version"]) for m in state["triton"]
-             if m["name"] == state["registry"]["model"] and m.get("state") == "READY"}
+    ready = _triton_ready(state)
     holds = (champion is not None and champion == gateway and str(champion) == routed
              and champion in ready)
     return Invariant("champion is what the gateway routes to and Triton has READY", holds,
                      f"champion alias {champion}, gateway champion {gateway}, routed "
                      f"{routed}, Triton READY {sorted(ready)}")
+
+
+def _triton_ready(state: dict[str, Any]) -> set[int]:
+    return {int(m["version"]) for m in state["triton"]
+            if m["name"] == state["registry"]["model"] and m.get("state") == "READY"}
+
+
+def _aliases_served(state: dict[str, Any]) -> Invariant:
+    """Desired state pins exactly what the registry's aliases name, and Triton has each."""
+    aliases = {a: v for a, v in state["registry"]["aliases"].items() if v is not None}
+    pins = {a: v["version"] for a, v in state["gateway"]["variants"]["variants"].items()}
+    unloaded = sorted(set(pins.values()) - _triton_ready(state))
+    return Invariant("every alias is pinned by the gateway and loaded in Triton",
+                     aliases == pins and not unloaded,
+                     f"registry aliases {aliases}, gateway pins {pins}, pinned but not READY "
+                     f"in Triton {unloaded or 'none'}")
 
 
 def _no_plaintext_secrets(tree: Path) -> Invariant:
@@ -167,9 +186,12 @@ def _last_deploy_whole(state: dict[str, Any]) -> Invariant:
     version = deploy["version"]
     champion = state["registry"]["aliases"][registry.CHAMPION]
     if deploy["state"] == "success":
-        holds = all(deploy["criteria"].values()) and str(champion) == version
+        unsupported = [c for c in CRITERIA if not deploy["judged"].get(c)]
+        holds = (all(deploy["criteria"].values()) and not unsupported
+                 and str(champion) == version)
         return Invariant(name, holds, f"run {deploy['run_id']} promoted version {version}; "
-                         f"criteria {deploy['criteria']}; champion {champion}")
+                         f"criteria {deploy['criteria']}; without evidence: "
+                         f"{unsupported or 'none'}; champion {champion}")
     if version is None:
         return Invariant(name, True, f"run {deploy['run_id']} failed before registering "
                          "anything (quality gate); nothing to roll back")
@@ -205,6 +227,8 @@ def render(document: dict[str, Any]) -> str:
         lines += [f"run `{deploy['run_id']}` ({deploy['state']}), commit `{deploy['git_sha']}`, "
                   f"version {deploy['version']}", ""]
         lines += [f"- criterion {c}: {'yes' if ok else 'NO'}"
+                  f"{'' if deploy['judged'].get(c) == ok else ' (its evidence disagrees)'} — "
+                  f"evidence: `{json.dumps(deploy['evidence'].get(c))}`"
                   for c, ok in deploy["criteria"].items()]
         lines += [f"- rollout {d['step']}: {d['decision']} ({d['reason']}, {d['seconds']} s)"
                   for d in deploy["rollout"]]

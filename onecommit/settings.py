@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     gateway_port: int = 9000
+    # Gateway processes serving on the one port (uvicorn workers); they share desired state
+    # and the prediction log through the serving database, as replicas on a cluster do.
+    gateway_workers: int = Field(default=1, ge=1, le=64)
+    # The serving database (desired serving state, prediction log): SQLAlchemy URL. Default: a
+    # SQLite file in the state dir; on clusters PostgreSQL (postgresql+psycopg://...).
+    serving_db_url: SecretStr | None = None
+    # How long the lifecycle retries a gateway that does not answer (restarting, say) before
+    # the step fails.
+    gateway_retry_s: float = Field(default=60.0, gt=0)
+    # How often the Triton reconciler compares what desired state needs with what Triton has.
+    reconcile_interval_s: float = Field(default=0.5, gt=0, le=30)
     # Each LocalExecutor slot is a resident worker process (~130 MB).
     airflow_parallelism: int = Field(default=2, ge=1)
     health_timeout_s: float = Field(default=180.0, gt=0)
@@ -79,6 +90,12 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
+
+    @property
+    def serving_db(self) -> str:
+        if self.serving_db_url is not None:
+            return self.serving_db_url.get_secret_value()
+        return f"sqlite:///{self.state_dir / 'serving' / 'serving.db'}"
 
     @property
     def model_repository(self) -> Path:

@@ -31,6 +31,7 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from onecommit.airflow_client import AirflowError, platform_client
+from onecommit.lifecycle.notify import send
 from onecommit.lifecycle.spec import SpecError, load_spec
 from onecommit.lint import upstream
 from onecommit.settings import PROJECT_ROOT, Settings
@@ -222,8 +223,6 @@ def _trigger(settings: Settings, sha: str, env: str, spec: dict[str, Any]) -> st
 
 
 def _notify_rejected(settings: Settings, record: SyncRecord) -> None:
-    from onecommit.lifecycle.flow import send
-
     send(settings, "sync rejected", f"commit {record.sha[:12]} failed validation; nothing "
          "was deployed", {"sha": record.sha, "env": record.env,
                           "problems": "\n".join(record.problems[:5])})

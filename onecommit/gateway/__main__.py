@@ -1,10 +1,13 @@
-"""Run the gateway: `python -m onecommit.gateway` (settings from ONECOMMIT_* variables)."""
+"""Run the gateway: `python -m onecommit.gateway` (settings from ONECOMMIT_* variables), as
+`ONECOMMIT_GATEWAY_WORKERS` uvicorn processes on one port."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import uvicorn
+from fastapi import FastAPI
 from loguru import logger
 
 from onecommit.gateway.app import create_app
@@ -13,21 +16,31 @@ from onecommit.gateway.settings import GatewaySettings
 
 def configure_logging(settings: GatewaySettings) -> None:
     """JSON lines, one per request, rotated by size and kept for a bounded number of files.
-    The request log hands over its lines already formatted (requestlog.py), in batches;
-    loguru writes them from a background thread so the event loop never waits on the disk."""
+    The prediction log hands over its lines already formatted (predictions.py), in batches;
+    loguru writes them from a background thread so the event loop never waits on the disk.
+    Workers write a file each: rotation is not safe across processes."""
+    name = ("gateway-requests.jsonl" if settings.gateway_workers == 1
+            else f"gateway-requests.{os.getpid()}.jsonl")
     logger.remove()
-    logger.add(settings.logs_dir / "gateway-requests.jsonl", format="{message}", enqueue=True,
+    logger.add(settings.logs_dir / name, format="{message}", enqueue=True,
                filter=lambda record: record["extra"].get("kind") == "request",
                rotation="20 MB", retention=5, level="INFO")
     logger.add(sys.stderr, level="WARNING")
 
 
-def main() -> None:
+def app_from_environment() -> FastAPI:
+    """The app of one worker process (uvicorn's factory)."""
     settings = GatewaySettings()
     configure_logging(settings)
+    return create_app(settings)
+
+
+def main() -> None:
+    settings = GatewaySettings()
     # With a certificate the gateway speaks HTTPS only: plain HTTP on its port fails the handshake.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.gateway_port,
-                log_level="warning", access_log=False,
+    uvicorn.run("onecommit.gateway.__main__:app_from_environment", factory=True,
+                workers=settings.gateway_workers, host=settings.host,
+                port=settings.gateway_port, log_level="warning", access_log=False,
                 ssl_certfile=settings.gateway_tls_cert_file,
                 ssl_keyfile=settings.gateway_tls_key_file)
 

@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onecommit import __version__
 from onecommit.gateway.auth import require_bearer
-from onecommit.gateway.backends import BackendUnavailable, make_backend
-from onecommit.gateway.dataplane import DataPlane
-from onecommit.gateway.enrichment import add_routes, config_file
+from onecommit.gateway.backends import make_backend
+from onecommit.gateway.dataplane import DataPlane, is_decimal
+from onecommit.gateway.enrichment import add_routes, config_file, follow_config
+from onecommit.gateway.errors import GatewayError
 from onecommit.gateway.fastpath import InferenceRoutes
 from onecommit.gateway.metrics import GatewayMetrics
-from onecommit.gateway.router import TrafficPolicy
+from onecommit.gateway.predictions import PredictionLog
+from onecommit.gateway.router import TrafficPolicy, weights
 from onecommit.gateway.settings import GatewaySettings
-from onecommit.gateway.variants import AliasResolver, VariantError
+from onecommit.gateway.variants import AliasResolver, ServingState
+from onecommit.serving.database import Database
+from onecommit.serving.state import StateError, StateStore
+
+Alias = Literal["champion", "challenger", "previous"]
+Unpinnable = Literal["challenger", "previous"]
 
 
 def _plane(request: Request) -> DataPlane:
@@ -37,17 +50,24 @@ class TrafficBody(BaseModel):
     strategy: Literal["ab", "canary", "bluegreen", "shadow"]
     challenger_weight: float = Field(default=0.0, ge=0, le=1)
     active: Literal["champion", "challenger"] = "champion"
-    sticky_key: str = "x-user-id"
-    experiment: str = "default"
+    sticky_key: str = Field(default="x-user-id", min_length=1, max_length=128)
+    experiment: str = Field(default="default", max_length=256)
 
 
 class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    request_id: str
+    request_id: str = Field(min_length=1, max_length=256)
     label: int
 
 
-def _routes(settings: GatewaySettings) -> tuple[APIRouter, APIRouter, APIRouter]:
+def _traffic(plane: DataPlane) -> dict[str, Any]:
+    state = plane.serving.get(plane.model)
+    policy = plane.policy(plane.model)
+    return {**policy.__dict__, "weights": weights(policy),
+            "revision": state.revision if state is not None else 0}
+
+
+def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRouter, APIRouter]:
     open_router, infer_router, admin_router = APIRouter(), APIRouter(), APIRouter()
 
     @open_router.get("/v2/health/live")
@@ -57,8 +77,13 @@ def _routes(settings: GatewaySettings) -> tuple[APIRouter, APIRouter, APIRouter]
 
     @open_router.get("/v2/health/ready")
     async def ready(plane: Plane) -> JSONResponse:
-        is_ready = await plane.ready()
-        return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
+        is_ready, reason = await plane.serving.readiness()
+        return JSONResponse({"ready": is_ready, "reason": reason},
+                            status_code=200 if is_ready else 503)
+
+    @open_router.get("/v2")
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": "onecommit-gateway", "version": __version__, "extensions": []}
 
     @open_router.get("/version")
     async def version() -> dict[str, str]:
@@ -80,48 +105,53 @@ def _routes(settings: GatewaySettings) -> tuple[APIRouter, APIRouter, APIRouter]
         return {"authorized": True}
 
     @admin_router.post("/variant/{alias}/reload")
-    async def reload(alias: str, plane: Plane) -> dict[str, Any]:
-        try:
-            variant = await plane.reload(alias)
-        except VariantError as error:
-            raise HTTPException(409, str(error)) from None
-        return variant.as_dict()
+    async def reload(alias: Alias, plane: Plane) -> dict[str, Any]:
+        variant = await plane.serving.reload(plane.model, alias)
+        state = plane.serving.get(plane.model)
+        return {**variant.as_dict(), "revision": state.revision if state else 0}
+
+    @admin_router.delete("/variant/{alias}")
+    async def unpin(alias: Unpinnable, plane: Plane) -> dict[str, Any]:
+        state = await plane.serving.unpin(plane.model, alias)
+        return {"alias": alias, "version": None, "revision": state.revision}
 
     @open_router.get("/variants")
     async def variants(plane: Plane) -> dict[str, Any]:
-        weights = plane.weights()
-        return {"model": plane.model, "variants": {
-            alias: {**v.as_dict(), "weight": weights.get(alias, 0.0)}
-            for alias, v in plane.variants.snapshot().items()}}
+        shares = weights(plane.policy(plane.model))
+        state = plane.serving.get(plane.model)
+        is_ready, reason = await plane.serving.readiness()
+        return {"model": plane.model, "revision": state.revision if state else 0,
+                "replica": replica, "ready": is_ready, "reason": reason, "variants": {
+                    alias: {**v.as_dict(), "weight": shares.get(alias, 0.0)}
+                    for alias, v in (await plane.serving.variants(plane.model)).items()}}
 
     @open_router.get("/traffic")
     async def get_traffic(plane: Plane) -> dict[str, Any]:
-        return {**plane.policy.__dict__, "weights": plane.weights()}
+        return {**_traffic(plane), "replica": replica}
 
     @admin_router.put("/traffic")
     async def put_traffic(body: TrafficBody, plane: Plane) -> dict[str, Any]:
-        plane.set_policy(TrafficPolicy(**body.model_dump()))
-        return {**plane.policy.__dict__, "weights": plane.weights()}
+        await plane.serving.set_policy(plane.model, TrafficPolicy(**body.model_dump()))
+        return {**_traffic(plane), "replica": replica}
 
     @open_router.get("/analysis")
-    async def analysis(plane: Plane, alpha: float = 0.05, sample_size: int = 0) -> dict[str, Any]:
-        report = plane.outcomes.analysis(alpha, sample_size)
-        total = sum(plane.shadow_agreement.values())
-        report["shadow_comparisons"] = total
-        report["shadow_agreement"] = plane.shadow_agreement["agree"] / total if total else None
-        return report
+    async def analysis(plane: Plane, alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
+                       sample_size: Annotated[int, Query(ge=0, le=10**9)] = 0
+                       ) -> dict[str, Any]:
+        state = plane.serving.get(plane.model)
+        since = state.analysis_since if state is not None else 0.0
+        return await plane.predictions.analysis(plane.model, since, alpha, sample_size)
 
     @admin_router.post("/analysis/reset")
-    async def reset(plane: Plane) -> dict[str, bool]:
-        plane.outcomes.reset()
-        plane.shadow_agreement.update(agree=0, disagree=0)
-        return {"reset": True}
+    async def reset(plane: Plane) -> dict[str, Any]:
+        state = await plane.serving.reset_analysis(plane.model)
+        return {"reset": True, "since": state.analysis_since, "revision": state.revision}
 
     feedback_router = admin_router if settings.gateway_feedback_needs_token else open_router
 
     @feedback_router.post("/feedback")
     async def feedback(body: FeedbackBody, plane: Plane) -> dict[str, Any]:
-        joined = plane.outcomes.feedback(body.request_id, body.label)
+        joined = await plane.predictions.feedback(body.request_id, body.label)
         if joined is None:
             raise HTTPException(404, f"unknown or expired request id {body.request_id!r}")
         return {"variant": joined[0], "correct": joined[1]}
@@ -132,8 +162,8 @@ def _routes(settings: GatewaySettings) -> tuple[APIRouter, APIRouter, APIRouter]
 def _install_errors(app: FastAPI, settings: GatewaySettings) -> None:
     """Every error is a v2-style `{"error": ...}` with a 4xx/503, never a 500 with a trace."""
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": error.detail}, status_code=error.status_code)
 
     @app.exception_handler(RequestValidationError)
@@ -142,41 +172,72 @@ def _install_errors(app: FastAPI, settings: GatewaySettings) -> None:
         where = ".".join(str(p) for p in first["loc"])
         return JSONResponse({"error": f"{where}: {first['msg']}"}, status_code=422)
 
-    @app.exception_handler(BackendUnavailable)
-    async def unavailable(_: Request, error: BackendUnavailable) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=503)
+    @app.exception_handler(GatewayError)
+    async def domain(_: Request, error: GatewayError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=error.status_code)
+
+    @app.exception_handler(StateError)
+    async def refused(_: Request, error: StateError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=409)
 
     @app.middleware("http")
     async def body_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]
                          ) -> Response:
         length = request.headers.get("content-length")
+        if length is not None and not is_decimal(length):
+            return JSONResponse({"error": f"content-length {length!r} is not a number"},
+                                status_code=400)
         if length is not None and int(length) > settings.gateway_max_body_bytes:
             return JSONResponse({"error": f"request body of {length} bytes exceeds the limit of "
                                           f"{settings.gateway_max_body_bytes}"}, status_code=413)
         return await call_next(request)
 
 
+async def _exit_with_parent(parent: int) -> None:
+    """A worker whose uvicorn master died (kill -9) must not keep the port from the master
+    supervisor restarts: it stops as soon as it is orphaned."""
+    while os.getppid() == parent:
+        await asyncio.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = None) -> FastAPI:
     metrics_registry = registry or CollectorRegistry()
+    # Unique per app: a restarted or second instance in one process is another replica.
+    replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backend = make_backend(settings)
         resolver = AliasResolver(settings.mlflow_url, settings.mlflow_timeout_s)
+        database = Database(settings.serving_db)
+        metrics = GatewayMetrics(metrics_registry)
+        serving = ServingState(StateStore(database.engine), database, backend, resolver,
+                               replica, settings.gateway_state_poll_s,
+                               on_change=metrics.publish_weights)
+        predictions = PredictionLog(database, replica,
+                                    retention_s=settings.gateway_prediction_retention_s)
+        plane = DataPlane(backend, serving, predictions, settings.gateway_model, metrics)
         app.state.registry = metrics_registry
-        plane = DataPlane(backend, resolver, settings.gateway_model,
-                          GatewayMetrics(metrics_registry))
         app.state.dataplane = plane
-        plane.enrichment.restore(config_file(settings.state_dir))
-        # A restarted gateway pins what the registry says now; unset aliases stay unpinned.
-        await plane.pin_registered(("champion", "challenger"))
+        enrichment_file = config_file(settings.state_dir)
+        plane.enrichment.restore(enrichment_file)
+        await serving.start((settings.gateway_model,))
+        background = [asyncio.create_task(follow_config(plane.enrichment, enrichment_file,
+                                                         settings.gateway_state_poll_s))]
+        if settings.gateway_workers > 1:
+            background.append(asyncio.create_task(_exit_with_parent(os.getppid())))
         yield
+        for task in background:
+            task.cancel()
+        await serving.stop()
         await plane.enrichment.close()
         await plane.close()
         await resolver.close()
+        database.close()
 
     app = FastAPI(title="onecommit gateway", version=__version__, lifespan=lifespan)
-    open_router, infer_router, admin_router = _routes(settings)
+    open_router, infer_router, admin_router = _routes(settings, replica)
     add_routes(open_router, admin_router)
     app.include_router(open_router)
     inference_tokens = settings.inference_tokens()

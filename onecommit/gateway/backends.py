@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import grpc
 import numpy as np
@@ -20,6 +20,7 @@ import onnxruntime
 import orjson
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from onecommit.gateway.errors import BackendUnavailable
 from onecommit.gateway.http1 import Pool, UpstreamError
 from onecommit.gateway.settings import GatewaySettings
 from onecommit.gateway.tensors import (
@@ -44,10 +45,6 @@ class BackendResponse:
     status_code: int
     body: bytes
     headers: dict[str, str]
-
-
-class BackendUnavailable(RuntimeError):
-    """The inference server could not be reached or did not answer in time; answered 503."""
 
 
 class Backend(Protocol):
@@ -115,7 +112,8 @@ def error_response(status: int, message: str) -> BackendResponse:
 
 
 def _model_path(model: str, version: int | None) -> str:
-    return f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
+    # The name comes from the caller's URL, decoded: quoted again so it stays one path segment.
+    return f"/v2/models/{quote(model, safe='')}" + (f"/versions/{version}" if version else "")
 
 
 # Headers that describe the body: everything else is hop-by-hop or recomputed.

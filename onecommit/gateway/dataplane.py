@@ -1,5 +1,6 @@
-"""Shared request logic between the HTTP routes and the backends: routing, variants, reloads,
-shadowing and outcome accounting."""
+"""Shared request logic between the HTTP routes and the backends: routing by desired state,
+shadowing, telling infrastructure faults from the model's, and accounting to the prediction
+log."""
 
 from __future__ import annotations
 
@@ -11,24 +12,24 @@ from dataclasses import dataclass
 
 import orjson
 
-from onecommit.gateway.backends import (
-    Backend,
-    BackendResponse,
-    BackendUnavailable,
-    error_response,
-    warm,
-)
+from onecommit.gateway.backends import Backend, BackendResponse, error_response
 from onecommit.gateway.enrichment import Enrichment
-from onecommit.gateway.feedback import Outcomes, predicted_label
+from onecommit.gateway.errors import BackendUnavailable
 from onecommit.gateway.metrics import GatewayMetrics, Series
-from onecommit.gateway.requestlog import RequestLog
+from onecommit.gateway.predictions import PredictionLog, Served, prediction
 from onecommit.gateway.router import CHALLENGER, CHAMPION, TrafficPolicy, route
 from onecommit.gateway.tensors import input_mismatch
-from onecommit.gateway.variants import AliasResolver, Variant, VariantError, VariantTable
+from onecommit.gateway.variants import ServingState
+from onecommit.serving.state import DesiredState
+
+
+def is_decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit also accepts "²", which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 @dataclass(frozen=True)
-class Served:
+class Answer:
     response: BackendResponse
     request_id: str
     variant: str
@@ -36,29 +37,22 @@ class Served:
 
 
 class DataPlane:
-    def __init__(self, backend: Backend, resolver: AliasResolver, model: str,
-                 metrics: GatewayMetrics) -> None:
+    def __init__(self, backend: Backend, serving: ServingState, predictions: PredictionLog,
+                 model: str, metrics: GatewayMetrics) -> None:
         self._backend = backend
-        self._resolver = resolver
+        self.serving = serving
+        self.predictions = predictions
+        # The model the admin routes act on (`ONECOMMIT_GATEWAY_MODEL`).
         self.model = model
         self._metrics = metrics
-        self.variants = VariantTable()
-        self.policy = TrafficPolicy()
-        self.outcomes = Outcomes()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
-        self.shadow_agreement = {"agree": 0, "disagree": 0}
-        self.request_log = RequestLog()
         # Metric children per label set, looked up once: `labels()` costs more than `inc()`.
         self._series: dict[tuple[str, str, int | None, int], Series] = {}
         self.enrichment = Enrichment()
-        self._publish_weights()
-
-    async def ready(self) -> bool:
-        return await self._backend.ready()
 
     async def close(self) -> None:
-        """Write what the request log holds and release the backend."""
-        self.request_log.flush()
+        """Write what the prediction log holds and release the backend."""
+        await self.predictions.flush()
         await self._backend.close()
 
     async def model_info(self, path: str) -> BackendResponse:
@@ -68,9 +62,9 @@ class DataPlane:
                 return await self._metadata(model, None)
             case [model, "ready"]:
                 return await self._readiness(model, None)
-            case [model, "versions", version] if version.isdigit():
+            case [model, "versions", version] if is_decimal(version):
                 return await self._metadata(model, int(version))
-            case [model, "versions", version, "ready"] if version.isdigit():
+            case [model, "versions", version, "ready"] if is_decimal(version):
                 return await self._readiness(model, int(version))
         return error_response(404, f"no such endpoint: /v2/models/{path}")
 
@@ -91,65 +85,68 @@ class DataPlane:
                                {"content-type": "application/json"})
 
     async def infer(self, model: str, body: bytes, headers: dict[str, str],
-                    version: int | None = None) -> Served:
-        """Pinned when `version` is given; else routed by the active policy for our model."""
+                    version: int | None = None) -> Answer:
+        """Pinned when `version` is given; else routed by the model's desired state."""
         body, headers = await self.enrichment.apply(body, headers)
         request_id = headers.get("x-request-id") or uuid.uuid4().hex
-        variant, version = self._choose(model, headers, request_id, version)
+        state = self.serving.get(model)
+        variant, version = _choose(state, headers, request_id, version)
         started = time.perf_counter()
         try:
             response = await self._backend.infer(model, version, body, headers)
         except BackendUnavailable:
-            self._account(model, request_id, variant, version, 503, started, b"", headers)
+            self._account(model, request_id, variant, version, 503, True, started,
+                          b"", {}, state)
             raise
+        infra = False
+        if response.status_code != 200:
+            response, infra = await self._explain(model, version, variant, body, headers,
+                                                  response)
+        self._account(model, request_id, variant, version, response.status_code, infra,
+                      started, response.body, response.headers, state)
+        if (variant == CHAMPION and state is not None and state.policy.strategy == "shadow"
+                and response.status_code == 200):
+            self._mirror(model, state, body, headers, response)
+        return Answer(response, request_id, variant, version)
+
+    async def _explain(self, model: str, version: int | None, variant: str, body: bytes,
+                       headers: dict[str, str],
+                       response: BackendResponse) -> tuple[BackendResponse, bool]:
+        """Only on the error path: is the failure the infrastructure's (a version desired
+        state pins is not loaded: 503, counted apart), the caller's (Triton answers some client
+        mistakes with a 500: 400), or the model's (as answered)?"""
+        if variant in (CHAMPION, CHALLENGER, "previous") and version is not None \
+                and not await self._backend.version_ready(model, version):
+            return error_response(503, f"version {version} of {model!r} ({variant}) is not "
+                                       "loaded in the inference server; the reconciler is "
+                                       "loading it, retry shortly"), True
         if response.status_code >= 500:
-            # Triton answers some client mistakes (unparsable JSON) with a 500: only on this
-            # error path does the gateway read the request to tell the caller what is wrong.
             problem = await self._client_mistake(model, version, body, headers)
             if problem is not None:
-                response = error_response(400, problem)
-        self._account(model, request_id, variant, version, response.status_code, started,
-                      response.body, response.headers)
-        if variant == CHAMPION and self.policy.strategy == "shadow" and response.status_code == 200:
-            self._mirror(model, body, headers, response)
-        return Served(response, request_id, variant, version)
-
-    def _choose(self, model: str, headers: dict[str, str], request_id: str,
-                version: int | None) -> tuple[str, int | None]:
-        variants = self.variants.snapshot()
-        if version is not None:
-            named = [v.alias for v in variants.values() if v.version == version]
-            return (named[0] if named else "pinned"), version
-        if model != self.model or CHAMPION not in variants:
-            return "default", None
-        policy = self.policy
-        key = headers.get(policy.sticky_key, request_id) if policy.strategy == "ab" else request_id
-        chosen = route(policy, key).serve
-        if chosen not in variants:
-            chosen = CHAMPION
-        return chosen, variants[chosen].version
+                return error_response(400, problem), False
+        return response, False
 
     def _account(self, model: str, request_id: str, variant: str, version: int | None,
-                 status: int, started: float, body: bytes, headers: dict[str, str]) -> None:
+                 status: int, infra: bool, started: float, body: bytes,
+                 headers: dict[str, str], state: DesiredState | None) -> None:
         elapsed = time.perf_counter() - started
         series = self._series.get((model, variant, version, status))
         if series is None:
             series = self._metrics.series(model, variant, str(version or ""), status)
             self._series[(model, variant, version, status)] = series
         series.observe(elapsed, error=status >= 500)
-        self.request_log.add(time.time(), request_id, model, variant, version, status,
-                             elapsed * 1000)
         header_length = headers.get("inference-header-content-length")
-        self.outcomes.record(request_id, variant, status, elapsed * 1000, body,
-                             int(header_length) if header_length else None)
+        self.predictions.add(Served(
+            time.time(), request_id, model, variant, version, status, elapsed * 1000, infra,
+            body, int(header_length) if header_length else None,
+            state.revision if state is not None else None))
 
-    def _mirror(self, model: str, body: bytes, headers: dict[str, str],
+    def _mirror(self, model: str, state: DesiredState, body: bytes, headers: dict[str, str],
                 champion: BackendResponse) -> None:
-        challenger = self.variants.get(CHALLENGER)
+        challenger = state.pins.get(CHALLENGER)
         if challenger is None:
             return
-        task = asyncio.create_task(self._compare(model, challenger.version, body, headers,
-                                                 champion))
+        task = asyncio.create_task(self._compare(model, challenger, body, headers, champion))
         # Keep a reference until done: the event loop only holds weak ones.
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
@@ -159,15 +156,13 @@ class DataPlane:
         try:
             mirrored = await self._backend.infer(model, version, body, headers)
         except BackendUnavailable:
-            self._metrics.shadow.labels(model, "error").inc()
-            return
-        if mirrored.status_code != 200:
-            self._metrics.shadow.labels(model, "error").inc()
-            return
-        same = _label(champion) == _label(mirrored)
-        result = "agree" if same else "disagree"
-        self.shadow_agreement[result] += 1
+            mirrored = None
+        if mirrored is None or mirrored.status_code != 200:
+            result = "error"
+        else:
+            result = "agree" if _label(champion) == _label(mirrored) else "disagree"
         self._metrics.shadow.labels(model, result).inc()
+        self.predictions.add_shadow(model, version, result)
 
     async def _client_mistake(self, model: str, version: int | None, body: bytes,
                               headers: dict[str, str]) -> str | None:
@@ -181,47 +176,29 @@ class DataPlane:
             return None if metadata is None else "request body must be a JSON object"
         return input_mismatch(request.get("inputs"), metadata["inputs"])
 
-    async def reload(self, alias: str) -> Variant:
-        """Resolve the alias, make sure Triton serves that version and warm it, then pin it in
-        one swap. Any failure leaves the previous pin in place."""
-        async with self.variants.reload_lock:
-            version = await self._resolver.resolve(self.model, alias)
-            if not await self._backend.version_ready(self.model, version):
-                raise VariantError(f"version {version} of {self.model!r} ({alias}) is not READY "
-                                   "in Triton: publish and load it first")
-            if not await warm(self._backend, self.model, version):
-                raise VariantError(f"warm-up inference on version {version} failed")
-            variant = Variant(alias=alias, version=version, ready=True)
-            self.variants.pin(variant)
-            return variant
-
-    async def pin_registered(self, aliases: tuple[str, ...]) -> None:
-        for alias in aliases:
-            try:
-                await self.reload(alias)
-            except VariantError:
-                continue
-
-    def set_policy(self, policy: TrafficPolicy) -> None:
-        if policy.strategy != self.policy.strategy or policy.experiment != self.policy.experiment:
-            self.shadow_agreement = {"agree": 0, "disagree": 0}
-        self.policy = policy
-        self._publish_weights()
-
-    def weights(self) -> dict[str, float]:
-        policy = self.policy
-        if policy.strategy == "bluegreen":
-            return {CHAMPION: float(policy.active == CHAMPION),
-                    CHALLENGER: float(policy.active == CHALLENGER)}
-        if policy.strategy == "shadow":
-            return {CHAMPION: 1.0, CHALLENGER: 0.0}
-        return {CHAMPION: 1 - policy.challenger_weight, CHALLENGER: policy.challenger_weight}
-
-    def _publish_weights(self) -> None:
-        for variant, weight in self.weights().items():
-            self._metrics.weight.labels(self.model, variant).set(weight)
+    def policy(self, model: str) -> TrafficPolicy:
+        state = self.serving.get(model)
+        return state.policy if state is not None else TrafficPolicy()
 
 
-def _label(response: BackendResponse) -> int | None:
+def _choose(state: DesiredState | None, headers: dict[str, str], request_id: str,
+            version: int | None) -> tuple[str, int | None]:
+    """(variant, version) for a request: the alias naming a pinned version, or the policy's
+    choice among the pins; "default" lets the inference server choose."""
+    pins = state.pins if state is not None else {}
+    if version is not None:
+        named = [alias for alias, v in pins.items() if v == version]
+        return (named[0] if named else "pinned"), version
+    if state is None or CHAMPION not in pins:
+        return "default", None
+    policy = state.policy
+    key = headers.get(policy.sticky_key, request_id) if policy.strategy == "ab" else request_id
+    chosen = route(policy, key).serve
+    if chosen not in pins:
+        chosen = CHAMPION
+    return chosen, pins[chosen]
+
+
+def _label(response: BackendResponse) -> float | None:
     header_length = response.headers.get("inference-header-content-length")
-    return predicted_label(response.body, int(header_length) if header_length else None)
+    return prediction(response.body, int(header_length) if header_length else None)

@@ -66,15 +66,10 @@ class Enrichment:
         self._retiring: set[asyncio.Task[None]] = set()
 
     def restore(self, path: Path) -> None:
-        """Take the configuration the layer last wrote, so a restarted gateway keeps it; a
-        broken file leaves enrichment off rather than the gateway down."""
-        if not path.is_file():
-            return
-        try:
-            self._swap(EnrichmentConfig.model_validate_json(path.read_bytes()))
-        except ValueError as error:
-            logger.warning(f"enrichment stays off: {path} is not a valid configuration "
-                           f"({error}); run `invoke optional --on` to rewrite it")
+        """Take the configuration the layer last wrote, so a restarted gateway keeps it."""
+        config = read_config(path)
+        if config is not None:
+            self._swap(config)
 
     async def configure(self, config: EnrichmentConfig) -> None:
         timeout = self.config.timeout_s
@@ -220,6 +215,35 @@ def rewrite(request: dict[str, Any], config: EnrichmentConfig, rows: list[list[f
               "shape": [len(rows), len(config.features)],
               "data": [value for row in rows for value in row]}
     return orjson.dumps({**request, "inputs": [tensor]})
+
+
+def read_config(path: Path) -> EnrichmentConfig | None:
+    """The configuration the layer last wrote; None when there is none. A broken file leaves
+    enrichment as it is rather than the gateway down."""
+    try:
+        return EnrichmentConfig.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        logger.warning(f"enrichment unchanged: {path} is not a valid configuration "
+                       f"({error}); run `invoke optional --on` to rewrite it")
+        return None
+
+
+async def follow_config(enrichment: Enrichment, path: Path, every_s: float) -> None:
+    """Every replica takes the configuration the layer writes (its PUT reaches only one)."""
+    seen: float | None = None
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            stamp = path.stat().st_mtime
+        except OSError:
+            continue
+        if stamp != seen:
+            seen = stamp
+            config = read_config(path)
+            if config is not None and config != enrichment.config:
+                await enrichment.configure(config)
 
 
 def config_file(state_dir: Path) -> Path:

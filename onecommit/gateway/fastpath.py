@@ -18,8 +18,8 @@ import orjson
 from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from onecommit.gateway.backends import BackendUnavailable
-from onecommit.gateway.dataplane import DataPlane
+from onecommit.gateway.dataplane import DataPlane, is_decimal
+from onecommit.gateway.errors import GatewayError
 
 # An inference-token check: raises HTTPException (401, 503) to refuse.
 Check = Callable[[Request], Awaitable[None]]
@@ -52,7 +52,7 @@ class InferenceRoutes:
         model, version = route
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            if version is not None and not version.isdigit():
+            if version is not None and not is_decimal(version):
                 raise HTTPException(400, f"model version must be a number, got {version!r}")
             if self._check is not None:
                 await self._check(Request(scope))
@@ -62,11 +62,11 @@ class InferenceRoutes:
                                        int(version) if version is not None else None)
         except HTTPException as error:
             return _error(error.status_code, error.detail)
-        except BackendUnavailable as error:
-            return _error(503, str(error))
+        except GatewayError as error:
+            return _error(error.status_code, str(error))
         answer = [(k.encode(), v.encode()) for k, v in served.response.headers.items()
                   if k in _BODY_HEADERS]
-        answer += [(b"x-request-id", served.request_id.encode()),
+        answer += [(b"x-request-id", served.request_id.encode("latin-1")),
                    (b"x-onecommit-variant", served.variant.encode()),
                    (b"x-onecommit-version", str(served.version or "").encode())]
         return served.response.status_code, served.response.body, answer
@@ -87,7 +87,7 @@ def _route(path: str) -> tuple[str, str | None] | None:
 async def _body(receive: Receive, length: str | None, limit: int) -> bytes:
     """The request body, refused with a 413 as soon as it is known to exceed the limit."""
     if length is not None:
-        if not length.isdigit():
+        if not is_decimal(length):
             raise HTTPException(400, f"content-length {length!r} is not a number")
         if int(length) > limit:
             raise HTTPException(413, f"request body of {length} bytes exceeds the limit of "

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from onecommit.gateway.router import weights
+from onecommit.serving.state import DesiredState
+
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -23,6 +26,10 @@ class GatewayMetrics:
                               registry=registry)
         self.weight = Gauge("onecommit_gateway_traffic_weight", "Share of traffic per variant",
                             ("model", "variant"), registry=registry)
+
+    def publish_weights(self, state: DesiredState) -> None:
+        for variant, weight in weights(state.policy).items():
+            self.weight.labels(state.model, variant).set(weight)
 
     def series(self, model: str, variant: str, version: str, status: int) -> Series:
         labels = (model, variant, version)

@@ -59,3 +59,13 @@ def route(policy: TrafficPolicy, request_key: str) -> Route:
         return Route(CHAMPION, mirror=CHALLENGER)
     to_challenger = unit_hash(request_key, policy.experiment) < policy.challenger_weight
     return Route(CHALLENGER if to_challenger else CHAMPION)
+
+
+def weights(policy: TrafficPolicy) -> dict[str, float]:
+    """The share of routed traffic each variant gets under a policy."""
+    if policy.strategy == "bluegreen":
+        return {CHAMPION: float(policy.active == CHAMPION),
+                CHALLENGER: float(policy.active == CHALLENGER)}
+    if policy.strategy == "shadow":
+        return {CHAMPION: 1.0, CHALLENGER: 0.0}
+    return {CHAMPION: 1 - policy.challenger_weight, CHALLENGER: policy.challenger_weight}

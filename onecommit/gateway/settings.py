@@ -40,6 +40,11 @@ class GatewaySettings(Settings):
     # Default: the Triton model repository in the state dir.
     gateway_onnx_model_dir: Path | None = None
     gateway_onnx_threads: int = Field(default=2, ge=1)
+    # How often each replica asks the serving database for a newer desired state: a change
+    # reaches every replica within this (plus a warm-up inference per new version).
+    gateway_state_poll_s: float = Field(default=0.2, gt=0, le=5)
+    # How long the shared prediction log keeps requests, feedback and shadow comparisons.
+    gateway_prediction_retention_s: float = Field(default=86_400, ge=60)
 
     @property
     def triton_url(self) -> str:

@@ -1,22 +1,34 @@
-"""Variants: MLflow aliases resolved to a model version on reload, pinned until the next one."""
+"""Variants: which version each alias serves, as desired state says (onecommit/serving/state.py).
+
+A reload resolves an MLflow alias to a version, checks that the inference server has it READY,
+warms it, and writes the pin to desired state; every replica follows desired state (by its
+revision, within `gateway_state_poll_s`) and swaps its copy in one assignment, so requests in
+flight keep the state they started with, and a restarted replica serves what is in force.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
+from loguru import logger
 
-
-class VariantError(RuntimeError):
-    """An alias could not be resolved or its version is not servable; nothing was swapped."""
+from onecommit.gateway.backends import Backend, warm
+from onecommit.gateway.errors import StoreUnavailable, VariantError, VersionNotServable
+from onecommit.gateway.router import CHAMPION, TrafficPolicy
+from onecommit.serving.database import Database
+from onecommit.serving.state import ALIASES, DesiredState, StateError, StateStore
 
 
 @dataclass(frozen=True)
 class Variant:
     alias: str
     version: int
+    # Observed when asked: the inference server has this version READY.
     ready: bool
 
     def as_dict(self) -> dict[str, Any]:
@@ -32,7 +44,8 @@ class AliasResolver:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def resolve(self, model: str, alias: str) -> int:
+    async def resolve(self, model: str, alias: str) -> int | None:
+        """The version the alias points at; None when the alias is not set."""
         try:
             response = await self._client.get(
                 "/api/2.0/mlflow/registered-models/alias", params={"name": model, "alias": alias}
@@ -40,27 +53,150 @@ class AliasResolver:
         except httpx.HTTPError as error:
             raise VariantError(f"MLflow unreachable: {type(error).__name__}") from error
         if response.status_code != 200:
-            raise VariantError(f"alias {alias!r} of model {model!r} is not set in the registry")
+            return None
         return int(response.json()["model_version"]["version"])
 
 
-class VariantTable:
-    """alias → pinned Variant. Readers take one snapshot per request; a reload replaces the
-    whole mapping in one assignment, so requests in flight keep the version they started with."""
+class ServingState:
+    """This replica's copy of desired state for every model, and the changes it makes."""
 
-    def __init__(self) -> None:
-        self._variants: dict[str, Variant] = {}
-        self._reload_lock = asyncio.Lock()
+    def __init__(self, store: StateStore, database: Database, backend: Backend,
+                 resolver: AliasResolver, actor: str, poll_s: float,
+                 on_change: Callable[[DesiredState], object] = lambda _: None) -> None:
+        self._store = store
+        self._db = database
+        self._backend = backend
+        self._resolver = resolver
+        self._actor = actor
+        self._poll_s = poll_s
+        self._states: dict[str, DesiredState] = {}
+        self._warmed: set[tuple[str, int]] = set()
+        self._changing = asyncio.Lock()
+        self._follower: asyncio.Task[None] | None = None
+        self._on_change = on_change
 
-    def snapshot(self) -> dict[str, Variant]:
-        return self._variants
+    def get(self, model: str) -> DesiredState | None:
+        return self._states.get(model)
 
-    def get(self, alias: str) -> Variant | None:
-        return self._variants.get(alias)
+    def all(self) -> dict[str, DesiredState]:
+        return self._states
 
-    @property
-    def reload_lock(self) -> asyncio.Lock:
-        return self._reload_lock
+    async def start(self, seed_models: tuple[str, ...]) -> None:
+        """Read what is in force; a model without desired state gets it from the registry's
+        aliases (how a platform from before desired state starts); then follow the store."""
+        for state in (await self._db.run(self._store.read_all)).values():
+            await self._apply(state)
+        for model in seed_models:
+            if model not in self._states:
+                await self._seed(model)
+        self._follower = asyncio.get_running_loop().create_task(self._follow())
 
-    def pin(self, variant: Variant) -> None:
-        self._variants = {**self._variants, variant.alias: variant}
+    async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+
+    async def _seed(self, model: str) -> None:
+        try:
+            pins = {alias: v for alias in ALIASES
+                    if (v := await self._resolver.resolve(model, alias)) is not None}
+        except VariantError as error:
+            logger.warning(f"no desired state for {model!r} yet and {error}: it is seeded once "
+                           "a reload pins a version")
+            return
+        if CHAMPION in pins:
+            await self._apply(await self._db.run(self._store.seed, model, pins, self._actor))
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            try:
+                revisions = await self._db.run(self._store.revisions)
+                for model, revision in revisions.items():
+                    known = self._states.get(model)
+                    if known is None or known.revision != revision:
+                        state = await self._db.run(self._store.read, model)
+                        if state is not None:
+                            await self._apply(state)
+            except Exception as error:  # The store down must not stop serving what is known.
+                logger.warning(f"desired state not refreshed: {error}")
+
+    async def _apply(self, state: DesiredState) -> None:
+        """Take a newer state, warming versions this replica has not served yet. The pin is
+        taken whether or not the warm-up answers: desired state decides what every replica
+        routes to, and readiness reports what the inference server actually has."""
+        known = self._states.get(state.model)
+        if known is not None and known.revision >= state.revision:
+            return
+        for version in state.needed_versions():
+            if (state.model, version) not in self._warmed:
+                with contextlib.suppress(Exception):
+                    if await warm(self._backend, state.model, version):
+                        self._warmed.add((state.model, version))
+        self._states = {**self._states, state.model: state}
+        self._on_change(state)
+
+    async def _write(self, model: str, **change: Any) -> DesiredState:
+        try:
+            state = await self._db.run(lambda: self._store.change(model, self._actor, **change))
+        except StateError:
+            raise
+        except Exception as error:
+            raise StoreUnavailable(f"desired state could not be written ({error}): the "
+                                   "serving database is unreachable; retry") from error
+        await self._apply(state)
+        return state
+
+    async def reload(self, model: str, alias: str) -> Variant:
+        """Resolve the alias, make sure the inference server serves that version and warm it,
+        then pin it in desired state. Any failure leaves desired state as it was."""
+        async with self._changing:
+            version = await self._resolver.resolve(model, alias)
+            if version is None:
+                raise VariantError(f"alias {alias!r} of model {model!r} is not set in the "
+                                   "registry")
+            if not await self._backend.version_ready(model, version):
+                raise VersionNotServable(f"version {version} of {model!r} ({alias}) is not READY "
+                                   "in the inference server: publish and load it first")
+            if not await warm(self._backend, model, version):
+                raise VersionNotServable(f"warm-up inference on version {version} failed")
+            self._warmed.add((model, version))
+            await self._write(model, pins={alias: version})
+            return Variant(alias=alias, version=version, ready=True)
+
+    async def unpin(self, model: str, alias: str) -> DesiredState:
+        async with self._changing:
+            return await self._write(model, pins={alias: None})
+
+    async def set_policy(self, model: str, policy: TrafficPolicy) -> DesiredState:
+        async with self._changing:
+            return await self._write(model, policy=policy)
+
+    async def reset_analysis(self, model: str) -> DesiredState:
+        async with self._changing:
+            return await self._write(model, reset_analysis=True)
+
+    async def variants(self, model: str) -> dict[str, Variant]:
+        """The model's pins with their readiness observed now."""
+        state = self._states.get(model)
+        if state is None:
+            return {}
+        return {alias: Variant(alias, version,
+                               await self._backend.version_ready(model, version))
+                for alias, version in state.pins.items()}
+
+    async def readiness(self) -> tuple[bool, str]:
+        """Ready only when every model's champion answers from the inference server."""
+        if not await self._backend.ready():
+            return False, "the inference server is not ready or not reachable"
+        missing = [f"champion version {version} of {model!r} is not loaded in the inference "
+                   "server (the reconciler loads it)"
+                   for model, state in self._states.items()
+                   if (version := state.pins.get(CHAMPION)) is not None
+                   and not await self._backend.version_ready(model, version)]
+        if missing:
+            return False, "; ".join(missing)
+        if not any(CHAMPION in state.pins for state in self._states.values()):
+            return True, "no model deployed yet: the first commit's model is served once promoted"
+        return True, "every champion is served"

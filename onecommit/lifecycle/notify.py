@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 from loguru import logger
 
+from onecommit.settings import Settings
+
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -56,8 +58,9 @@ def _deliver(webhook_url: str, payload: dict[str, Any], event: str, attempts: in
 
 
 def notify(state_dir: Path, webhook_url: str | None, event: str, text: str,
-           fields: dict[str, Any], attempts: int = 3) -> bool:
-    """Send one notification; True when delivered (to the webhook, or to the sink if none)."""
+           fields: dict[str, Any], attempts: int = 3) -> dict[str, Any]:
+    """Send one notification; returns its delivery record (`delivered` is True when it
+    reached the webhook, or the sink if none is configured)."""
     payload = slack_payload(event, text, fields)
     delivered = _deliver(webhook_url, payload, event, attempts) if webhook_url else True
     record = {"at": datetime.now(UTC).isoformat(), "event": event,
@@ -67,4 +70,12 @@ def notify(state_dir: Path, webhook_url: str | None, event: str, text: str,
     sink.parent.mkdir(parents=True, exist_ok=True)
     with sink.open("a") as out:
         out.write(json.dumps(record, default=str) + "\n")
-    return delivered
+    return {k: record[k] for k in ("at", "event", "channel", "delivered")}
+
+
+def send(settings: Settings, event: str, text: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Notify through the platform's configured webhook (or the sink); returns the delivery
+    record, the evidence of criterion `notification_sent`."""
+    webhook = settings.notify_webhook_url
+    return notify(settings.state_dir, webhook.get_secret_value() if webhook else None, event,
+                  text, fields)

@@ -127,8 +127,9 @@ def promote(mlflow_client: MlflowClient, model_name: str, version: int) -> int |
 
 
 def restore(mlflow_client: MlflowClient, model_name: str, before_version: int | None,
-            failed_version: int, reason: str) -> None:
-    """Roll back: champion back to before_version, the failed version tagged with why."""
+            failed_version: int, reason: str) -> str:
+    """Roll back: champion back to before_version, the failed version tagged with why;
+    returns the reason recorded."""
     if before_version is not None:
         mlflow_client.set_registered_model_alias(model_name, CHAMPION, str(before_version))
     if alias_version(mlflow_client, model_name, CHALLENGER) == failed_version:
@@ -136,8 +137,9 @@ def restore(mlflow_client: MlflowClient, model_name: str, before_version: int | 
     # The failing step tagged the precise reason already; the rollback's own reason is the
     # fallback for failures that could not (a crashed task).
     tags = mlflow_client.get_model_version(model_name, str(failed_version)).tags
-    set_status(mlflow_client, model_name, failed_version, "rolled_back",
-               tags.get("reason") or reason)
+    recorded = tags.get("reason") or reason
+    set_status(mlflow_client, model_name, failed_version, "rolled_back", recorded)
+    return str(recorded)
 
 
 def load_model(mlflow_client: MlflowClient, model_name: str, version: int) -> Any:

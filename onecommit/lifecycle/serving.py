@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +64,34 @@ def predict(grpc_url: str, model_name: str, version: int,
         client.close()
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Triton against the registry model on golden rows."""
+
+    rows: int
+    mismatched_labels: int
+    max_difference: float
+    tolerance: float
+
+    @property
+    def problems(self) -> list[str]:
+        """What differs; empty means Triton serves what the registry holds."""
+        problems = []
+        if self.mismatched_labels:
+            problems.append(f"{self.mismatched_labels} of {self.rows} labels differ")
+        if self.max_difference > self.tolerance:
+            problems.append(f"probabilities differ by up to {self.max_difference:.2e} "
+                            f"(tolerance {self.tolerance:.0e})")
+        return problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def smoke(grpc_url: str, model_name: str, version: int, reference: Any, golden: NDArray[Any],
-          tolerance: float = 1e-4) -> list[str]:
-    """Differences between Triton and the registry model on golden rows; empty means equal."""
+          tolerance: float = 1e-4) -> Comparison:
     labels, probabilities = predict(grpc_url, model_name, version, golden)
-    expected_labels = reference.predict(golden)
-    expected_probabilities = reference.predict_proba(golden)
-    problems = []
-    mismatched = int(np.sum(labels != expected_labels))
-    if mismatched:
-        problems.append(f"{mismatched} of {len(golden)} labels differ")
-    worst = float(np.max(np.abs(probabilities - expected_probabilities)))
-    if worst > tolerance:
-        problems.append(f"probabilities differ by up to {worst:.2e} (tolerance {tolerance:.0e})")
-    return problems
+    return Comparison(
+        rows=len(golden), mismatched_labels=int(np.sum(labels != reference.predict(golden))),
+        max_difference=float(np.max(np.abs(probabilities - reference.predict_proba(golden)))),
+        tolerance=tolerance)

@@ -39,6 +39,9 @@ class Analysis(_Strict):
     max_p95_latency_ms: Annotated[float, Field(gt=0)] = 250
     min_online_accuracy: Fraction = 0.85
     min_requests: Annotated[int, Field(ge=1)] = 50
+    # How long a step's analysis may stay paused on infrastructure faults (the inference
+    # server or the gateway not answering) before the rollout aborts for want of a fair sample.
+    max_infra_pause_s: Annotated[float, Field(ge=0)] = 120
 
 
 class Canary(_Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -27,6 +28,9 @@ class TrafficGenerator(threading.Thread):
         self._stop_event = threading.Event()
         self.sent = 0
         self.failed = 0
+        # When each failed request was sent (monotonic seconds), and why: an HTTP status, or
+        # the transport error's name.
+        self.failures: list[tuple[float, str]] = []
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -41,14 +45,26 @@ class TrafficGenerator(threading.Thread):
                 body = {"inputs": [{"name": "X", "shape": list(row.shape), "datatype": "FP32",
                                     "data": row.flatten().tolist()}]}
                 self.sent += 1
+                sent_at = time.monotonic()
                 try:
                     response = client.post(f"/v2/models/{self._model}/infer", json=body)
                     if response.status_code != 200:
-                        self.failed += 1
+                        self._failed(sent_at, str(response.status_code))
                         continue
                     client.post("/feedback", headers=headers, json={
                         "request_id": response.headers["x-request-id"],
                         "label": int(self._labels[index])})
-                except httpx.HTTPError:
-                    self.failed += 1
+                except httpx.HTTPError as error:
+                    self._failed(sent_at, type(error).__name__)
+                    # A gateway that is down refuses at once: do not spin.
+                    self._stop_event.wait(0.05)
                 self._stop_event.wait(0.01)
+
+    def _failed(self, at: float, why: str) -> None:
+        self.failed += 1
+        if len(self.failures) < 100_000:
+            self.failures.append((at, why))
+
+    def failed_after(self, moment: float) -> int:
+        """Requests sent after a monotonic moment that failed."""
+        return sum(1 for at, _ in self.failures if at >= moment)

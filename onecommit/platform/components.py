@@ -190,10 +190,18 @@ def _triton(settings: Settings) -> Component:
         settings.model_repository.mkdir(parents=True, exist_ok=True)
         _install_python_backend(settings)
 
+    # Keeps every version desired state pins loaded, also after Triton restarts (it needs
+    # tritonclient and the serving database's driver: the gateway's environment has both).
+    reconciler = Program("triton-reconciler",
+                         [_bin(settings, "gateway", "python"), "-m",
+                          "onecommit.serving.reconciler"],
+                         {"PYTHONPATH": str(PROJECT_ROOT), **settings.as_environment()},
+                         stop_wait_s=5)
     return Component(
         name="triton", env="triton", url=settings.url(settings.triton_http_port),
         health_path="/v2/health/ready", version_path="/v2",
-        programs=[Program("triton", command, environment, stop_wait_s=10)], prepare=prepare,
+        programs=[Program("triton", command, environment, stop_wait_s=10), reconciler],
+        prepare=prepare,
     )
 
 

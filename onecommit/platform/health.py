@@ -9,6 +9,8 @@ import httpx
 import psutil
 
 from onecommit.airflow_client import platform_client
+from onecommit.errors import OnecommitError
+from onecommit.lifecycle.gateway import Gateway
 from onecommit.platform import supervisor
 from onecommit.platform.components import Component
 from onecommit.settings import Settings
@@ -37,7 +39,8 @@ def probe(component: Component, timeout_s: float = 3) -> tuple[bool, str]:
     except httpx.HTTPError as error:
         return False, f"{component.health_path}: {type(error).__name__}"
     if response.status_code != 200:
-        return False, f"{component.health_path} answered {response.status_code}"
+        return False, f"{component.health_path} answered {response.status_code}" + (
+            f": {reason}" if (reason := _reason(response)) else "")
     if component.name == "airflow":
         # The API server answers before the scheduler and friends have sent a heartbeat.
         body = response.json()
@@ -45,6 +48,15 @@ def probe(component: Component, timeout_s: float = 3) -> tuple[bool, str]:
         if sick:
             return False, f"not yet healthy: {', '.join(sick)}"
     return True, "ok"
+
+
+def _reason(response: httpx.Response) -> str | None:
+    """The `reason` a health answer gives (the gateway says why it is not ready)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return str(body["reason"]) if isinstance(body, dict) and "reason" in body else None
 
 
 def version(settings: Settings, component: Component) -> str | None:
@@ -63,6 +75,25 @@ def version(settings: Settings, component: Component) -> str | None:
         return response.text.strip()
     except (httpx.HTTPError, KeyError, ValueError):
         return None
+
+
+def serving(settings: Settings) -> dict[str, Any]:
+    """What the gateway serves, as it observes it now: per alias the pinned version and whether
+    Triton has it READY, the traffic weights, and whether (and why not) it is ready."""
+    try:
+        with Gateway(settings, retry_s=2) as gateway:
+            return gateway.variants()
+    except OnecommitError as error:
+        return {"ready": False, "reason": str(error), "variants": {}}
+
+
+def describe_serving(serving: dict[str, Any]) -> str:
+    """One line per served model for `invoke status`."""
+    pins = ", ".join(f"{alias} v{v['version']} ({'READY' if v['ready'] else 'NOT loaded'}, "
+                     f"{v['weight']:.0%})" for alias, v in serving["variants"].items())
+    state = "serving" if serving["ready"] else f"NOT serving: {serving['reason']}"
+    return (f"model {serving.get('model', '?')}: {pins or 'nothing pinned yet'} — {state}"
+            + (f" (revision {serving['revision']})" if "revision" in serving else ""))
 
 
 def tree_rss_mb(pid: int) -> float:

@@ -14,7 +14,7 @@ from invoke.tasks import task
 from pydantic import ValidationError
 
 from onecommit.features import layer as optional_layer
-from onecommit.platform import kind, local
+from onecommit.platform import health, kind, local
 from onecommit.platform.envs import EnvironmentError_
 from onecommit.settings import Settings
 
@@ -87,16 +87,20 @@ def status(c: Context, json_: bool = False) -> None:
     settings = load_settings()
     report = local.statuses(settings)
     optional = optional_layer.status(settings)
+    served = health.serving(settings) if report["gateway"].pid else None
     total = round(sum(s.rss_mb for s in report.values()) + optional["rss_mb"], 1)
     if json_:
         print(json.dumps({"components": {n: s.as_dict() for n, s in report.items()},
-                          "optional": optional, "total_rss_mb": total}, indent=2))
+                          "serving": served, "optional": optional, "total_rss_mb": total},
+                         indent=2))
     else:
         print(f"{'component':<10} {'healthy':<8} {'pid':>8} {'rss_mb':>8}  {'version':<10} url")
         for name, s in report.items():
             print(f"{name:<10} {'yes' if s.healthy else 'NO':<8} {s.pid or '-':>8} "
                   f"{s.rss_mb:>8.1f}  {s.version or '-':<10} {s.url}"
                   + ("" if s.healthy else f"  ({s.detail})"))
+        if served is not None:
+            print(health.describe_serving(served))
         print(optional_layer.describe(optional))
         print(f"total resident memory: {total:.1f} MB")
     if not all(s.healthy for s in report.values()) or (optional["attached"]

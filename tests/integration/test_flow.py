@@ -8,7 +8,7 @@ import httpx
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from onecommit.lifecycle import flow, registry, training
+from onecommit.lifecycle import flow, registry, rollout, training
 from onecommit.lifecycle.spec import SpecError, parse_spec
 from onecommit.lifecycle.traffic import TrafficGenerator
 from onecommit.platform.components import gateway_admin_token
@@ -37,20 +37,20 @@ def _deploy(settings: Settings, spec_data: dict[str, Any], sha: str) -> dict[str
     flow.smoke(settings, spec, registered["version"])
     if registered["before_version"] is None:
         # First model: nothing to compare with, promoted directly.
-        flow.promote(settings, MODEL, registered["version"])
+        rollout.promote(settings, MODEL, registered["version"])
         return {**registered, "decisions": []}
-    flow.Gateway(settings).reload("challenger", registered["version"])
+    flow.reload_challenger(settings, registered["version"])
     split = training.load_split(spec.dataset)
     traffic = TrafficGenerator(settings.url(settings.gateway_port),
                                gateway_admin_token(settings), MODEL, split.x_holdout,
                                split.y_holdout)
     traffic.start()
     try:
-        decisions = flow.rollout(settings, spec, registered["version"], on_step=print)
+        decisions = rollout.run(settings, spec, registered["version"], on_step=print)
     finally:
         traffic.stop()
     assert traffic.failed == 0
-    flow.promote(settings, MODEL, registered["version"])
+    rollout.promote(settings, MODEL, registered["version"])
     return {**registered, "decisions": decisions}
 
 
@@ -88,7 +88,7 @@ def test_failed_smoke_rolls_back_and_champion_keeps_serving(platform: Settings) 
     grpc.load_model(MODEL)
     with pytest.raises(flow.StepFailed, match="smoke test"):
         flow.smoke(platform, spec, registered["version"])
-    flow.rollback(platform, MODEL, registered["before_version"], registered["version"],
+    rollout.rollback(platform, MODEL, registered["before_version"], registered["version"],
                   "smoke test failed")
     assert registry.alias_version(client, MODEL, registry.CHAMPION) == champion
     tags = client.get_model_version(MODEL, str(registered["version"])).tags

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from onecommit.lifecycle import flow
+from onecommit.lifecycle.gateway import Gateway
 from onecommit.platform import local
 from onecommit.platform.components import components, gateway_admin_token
 from onecommit.secrets import SecretsError
@@ -199,13 +199,13 @@ def test_https_verifies_against_the_internal_ca(tls_gateway: Settings) -> None:
     assert tls_gateway.gateway_url.startswith("https://127.0.0.1:")
     response = httpx.get(f"{tls_gateway.gateway_url}/v2/health/ready",
                          verify=tls_gateway.gateway_verify())
-    assert response.json() == {"ready": True}
+    assert response.json()["ready"] is True
 
 
 def test_the_lifecycle_client_speaks_https(tls_gateway: Settings) -> None:
-    gateway = flow.Gateway(tls_gateway)
-    gateway.reset_analysis()  # an admin call: token and certificate both checked
-    assert "variants" in gateway.analysis()
+    with Gateway(tls_gateway) as gateway:
+        gateway.reset_analysis()  # an admin call: token and certificate both checked
+        assert "variants" in gateway.analysis()
 
 
 def test_without_the_ca_the_certificate_is_refused(tls_gateway: Settings) -> None:

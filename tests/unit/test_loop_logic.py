@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from onecommit import loop, proof, sync
-from onecommit.lifecycle import flow
+from onecommit.lifecycle import rollout as strategy
 from onecommit.lifecycle.spec import SpecError, dump_spec, parse_spec
 from onecommit.settings import PROJECT_ROOT, Settings
 
@@ -44,8 +44,8 @@ def test_invalid_edit_is_refused_naming_the_field() -> None:
 
 
 def test_phases_follow_each_strategy() -> None:
-    def phases(rollout: dict[str, Any]) -> list[flow.Phase]:
-        return flow.phases(parse_spec(_spec_data(rollout=rollout)), 7)
+    def phases(rollout: dict[str, Any]) -> list[strategy.Phase]:
+        return strategy.phases(parse_spec(_spec_data(rollout=rollout)), 7)
 
     canary = phases({"kind": "canary", "steps": [10, 100], "pause_s": 1})
     assert [p.policy["challenger_weight"] for p in canary] == [0.1, 1.0]
@@ -71,7 +71,7 @@ def _variant(requests: int, error_rate: float = 0.0, p95: float = 5.0,
 def test_canary_verdict(challenger: dict[str, Any] | None, decision: str) -> None:
     spec = parse_spec(_spec_data())
     report = {"variants": {} if challenger is None else {"challenger": challenger}}
-    assert flow.verdict(spec, report)[0] == decision
+    assert strategy.verdict(spec, report)[0] == decision
 
 
 def test_ab_verdict_waits_for_sample_size_and_aborts_only_when_significantly_worse() -> None:
@@ -80,7 +80,7 @@ def test_ab_verdict_waits_for_sample_size_and_aborts_only_when_significantly_wor
     def verdict(**test: Any) -> str:
         ab = {"sample_size_reached": True, "significant": False, "difference": 0.0,
               "p_champion": 0.9, "p_challenger": 0.9, "p_value": 0.5, **test}
-        return flow.verdict(spec, {"variants": {"challenger": _variant(200)},
+        return strategy.verdict(spec, {"variants": {"challenger": _variant(200)},
                                    "ab_test": ab})[0]
 
     assert verdict(sample_size_reached=False) == "wait"
@@ -89,11 +89,22 @@ def test_ab_verdict_waits_for_sample_size_and_aborts_only_when_significantly_wor
     assert verdict(significant=True, difference=0.1, p_value=0.01) == "continue"
 
 
+def test_infrastructure_failures_pause_instead_of_judging_the_challenger() -> None:
+    spec = parse_spec(_spec_data())
+    failing = {**_variant(100, error_rate=0.5), "infra_errors": 40}
+    decision, why = strategy.verdict(spec, {"variants": {"challenger": failing}})
+    assert decision == "pause"
+    assert "40 requests failed on infrastructure" in why
+    champion_side = {"champion": {**_variant(100), "infra_errors": 3},
+                     "challenger": _variant(100)}
+    assert strategy.verdict(spec, {"variants": champion_side})[0] == "pause"
+
+
 def test_shadow_verdict_reads_agreement() -> None:
     spec = parse_spec(_spec_data(rollout={"kind": "shadow", "min_agreement": 0.9}))
-    assert flow.verdict(spec, {"shadow_comparisons": 3, "shadow_agreement": 1.0})[0] == "wait"
-    assert flow.verdict(spec, {"shadow_comparisons": 99, "shadow_agreement": 0.5})[0] == "abort"
-    assert flow.verdict(spec, {"shadow_comparisons": 99,
+    assert strategy.verdict(spec, {"shadow_comparisons": 3, "shadow_agreement": 1.0})[0] == "wait"
+    assert strategy.verdict(spec, {"shadow_comparisons": 99, "shadow_agreement": 0.5})[0] == "abort"
+    assert strategy.verdict(spec, {"shadow_comparisons": 99,
                                "shadow_agreement": 0.97})[0] == "continue"
 
 

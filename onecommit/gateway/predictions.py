@@ -1,0 +1,333 @@
+"""The shared prediction log: every routed inference, every feedback and every shadow
+comparison, written in batches off the hot path to the serving database that every gateway
+replica shares. Rollout analysis and online metrics are computed from it, so they are the same
+whichever replica served a request or received its feedback, and a restarted gateway keeps
+the analysis window it was in.
+
+Answering a request only appends a tuple. A timer on the event loop hands the pending rows to
+the database thread, which extracts each answer's prediction (the response bytes are parsed
+there, never on the hot path), inserts the batch, and writes the same requests as JSON lines
+to the rotated request log (loguru's `kind=request` sink, set up in `__main__`).
+
+A request is `infra` when it failed for a reason that is not the model's: the inference server
+unreachable or timing out, or a version the desired state pins not loaded in it. Analysis
+counts those apart, so a rollout pauses on them instead of judging the model by them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import orjson
+from loguru import logger
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+)
+
+from onecommit.gateway.statistics import quantile, two_proportion_test
+from onecommit.serving.database import METADATA, Database
+
+prediction_rows = Table(
+    "predictions", METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("variant", String(32), nullable=False),
+    Column("version", Integer),
+    Column("status", Integer, nullable=False),
+    Column("latency_ms", Double, nullable=False),
+    Column("infra", Boolean, nullable=False),
+    # The first element of the answer's `label` output; null when nothing was answered.
+    Column("prediction", Double),
+    Column("revision", BigInteger),
+    Column("replica", String(128), nullable=False),
+    Index("ix_predictions_model_at", "model", "at"),
+    Index("ix_predictions_request_id", "request_id"),
+)
+feedback_rows = Table(
+    "feedback", METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("request_id", Text, nullable=False, index=True),
+    Column("label", Double, nullable=False),
+    Column("replica", String(128), nullable=False),
+)
+shadow_rows = Table(
+    "shadow_comparisons", METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    # agree, disagree, or error (the challenger did not answer).
+    Column("result", String(16), nullable=False),
+    Index("ix_shadow_model_at", "model", "at"),
+)
+
+_BINARY_FORMATS = {"INT64": "q", "INT32": "i", "FP32": "f", "FP64": "d", "BOOL": "?"}
+_request_log = logger.bind(kind="request")
+# Latencies kept per variant for the quantiles of one analysis.
+_LATENCY_WINDOW = 5000
+
+
+def _first_element(body: bytes, header_length: int | None, output: str) -> float | None:
+    header = json.loads(body[:header_length] if header_length else body)
+    offset = header_length or 0
+    for tensor in header.get("outputs", []):
+        size = tensor.get("parameters", {}).get("binary_data_size")
+        if tensor["name"] == output:
+            if size is None:
+                return float(tensor["data"][0])
+            fmt = _BINARY_FORMATS[tensor["datatype"]]
+            return float(struct.unpack_from(f"<{fmt}", body, offset)[0])
+        offset += size or 0
+    return None
+
+
+def prediction(body: bytes, header_length: int | None, output: str = "label") -> float | None:
+    """The first element of an output in a v2 response, JSON or binary-tensor; None when the
+    response has no such output or is not a v2 answer."""
+    try:
+        return _first_element(body, header_length, output)
+    except (ValueError, KeyError, IndexError, TypeError, struct.error):
+        return None  # The request still counts; it cannot be judged against ground truth.
+
+
+class Served(NamedTuple):
+    """One answered request, as the hot path hands it over."""
+
+    at: float
+    request_id: str
+    model: str
+    variant: str
+    version: int | None
+    status: int
+    latency_ms: float
+    infra: bool
+    body: bytes
+    header_length: int | None
+    revision: int | None
+
+
+class _Answer(NamedTuple):
+    variant: str
+    body: bytes
+    header_length: int | None
+
+
+class PredictionLog:
+    def __init__(self, database: Database, replica: str, interval_s: float = 0.1,
+                 max_pending: int = 5000, retention_s: float = 86_400,
+                 recent: int = 20_000) -> None:
+        self._db = database
+        self._replica = replica
+        self._interval_s = interval_s
+        self._max_pending = max_pending
+        self._retention_s = retention_s
+        self._pending: list[Served] = []
+        self._feedback: list[tuple[float, str, float]] = []
+        self._shadow: list[tuple[float, str, int, str]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._pruned_at = 0.0
+        # Answers this replica gave lately, so feedback it receives joins without a query.
+        self._recent: OrderedDict[str, _Answer] = OrderedDict()
+        self._recent_size = recent
+
+    # -- hot path ---------------------------------------------------------------------------
+
+    def add(self, served: Served) -> None:
+        self._pending.append(served)
+        if served.status == 200:
+            self._recent[served.request_id] = _Answer(served.variant, served.body,
+                                                      served.header_length)
+            if len(self._recent) > self._recent_size:
+                self._recent.popitem(last=False)
+        self._schedule()
+
+    def add_shadow(self, model: str, version: int, result: str) -> None:
+        self._shadow.append((time.time(), model, version, result))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if len(self._pending) >= self._max_pending:
+            self._start_flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._interval_s,
+                                                                self._start_flush)
+
+    def _start_flush(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.flush())
+        # Keep a reference until done: the event loop only holds weak ones.
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Hand everything pending to the database thread (which writes in arrival order)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        rows, self._pending = self._pending, []
+        answers, self._feedback = self._feedback, []
+        shadows, self._shadow = self._shadow, []
+        if rows or answers or shadows:
+            try:
+                await self._db.run(self._write, rows, answers, shadows)
+            except Exception as error:  # A database fault must never take serving down.
+                logger.warning(f"prediction log: {len(rows)} rows not written: {error}")
+
+    def _write(self, rows: list[Served], answers: list[tuple[float, str, float]],
+               shadows: list[tuple[float, str, int, str]]) -> None:
+        values = [{"at": r.at, "request_id": r.request_id, "model": r.model,
+                   "variant": r.variant, "version": r.version, "status": r.status,
+                   "latency_ms": r.latency_ms, "infra": r.infra, "revision": r.revision,
+                   "replica": self._replica,
+                   "prediction": prediction(r.body, r.header_length)
+                   if r.status == 200 else None} for r in rows]
+        with self._db.engine.begin() as connection:
+            if values:
+                connection.execute(insert(prediction_rows), values)
+            if answers:
+                connection.execute(insert(feedback_rows), [
+                    {"at": at, "request_id": rid, "label": label, "replica": self._replica}
+                    for at, rid, label in answers])
+            if shadows:
+                connection.execute(insert(shadow_rows), [
+                    {"at": at, "model": m, "version": v, "result": result}
+                    for at, m, v, result in shadows])
+            self._prune(connection)
+        if values:
+            _request_log.info("\n".join(_line(v) for v in values))
+
+    def _prune(self, connection: Any) -> None:
+        now = time.time()
+        if now - self._pruned_at < 60:
+            return
+        self._pruned_at = now
+        horizon = now - self._retention_s
+        connection.execute(delete(prediction_rows).where(prediction_rows.c.at < horizon))
+        connection.execute(delete(feedback_rows).where(feedback_rows.c.at < horizon))
+        connection.execute(delete(shadow_rows).where(shadow_rows.c.at < horizon))
+
+    # -- feedback ---------------------------------------------------------------------------
+
+    async def feedback(self, request_id: str, label: float,
+                       wait_s: float = 0.5) -> tuple[str, bool] | None:
+        """Join ground truth to a served request, whichever replica served it; None when no
+        replica answered that request id (within the retention)."""
+        answer = self._recent.get(request_id)
+        if answer is not None:
+            variant = answer.variant
+            predicted = prediction(answer.body, answer.header_length)
+        else:
+            # Another replica may not have flushed its batch yet: ask again for a moment.
+            deadline = time.monotonic() + wait_s
+            while (found := await self._db.run(self._lookup, request_id)) is None:
+                if time.monotonic() > deadline:
+                    return None
+                await asyncio.sleep(self._interval_s)
+            variant, predicted = found
+        self._feedback.append((time.time(), request_id, float(label)))
+        self._schedule()
+        return variant, predicted == label
+
+    def _lookup(self, request_id: str) -> tuple[str, float | None] | None:
+        with self._db.engine.connect() as connection:
+            row = connection.execute(
+                select(prediction_rows.c.variant, prediction_rows.c.prediction)
+                .where(prediction_rows.c.request_id == request_id, prediction_rows.c.status == 200)
+                .order_by(prediction_rows.c.id.desc()).limit(1)).one_or_none()
+        return None if row is None else (row.variant, row.prediction)
+
+    # -- analysis ---------------------------------------------------------------------------
+
+    async def analysis(self, model: str, since: float, alpha: float,
+                       required_per_arm: int) -> dict[str, Any]:
+        """Per variant since `since`: requests the model answered or failed, its errors,
+        infrastructure failures apart, latency quantiles, online accuracy; the A/B test and
+        the shadow agreement. Written rows only: call `flush` first for this replica's own."""
+        await self.flush()
+        return await self._db.run(self._analysis, model, since, alpha, required_per_arm)
+
+    def _analysis(self, model: str, since: float, alpha: float,
+                  required_per_arm: int) -> dict[str, Any]:
+        p, f, s = prediction_rows.c, feedback_rows.c, shadow_rows.c
+        window = and_(p.model == model, p.at >= since)
+        with self._db.engine.connect() as connection:
+            counts = connection.execute(
+                select(p.variant, func.count(), func.sum(case((p.infra, 1), else_=0)),
+                       func.sum(case((and_(p.status >= 500, p.infra.is_(False)), 1), else_=0)))
+                .where(window).group_by(p.variant)).all()
+            # Each feedback judges one answer: the latest to its request id (ids may repeat).
+            earlier = prediction_rows.alias("earlier")
+            answered = select(func.max(earlier.c.id)).where(
+                earlier.c.request_id == f.request_id, earlier.c.status == 200).scalar_subquery()
+            judged = connection.execute(
+                select(p.variant, func.count(), func.sum(case((p.prediction == f.label, 1),
+                                                              else_=0)))
+                .select_from(feedback_rows.join(prediction_rows, p.id == answered))
+                .where(window).group_by(p.variant)).all()
+            latencies = {variant: [r[0] for r in connection.execute(
+                select(p.latency_ms).where(window, p.variant == variant, p.infra.is_(False))
+                .order_by(p.id.desc()).limit(_LATENCY_WINDOW))] for variant, *_ in counts}
+            shadow: dict[str, int] = {result: int(n) for result, n in connection.execute(
+                select(s.result, func.count()).where(s.model == model, s.at >= since)
+                .group_by(s.result))}
+        labelled = {variant: (int(n), int(correct or 0)) for variant, n, correct in judged}
+        report: dict[str, Any] = {"since": since, "variants": {
+            variant: _summary(int(total), int(infra or 0), int(errors or 0),
+                              latencies[variant], *labelled.get(variant, (0, 0)))
+            for variant, total, infra, errors in counts}}
+        champion, challenger = labelled.get("champion"), labelled.get("challenger")
+        if champion and challenger:
+            report["ab_test"] = two_proportion_test(
+                champion[1], champion[0], challenger[1], challenger[0], alpha,
+                required_per_arm).__dict__
+        compared = shadow.get("agree", 0) + shadow.get("disagree", 0)
+        report["shadow_comparisons"] = compared
+        report["shadow_errors"] = shadow.get("error", 0)
+        report["shadow_agreement"] = shadow.get("agree", 0) / compared if compared else None
+        return report
+
+
+def _summary(total: int, infra: int, errors: int, latencies: list[float], labelled: int,
+             correct: int) -> dict[str, Any]:
+    # Requests failed by infrastructure are not the model's sample: counted apart.
+    requests = total - infra
+    return {
+        "requests": requests, "errors": errors, "infra_errors": infra,
+        "error_rate": errors / requests if requests else 0.0,
+        "latency_ms": {f"p{int(q * 100)}": quantile(latencies, q) for q in (0.5, 0.95, 0.99)},
+        "feedback": labelled,
+        "online_accuracy": correct / labelled if labelled else None,
+    }
+
+
+def _line(row: dict[str, Any]) -> str:
+    return orjson.dumps({
+        "time": datetime.fromtimestamp(row["at"], UTC).isoformat(timespec="milliseconds"),
+        "request_id": row["request_id"], "model": row["model"], "variant": row["variant"],
+        "version": row["version"], "status": row["status"], "infra": row["infra"],
+        "latency_ms": round(row["latency_ms"], 3), "replica": row["replica"]}).decode()

@@ -1,0 +1,105 @@
+"""The gateway's admin API as the lifecycle, the loop and the proof use it: the one client.
+
+A gateway that does not answer (restarting, its database busy, the version it must pin still
+loading) is an infrastructure fault, not a verdict: calls are retried with a backoff until
+`gateway_retry_s` has passed, and only then fail with GatewayUnavailable. Refusals (a 4xx) fail
+at once with the gateway's own message.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from onecommit.errors import OnecommitError
+from onecommit.secrets.local_store import gateway_client
+from onecommit.settings import Settings
+
+
+class GatewayRefused(OnecommitError):
+    """The gateway refused a call; the message is its own."""
+
+
+class GatewayUnavailable(OnecommitError):
+    """The gateway did not answer within the retry budget."""
+
+
+# Statuses that mean "not now" rather than "no".
+_TRANSIENT = {502, 503, 504}
+
+
+class Gateway:
+    def __init__(self, settings: Settings, retry_s: float | None = None) -> None:
+        self._http = gateway_client(settings)
+        self._retry_s = settings.gateway_retry_s if retry_s is None else retry_s
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self._retry_s
+        delay = 0.2
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+                if response.status_code not in _TRANSIENT:
+                    break
+                why = f"{response.status_code}: {_error(response)}"
+            except httpx.TransportError as error:
+                why = f"{type(error).__name__}"
+            if time.monotonic() + delay > deadline:
+                raise GatewayUnavailable(f"gateway {method} {path} did not succeed within "
+                                         f"{self._retry_s:.0f} s ({why}): check `invoke status` "
+                                         "and `invoke logs gateway`")
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        if response.status_code >= 400:
+            raise GatewayRefused(f"gateway {method} {path} refused ({response.status_code}): "
+                               f"{_error(response)}")
+        return response.json()
+
+    def reload(self, alias: str, expected_version: int) -> dict[str, Any]:
+        """Pin the alias's version; returns what the gateway pinned (the evidence)."""
+        pinned: dict[str, Any] = self._call("POST", f"/variant/{alias}/reload")
+        if pinned["version"] != expected_version:
+            raise GatewayRefused(f"gateway pinned {alias} to version {pinned['version']}, "
+                               f"expected {expected_version}")
+        return pinned
+
+    def unpin(self, alias: str) -> None:
+        self._call("DELETE", f"/variant/{alias}")
+
+    def traffic(self, **policy: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = self._call("PUT", "/traffic", json=policy)
+        return answer
+
+    def reset_analysis(self) -> None:
+        self._call("POST", "/analysis/reset")
+
+    def analysis(self, alpha: float = 0.05, sample_size: int = 0) -> dict[str, Any]:
+        report: dict[str, Any] = self._call("GET", "/analysis",
+                                            params={"alpha": alpha, "sample_size": sample_size})
+        return report
+
+    def variants(self) -> dict[str, Any]:
+        answer: dict[str, Any] = self._call("GET", "/variants")
+        return answer
+
+    def get_traffic(self) -> dict[str, Any]:
+        answer: dict[str, Any] = self._call("GET", "/traffic")
+        return answer
+
+
+def _error(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error"))
+    except ValueError:
+        return response.text[:200]

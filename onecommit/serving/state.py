@@ -1,0 +1,205 @@
+"""Desired serving state: per model, which version each alias pins, the traffic policy, and a
+revision that grows with every change. It lives in the serving database, outside every process
+that acts on it: the gateway's admin API writes it, every gateway replica follows it, the Triton
+reconciler loads what it needs, and a restarted process reads what is in force.
+
+Every change is one transaction that bumps the revision and appends an event, so replicas and
+the reconciler notice a change by its revision and the events are the state's history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    Engine,
+    Integer,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from onecommit.errors import OnecommitError
+from onecommit.gateway.router import CHALLENGER, CHAMPION, TrafficPolicy
+from onecommit.serving.database import METADATA
+
+PREVIOUS = "previous"
+# The aliases desired state pins: champion serves, challenger is under test, previous is kept
+# warm for an instant flip back.
+ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
+
+serving_state = Table(
+    "serving_state", METADATA,
+    Column("model", String(128), primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+    Column("pins", Text, nullable=False),
+    Column("policy", Text, nullable=False),
+    # Start of the rollout analysis window (epoch seconds), shared by every replica.
+    Column("analysis_since", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+)
+serving_events = Table(
+    "serving_events", METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False, index=True),
+    Column("revision", BigInteger, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("change", Text, nullable=False),
+)
+
+
+class StateError(OnecommitError):
+    """A change desired state refuses (it names the field); nothing was written."""
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    model: str
+    revision: int
+    pins: Mapping[str, int]
+    policy: TrafficPolicy = field(default_factory=TrafficPolicy)
+    analysis_since: float = 0.0
+    updated_at: float = 0.0
+    updated_by: str = ""
+
+    def needed_versions(self) -> set[int]:
+        """Every version some alias pins: what the inference server must keep loaded."""
+        return set(self.pins.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "pins": dict(self.pins), "policy": asdict(self.policy)}
+
+
+def _state(row: Any) -> DesiredState:
+    return DesiredState(model=row.model, revision=int(row.revision), pins=json.loads(row.pins),
+                        policy=TrafficPolicy(**json.loads(row.policy)),
+                        analysis_since=row.analysis_since, updated_at=row.updated_at,
+                        updated_by=row.updated_by)
+
+
+def _checked_pins(pins: Mapping[str, int | None]) -> None:
+    for alias, version in pins.items():
+        if alias not in ALIASES:
+            raise StateError(f"unknown alias {alias!r}: desired state pins {', '.join(ALIASES)}")
+        if version is None and alias == CHAMPION:
+            raise StateError("the champion cannot be unpinned: pin another version instead")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                                    or version < 1):
+            raise StateError(f"pin {alias}: version must be a positive integer, got {version!r}")
+
+
+class StateStore:
+    """Reads and changes desired state; safe to share between threads and processes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def read(self, model: str) -> DesiredState | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(serving_state).where(serving_state.c.model == model)).one_or_none()
+        return None if row is None else _state(row)
+
+    def read_all(self) -> dict[str, DesiredState]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(serving_state)).all()
+        return {row.model: _state(row) for row in rows}
+
+    def revisions(self) -> dict[str, int]:
+        """model → revision: the cheap question a follower asks to notice a change."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(serving_state.c.model, serving_state.c.revision))
+            return {model: int(revision) for model, revision in rows}
+
+    def seed(self, model: str, pins: Mapping[str, int], actor: str) -> DesiredState:
+        """Desired state for a model that has none yet (from the registry's aliases, say);
+        a model that has some keeps it."""
+        _checked_pins(pins)
+        now = time.time()
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(insert(serving_state).values(
+                    model=model, revision=1, pins=json.dumps(dict(pins)),
+                    policy=json.dumps(asdict(TrafficPolicy())), analysis_since=now,
+                    updated_at=now, updated_by=actor))
+                _record(connection, model, 1, now, actor, {"seed": dict(pins)})
+        except IntegrityError:
+            pass  # Seeded already, by this process earlier or by another replica.
+        state = self.read(model)
+        assert state is not None
+        return state
+
+    def change(self, model: str, actor: str, pins: Mapping[str, int | None] | None = None,
+               policy: TrafficPolicy | None = None,
+               reset_analysis: bool = False) -> DesiredState:
+        """Apply a change in one transaction and return the new state. `pins` maps aliases to
+        a version, or to None to unpin. A model without desired state gets some."""
+        _checked_pins(pins or {})
+        try:
+            return self._change(model, actor, pins or {}, policy, reset_analysis)
+        except IntegrityError:
+            # Another process created the model's row at the same moment: change that one.
+            return self._change(model, actor, pins or {}, policy, reset_analysis)
+
+    def _change(self, model: str, actor: str, pins: Mapping[str, int | None],
+                policy: TrafficPolicy | None, reset_analysis: bool) -> DesiredState:
+        now = time.time()
+        with self._engine.begin() as connection:
+            # Write first: the row lock (PostgreSQL) or the write lock (SQLite) is held before
+            # anything is read, so two changes at once apply one after the other, none lost.
+            bumped = connection.execute(update(serving_state).where(
+                serving_state.c.model == model).values(revision=serving_state.c.revision + 1))
+            if bumped.rowcount == 0:
+                connection.execute(insert(serving_state).values(
+                    model=model, revision=1, pins="{}",
+                    policy=json.dumps(asdict(TrafficPolicy())), analysis_since=now,
+                    updated_at=now, updated_by=actor))
+            current = _state(connection.execute(
+                select(serving_state).where(serving_state.c.model == model)).one())
+            merged = {**current.pins, **pins}
+            new_pins = {alias: v for alias, v in merged.items() if v is not None}
+            state = DesiredState(
+                model=model, revision=current.revision, pins=new_pins,
+                policy=policy or current.policy,
+                analysis_since=now if reset_analysis else current.analysis_since,
+                updated_at=now, updated_by=actor)
+            connection.execute(update(serving_state).where(serving_state.c.model == model).values(
+                pins=json.dumps(new_pins), policy=json.dumps(asdict(state.policy)),
+                analysis_since=state.analysis_since, updated_at=now, updated_by=actor))
+            change: dict[str, Any] = {}
+            if pins:
+                change["pins"] = dict(pins)
+            if policy is not None:
+                change["policy"] = asdict(policy)
+            if reset_analysis:
+                change["reset_analysis"] = True
+            _record(connection, model, state.revision, now, actor, change)
+        return state
+
+    def events(self, model: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The model's latest changes, oldest first."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(serving_events).where(serving_events.c.model == model)
+                .order_by(serving_events.c.id.desc()).limit(limit)).all()
+        return [{"revision": int(r.revision), "at": r.at, "actor": r.actor,
+                 "change": json.loads(r.change)} for r in reversed(rows)]
+
+
+def _record(connection: Any, model: str, revision: int, at: float, actor: str,
+            change: dict[str, Any]) -> None:
+    connection.execute(insert(serving_events).values(model=model, revision=revision, at=at,
+                                                     actor=actor, change=json.dumps(change)))

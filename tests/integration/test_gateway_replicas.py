@@ -1,0 +1,136 @@
+"""Two gateway replicas over one serving database, as on a cluster (or with
+ONECOMMIT_GATEWAY_WORKERS=2): built by `create_app` in this process on the in-process ONNX
+backend (real ONNX Runtime inference, real SQLite), no platform needed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from pydantic import SecretStr
+from skl2onnx import to_onnx
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from onecommit.gateway.app import create_app
+from onecommit.gateway.router import TrafficPolicy
+from onecommit.gateway.settings import GatewaySettings
+from onecommit.serving.database import open_engine
+from onecommit.serving.state import StateStore
+from onecommit.serving.triton_repo import publish
+from tests.conftest import free_ports
+
+MODEL = "cancer"
+ADMIN = {"Authorization": "Bearer replica-test"}
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A model repository with two versions that disagree on some rows."""
+    repository = tmp_path_factory.mktemp("models")
+    features, labels = load_breast_cancer(return_X_y=True)
+    for version, c_value in ((1, 1.0), (2, 1e-4)):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c_value, max_iter=500))
+        model.fit(features, labels)
+        proto = to_onnx(model, features[:1].astype(np.float32),
+                        options={id(model.steps[-1][1]): {"zipmap": False}})
+        publish(repository, MODEL, version, proto.SerializeToString())
+    return repository, features.astype(np.float32), labels
+
+
+def _settings(state_dir: Path, repository: Path) -> GatewaySettings:
+    (mlflow,) = free_ports(1)  # Nothing listens: desired state alone says what to serve.
+    return GatewaySettings(state_dir=state_dir, gateway_backend="onnx",
+                           gateway_onnx_model_dir=repository, gateway_model=MODEL,
+                           gateway_admin_token=SecretStr("replica-test"), mlflow_port=mlflow,
+                           mlflow_timeout_s=0.5, gateway_state_poll_s=0.1)
+
+
+@asynccontextmanager
+async def _replica(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client
+
+
+def _body(row: np.ndarray) -> dict[str, object]:
+    return {"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32",
+                        "data": row.tolist()}]}
+
+
+async def _routes(client: httpx.AsyncClient, features: np.ndarray, ids: range) -> list[str]:
+    variants = []
+    for i in ids:
+        response = await client.post(f"/v2/models/{MODEL}/infer", json=_body(features[i % 100]),
+                                     headers={"x-request-id": f"req-{i}"})
+        assert response.status_code == 200, response.text
+        variants.append(response.headers["x-onecommit-variant"])
+    return variants
+
+
+def test_replicas_route_alike_share_feedback_and_survive_a_restart(
+        rows: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    repository, features, labels = rows
+    settings = _settings(tmp_path, repository)
+    StateStore(open_engine(settings.serving_db)).change(
+        MODEL, "test", pins={"champion": 1, "challenger": 2},
+        policy=TrafficPolicy(strategy="canary", challenger_weight=0.5))
+
+    async def scenario() -> None:
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(_replica(settings))
+            b = await stack.enter_async_context(_replica(settings))
+            assert (await a.get("/traffic")).json()["revision"] == 1
+            assert await _routes(a, features, range(200)) == await _routes(b, features,
+                                                                            range(200))
+            # A policy change on one replica reaches the other within a second.
+            changed = await a.put("/traffic", headers=ADMIN,
+                                  json={"strategy": "canary", "challenger_weight": 0.1})
+            assert changed.status_code == 200, changed.text
+            revision, started = changed.json()["revision"], time.monotonic()
+            while (await b.get("/traffic")).json()["revision"] != revision:
+                assert time.monotonic() - started < 1.0, "the change did not reach replica b"
+                await asyncio.sleep(0.02)
+            assert (await b.get("/traffic")).json()["challenger_weight"] == 0.1
+            reset = await a.post("/analysis/reset", headers=ADMIN)
+            assert reset.status_code == 200
+            while (await b.get("/traffic")).json()["revision"] != reset.json()["revision"]:
+                await asyncio.sleep(0.02)
+            routed_a = await _routes(a, features, range(1000, 1100))
+            assert routed_a == await _routes(b, features, range(1000, 1100))
+            # Feedback posted to b joins requests a served (and the other way round).
+            for i in range(1000, 1040):
+                client = b if i % 2 else a
+                joined = await client.post("/feedback", headers=ADMIN, json={
+                    "request_id": f"req-{i}", "label": int(labels[i % 100])})
+                assert joined.status_code == 200, joined.text
+                assert joined.json()["variant"] == routed_a[i - 1000]
+            unknown = await b.post("/feedback", headers=ADMIN,
+                                   json={"request_id": "never-served", "label": 1})
+            assert unknown.status_code == 404
+            report_a, report_b = (await a.get("/analysis")).json(), \
+                (await b.get("/analysis")).json()
+            assert report_a["variants"] == report_b["variants"]
+            served = sum(v["requests"] for v in report_a["variants"].values())
+            assert served == 200  # both replicas' requests since the reset
+            assert sum(v["feedback"] for v in report_a["variants"].values()) == 40
+            # A restarted replica serves the policy in force from its first request.
+            await stack.aclose()
+        async with _replica(settings) as restarted:
+            traffic = (await restarted.get("/traffic")).json()
+            assert (traffic["strategy"], traffic["challenger_weight"]) == ("canary", 0.1)
+            assert await _routes(restarted, features, range(1000, 1100)) == routed_a
+            ready = await restarted.get("/v2/health/ready")
+            assert ready.status_code == 200, ready.text
+
+    asyncio.run(scenario())
