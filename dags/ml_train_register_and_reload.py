@@ -6,6 +6,7 @@ Thin TaskFlow wrapper: every step is a function of the lifecycle library (`flow`
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -104,16 +105,23 @@ def ml_train_register_and_reload() -> None:
 
         return flow.reload_challenger(Settings(), registered["version"])
 
-    @task
+    @task(retries=2, retry_delay=timedelta(seconds=15))
     def rollout(registered: dict[str, Any]) -> list[dict[str, Any]]:
+        """Retried when its process dies (a scheduler killed or restarted under it): the
+        strategy starts again from its first step. A verdict is final: never retried."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from onecommit.lifecycle import rollout as strategy
         from onecommit.lifecycle.notify import send
 
         if registered["before_version"] is None:
             return []  # First model: nothing serves yet, nothing to compare with.
         settings = Settings()
-        return strategy.run(settings, _spec(), registered["version"], on_step=lambda step: (
-            send(settings, "rollout step", f"{step['step']} → {step['decision']}", step)))
+        try:
+            return strategy.run(settings, _spec(), registered["version"], on_step=lambda step: (
+                send(settings, "rollout step", f"{step['step']} → {step['decision']}", step)))
+        except strategy.RolloutAborted as aborted:
+            raise AirflowFailException(str(aborted)) from None
 
     @task
     def promote(registered: dict[str, Any], ready_seen: dict[str, Any],

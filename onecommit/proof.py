@@ -249,7 +249,7 @@ def render(document: dict[str, Any]) -> str:
               f"Routed version: {document['gateway']['routed_version']}", "",
               "## Components", ""]
     lines += [f"- {n}: {'healthy' if c['healthy'] else 'UNHEALTHY'}, version {c.get('version')}, "
-              f"{c.get('rss_mb')} MB" for n, c in document["components"].items()]
+              f"{c.get('memory_mb')} MB" for n, c in document["components"].items()]
     lines += ["", "## DAG runs", ""]
     for dag_id, runs in document["dag_runs"].items():
         lines += [f"- {dag_id} `{r['run_id']}`: {r['state']} — " + ", ".join(

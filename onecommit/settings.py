@@ -11,6 +11,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Profile = Literal["local", "kind"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Holds sitecustomize.py, which makes every process of a platform program die with its parent.
+ORPHANS_RULE = PROJECT_ROOT / "onecommit" / "platform" / "orphans"
+# The PYTHONPATH of every Python program the platform runs: the project, and that rule.
+PROGRAM_PYTHONPATH = f"{PROJECT_ROOT}:{ORPHANS_RULE}"
+# Holds airflow_local_settings.py, which every Airflow process imports at start.
+AIRFLOW_SETTINGS = PROJECT_ROOT / "onecommit" / "platform" / "airflow_settings"
 
 
 class Settings(BaseSettings):

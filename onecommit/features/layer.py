@@ -259,10 +259,10 @@ def status(settings: Settings) -> dict[str, Any]:
     layer = layer_components(feature)
     server = health.status(feature, layer[-1], running)
     redis = running.get(REDIS)
-    rss = server.rss_mb + (health.tree_rss_mb(redis.pid) if redis and redis.pid else 0.0)
+    rss = server.memory_mb + (health.tree_memory_mb(redis.pid) if redis and redis.pid else 0.0)
     return {"attached": bool(state.get("attached")), "online_store": state.get("online_store"),
             "feature_server": server.url, "healthy": server.healthy, "detail": server.detail,
-            "rss_mb": round(rss, 1)}
+            "memory_mb": round(rss, 1)}
 
 
 def describe(status: dict[str, Any]) -> str:
@@ -271,4 +271,4 @@ def describe(status: dict[str, Any]) -> str:
         return "optional layer (feast): detached (`invoke optional --on` attaches it)"
     health_text = "healthy" if status["healthy"] else f"NOT healthy ({status['detail']})"
     return (f"optional layer (feast): attached, {status['online_store']} online store, feature "
-            f"server {health_text} at {status['feature_server']}, {status['rss_mb']:.1f} MB")
+            f"server {health_text} at {status['feature_server']}, {status['memory_mb']:.1f} MB")

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.settings import PROGRAM_PYTHONPATH, PROJECT_ROOT, Settings
 
 OnlineStore = Literal["sqlite", "redis"]
 
@@ -66,4 +66,4 @@ class FeatureSettings(Settings):
         """What the feature repo's YAML and definitions expand, for every Feast process."""
         return {"ONECOMMIT_FEAST_DATA": str(self.feast_data_dir),
                 "ONECOMMIT_FEAST_REDIS": str(self.feast_redis_port),
-                "PYTHONPATH": str(PROJECT_ROOT)}
+                "PYTHONPATH": PROGRAM_PYTHONPATH}

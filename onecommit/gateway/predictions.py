@@ -244,7 +244,7 @@ class PredictionLog:
         else:
             # Another replica may not have flushed its batch yet: ask again for a moment.
             deadline = time.monotonic() + wait_s
-            while (found := await self._db.run(self._lookup, request_id)) is None:
+            while (found := await self._db.read(self._lookup, request_id)) is None:
                 if time.monotonic() > deadline:
                     return None
                 await asyncio.sleep(self._interval_s)
@@ -269,7 +269,7 @@ class PredictionLog:
         infrastructure failures apart, latency quantiles, online accuracy; the A/B test and
         the shadow agreement. Written rows only: call `flush` first for this replica's own."""
         await self.flush()
-        return await self._db.run(self._analysis, model, since, alpha, required_per_arm)
+        return await self._db.read(self._analysis, model, since, alpha, required_per_arm)
 
     def _analysis(self, model: str, since: float, alpha: float,
                   required_per_arm: int) -> dict[str, Any]:
@@ -281,14 +281,16 @@ class PredictionLog:
                        func.sum(case((and_(p.status >= 500, p.infra.is_(False)), 1), else_=0)))
                 .where(window).group_by(p.variant)).all()
             # Each feedback judges one answer: the latest to its request id (ids may repeat).
-            earlier = prediction_rows.alias("earlier")
-            answered = select(func.max(earlier.c.id)).where(
-                earlier.c.request_id == f.request_id, earlier.c.status == 200).scalar_subquery()
+            later = prediction_rows.alias("later")
+            superseded = select(later.c.id).where(
+                later.c.request_id == p.request_id, later.c.status == 200,
+                later.c.id > p.id).exists()
             judged = connection.execute(
                 select(p.variant, func.count(), func.sum(case((p.prediction == f.label, 1),
                                                               else_=0)))
-                .select_from(feedback_rows.join(prediction_rows, p.id == answered))
-                .where(window).group_by(p.variant)).all()
+                .select_from(prediction_rows.join(feedback_rows,
+                                                  f.request_id == p.request_id))
+                .where(window, p.status == 200, ~superseded).group_by(p.variant)).all()
             latencies = {variant: [r[0] for r in connection.execute(
                 select(p.latency_ms).where(window, p.variant == variant, p.infra.is_(False))
                 .order_by(p.id.desc()).limit(_LATENCY_WINDOW))] for variant, *_ in counts}

@@ -18,7 +18,13 @@ from onecommit.platform.envs import env_dir
 from onecommit.secrets import local_store
 from onecommit.secrets.ca import ensure_certs
 from onecommit.secrets.files import read_or_create
-from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.settings import (
+    AIRFLOW_SETTINGS,
+    ORPHANS_RULE,
+    PROGRAM_PYTHONPATH,
+    PROJECT_ROOT,
+    Settings,
+)
 
 AIRFLOW_USER = "onecommit"
 # Environments are built with this interpreter; the Triton stub must match its version.
@@ -77,7 +83,8 @@ def _mlflow(settings: Settings) -> Component:
         name="mlflow", env="mlflow", url=settings.url(settings.mlflow_port),
         health_path="/health", version_path="/version",
         # The GenAI job runner forks seven workers (~1.6 GB) the registry never uses.
-        programs=[Program("mlflow", command, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})],
+        programs=[Program("mlflow", command, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                                              "PYTHONPATH": str(ORPHANS_RULE)})],
         prepare=lambda: home.mkdir(parents=True, exist_ok=True),
     )
 
@@ -107,7 +114,12 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.logs_dir / "airflow-tasks"),
-        "PYTHONPATH": str(PROJECT_ROOT),
+        # A task whose scheduler died (its process dies with it: orphans/sitecustomize.py)
+        # is run again by the restarted scheduler within about this, instead of 5 minutes.
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
+        # A task process that stopped heartbeating is failed (and retried) after this.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+        "PYTHONPATH": f"{PROGRAM_PYTHONPATH}:{AIRFLOW_SETTINGS}",
         "MLFLOW_TRACKING_URI": settings.url(settings.mlflow_port),
         # Tasks run the lifecycle library, which needs every port and path of this platform.
         **settings.as_environment(),
@@ -195,7 +207,7 @@ def _triton(settings: Settings) -> Component:
     reconciler = Program("triton-reconciler",
                          [_bin(settings, "gateway", "python"), "-m",
                           "onecommit.serving.reconciler"],
-                         {"PYTHONPATH": str(PROJECT_ROOT), **settings.as_environment()},
+                         {"PYTHONPATH": PROGRAM_PYTHONPATH, **settings.as_environment()},
                          stop_wait_s=5)
     return Component(
         name="triton", env="triton", url=settings.url(settings.triton_http_port),
@@ -207,7 +219,7 @@ def _triton(settings: Settings) -> Component:
 
 def _gateway(settings: Settings) -> Component:
     command = [_bin(settings, "gateway", "python"), "-m", "onecommit.gateway"]
-    environment = {"PYTHONPATH": str(PROJECT_ROOT), **settings.as_environment()}
+    environment = {"PYTHONPATH": PROGRAM_PYTHONPATH, **settings.as_environment()}
     if settings.tls:
         # uvicorn's ssl_certfile / ssl_keyfile, through the gateway's settings.
         cert_file, key_file = settings.tls_pair("gateway")

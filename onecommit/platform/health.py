@@ -25,7 +25,7 @@ class ComponentStatus:
     detail: str
     pid: int | None
     version: str | None
-    rss_mb: float
+    memory_mb: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,8 +96,10 @@ def describe_serving(serving: dict[str, Any]) -> str:
             + (f" (revision {serving['revision']})" if "revision" in serving else ""))
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (workers, stubs)."""
+def tree_memory_mb(pid: int) -> float:
+    """Memory of a process and all its descendants (workers, stubs, forked tasks), as their
+    proportional set sizes: a page shared by n processes counts 1/n for each, so forked
+    children that share their parent's pages are not counted twice."""
     try:
         root = psutil.Process(pid)
         family = [root, *root.children(recursive=True)]
@@ -106,8 +108,8 @@ def tree_rss_mb(pid: int) -> float:
     total = 0
     for process in family:
         try:
-            total += process.memory_info().rss
-        except psutil.NoSuchProcess:
+            total += process.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return round(total / 2**20, 1)
 
@@ -126,5 +128,5 @@ def status(settings: Settings, component: Component,
     return ComponentStatus(
         url=component.url, healthy=healthy, detail=detail, pid=pids[0] if pids else None,
         version=version(settings, component) if healthy else None,
-        rss_mb=round(sum(tree_rss_mb(pid) for pid in pids), 1),
+        memory_mb=round(sum(tree_memory_mb(pid) for pid in pids), 1),
     )

@@ -69,16 +69,26 @@ def _create_tables(engine: Engine) -> None:
 
 
 class Database:
-    """An engine plus the one thread that talks to it, for async callers: database work never
-    runs on the event loop, and one thread keeps a process's writes in order."""
+    """An engine and the threads that talk to it, for async callers: database work never runs
+    on the event loop. One thread writes, so a process's writes stay in order; reads that may
+    take a while (analysis, feedback look-ups) have threads of their own, so they never hold up
+    a write or a desired-state poll."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, readers: int = 2) -> None:
         self.engine = open_engine(url)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serving-db")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serving-db")
+        self._readers = ThreadPoolExecutor(max_workers=readers,
+                                           thread_name_prefix="serving-db-read")
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
+        """On the writer thread: writes, and the short reads that must follow them."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, call, *args)
+
+    async def read(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._readers, call, *args)
 
     def close(self) -> None:
-        self._thread.shutdown(wait=True)
+        # Pending writes are finished; a read nobody waits for any more is dropped.
+        self._readers.shutdown(wait=False, cancel_futures=True)
+        self._writer.shutdown(wait=True)
         self.engine.dispose()

@@ -88,21 +88,21 @@ def status(c: Context, json_: bool = False) -> None:
     report = local.statuses(settings)
     optional = optional_layer.status(settings)
     served = health.serving(settings) if report["gateway"].pid else None
-    total = round(sum(s.rss_mb for s in report.values()) + optional["rss_mb"], 1)
+    total = round(sum(s.memory_mb for s in report.values()) + optional["memory_mb"], 1)
     if json_:
         print(json.dumps({"components": {n: s.as_dict() for n, s in report.items()},
-                          "serving": served, "optional": optional, "total_rss_mb": total},
+                          "serving": served, "optional": optional, "total_memory_mb": total},
                          indent=2))
     else:
-        print(f"{'component':<10} {'healthy':<8} {'pid':>8} {'rss_mb':>8}  {'version':<10} url")
+        print(f"{'component':<10} {'healthy':<8} {'pid':>8} {'mem_mb':>8}  {'version':<10} url")
         for name, s in report.items():
             print(f"{name:<10} {'yes' if s.healthy else 'NO':<8} {s.pid or '-':>8} "
-                  f"{s.rss_mb:>8.1f}  {s.version or '-':<10} {s.url}"
+                  f"{s.memory_mb:>8.1f}  {s.version or '-':<10} {s.url}"
                   + ("" if s.healthy else f"  ({s.detail})"))
         if served is not None:
             print(health.describe_serving(served))
         print(optional_layer.describe(optional))
-        print(f"total resident memory: {total:.1f} MB")
+        print(f"total memory (proportional set size, shared pages split): {total:.1f} MB")
     if not all(s.healthy for s in report.values()) or (optional["attached"]
                                                        and not optional["healthy"]):
         raise Exit(code=1)

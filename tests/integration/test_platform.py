@@ -31,7 +31,7 @@ def test_every_component_is_healthy_with_pid_version_and_memory(platform: Settin
     for name, status in report.items():
         assert status.healthy, f"{name}: {status.detail}"
         assert status.pid, name
-        assert status.rss_mb > 0, name
+        assert status.memory_mb > 0, name
         assert status.version, name
         assert status.url.startswith("http://127.0.0.1:")
     assert report["mlflow"].version == "3.17.2"

@@ -1,0 +1,18 @@
+"""Airflow's local settings on the local profile: every Airflow process imports
+`airflow_local_settings` at start (this folder is on their PYTHONPATH).
+
+The scheduler runs each task in a process it forks (a LocalExecutor worker forks the task), so
+what the scheduler has imported, every task starts with. Importing the lifecycle library here,
+once, spares each task the seconds of CPU that MLflow, scikit-learn, skl2onnx and tritonclient
+cost to import; the forked tasks share those pages with the scheduler until they write to them.
+Only the scheduler does this: the API server, DAG processor and triggerer never run tasks.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if sys.argv[1:2] == ["scheduler"]:
+    import onecommit.lifecycle.flow
+    import onecommit.lifecycle.notify
+    import onecommit.lifecycle.rollout  # noqa: F401
