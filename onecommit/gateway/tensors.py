@@ -223,7 +223,9 @@ def input_mismatch(inputs: object, expected: list[dict[str, Any]]) -> str | None
     metadata, if anything."""
     if not isinstance(inputs, list):
         return "`inputs` must be a list of tensors"
-    given = {t.get("name"): t for t in inputs if isinstance(t, dict)}
+    if not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in inputs):
+        return "each input must be an object with a string `name`"
+    given = {t["name"]: t for t in inputs}
     for spec in expected:
         tensor = given.get(spec["name"])
         if tensor is None:

@@ -130,7 +130,10 @@ def _airflow(settings: Settings) -> Component:
     airflow = _bin(settings, "platform", "airflow")
 
     def program(name: str, *args: str) -> Program:
-        return Program(f"airflow-{name}", [airflow, name, *args], airflow_environment(settings))
+        # Airflow's graceful stop takes 20-30 s per process; a task it cuts short is run
+        # again by the next scheduler (orphaned_tasks_check_interval), so waiting buys nothing.
+        return Program(f"airflow-{name}", [airflow, name, *args], airflow_environment(settings),
+                       stop_wait_s=5)
 
     return Component(
         name="airflow", env="platform", url=settings.url(settings.airflow_port),

@@ -190,7 +190,16 @@ def test_shadow_mirrors_and_records_agreement(served: Served) -> None:
     ("post", "/variant/challenger/reload", {"headers": {"Authorization": "Bearer wrong"}}, 401),
     ("put", "/traffic", {"json": {"strategy": "canary", "challenger_weight": 2}, "admin": True},
      422),
-    ("post", "/variant/nonexistent/reload", {"admin": True}, 409),
+    ("post", "/variant/nonexistent/reload", {"admin": True}, 422),
+    ("delete", "/variant/champion", {"admin": True}, 422),
+    ("get", "/analysis?alpha=2", {}, 422),
+    ("post", "/feedback", {"json": {"request_id": "x"}, "admin": True}, 422),
+    ("post", "/feedback", {"json": {"request_id": "never-served", "label": 1}, "admin": True},
+     404),
+    # Found by a fuzzer: an input name that is not a string.
+    ("post", f"/v2/models/{MODEL}/infer",
+     {"json": {"inputs": [{"name": {}, "shape": [], "datatype": "", "data": []}]}}, 400),
+    ("post", f"/v2/models/{MODEL}/versions/%C2%B2/infer", {"json": {"inputs": []}}, 400),
 ])
 def test_bad_input_gets_its_4xx_and_changes_nothing(served: Served, method: str, path: str,
                                                     kwargs: dict[str, object],

@@ -63,7 +63,7 @@ def test_published_version_matches_registry_model_on_golden_rows(platform: Setti
                         to_onnx_bytes(pipeline, golden))
     assert serving.version_ready(grpc_url, name, version)
     reference = _reference(platform, name, version)
-    assert serving.smoke(grpc_url, name, version, reference, golden) == []
+    assert serving.smoke(grpc_url, name, version, reference, golden).problems == []
 
 
 def test_smoke_catches_a_tampered_model(platform: Settings) -> None:
@@ -76,6 +76,7 @@ def test_smoke_catches_a_tampered_model(platform: Settings) -> None:
     grpc_url = f"127.0.0.1:{platform.triton_grpc_port}"
     serving.load_beside(grpc_url, platform.model_repository, name, version,
                         to_onnx_bytes(other, golden))
-    problems = serving.smoke(grpc_url, name, version, _reference(platform, name, version), golden)
+    problems = serving.smoke(grpc_url, name, version, _reference(platform, name, version),
+                             golden).problems
     assert problems
     assert np.any(["probabilities differ" in p for p in problems])

@@ -149,3 +149,8 @@ def test_input_mismatch_names_what_differs() -> None:
     assert "shape [1, 3]" in str(input_mismatch(
         [{"name": "X", "datatype": "FP32", "shape": [1, 3]}], expected))
     assert "list" in str(input_mismatch("X", expected))
+    # A fuzzer's find: names that are not strings (a dict is not even hashable).
+    for name in ({}, [], 3, None):
+        assert "string `name`" in str(input_mismatch([{"name": name, "datatype": "FP32"}],
+                                                     expected))
+    assert "string `name`" in str(input_mismatch([7], expected))
