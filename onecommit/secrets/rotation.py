@@ -20,9 +20,9 @@ import httpx
 
 from onecommit.platform import supervisor
 from onecommit.secrets import SecretsError, manifests, plaintext
-from onecommit.secrets.catalog import Credential, credential
+from onecommit.secrets.catalog import Credential, credential, new_token
 from onecommit.secrets.files import PRIVATE_FILE, write_private
-from onecommit.secrets.local_store import gateway_token_files, new_token
+from onecommit.secrets.local_store import gateway_token_files
 from onecommit.settings import Settings
 
 Report = Callable[[str], None]
@@ -96,26 +96,30 @@ def _gateway_running(settings: Settings) -> bool:
 
 
 def _plan(settings: Settings, root: Path, cred: Credential, envs: list[str] | None,
-          environ: dict[str, str]) -> tuple[dict[Path, str], str]:
-    """Step 1: the sealed manifests and the new plaintext source, in memory."""
-    cert_pem = manifests.read_cert(settings.sealing_cert)
+          environ: dict[str, str]) -> tuple[dict[Path, str], dict[Path, str], str]:
+    """Step 1: the sealed manifests, the certificate records and the new plaintext source, in
+    memory."""
     chosen = manifests.select_envs(root, envs)
+    certs, records = manifests.sealing_certs(root, chosen, settings.sealing_cert)
     source = settings.secrets_file
     plaintext.require_untracked(source)
     values = plaintext.load(source, manifests.envs(root), environ)
-    fresh = {env: {cred.name: cred.generate()} for env in chosen}
+    fresh = {env: {cred.name: cred.generate(env)} for env in chosen}
     for env in chosen:
         values.setdefault(env, {})[cred.name] = fresh[env][cred.name]
-    return manifests.plan(root, fresh, cert_pem), plaintext.render(values)
+    contents = manifests.plan(root, fresh, certs)
+    manifests.refuse_mixed_keys(root, contents, records)
+    return contents, records, plaintext.render(values)
 
 
 def rotate(settings: Settings, root: Path, name: str, *, envs: list[str] | None = None,
            grace_s: float = 5.0, confirm_timeout_s: float = 15.0,
            environ: dict[str, str] | None = None, report: Report = print) -> Rotation:
-    """Rotate one credential in the tree's envs (sealed for `settings.sealing_cert`) and, for
-    the admin token, on the local gateway (each step confirmed within `confirm_timeout_s`)."""
+    """Rotate one credential in the tree's envs (each sealed for the certificate it records, or
+    all for `settings.sealing_cert`) and, for the admin token, on the local gateway (each step
+    confirmed within `confirm_timeout_s`)."""
     cred = credential(name)
-    sealed, source_text = _plan(settings, root, cred, envs, environ or {})
+    sealed, records, source_text = _plan(settings, root, cred, envs, environ or {})
     source = settings.secrets_file
     live = (GatewayTokenSwitch(settings, confirm_timeout_s)
             if cred.name == "gateway-admin-token" and _gateway_running(settings) else None)
@@ -130,7 +134,7 @@ def rotate(settings: Settings, root: Path, name: str, *, envs: list[str] | None 
         result.at["accepted"] = time.monotonic()
         report("local gateway: accepts the new admin token beside the old one")
     try:
-        manifests.write(sealed, {source: source_text}, {source: PRIVATE_FILE})
+        manifests.write(sealed, {**records, source: source_text}, {source: PRIVATE_FILE})
     except OSError as error:
         if live is not None:
             live.abort()
