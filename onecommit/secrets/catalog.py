@@ -207,12 +207,19 @@ CREDENTIALS: dict[str, Credential] = {c.name: c for c in (
 )}
 
 
-def credential(name: str) -> Credential:
+# What `invoke rotate all` means: every credential at once, e.g. for a new cluster's env.
+ALL = "all"
+
+
+def credentials(name: str) -> list[Credential]:
+    """The credential of that name, or every one for ALL."""
+    if name == ALL:
+        return list(CREDENTIALS.values())
     try:
-        return CREDENTIALS[name]
+        return [CREDENTIALS[name]]
     except KeyError:
         raise SecretsError(f"unknown credential {name!r}: choose one of "
-                           f"{', '.join(CREDENTIALS)}") from None
+                           f"{', '.join(CREDENTIALS)} or {ALL}") from None
 
 
 def producing(secret_name: str) -> Credential | None:

@@ -13,7 +13,7 @@ from invoke.tasks import task
 
 from onecommit.secrets import SecretsError, manifests
 from onecommit.secrets.ca import ensure_certs
-from onecommit.secrets.catalog import CREDENTIALS
+from onecommit.secrets.catalog import ALL, CREDENTIALS
 from onecommit.secrets.rotation import rotate as rotate_credential
 from onecommit.secrets.sealing import reseal_tree
 from onecommit.settings import PROJECT_ROOT
@@ -69,15 +69,15 @@ def reseal(c: Context, old_key: str, new_cert: str, path: list[str] | None = Non
     print(f"{len(rewritten)} file(s) re-sealed for the new certificate")
 
 
-@task(iterable=["env"], help={"name": ", ".join(CREDENTIALS),
+@task(iterable=["env"], help={"name": f"{', '.join(CREDENTIALS)}, or {ALL} (every one at once)",
                               "cert": CERT_HELP,
                               "env": "only this env (repeatable; default: every env)",
                               "grace_s": "seconds the old admin token stays valid after the "
                                          "switch, for requests in flight"})
 def rotate(c: Context, name: str, cert: str | None = None, env: list[str] | None = None,
            grace_s: float = 5.0) -> None:
-    """Generate a new credential, seal it for every env, and switch the running local platform
-    to it without downtime."""
+    """Generate a new credential (or all of them), seal it for every env, and switch the running
+    local platform to it without downtime."""
     settings = load_settings(sealing_cert=cert)
     with refusals():
         result = rotate_credential(settings, PROJECT_ROOT, name, envs=env or None,

@@ -164,7 +164,8 @@ MORE_SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
         "secretKeyRef of REDIS_PASSWORD reads key 'pasword' of Secret 'redis-auth', which "
         "gitops/envs/dev/sealed/optional/redis-auth.yaml does not define (its keys: password)"),
     "application-value-file": (
-        _edit("gitops/appsets/templates/baseline.yaml", "/values.yaml", "/value.yaml"),
+        _edit("gitops/appsets/templates/baseline.yaml", '{{ $component }}/values.yaml"',
+              '{{ $component }}/value.yaml"'),
         "gitops/appsets/templates/baseline.yaml",
         "ApplicationSet/baseline -> Application/minio-baseline",
         "helm value file '$values/baseline/minio/value.yaml' does not exist in the repo"),

@@ -230,3 +230,18 @@ def test_an_env_without_a_recorded_certificate_is_named(tree: Tree) -> None:
     with pytest.raises(SecretsError, match=r"no sealing certificate for dev: .*sealing-cert\.pem "
                                            r"is missing; pass --cert"):
         rotate(recorded, tree.root, "gateway-admin-token", report=lambda _: None)
+
+
+def test_rotating_all_moves_an_env_to_its_new_controller(tree: Tree) -> None:
+    rotate(tree.settings, tree.root, "all", report=lambda _: None)
+    dev_before = {p: p.read_bytes() for p in tree_files(tree.root / "gitops/envs/dev")}
+    prod_key, prod_cert = generate_controller_keypair("prod-controller", key_size=2048)
+    (tree.root.parent / "prod.pem").write_bytes(prod_cert)
+    moved = tree.settings.model_copy(update={"sealing_cert": tree.root.parent / "prod.pem"})
+    result = rotate(moved, tree.root, "all", envs=["prod"], report=lambda _: None)
+    assert len(result.written) == sum(len(c.secrets) for c in CREDENTIALS.values())
+    assert sealing_cert_path(tree.root, "prod").read_bytes() == prod_cert
+    token = source(tree)["prod"]["gateway-admin-token"]["token"]
+    assert sealed_values(tree, "prod", "gateway-admin-token", key_pem=prod_key) == {
+        "token": token.encode()}
+    assert {p: p.read_bytes() for p in tree_files(tree.root / "gitops/envs/dev")} == dev_before
