@@ -27,6 +27,7 @@ import yaml
 
 from onecommit.lint import Finding, upstream
 from onecommit.lint.helm import Doc, Helm, Render, rel
+from onecommit.secrets import catalog
 
 BOOTSTRAP = Path("gitops") / "bootstrap"
 BUILTIN_PROJECT = "default"  # exists in every Argo CD and allows every destination
@@ -187,11 +188,6 @@ class Resolution:
                 if d.app.cluster == cluster and d.doc.get("kind") == "AppProject"}
 
 
-def envs(root: Path) -> list[str]:
-    return sorted(p.name for p in (root / "gitops" / "envs").iterdir() if p.is_dir()) \
-        if (root / "gitops" / "envs").is_dir() else []
-
-
 def build_environment(app: App, source: Doc) -> dict[str, str]:
     """Argo CD's build environment of one source."""
     return {"ARGOCD_APP_NAME": app.name, "ARGOCD_APP_NAMESPACE": app.namespace,
@@ -228,6 +224,8 @@ def _matches(relative: str, pattern: str) -> bool:
 
 
 class Resolver:
+    """Walks from the roots down, collecting Applications, what they deploy and the findings."""
+
     def __init__(self, root: Path, helm: Helm) -> None:
         self.root, self.helm = root, helm
         self.out = Resolution()
@@ -252,7 +250,7 @@ class Resolver:
                 self.finding(file, app.obj, f"root Applications read one repository "
                                             f"({self.out.repo_url}), not {sorted(repos)}")
                 continue
-            for env in envs(self.root):
+            for env in catalog.envs(self.root):
                 self._walk(self._as_cluster(doc, app, env), depth=0)
         self._check_projects()
         return self.out

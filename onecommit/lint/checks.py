@@ -35,7 +35,7 @@ from onecommit.lint import (
     upstream,
     workflows,
 )
-from onecommit.lint.helm import Helm, Render, Rendered
+from onecommit.lint.helm import Helm, Render, Rendered, rel
 from onecommit.lint.tools import ensure_promtool, ensure_tools
 
 KUBERNETES_VERSION = "1.31"
@@ -52,13 +52,6 @@ Doc = dict[str, Any]
 
 def _module(name: str) -> Any:
     return importlib.import_module(name)
-
-
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def _obj(doc: Doc) -> str:
@@ -104,7 +97,7 @@ def check_yamllint(root: Path, files: list[Path]) -> list[Finding]:
         if _is_template(path):
             continue
         for problem in linter.run(path.read_text(), config, str(path)):
-            findings.append(Finding(_rel(root, path), f"line {problem.line}",
+            findings.append(Finding(rel(root, path), f"line {problem.line}",
                                     f"yamllint {problem.level}: {problem.desc} ({problem.rule})"))
     return findings
 
@@ -188,7 +181,7 @@ def check_secret_text(root: Path, files: list[Path]) -> list[Finding]:
     findings = []
     for path in files:
         if _is_template(path) and _SECRET_LINE.search(path.read_text()):
-            findings.append(Finding(_rel(root, path), "Secret", "plaintext Secret template: "
+            findings.append(Finding(rel(root, path), "Secret", "plaintext Secret template: "
                                                                "use a SealedSecret"))
     return findings
 
@@ -237,10 +230,10 @@ def check_repo_named_once(root: Path, resolution: argocd.Resolution,
     """The root Application names the repository; everything else is handed it, so pointing
     the tree at another git server is one change."""
     url = resolution.repo_url
-    return [Finding(_rel(root, path), "repository URL",
+    return [Finding(rel(root, path), "repository URL",
                     f"{url} is written out here: it is named once, in {resolution.root_file}, "
                     "and handed down (repo.url, $ARGOCD_APP_SOURCE_REPO_URL)")
-            for path in files if url and _rel(root, path) != resolution.root_file
+            for path in files if url and rel(root, path) != resolution.root_file
             and url in path.read_text()]
 
 
@@ -251,7 +244,7 @@ def check_toggles(root: Path) -> list[Finding]:
         try:
             gitops_toggle.load(path)
         except gitops_toggle.ToggleError as error:
-            findings.append(Finding(_rel(root, path), "optional layer toggle",
+            findings.append(Finding(rel(root, path), "optional layer toggle",
                                     str(error).replace(f"{path}: ", "")))
     return findings
 
@@ -319,14 +312,14 @@ def check_tracked_credentials(root: Path) -> list[Finding]:
             continue  # listed but deleted in the work tree
         if b"\0" in raw[:8192]:
             continue  # binary
-        rel, text = _rel(root, path), raw.decode("utf-8", errors="replace")
-        findings += [Finding(rel, f"line {number}", f"{kind} in a tracked file: remove it from "
+        file, text = rel(root, path), raw.decode("utf-8", errors="replace")
+        findings += [Finding(file, f"line {number}", f"{kind} in a tracked file: remove it from "
                              "git (and its history) and rotate it; keep credentials in "
                              "secrets.local.yaml and commit them sealed (`invoke seal`)")
                      for number, kind in _credential_lines(text)]
-        top = Path(rel).parts[0] if Path(rel).parts else ""
+        top = Path(file).parts[0] if Path(file).parts else ""
         if path.suffix in (".yaml", ".yml") and top not in YAML_DIRS:
-            findings += _plaintext_secrets_in(rel, text)
+            findings += _plaintext_secrets_in(file, text)
     return findings
 
 
@@ -349,17 +342,17 @@ def _manifests(root: Path) -> tuple[list[tuple[str, Doc]], list[Finding]]:
         try:
             docs = _load_docs(path)
         except yaml.YAMLError as error:
-            findings.append(Finding(_rel(root, path), "(file)", f"not YAML: {error}"))
+            findings.append(Finding(rel(root, path), "(file)", f"not YAML: {error}"))
             continue
-        manifests += [(_rel(root, path), d) for d in docs if _is_manifest(d)]
+        manifests += [(rel(root, path), d) for d in docs if _is_manifest(d)]
     return manifests, findings
 
 
 def _other_secrets(root: Path, files: list[Path], manifest_files: set[str]) -> Iterator[Finding]:
     """Secrets outside the manifest directories (values dirs, kind/, optional/, chart values)."""
     for path in files:
-        rel = _rel(root, path)
-        if _is_template(path) or rel in manifest_files:
+        file = rel(root, path)
+        if _is_template(path) or file in manifest_files:
             continue
         try:
             docs = _load_docs(path)
@@ -367,7 +360,7 @@ def _other_secrets(root: Path, files: list[Path], manifest_files: set[str]) -> I
             continue  # yamllint reports it
         for doc in docs:
             if doc.get("kind") == "Secret":
-                yield Finding(rel, _obj(doc), "plaintext Secret: commit a SealedSecret instead")
+                yield Finding(file, _obj(doc), "plaintext Secret: commit a SealedSecret instead")
 
 
 def run_all(root: Path, shared_dir: Path, state_dir: Path) -> list[Finding]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from onecommit.lint.argocd import root_applications
 from onecommit.settings import PROJECT_ROOT, Settings
 
 REGISTRY = "ghcr.io/onecommit"
@@ -89,9 +90,9 @@ class Tree:
     def image(self, component: str) -> str:
         return f"{REGISTRY}/{component}:{self.image_tag}"
 
-    def root_applications(self) -> list[Path]:
-        return sorted(p for p in (self.root / "gitops" / "bootstrap").glob("*.yaml")
-                      if (yaml.safe_load(p.read_text()) or {}).get("kind") == "Application")
+    def root_applications(self) -> list[tuple[Path, dict[str, Any]]]:
+        """The Applications applied by hand, as the lint resolves the tree from them."""
+        return root_applications(self.root)
 
     def argocd_chart(self) -> tuple[str, str, str]:
         """(repo, chart, version) of Argo CD, as the bootstrap chart pins it for the
@@ -190,8 +191,8 @@ def up_plan(tree: Tree) -> list[Step]:
     ]
     roots = tree.root_applications()
     steps += [Step(_kubectl(tree, "apply", "--namespace", ARGOCD_NAMESPACE, "--filename", str(p)),
-                   f"apply the root Application ({p.relative_to(tree.root)})") for p in roots]
-    expected = {str(yaml.safe_load(p.read_text())["metadata"]["name"]) for p in roots}
+                   f"apply the root Application ({p.relative_to(tree.root)})") for p, _ in roots]
+    expected = {str(doc["metadata"]["name"]) for _, doc in roots}
     steps.append(Step(_kubectl(tree, "--namespace", ARGOCD_NAMESPACE, "get",
                                "applications.argoproj.io", "--output", "json"),
                       "every Application is Synced and Healthy",

@@ -55,6 +55,12 @@ def env_dir(root: Path, env: str) -> Path:
     return root / "gitops" / "envs" / env
 
 
+def envs(root: Path) -> list[str]:
+    """The envs of the tree: the directories under gitops/envs."""
+    base = env_dir(root, "")
+    return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
+
 def sealed_dir(root: Path, env: str, layer: str = "core") -> Path:
     """Where the SealedSecrets of a layer of env live (each directory is one Application)."""
     base = env_dir(root, env) / "sealed"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from onecommit.secrets import SecretsError, plaintext
+from onecommit.secrets import SecretsError, catalog, plaintext
 from onecommit.secrets.catalog import (
     CREDENTIALS,
     plaintext_secrets,
@@ -38,11 +38,11 @@ FETCH_CERT = "the controller's certificate (`kubeseal --fetch-cert > cert.pem`)"
 
 
 def envs(root: Path) -> list[str]:
-    """The envs of the tree: the directories under gitops/envs."""
-    base = root / "gitops" / "envs"
-    found = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    """The envs of the tree, at least one."""
+    found = catalog.envs(root)
     if not found:
-        raise SecretsError(f"no env under {base}: run from the project root or pass the tree")
+        raise SecretsError(f"no env under {catalog.env_dir(root, '')}: run from the project "
+                           "root or pass the tree")
     return found
 
 

@@ -80,6 +80,11 @@ def test_every_image_is_built_from_its_dockerfile_then_loaded(plan: list[str]) -
         assert build < load
 
 
+def test_the_kind_key_seals_the_env_the_kind_root_runs() -> None:
+    root = yaml.safe_load((PROJECT_ROOT / "gitops/bootstrap/root.yaml").read_text())
+    assert root["spec"]["source"]["helm"]["valuesObject"]["env"] == Seed.load().env
+
+
 def test_argocd_is_the_version_its_application_pins(plan: list[str]) -> None:
     values = yaml.safe_load((PROJECT_ROOT / "gitops/bootstrap/values.yaml").read_text())
     version = values["argocd"]["version"]
