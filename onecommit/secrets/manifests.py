@@ -114,8 +114,8 @@ def refuse_mixed_keys(root: Path, contents: Mapping[Path, str],
         if left:
             raise SecretsError(f"{left[0]} is sealed for the certificate {record} records, which "
                                f"this run replaces: seal every credential of {env} in one run "
-                               "(`invoke seal` with all of them in secrets.local.yaml), or "
-                               "re-encrypt with `invoke reseal`")
+                               f"(`invoke rotate all --env {env}`, or `invoke seal` with all of "
+                               "them in secrets.local.yaml), or re-encrypt with `invoke reseal`")
 
 
 def _refuse_plaintext(contents: Mapping[Path, str]) -> None:
