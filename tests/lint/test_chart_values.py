@@ -18,9 +18,10 @@ CHARTS = sorted(p.parent for p in (*PROJECT_ROOT.glob("charts/*/Chart.yaml"),
                                    *PROJECT_ROOT.glob("gitops/*/Chart.yaml"),
                                    *PROJECT_ROOT.glob("baseline/*/Chart.yaml")))
 GATEWAY = PROJECT_ROOT / "charts" / "gateway"
-# Gateway settings the serving-state work (issue 12) adds to GatewaySettings; the chart sets
-# them already. Once they are fields, this set changes nothing.
-COMING = {"ONECOMMIT_GATEWAY_WORKERS", "ONECOMMIT_SERVING_DB_URL"}
+# Gateway settings the serving-state work (issue 12) adds to the settings; the chart sets them
+# already. Once they are fields, this set changes nothing.
+COMING = {"ONECOMMIT_GATEWAY_WORKERS", "ONECOMMIT_SERVING_DB_URL", "ONECOMMIT_GATEWAY_STATE_POLL_S",
+          "ONECOMMIT_GATEWAY_PREDICTION_RETENTION_S"}
 _ENV_NAME = re.compile(r"^\s*- name: (ONECOMMIT_\w+)\s*$", re.MULTILINE)
 
 
