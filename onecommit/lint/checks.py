@@ -1,17 +1,18 @@
 """The checks behind `run_lint`; this module needs the lint environment.
 
-yamllint, helm lint/template of every chart with each env's values (charts with an upstream
-dependency rendered without it, their values checked against its schema: upstream.py), Kubernetes
-schemas (kubernetes-validate, pinned version) and upstream CRD schemas for every object, resources
-on every workload container, no plaintext Secret, ApplicationSets (list and git files generators)
-expanded and checked against their AppProjects and the tree, the optional layer's toggles, then
-promtool and metric names (rules.py), Dockerfiles (dockerfiles.py), GitHub workflows
-(workflows.py) and checkov over every rendered object (policy.py).
+yamllint; the tree resolved as Argo CD would deploy it from the root Applications down, every
+Application checked against its AppProject and the tree (argocd.py); helm lint/template of every
+chart with its defaults and with the values each Application gives it (charts with an upstream
+dependency rendered without it, their values checked against its schema: upstream.py);
+Kubernetes schemas (kubernetes-validate, pinned version) and upstream CRD schemas for every
+object, resources on every workload container, no plaintext Secret, every Secret reference
+defined in its cluster and namespace (secretrefs.py), the repository named once; the optional
+layer's toggles, then promtool and metric names (rules.py), Dockerfiles (dockerfiles.py), GitHub
+workflows (workflows.py) and checkov over every rendered chart object (policy.py).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 import re
 import subprocess
@@ -24,7 +25,17 @@ from typing import Any
 import yaml
 
 from onecommit import gitops_toggle
-from onecommit.lint import Finding, dockerfiles, policy, rules, upstream, workflows
+from onecommit.lint import (
+    Finding,
+    argocd,
+    dockerfiles,
+    policy,
+    rules,
+    secretrefs,
+    upstream,
+    workflows,
+)
+from onecommit.lint.helm import Helm, Render, Rendered, rel
 from onecommit.lint.tools import ensure_promtool, ensure_tools
 
 KUBERNETES_VERSION = "1.31"
@@ -34,23 +45,13 @@ MANIFEST_DIRS = ("gitops/bootstrap", "gitops/projects", "gitops/appsets", "basel
 # Configuration files that look like manifests but are read by tools, not by Kubernetes.
 NOT_KUBERNETES = {"kind.x-k8s.io/v1alpha4"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
-BUILTIN_PROJECT = "default"  # exists in every Argo CD and allows every destination
 _SECRET_LINE = re.compile(r"^kind:\s*[\"']?Secret[\"']?\s*$", re.MULTILINE)
-_TEMPLATE_KEY = re.compile(r"\{\{\s*\.([\w.]+)\s*\}\}")
-_SOURCE_COMMENT = re.compile(r"^# Source: (\S+)", re.MULTILINE)
 
 Doc = dict[str, Any]
 
 
 def _module(name: str) -> Any:
     return importlib.import_module(name)
-
-
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def _obj(doc: Doc) -> str:
@@ -96,7 +97,7 @@ def check_yamllint(root: Path, files: list[Path]) -> list[Finding]:
         if _is_template(path):
             continue
         for problem in linter.run(path.read_text(), config, str(path)):
-            findings.append(Finding(_rel(root, path), f"line {problem.line}",
+            findings.append(Finding(rel(root, path), f"line {problem.line}",
                                     f"yamllint {problem.level}: {problem.desc} ({problem.rule})"))
     return findings
 
@@ -180,244 +181,60 @@ def check_secret_text(root: Path, files: list[Path]) -> list[Finding]:
     findings = []
     for path in files:
         if _is_template(path) and _SECRET_LINE.search(path.read_text()):
-            findings.append(Finding(_rel(root, path), "Secret", "plaintext Secret template: "
+            findings.append(Finding(rel(root, path), "Secret", "plaintext Secret template: "
                                                                "use a SealedSecret"))
     return findings
 
 
 # ---------------------------------------------------------------- helm
-@dataclass(frozen=True)
-class Render:
-    chart_dir: Path
-    env: str
-    values: tuple[Path, ...]
-    namespace: str
-
-    @property
-    def chart(self) -> str:
-        return self.chart_dir.name
-
-    @property
-    def label(self) -> str:
-        return f"chart {self.chart} ({self.env})"
-
-
-def _renders(root: Path) -> list[Render]:
-    """Our charts with their defaults and each env's values (+ overlays such as triton-gpu), and
-    the baseline layer's own charts (rules and dashboards) in the baseline namespace."""
-    renders = [Render(c.parent, "baseline", (), "onecommit-baseline")
-               for c in sorted((root / "baseline").glob("*/Chart.yaml"))]
-    for chart_yaml in sorted((root / "charts").glob("*/Chart.yaml")):
-        chart_dir, chart = chart_yaml.parent, chart_yaml.parent.name
-        renders.append(Render(chart_dir, "default", (), "onecommit-default"))
-        for env_dir in sorted((root / "gitops" / "envs").glob("*/values")):
-            base = env_dir / f"{chart}.yaml"
-            if not base.is_file():
-                continue
-            env = env_dir.parent.name
-            renders.append(Render(chart_dir, env, (base,), f"onecommit-{env}"))
-            for overlay in sorted(env_dir.glob(f"{chart}-*.yaml")):
-                renders.append(Render(chart_dir,
-                                      f"{env}+{overlay.stem.removeprefix(chart + '-')}",
-                                      (base, overlay), f"onecommit-{env}"))
-    return renders
+def _renders(root: Path, resolution: argocd.Resolution) -> list[Render]:
+    """Every chart of charts/ with its defaults; every render an Application asks for; and each
+    of those again with an overlay beside its last values file (<chart>-<overlay>.yaml, such as
+    triton-gpu.yaml, which a GPU cluster adds)."""
+    renders = [Render(c.parent, f"chart {c.parent.name} (default)", (), "onecommit-default",
+                      f"{c.parent.name}-default")
+               for c in sorted((root / "charts").glob("*/Chart.yaml"))]
+    for render in resolution.renders:
+        renders.append(render)
+        last = render.values[-1] if render.values else None
+        if last is None or last.stem != render.chart:
+            continue
+        for overlay in sorted(last.parent.glob(f"{render.chart}-*.yaml")):
+            name = overlay.stem.removeprefix(render.chart + "-")
+            renders.append(Render(render.chart_dir, render.label.replace(")", f"+{name})"),
+                                  (*render.values, overlay), render.namespace, render.release,
+                                  render.parameters, render.inline_values))
+    return list(dict.fromkeys(renders))
 
 
-def _helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(helm), *args], capture_output=True, text=True, check=False,
-                          timeout=120)
-
-
-def _helm_error(output: str) -> str:
-    lines = [ln.strip() for ln in output.splitlines()
-             if ln.strip() and not ln.startswith(("==>", "[INFO]")) and "chart(s) linted" not in ln]
-    return " | ".join(lines)[:600]
-
-
-@dataclass
-class Rendered:
-    """One render's objects, each with the template file it came from, for the later checks."""
-
-    label: str
-    objects: list[tuple[str, Doc]] = field(default_factory=list)
-
-
-def _render(root: Path, helm: Path, chart_dir: Path, render: Render,
-            rendered: list[Rendered]) -> list[Finding]:
-    flags = [a for v in render.values for a in ("-f", str(v))]
-    file = _rel(root, render.values[-1] if render.values else render.chart_dir / "values.yaml")
-    label = render.label
+def check_charts(root: Path, shared_dir: Path, helm: Helm, schemas: Schemas,
+                 resolution: argocd.Resolution) -> list[Finding]:
+    """helm lint + template of every render; charts with an upstream dependency render without
+    it and have their dependency values checked against the upstream schema."""
     findings: list[Finding] = []
-    lint = _helm(helm, "lint", "--strict", str(chart_dir), *flags)
-    if lint.returncode != 0:
-        problem = _helm_error(lint.stdout + lint.stderr)
-        findings.append(Finding(file, label, f"helm lint: {problem}"))
-    release = f"{render.chart}-{render.env.split('+')[0]}"
-    out = _helm(helm, "template", release, str(chart_dir), "--namespace", render.namespace,
-                *flags)
-    if out.returncode != 0:
-        return [*findings, Finding(file, label, "helm template: " + _helm_error(out.stderr))]
-    result = Rendered(label)
-    for chunk in re.split(r"^---\s*$", out.stdout, flags=re.MULTILINE):
-        doc = yaml.safe_load(chunk)
-        if isinstance(doc, dict):
-            source = _SOURCE_COMMENT.search(chunk)
-            where = (_rel(root, render.chart_dir.parent / source.group(1)) if source
-                     else _rel(root, render.chart_dir))
-            result.objects.append((where, doc))
-    rendered.append(result)
-    return findings
-
-
-def check_charts(root: Path, shared_dir: Path, helm: Path, schemas: Schemas, scratch: Path,
-                 rendered: list[Rendered]) -> list[Finding]:
-    """helm lint + template of every chart and env; charts with an upstream dependency render
-    without it and have their dependency values checked against the upstream schema."""
-    findings: list[Finding] = []
-    for render in _renders(root):
-        chart_dir = upstream.renderable(render.chart_dir, scratch)
+    for render in _renders(root, resolution):
         findings += upstream.check_values(root, shared_dir, render.chart_dir, render.values,
                                           render.label)
-        findings += _render(root, helm, chart_dir, render, rendered)
-    for result in rendered:
+        findings += helm.lint(render)
+        result = helm.template(render)
+        if isinstance(result, Finding):
+            findings.append(result)
+            continue
         for where, doc in result.objects:
             findings += check_object(doc, where, schemas, label=f"{result.label} ")
     return findings
 
 
-# ---------------------------------------------------------------- Argo CD
-@dataclass
-class Project:
-    name: str
-    source_repos: list[str]
-    destinations: list[tuple[str, str]]  # (server, namespace) globs
-
-
-def _projects(manifests: list[tuple[str, Doc]]) -> dict[str, Project]:
-    projects = {}
-    for _, doc in manifests:
-        if doc.get("kind") == "AppProject":
-            spec = doc.get("spec") or {}
-            projects[doc["metadata"]["name"]] = Project(
-                doc["metadata"]["name"], list(spec.get("sourceRepos") or []),
-                [(d.get("server", "*"), d.get("namespace", "*"))
-                 for d in spec.get("destinations") or []])
-    return projects
-
-
-def _expand_braces(pattern: str) -> list[str]:
-    match = re.search(r"\{([^{}]*)\}", pattern)
-    if not match:
-        return [pattern]
-    head, tail = pattern[: match.start()], pattern[match.end():]
-    return [p for alt in match.group(1).split(",") for p in _expand_braces(head + alt + tail)]
-
-
-def check_application(root: Path, file: str, obj: str, spec: Doc,
-                      projects: dict[str, Project]) -> list[Finding]:
-    findings = []
-    name = spec.get("project")
-    project = projects.get(str(name))
-    if name != BUILTIN_PROJECT and project is None:
-        findings.append(Finding(file, obj, f"AppProject {name!r} does not exist in gitops/projects "
-                                           f"(known: {', '.join(sorted(projects))})"))
-    destination = spec.get("destination") or {}
-    namespace = str(destination.get("namespace", ""))
-    server = str(destination.get("server", destination.get("name", "")))
-    if project is not None and not any(
-        fnmatch.fnmatchcase(server, s) and fnmatch.fnmatchcase(namespace, n)
-        for s, n in project.destinations
-    ):
-        allowed = ", ".join(n for _, n in project.destinations)
-        findings.append(Finding(file, obj, f"destination namespace {namespace!r} is not allowed by "
-                                           f"AppProject {name!r} (allowed: {allowed})"))
-    sources = list(spec.get("sources") or []) + ([spec["source"]] if spec.get("source") else [])
-    for source in sources:
-        repo = str(source.get("repoURL", ""))
-        allowed_repos = project.source_repos if project is not None else ["*"]
-        if not any(fnmatch.fnmatchcase(repo, r) for r in allowed_repos):
-            findings.append(Finding(file, obj, f"source repo {repo!r} is not in AppProject "
-                                               f"{name!r} sourceRepos"))
-        path = source.get("path")
-        base = root
-        if path is not None:
-            base = (root / str(path)).resolve()
-            if not base.is_dir() or not base.is_relative_to(root):
-                findings.append(Finding(file, obj,
-                                        f"source path {path!r} does not exist in the repo"))
-                continue
-            include = (source.get("directory") or {}).get("include")
-            for pattern in _expand_braces(str(include)) if include else []:
-                if not [p for p in base.rglob("*") if fnmatch.fnmatchcase(_rel(base, p), pattern)]:
-                    findings.append(Finding(file, obj, f"directory.include {pattern!r} matches "
-                                                       f"no file under {path}"))
-        for value_file in (source.get("helm") or {}).get("valueFiles") or []:
-            value_file = str(value_file)
-            if value_file.startswith("$values/"):
-                target = (root / value_file.removeprefix("$values/")).resolve()
-            else:
-                target = (base / value_file).resolve()
-            if not target.is_file() or not target.is_relative_to(root):
-                findings.append(Finding(file, obj, f"helm value file {value_file!r} does not exist "
-                                                   f"in the repo"))
-    return findings
-
-
-def _render_template(node: Any, params: dict[str, Any], problems: list[str]) -> Any:
-    if isinstance(node, dict):
-        return {_render_template(k, params, problems): _render_template(v, params, problems)
-                for k, v in node.items()}
-    if isinstance(node, list):
-        return [_render_template(v, params, problems) for v in node]
-    if isinstance(node, str) and "{{" in node:
-        def substitute(match: re.Match[str]) -> str:
-            value: Any = params
-            for key in match.group(1).split("."):  # {{.path.basename}}: nested params
-                if not isinstance(value, dict) or key not in value:  # missingkey=error
-                    problems.append(f"map has no entry for key {key!r}")
-                    return match.group(0)
-                value = value[key]
-            return str(value)
-        rendered = _TEMPLATE_KEY.sub(substitute, node)
-        if "{{" in rendered and not problems:
-            problems.append(f"template {node!r} uses more than {{{{.key}}}}: not checked offline")
-        return rendered
-    return node
-
-
-def _git_file_params(root: Path, pattern: str) -> list[Doc]:
-    """Argo CD's git files generator over this tree: one parameter set per file, or per item of
-    a file holding a list, plus the file's path parameters (goTemplate layout)."""
-    params = []
-    for path in sorted(root.glob(pattern)):
-        data = yaml.safe_load(path.read_text())
-        directory = path.parent.relative_to(root)
-        location = {"path": str(directory), "basename": directory.name, "filename": path.name,
-                    "basenameNormalized": re.sub(r"[^a-z0-9.-]", "-", directory.name.lower()),
-                    "filenameNormalized": re.sub(r"[^a-z0-9.-]", "-", path.name.lower()),
-                    "segments": list(directory.parts)}
-        for item in data if isinstance(data, list) else [data or {}]:
-            params.append({**item, "path": location})
-    return params
-
-
-def _generator_params(root: Path, generator: Doc) -> tuple[list[Doc], list[str]]:
-    """Every parameter set the generator can yield. A selector is not applied: a toggle flip
-    turns any of them into an Application, so all are checked; its keys must exist though."""
-    if "list" in generator:
-        params = [dict(e) for e in (generator["list"] or {}).get("elements") or []]
-    elif "git" in generator and (generator["git"] or {}).get("files"):
-        params = [p for f in generator["git"]["files"] if not f.get("exclude")
-                  for p in _git_file_params(root, str(f.get("path", "")))]
-        if not params:
-            return [], [f"git files generator matches no file: {generator['git']['files']}"]
-    else:
-        return [], [f"generator {sorted(generator)} is neither a list nor a git files generator: "
-                    "its Applications are not checked"]
-    labels = ((generator.get("selector") or {}).get("matchLabels") or {})
-    problems = [f"selector label {key!r} is missing from {p}" for p in params for key in labels
-                if key not in p]
-    return params, problems
+def check_repo_named_once(root: Path, resolution: argocd.Resolution,
+                          files: list[Path]) -> list[Finding]:
+    """The root Application names the repository; everything else is handed it, so pointing
+    the tree at another git server is one change."""
+    url = resolution.repo_url
+    return [Finding(rel(root, path), "repository URL",
+                    f"{url} is written out here: it is named once, in {resolution.root_file}, "
+                    "and handed down (repo.url, $ARGOCD_APP_SOURCE_REPO_URL)")
+            for path in files if url and rel(root, path) != resolution.root_file
+            and url in path.read_text()]
 
 
 def check_toggles(root: Path) -> list[Finding]:
@@ -427,38 +244,14 @@ def check_toggles(root: Path) -> list[Finding]:
         try:
             gitops_toggle.load(path)
         except gitops_toggle.ToggleError as error:
-            findings.append(Finding(_rel(root, path), "optional layer toggle",
+            findings.append(Finding(rel(root, path), "optional layer toggle",
                                     str(error).replace(f"{path}: ", "")))
     return findings
 
 
-def check_applicationset(root: Path, file: str, doc: Doc, schemas: Schemas,
-                         projects: dict[str, Project]) -> list[Finding]:
-    findings = []
-    spec = doc.get("spec") or {}
-    obj = _obj(doc)
-    options = spec.get("goTemplateOptions") or []
-    if spec.get("goTemplate") is not True or "missingkey=error" not in options:
-        findings.append(Finding(file, obj, "needs goTemplate: true and goTemplateOptions "
-                                           "[missingkey=error]"))
-    template = spec.get("template") or {}
-    for generator in spec.get("generators") or []:
-        elements, generator_problems = _generator_params(root, generator)
-        findings += [Finding(file, obj, p) for p in generator_problems]
-        for element in elements:
-            problems: list[str] = []
-            rendered = _render_template(template, dict(element), problems)
-            app_name = (rendered.get("metadata") or {}).get("name", "?")
-            app_obj = f"{obj} -> Application/{app_name}"
-            findings += [Finding(file, app_obj, p) for p in problems]
-            app = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-                   "metadata": {**(rendered.get("metadata") or {}),
-                                "namespace": doc["metadata"].get("namespace", "argocd")},
-                   "spec": rendered.get("spec") or {}}
-            findings += [Finding(file, app_obj, p) for p in schemas.validate(app)]
-            app_spec: Doc = rendered.get("spec") or {}
-            findings += check_application(root, file, app_obj, app_spec, projects)
-    return findings
+def _workload_renders(root: Path, rendered: list[Rendered]) -> list[Rendered]:
+    """The renders policy scans: workload charts, not the tree's own Argo CD charts."""
+    return [r for r in rendered if not r.render.chart_dir.is_relative_to(root / "gitops")]
 
 
 # ---------------------------------------------------------------- credentials in tracked files
@@ -519,14 +312,14 @@ def check_tracked_credentials(root: Path) -> list[Finding]:
             continue  # listed but deleted in the work tree
         if b"\0" in raw[:8192]:
             continue  # binary
-        rel, text = _rel(root, path), raw.decode("utf-8", errors="replace")
-        findings += [Finding(rel, f"line {number}", f"{kind} in a tracked file: remove it from "
+        file, text = rel(root, path), raw.decode("utf-8", errors="replace")
+        findings += [Finding(file, f"line {number}", f"{kind} in a tracked file: remove it from "
                              "git (and its history) and rotate it; keep credentials in "
                              "secrets.local.yaml and commit them sealed (`invoke seal`)")
                      for number, kind in _credential_lines(text)]
-        top = Path(rel).parts[0] if Path(rel).parts else ""
+        top = Path(file).parts[0] if Path(file).parts else ""
         if path.suffix in (".yaml", ".yml") and top not in YAML_DIRS:
-            findings += _plaintext_secrets_in(rel, text)
+            findings += _plaintext_secrets_in(file, text)
     return findings
 
 
@@ -549,17 +342,17 @@ def _manifests(root: Path) -> tuple[list[tuple[str, Doc]], list[Finding]]:
         try:
             docs = _load_docs(path)
         except yaml.YAMLError as error:
-            findings.append(Finding(_rel(root, path), "(file)", f"not YAML: {error}"))
+            findings.append(Finding(rel(root, path), "(file)", f"not YAML: {error}"))
             continue
-        manifests += [(_rel(root, path), d) for d in docs if _is_manifest(d)]
+        manifests += [(rel(root, path), d) for d in docs if _is_manifest(d)]
     return manifests, findings
 
 
 def _other_secrets(root: Path, files: list[Path], manifest_files: set[str]) -> Iterator[Finding]:
     """Secrets outside the manifest directories (values dirs, kind/, optional/, chart values)."""
     for path in files:
-        rel = _rel(root, path)
-        if _is_template(path) or rel in manifest_files:
+        file = rel(root, path)
+        if _is_template(path) or file in manifest_files:
             continue
         try:
             docs = _load_docs(path)
@@ -567,7 +360,7 @@ def _other_secrets(root: Path, files: list[Path], manifest_files: set[str]) -> I
             continue  # yamllint reports it
         for doc in docs:
             if doc.get("kind") == "Secret":
-                yield Finding(rel, _obj(doc), "plaintext Secret: commit a SealedSecret instead")
+                yield Finding(file, _obj(doc), "plaintext Secret: commit a SealedSecret instead")
 
 
 def run_all(root: Path, shared_dir: Path, state_dir: Path) -> list[Finding]:
@@ -582,21 +375,21 @@ def run_all(root: Path, shared_dir: Path, state_dir: Path) -> list[Finding]:
     findings += errors
     findings += _other_secrets(root, files, {f for f, _ in manifests})
     findings += check_tracked_credentials(root)
-    projects = _projects(manifests)
     findings += check_toggles(root)
     for file, doc in manifests:
         findings += check_object(doc, file, schemas)
-        if doc.get("kind") == "Application":
-            findings += check_application(root, file, _obj(doc), doc.get("spec") or {}, projects)
-        elif doc.get("kind") == "ApplicationSet":
-            findings += check_applicationset(root, file, doc, schemas, projects)
-    helm = ensure_tools(state_dir) / "helm"
-    rendered: list[Rendered] = []
     with tempfile.TemporaryDirectory(prefix="onecommit-lint-") as scratch:
-        findings += check_charts(root, shared_dir, helm, schemas, Path(scratch), rendered)
+        helm = Helm(root, ensure_tools(state_dir) / "helm", Path(scratch))
+        resolution = argocd.resolve(root, helm)
+        findings += resolution.findings
+        findings += [finding for deployed in resolution.deployed if deployed.render is None
+                     for finding in check_object(deployed.doc, deployed.file, schemas)]
+        findings += check_charts(root, shared_dir, helm, schemas, resolution)
+        findings += secretrefs.check(root, resolution)
+        findings += check_repo_named_once(root, resolution, files)
         objects = {re.sub(r"\W+", "_", r.label).strip("_"):
                    [(policy.Scanned(where, r.label), doc) for where, doc in r.objects]
-                   for r in rendered}
+                   for r in _workload_renders(root, helm.renders)}
         skips, skip_problems = policy.tree_skips(root)
         findings += skip_problems
         for render in objects.values():

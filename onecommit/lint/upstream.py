@@ -58,11 +58,32 @@ def renderable(chart_dir: Path, scratch: Path) -> Path:
     return copy
 
 
-def _merge(base: Any, override: Any) -> Any:
+def merge(base: Any, override: Any) -> Any:
     """Helm's coalescing of values files: maps merge key by key, anything else is replaced."""
     if isinstance(base, dict) and isinstance(override, dict):
-        return {**base, **{k: _merge(base.get(k), v) for k, v in override.items()}}
+        return {**base, **{k: merge(base.get(k), v) for k, v in override.items()}}
     return override
+
+
+def _layers(chart_dir: Path, value_files: tuple[Path, ...]) -> list[tuple[Path, Any]]:
+    files = (chart_dir / "values.yaml", *value_files)
+    return [(f, yaml.safe_load(f.read_text()) or {}) for f in files]
+
+
+def _merged(layers: list[tuple[Path, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for _, layer in layers:
+        merged = merge(merged, layer)
+    return merged
+
+
+def dependency_values(chart_dir: Path, value_files: tuple[Path, ...]
+                      ) -> list[tuple[Dependency, list[tuple[Path, Any]]]]:
+    """What each dependency that is not vendored gets (it is not rendered offline): per values
+    file of the chart, in order, the part handed to the dependency."""
+    deps = [d for d in dependencies(chart_dir) if not _vendored(chart_dir, d)]
+    layers = _layers(chart_dir, value_files) if deps else []
+    return [(d, [(f, layer.get(d.key) or {}) for f, layer in layers]) for d in deps]
 
 
 def _without_required(schema: Any) -> Any:
@@ -111,11 +132,8 @@ def _schema_file(shared_dir: Path, dep: Dependency) -> Path | None:
 def check_values(root: Path, shared_dir: Path, chart_dir: Path, value_files: tuple[Path, ...],
                  label: str) -> Iterator[Finding]:
     """Each dependency's values (chart defaults + env files) against its upstream schema."""
-    files = (chart_dir / "values.yaml", *value_files)
-    layers = [(f, yaml.safe_load(f.read_text()) or {}) for f in files]
-    merged: dict[str, Any] = {}
-    for _, layer in layers:
-        merged = _merge(merged, layer)
+    layers = _layers(chart_dir, value_files)
+    merged = _merged(layers)
     for dep in dependencies(chart_dir):
         obj = f"{label} dependency {dep.name}"
         chart_file = str((chart_dir / "Chart.yaml").relative_to(root))
@@ -129,7 +147,8 @@ def check_values(root: Path, shared_dir: Path, chart_dir: Path, value_files: tup
             continue
         for error in _validator(schema_file).iter_errors(merged.get(dep.key) or {}):
             path = [dep.key, *error.absolute_path]
-            where = next((f for f, layer in reversed(layers) if _defines(layer, path)), files[0])
+            where = next((f for f, layer in reversed(layers) if _defines(layer, path)),
+                         layers[0][0])
             yield Finding(str(where.relative_to(root)), obj,
                           f"{dep.name} {dep.version} values schema: at "
                           f"{'.'.join(str(p) for p in path)}: {error.message[:240]}")

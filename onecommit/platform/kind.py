@@ -3,6 +3,10 @@
 Each task is a plan, a list of steps built from the tree (kind/, docker/, gitops/bootstrap/),
 then either printed (`--dry-run`, needs none of the tools) or run step by step. Every kubectl and
 helm call names the kind cluster's context, so no other cluster is ever touched.
+
+The sealed-secrets controller gets the key the dev secrets are sealed for before it starts: the
+key pair derived from kind/sealing-key.yaml (onecommit/secrets/devkey.py) is applied as a
+`kubernetes.io/tls` Secret labelled active in its namespace, so it never makes one of its own.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ from typing import Any
 
 import yaml
 
-from onecommit.settings import PROJECT_ROOT
+from onecommit.lint.argocd import root_applications
+from onecommit.settings import PROJECT_ROOT, Settings
 
 REGISTRY = "ghcr.io/onecommit"
 COMPONENTS = ("platform", "mlflow", "triton", "gateway", "feast")  # docker/<c>.Dockerfile
 ARGOCD_NAMESPACE = "argocd"
+SEALED_SECRETS_CHART = "sealed-secrets"
+# Where the cluster CA comes from (cert-manager's ClusterIssuer onecommit-ca).
+ISSUERS = Path("baseline") / "cert-manager" / "issuers.yaml"
 GITOPS_REPO_PATH = "/srv/git/onecommit.git"  # in the gitops-server pod (kind/gitops-server.yaml)
 SYNC_TIMEOUT_S = 1800.0
 POLL_S = 10.0
@@ -60,9 +68,10 @@ def _quote(arg: str) -> str:
 
 @dataclass(frozen=True)
 class Tree:
-    """What the plans read from the repository."""
+    """What the plans read from the repository, and where they write (the state dir)."""
 
     root: Path = PROJECT_ROOT
+    state_dir: Path = field(default_factory=lambda: Settings().state_dir)
 
     @property
     def cluster_name(self) -> str:
@@ -81,15 +90,21 @@ class Tree:
     def image(self, component: str) -> str:
         return f"{REGISTRY}/{component}:{self.image_tag}"
 
-    def root_applications(self) -> list[Path]:
-        return sorted(p for p in (self.root / "gitops" / "bootstrap").glob("*.yaml")
-                      if (yaml.safe_load(p.read_text()) or {}).get("kind") == "Application")
+    def root_applications(self) -> list[tuple[Path, dict[str, Any]]]:
+        """The Applications applied by hand, as the lint resolves the tree from them."""
+        return root_applications(self.root)
 
     def argocd_chart(self) -> tuple[str, str, str]:
-        """(repo, chart, version) of Argo CD, as the self-managing Application pins it."""
-        app = yaml.safe_load((self.root / "gitops" / "bootstrap" / "argocd.yaml").read_text())
-        source = next(s for s in app["spec"]["sources"] if "chart" in s)
-        return str(source["repoURL"]), str(source["chart"]), str(source["targetRevision"])
+        """(repo, chart, version) of Argo CD, as the bootstrap chart pins it for the
+        self-managing Application."""
+        values = yaml.safe_load((self.root / "gitops" / "bootstrap" / "values.yaml").read_text())
+        pin = values["argocd"]
+        return str(pin["repo"]), str(pin["chart"]), str(pin["version"])
+
+    @property
+    def sealing_key_manifest(self) -> Path:
+        """The controller's key Secret, written (0600) by the plan: it holds the private key."""
+        return self.state_dir / "kind" / "sealed-secrets-key.yaml"
 
     def prerequisites(self) -> list[dict[str, Any]]:
         data = yaml.safe_load((self.root / "kind" / "prerequisites.yaml").read_text())
@@ -119,6 +134,19 @@ def applications_ready(expected: set[str]) -> Callable[[str], bool]:
     return check
 
 
+def _sealing_key_steps(tree: Tree, namespace: str) -> list[Step]:
+    """The dev key pair into the controller's namespace, before the controller's first start."""
+    manifest = str(tree.sealing_key_manifest)
+    return [
+        Step((sys.executable, "-m", "onecommit.secrets.devkey", "secret", "--root",
+              str(tree.root), "--namespace", namespace, "--out", manifest),
+             "derive the dev sealing key pair from kind/sealing-key.yaml (public seed, dev only)"),
+        Step(_kubectl(tree, "apply", "--namespace", namespace, "--filename", manifest),
+             "install it as the sealed-secrets controller's active key, before the controller "
+             "starts"),
+    ]
+
+
 def up_plan(tree: Tree) -> list[Step]:
     kind_dir = tree.root / "kind"
     steps = [Step(("kind", "create", "cluster", "--name", tree.cluster_name, "--config",
@@ -134,19 +162,23 @@ def up_plan(tree: Tree) -> list[Step]:
         steps.append(Step(("kind", "load", "docker-image", tree.image(component), "--name",
                            tree.cluster_name), f"load the {component} image into the nodes"))
     for release in tree.prerequisites():
+        if release["chart"] == SEALED_SECRETS_CHART:
+            steps += _sealing_key_steps(tree, str(release["namespace"]))
         values = [f"--set-json={k}={json.dumps(v, separators=(',', ':'))}"
                   for k, v in (release.get("values") or {}).items()]
         steps.append(Step(_helm_install(tree, str(release["name"]), str(release["chart"]),
                                         str(release["repo"]), str(release["version"]),
                                         str(release["namespace"]), values),
                           f"install {release['name']} (cluster prerequisite)"))
-    steps.append(Step(_kubectl(tree, "apply", "--filename", str(kind_dir / "cluster-issuer.yaml")),
-                      "create the kind CA issuer for the gateway's TLS"))
+    steps.append(Step(_kubectl(tree, "apply", "--filename", str(tree.root / ISSUERS)),
+                      "create the cluster CA (ClusterIssuer onecommit-ca) for the ingress "
+                      "certificates"))
     repo, chart, version = tree.argocd_chart()
     steps.append(Step(_helm_install(tree, "argocd", chart, repo, version, ARGOCD_NAMESPACE,
                                     ("--values", str(tree.root / "gitops" / "bootstrap" /
                                                      "argocd-values.yaml"))),
-                      "install Argo CD (it then manages itself: gitops/bootstrap/argocd.yaml)"))
+                      "install Argo CD (then it manages itself: the argocd Application of "
+                      "gitops/bootstrap)"))
     steps += [
         Step(_kubectl(tree, "apply", "--filename", str(kind_dir / "gitops-server.yaml")),
              "run the in-cluster git server"),
@@ -159,8 +191,8 @@ def up_plan(tree: Tree) -> list[Step]:
     ]
     roots = tree.root_applications()
     steps += [Step(_kubectl(tree, "apply", "--namespace", ARGOCD_NAMESPACE, "--filename", str(p)),
-                   f"apply the root Application {p.stem}") for p in roots]
-    expected = {str(yaml.safe_load(p.read_text())["metadata"]["name"]) for p in roots}
+                   f"apply the root Application ({p.relative_to(tree.root)})") for p, _ in roots]
+    expected = {str(doc["metadata"]["name"]) for _, doc in roots}
     steps.append(Step(_kubectl(tree, "--namespace", ARGOCD_NAMESPACE, "get",
                                "applications.argoproj.io", "--output", "json"),
                       "every Application is Synced and Healthy",

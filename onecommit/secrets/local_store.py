@@ -8,12 +8,12 @@ token. Clients made by `gateway_client` read the current token at every request.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Generator
 from pathlib import Path
 
 import httpx
 
+from onecommit.secrets.catalog import new_token
 from onecommit.secrets.files import read_lines, read_or_create
 from onecommit.settings import Settings
 
@@ -22,11 +22,6 @@ def gateway_token_files(state_dir: Path) -> tuple[Path, Path]:
     """(current, rotation): clients read current; the gateway accepts the lines of both."""
     current = state_dir / "gateway" / "admin_token"
     return current, current.with_name("admin_token.rotation")
-
-
-def new_token() -> str:
-    """A bearer token: 256 random bits, URL-safe."""
-    return secrets.token_urlsafe(32)
 
 
 def gateway_admin_token(state_dir: Path) -> str:

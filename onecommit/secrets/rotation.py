@@ -1,4 +1,5 @@
-"""`invoke rotate NAME`: new credential, sealed into the tree, switched on the running platform.
+"""`invoke rotate NAME|all`: new credentials, sealed into the tree, switched on the running
+platform.
 
 Order, so that a failure at any point leaves the old credential working:
 1. generate a value per env and seal it (nothing written yet);
@@ -20,9 +21,9 @@ import httpx
 
 from onecommit.platform import supervisor
 from onecommit.secrets import SecretsError, manifests, plaintext
-from onecommit.secrets.catalog import Credential, credential
+from onecommit.secrets.catalog import Credential, credentials, new_token
 from onecommit.secrets.files import PRIVATE_FILE, write_private
-from onecommit.secrets.local_store import gateway_token_files, new_token
+from onecommit.secrets.local_store import gateway_token_files
 from onecommit.settings import Settings
 
 Report = Callable[[str], None]
@@ -95,31 +96,36 @@ def _gateway_running(settings: Settings) -> bool:
     return info is not None and info.state == "RUNNING"
 
 
-def _plan(settings: Settings, root: Path, cred: Credential, envs: list[str] | None,
-          environ: dict[str, str]) -> tuple[dict[Path, str], str]:
-    """Step 1: the sealed manifests and the new plaintext source, in memory."""
-    cert_pem = manifests.read_cert(settings.sealing_cert)
+def _plan(settings: Settings, root: Path, creds: list[Credential], envs: list[str] | None,
+          environ: dict[str, str]) -> tuple[dict[Path, str], dict[Path, str], str]:
+    """Step 1: the sealed manifests, the certificate records and the new plaintext source, in
+    memory."""
     chosen = manifests.select_envs(root, envs)
+    certs, records = manifests.sealing_certs(root, chosen, settings.sealing_cert)
     source = settings.secrets_file
     plaintext.require_untracked(source)
     values = plaintext.load(source, manifests.envs(root), environ)
-    fresh = {env: {cred.name: cred.generate()} for env in chosen}
+    fresh = {env: {cred.name: cred.generate(env) for cred in creds} for env in chosen}
     for env in chosen:
-        values.setdefault(env, {})[cred.name] = fresh[env][cred.name]
-    return manifests.plan(root, fresh, cert_pem), plaintext.render(values)
+        values.setdefault(env, {}).update(fresh[env])
+    contents = manifests.plan(root, fresh, certs)
+    manifests.refuse_mixed_keys(root, contents, records)
+    return contents, records, plaintext.render(values)
 
 
 def rotate(settings: Settings, root: Path, name: str, *, envs: list[str] | None = None,
            grace_s: float = 5.0, confirm_timeout_s: float = 15.0,
            environ: dict[str, str] | None = None, report: Report = print) -> Rotation:
-    """Rotate one credential in the tree's envs (sealed for `settings.sealing_cert`) and, for
-    the admin token, on the local gateway (each step confirmed within `confirm_timeout_s`)."""
-    cred = credential(name)
-    sealed, source_text = _plan(settings, root, cred, envs, environ or {})
+    """Rotate one credential, or all of them, in the tree's envs (each sealed for the
+    certificate it records, or all for `settings.sealing_cert`) and, for the admin token, on the
+    local gateway (each step confirmed within `confirm_timeout_s`)."""
+    creds = credentials(name)
+    sealed, records, source_text = _plan(settings, root, creds, envs, environ or {})
     source = settings.secrets_file
+    admin_token = any(cred.name == "gateway-admin-token" for cred in creds)
     live = (GatewayTokenSwitch(settings, confirm_timeout_s)
-            if cred.name == "gateway-admin-token" and _gateway_running(settings) else None)
-    result = Rotation(cred.name, sorted(sealed), "")
+            if admin_token and _gateway_running(settings) else None)
+    result = Rotation(name, sorted(sealed), "")
     new_local = new_token()
     if live is not None:
         try:
@@ -130,22 +136,23 @@ def rotate(settings: Settings, root: Path, name: str, *, envs: list[str] | None 
         result.at["accepted"] = time.monotonic()
         report("local gateway: accepts the new admin token beside the old one")
     try:
-        manifests.write(sealed, {source: source_text}, {source: PRIVATE_FILE})
+        manifests.write(sealed, {**records, source: source_text}, {source: PRIVATE_FILE})
     except OSError as error:
         if live is not None:
             live.abort()
         raise RotationError(f"writing the manifests and {source} failed ({error}): nothing was "
-                            f"written and the old {cred.name} stays in use") from None
-    report(f"{cred.name}: sealed {len(sealed)} manifest(s); new values in {source}")
-    result.local = _apply_locally(settings, cred, live, new_local, grace_s, result, report)
+                            f"written and the old {name} stays in use") from None
+    report(f"{name}: sealed {len(sealed)} manifest(s); new values in {source}")
+    if not admin_token:
+        result.local = f"no local service uses {name}: nothing to apply"
+        return result
+    result.local = _switch_local_token(settings, live, new_local, grace_s, result, report)
     return result
 
 
-def _apply_locally(settings: Settings, cred: Credential, live: GatewayTokenSwitch | None,
-                   new_local: str, grace_s: float, result: Rotation, report: Report) -> str:
-    """Step 4 on the local profile; the manifests are already written."""
-    if cred.name != "gateway-admin-token":
-        return f"no local service uses {cred.name}: nothing to apply"
+def _switch_local_token(settings: Settings, live: GatewayTokenSwitch | None, new_local: str,
+                        grace_s: float, result: Rotation, report: Report) -> str:
+    """Step 4 on the local profile for the admin token; the manifests are already written."""
     if live is None:
         write_private(gateway_token_files(settings.state_dir)[0], f"{new_local}\n")
         return "gateway not running: the next `invoke up` uses the new admin token"

@@ -14,7 +14,7 @@ import datetime
 import enum
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from onecommit.secrets import SecretsError
+from onecommit.secrets.catalog import SEALING_CERT
 from onecommit.secrets.files import write_all
 
 API_VERSION = "bitnami.com/v1alpha1"
@@ -153,36 +154,47 @@ def load_private_key(private_key_pem: bytes) -> rsa.RSAPrivateKey:
     return key
 
 
-def generate_controller_keypair(
-    common_name: str, *, key_size: int = 4096, valid_days: int = 3650
-) -> tuple[bytes, bytes]:
-    """A key pair shaped like the controller's own, for tests and for bringing our own key.
-
-    Returns (PKCS#1 key PEM, self-signed certificate PEM), the formats of the controller's
-    `kubernetes.io/tls` key secret.
-    """
-    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+def controller_certificate(key: rsa.RSAPrivateKey, common_name: str,
+                           not_before: datetime.datetime, valid_days: int,
+                           serial: int) -> x509.Certificate:
+    """A self-signed certificate shaped like the controller's own for this key. RSA PKCS#1 v1.5
+    signatures are deterministic, so the same inputs give the same certificate, byte for byte."""
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=valid_days))
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + datetime.timedelta(days=valid_days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )
+
+
+def pem_pair(key: rsa.RSAPrivateKey, cert: x509.Certificate) -> tuple[bytes, bytes]:
+    """(PKCS#1 key PEM, certificate PEM): the formats of the controller's `kubernetes.io/tls`
+    key secret."""
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     )
     return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def generate_controller_keypair(
+    common_name: str, *, key_size: int = 4096, valid_days: int = 3650
+) -> tuple[bytes, bytes]:
+    """A fresh key pair shaped like the controller's own, for tests and for bringing our own key:
+    (PKCS#1 key PEM, self-signed certificate PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    now = datetime.datetime.now(datetime.UTC)
+    return pem_pair(key, controller_certificate(key, common_name, now, valid_days,
+                                                x509.random_serial_number()))
 
 
 def _key_usage() -> x509.KeyUsage:
@@ -394,30 +406,43 @@ def dump_manifests(docs: Iterable[Mapping[str, Any]]) -> str:
     return yaml.dump_all([dict(doc) for doc in docs], Dumper=_ManifestDumper, sort_keys=False)
 
 
-def _yaml_files(paths: Iterable[Path]) -> list[Path]:
-    """Files given directly plus every YAML file below given directories, each once."""
+def _files(paths: Iterable[Path], wanted: Callable[[Path], bool]) -> list[Path]:
+    """Wanted files given directly or below given directories, each once."""
     found: dict[Path, None] = {}
     for path in paths:
         if path.is_dir():
-            below = sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
-            found.update(dict.fromkeys(below))
+            found.update(dict.fromkeys(sorted(p for p in path.rglob("*")
+                                              if p.is_file() and wanted(p))))
         elif path.is_file():
             found[path] = None
         else:
             raise SealingError(f"{path}: no such file or directory")
-    return list(found)
+    return [p for p in found if wanted(p)]
+
+
+def _records_of(path: Path, old_key: rsa.RSAPrivateKey) -> bool:
+    """A certificate record (see catalog) of the old key: it names the key being replaced."""
+    try:
+        public = load_public_key_from_cert(path.read_bytes())
+    except (OSError, SealingError):
+        return False
+    return public.public_numbers() == old_key.public_key().public_numbers()
 
 
 def reseal_tree(paths: list[Path], old_private_key_pem: bytes, new_cert_pem: bytes) -> list[Path]:
     """Re-encrypt every SealedSecret under paths for a new controller key; all or nothing.
 
     Each value is unsealed with the old key first, so a value that cannot be verified (sealed
-    for another key, tampered) aborts the run before any file is written. Returns the
-    rewritten files.
+    for another key, tampered) aborts the run before any file is written. The certificate
+    records of the old key are replaced by the new certificate. Returns the rewritten files.
     """
     old_key = load_private_key(old_private_key_pem)
     new_key = load_public_key_from_cert(new_cert_pem)
-    planned = {path: _resealed_text(path, old_key, new_key) for path in _yaml_files(paths)}
+    planned = {path: _resealed_text(path, old_key, new_key)
+               for path in _files(paths, lambda p: p.suffix in YAML_SUFFIXES)}
     contents = {path: text for path, text in planned.items() if text is not None}
+    contents |= {path: new_cert_pem.decode()
+                 for path in _files(paths, lambda p: p.name == SEALING_CERT)
+                 if _records_of(path, old_key)}
     write_all(contents)
     return list(contents)

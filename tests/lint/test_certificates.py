@@ -1,5 +1,6 @@
 """The cluster profile's cert-manager chain: schema-valid, and wired end to end (self-signed →
-CA Certificate → CA ClusterIssuer → each env's ingress certificate, renewed before expiry)."""
+CA Certificate → CA ClusterIssuer → each env's ingress certificate, renewed before expiry), with
+one issuer file (kind applies it too) and one way for the ingress to get its certificate."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from onecommit.lint.checks import Schemas
+from onecommit.platform import kind
 from onecommit.settings import PROJECT_ROOT, Settings
 
 ISSUERS = PROJECT_ROOT / "baseline" / "cert-manager" / "issuers.yaml"
@@ -64,8 +66,14 @@ def test_each_ingress_certificate_comes_from_the_ca_and_matches_the_chart(env: s
     spec = cert["spec"]
     assert cert["metadata"]["namespace"] == f"onecommit-{env}"
     assert spec["issuerRef"] == {"group": "cert-manager.io", "kind": "ClusterIssuer",
-                                 "name": ingress["clusterIssuer"]}
-    assert ingress["clusterIssuer"] in named("ClusterIssuer")
+                                 "name": "onecommit-ca"}
+    assert "ca" in named("ClusterIssuer")[spec["issuerRef"]["name"]]["spec"]
     assert spec["secretName"] == ingress["tlsSecretName"]
     assert spec["dnsNames"] == [ingress["host"]]
     assert 0 < hours(spec["renewBefore"]) < hours(spec["duration"])
+
+
+def test_the_ingress_is_issued_by_the_certificate_only() -> None:
+    template = (PROJECT_ROOT / "charts" / "gateway" / "templates" / "ingress.yaml").read_text()
+    assert "cert-manager.io/" not in template
+    assert PROJECT_ROOT / kind.ISSUERS == ISSUERS

@@ -72,11 +72,19 @@ SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
         _drop_resources, "charts/mlflow/templates/deployment.yaml", "Deployment/mlflow-dev",
         "no resources"),
     "forbidden-namespace": (
-        _edit("gitops/appsets/core.yaml", "namespace: onecommit-dev", "namespace: onecommit-prod"),
-        "gitops/appsets/core.yaml", "Application/gateway-dev", "not allowed by AppProject 'dev'"),
+        _edit("gitops/appsets/templates/core.yaml", 'namespace: "onecommit-{{ $env }}"',
+              'namespace: "onecommit-prod"'),
+        "gitops/appsets/templates/core.yaml", "Application/gateway-dev",
+        "not allowed by AppProject 'dev'"),
     "crd-field-typo": (
-        _edit("gitops/bootstrap/core.yaml", "selfHeal: true", "selfHeel: true"),
-        "gitops/bootstrap/core.yaml", "Application/root-core", "'selfHeel' was unexpected"),
+        _edit("gitops/bootstrap/root.yaml", "selfHeal: true", "selfHeel: true"),
+        "gitops/bootstrap/root.yaml", "Application/onecommit", "'selfHeel' was unexpected"),
+    # Every Application resolves: a chart path that is not in the tree.
+    "application-chart-path": (
+        _edit("gitops/appsets/templates/core.yaml", 'path: "charts/{{ $component }}"',
+              'path: "chart/{{ $component }}"'),
+        "gitops/appsets/templates/core.yaml", "ApplicationSet/core -> Application/gateway-dev",
+        "source path 'chart/gateway' does not exist in the repo"),
     "plaintext-secret": (
         _plaintext_secret, "baseline/minio/root-secret.yaml", "Secret/minio-root",
         "plaintext Secret"),
@@ -115,9 +123,64 @@ def _drop_user(root: Path) -> None:
 _mlflow_by_name = _edit("docker/mlflow.Dockerfile", "RUN pip install -r /app/requirements.txt",
                         "RUN pip install mlflow==3.17.2")
 
+_sealed_elsewhere = _edit("gitops/envs/dev/sealed/gateway-admin-token.yaml",
+                          "namespace: onecommit-dev", "namespace: onecommit-prod", count=2)
+
+
+def _allow_listed(root: Path) -> None:
+    """A Secret made outside git, listed as such, next to a reference to it."""
+    _edit("gitops/envs/prod/values/triton.yaml", "credentialsSecretName: triton-s3",
+          "credentialsSecretName: triton-s3-external")(root)
+    (root / "gitops/external-secrets.yaml").write_text(
+        "- namespace: onecommit-prod\n  name: triton-s3-external\n"
+        "  madeBy: the platform team's object store\n")
+
+
 # Mistakes of the later checks, each in a file of its own so none hides another: they are seeded
 # together into one tree and linted once (every lint run renders every chart and runs checkov).
 MORE_SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
+    "dangling-secret-reference": (
+        _edit("gitops/envs/prod/values/mlflow.yaml", "  credentialsSecretName: mlflow-s3\n",
+              "  credentialsSecretName: mlflow-s3\nbackendStore:\n"
+              "  # -- A Secret nothing seals.\n  secretName: mlflow-db\n"),
+        "charts/mlflow/templates/deployment.yaml", "chart mlflow (prod) Deployment/mlflow-prod",
+        "secretKeyRef of MLFLOW_BACKEND_STORE_URI reads Secret 'mlflow-db', which nothing "
+        "defines in namespace onecommit-prod: define it in gitops/envs/prod/sealed/mlflow-db.yaml"),
+    "sealed-secret-in-another-namespace": (
+        _sealed_elsewhere, "charts/gateway/templates/deployment.yaml",
+        "chart gateway (dev) Deployment/gateway-dev",
+        "reads Secret 'gateway-admin-token', which nothing defines in namespace onecommit-dev "
+        "(there is a SealedSecret in onecommit-prod: "
+        "gitops/envs/dev/sealed/gateway-admin-token.yaml)"),
+    "sealed-secret-outside-its-project": (
+        _sealed_elsewhere, "gitops/envs/dev/sealed/gateway-admin-token.yaml",
+        "Application/secrets-dev SealedSecret/gateway-admin-token",
+        "namespace 'onecommit-prod' is not a destination of AppProject 'dev'"),
+    "secret-key-name": (
+        _edit("gitops/envs/dev/values/feast.yaml", "persistence:",
+              "redis:\n  # -- A key the Secret does not have.\n  passwordSecretKey: pasword\n"
+              "persistence:"),
+        "charts/feast/templates/deployment.yaml", "chart feast (dev) Deployment/feast",
+        "secretKeyRef of REDIS_PASSWORD reads key 'pasword' of Secret 'redis-auth', which "
+        "gitops/envs/dev/sealed/optional/redis-auth.yaml does not define (its keys: password)"),
+    "application-value-file": (
+        _edit("gitops/appsets/templates/baseline.yaml", '{{ $component }}/values.yaml"',
+              '{{ $component }}/value.yaml"'),
+        "gitops/appsets/templates/baseline.yaml",
+        "ApplicationSet/baseline -> Application/minio-baseline",
+        "helm value file '$values/baseline/minio/value.yaml' does not exist in the repo"),
+    "repository-url-written-out": (
+        _edit("kind/cluster.yaml", "name: onecommit\n", "name: onecommit\n# Argo CD reads "
+              "http://gitops-server.argocd.svc.cluster.local/onecommit.git\n"),
+        "kind/cluster.yaml", "repository URL", "is written out here: it is named once, in "
+        "gitops/bootstrap/root.yaml"),
+    "certificate-issued-twice": (
+        _edit("charts/gateway/templates/ingress.yaml", "  namespace: {{ .Release.Namespace }}\n",
+              "  namespace: {{ .Release.Namespace }}\n  annotations:\n"
+              "    cert-manager.io/cluster-issuer: onecommit-ca\n"),
+        "charts/gateway/templates/ingress.yaml", "chart gateway (dev) Ingress/gateway-dev",
+        "TLS Secret 'gateway-tls' is issued twice: by the Certificate in "
+        "gitops/envs/dev/certificates.yaml"),
     "upstream-chart-value": (
         _edit("charts/airflow/values.yaml", "executor: KubernetesExecutor",
               "executor: KubernetesExecuter"),
@@ -173,6 +236,7 @@ def seeded_output(lint_python: Path, tmp_path_factory: pytest.TempPathFactory) -
     _copy_tree(root)
     for mutate in {id(m): m for m, *_ in MORE_SEEDS.values()}.values():  # shared ones once
         mutate(root)
+    _allow_listed(root)
     result = run_lint(lint_python, root)
     assert result.returncode == 1, result.stdout + result.stderr
     return result.stdout
@@ -182,6 +246,12 @@ def seeded_output(lint_python: Path, tmp_path_factory: pytest.TempPathFactory) -
 def test_later_check_bites(seed: str, seeded_output: str) -> None:
     _, file, obj, problem = MORE_SEEDS[seed]
     _assert_finding(seeded_output, file, obj, problem)
+
+
+def test_a_secret_made_outside_git_is_accepted_when_listed(seeded_output: str) -> None:
+    # The same tree reports the dangling reference above: only the listed one is accepted.
+    assert "'mlflow-db'" in seeded_output
+    assert "triton-s3-external" not in seeded_output
 
 
 def test_promtool_rule_tests_pass_on_the_tree(lint_python: Path) -> None:

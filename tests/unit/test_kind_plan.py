@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ from invoke.exceptions import Exit
 
 from onecommit.platform import kind
 from onecommit.platform.kind import applications_ready
+from onecommit.secrets.devkey import ACTIVE_KEY_LABEL, Seed, derive
 from onecommit.settings import PROJECT_ROOT
 from onecommit.tasks import platform
 
@@ -39,7 +42,27 @@ def plan() -> list[str]:
 
 def test_dry_run_needs_no_tool_and_prints_commands(plan: list[str]) -> None:
     assert plan
-    assert {line.split()[0] for line in plan} == {"kind", "docker", "helm", "kubectl", "git"}
+    tools = {line.split()[0] for line in plan if " -m onecommit.secrets.devkey " not in line}
+    assert tools == {"kind", "docker", "helm", "kubectl", "git"}
+
+
+def _line(plan: list[str], start: str) -> int:
+    (index,) = [i for i, line in enumerate(plan) if line.startswith(start)]
+    return index
+
+
+def test_the_sealing_key_is_installed_before_the_controller_starts(plan: list[str]) -> None:
+    release = next(r for r in kind.Tree().prerequisites() if r["chart"] == "sealed-secrets")
+    manifest = kind.Tree().sealing_key_manifest
+    derive_key = next(i for i, line in enumerate(plan) if " -m onecommit.secrets.devkey secret "
+                      in line)
+    assert f"--namespace {release['namespace']} --out {manifest}" in plan[derive_key]
+    install_key = _line(plan, f"kubectl --context kind-onecommit apply --namespace "
+                              f"{release['namespace']} --filename {manifest}")
+    controller = _line(plan, f"helm upgrade --install {release['name']} sealed-secrets ")
+    assert derive_key < install_key < controller
+    # The key stays the only one: the controller makes no new key a fresh clone cannot derive.
+    assert """'--set-json=keyrenewperiod="0"'""" in plan[controller]
 
 
 def test_cluster_comes_from_the_kind_config(plan: list[str]) -> None:
@@ -57,9 +80,14 @@ def test_every_image_is_built_from_its_dockerfile_then_loaded(plan: list[str]) -
         assert build < load
 
 
+def test_the_kind_key_seals_the_env_the_kind_root_runs() -> None:
+    root = yaml.safe_load((PROJECT_ROOT / "gitops/bootstrap/root.yaml").read_text())
+    assert root["spec"]["source"]["helm"]["valuesObject"]["env"] == Seed.load().env
+
+
 def test_argocd_is_the_version_its_application_pins(plan: list[str]) -> None:
-    app = yaml.safe_load((PROJECT_ROOT / "gitops/bootstrap/argocd.yaml").read_text())
-    version = next(s["targetRevision"] for s in app["spec"]["sources"] if "chart" in s)
+    values = yaml.safe_load((PROJECT_ROOT / "gitops/bootstrap/values.yaml").read_text())
+    version = values["argocd"]["version"]
     install = [line for line in plan if line.startswith("helm upgrade --install argocd ")]
     assert len(install) == 1
     assert f"--version {version} " in install[0]
@@ -72,7 +100,7 @@ def test_repo_is_pushed_in_cluster_before_the_root_applications(plan: list[str])
                    if yaml.safe_load(p.read_text()).get("kind") == "Application")
     applies = [plan.index(f"kubectl --context kind-onecommit apply --namespace argocd "
                           f"--filename {p}") for p in roots]
-    assert len(roots) == 4
+    assert roots == [PROJECT_ROOT / "gitops/bootstrap/root.yaml"]
     assert push < min(applies)
     assert "exec -i deployment/gitops-server" in plan[push]
 
@@ -168,6 +196,7 @@ def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     apps = tmp_path / "apps.json"
     apps.write_text(_applications(*((f"root-{n}", "Synced", "Healthy")
                                     for n in ("core", "baseline", "optional")),
+                                  ("onecommit", "Synced", "Healthy"),
                                   ("argocd", "Synced", "Healthy")))
     log = tmp_path / "calls.log"
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
@@ -176,17 +205,28 @@ def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return log
 
 
-def test_up_runs_the_plan_in_order(fake_tools: Path) -> None:
-    plan = kind.up_plan(kind.Tree())
+def test_up_runs_the_plan_in_order(fake_tools: Path, tmp_path: Path) -> None:
+    tree = kind.Tree(state_dir=tmp_path / "state")
+    plan = kind.up_plan(tree)
     kind.execute(plan, dry_run=False, out=lambda _: None)
     calls = fake_tools.read_text().splitlines()
-    # the probe of step 1, then every step once, in plan order
-    assert calls == [" ".join(plan[0].unless)] + [" ".join(s.argv) for s in plan]
+    # the probe of step 1, then every step once, in plan order (the key is derived for real)
+    assert calls == [" ".join(plan[0].unless)] + [" ".join(s.argv) for s in plan
+                                                  if s.argv[0] != sys.executable]
+    manifest = tree.sealing_key_manifest
+    assert stat.S_IMODE(manifest.stat().st_mode) == 0o600
+    secret = yaml.safe_load(manifest.read_text())
+    assert secret["type"] == "kubernetes.io/tls"
+    assert secret["metadata"]["labels"][ACTIVE_KEY_LABEL] == "active"
+    assert secret["metadata"]["namespace"] == "kube-system"
+    _, cert_pem = derive(Seed.load())
+    assert secret["data"]["tls.crt"] == base64.b64encode(cert_pem).decode()
 
 
-def test_a_done_step_is_skipped(fake_tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_done_step_is_skipped(fake_tools: Path, monkeypatch: pytest.MonkeyPatch,
+                                tmp_path: Path) -> None:
     monkeypatch.setenv("FAKE_CLUSTER_MISSING", "0")
-    kind.execute(kind.up_plan(kind.Tree()), dry_run=False, out=lambda _: None)
+    kind.execute(kind.up_plan(kind.Tree(state_dir=tmp_path)), dry_run=False, out=lambda _: None)
     assert not any(c.startswith("kind create cluster") for c in fake_tools.read_text().splitlines())
 
 

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from onecommit.secrets.catalog import SEALING_CERT
 from onecommit.secrets.sealing import (
     CLUSTER_WIDE_ANNOTATION,
     NAMESPACE_WIDE_ANNOTATION,
@@ -386,3 +387,20 @@ def test_reseal_accepts_files_and_refuses_missing_paths(
     }
     with pytest.raises(SealingError, match="no such file"):
         reseal_tree([tmp_path / "missing"], old.key_pem, new.cert_pem)
+
+
+def test_reseal_replaces_the_certificate_records_of_the_old_key(
+    tmp_path: Path, old: KeyPair, new: KeyPair, stranger: KeyPair
+) -> None:
+    write_tree(tmp_path, old)
+    ours, theirs = tmp_path / "dev" / SEALING_CERT, tmp_path / "prod" / SEALING_CERT
+    for path, pair in ((ours, old), (theirs, stranger)):
+        path.parent.mkdir()
+        path.write_bytes(pair.cert_pem)
+
+    rewritten = reseal_tree([tmp_path], old.key_pem, new.cert_pem)
+
+    assert ours in rewritten
+    assert theirs not in rewritten
+    assert ours.read_bytes() == new.cert_pem
+    assert theirs.read_bytes() == stranger.cert_pem

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from onecommit.secrets import SecretsError
-from onecommit.secrets.catalog import CREDENTIALS
+from onecommit.secrets.catalog import CREDENTIALS, sealed_path, sealing_cert_path
 from onecommit.secrets.local_store import gateway_token_files
-from onecommit.secrets.manifests import seal_tree, sealed_path
+from onecommit.secrets.manifests import seal_tree
 from onecommit.secrets.plaintext import env_variable, require_untracked
 from onecommit.secrets.rotation import rotate
 from onecommit.secrets.sealing import generate_controller_keypair, unseal_sealed_secret
@@ -65,9 +65,10 @@ def tree(tmp_path: Path, controller: tuple[bytes, bytes]) -> Tree:
     return make_tree(tmp_path, controller, Settings(state_dir=tmp_path / "repo" / ".onecommit"))
 
 
-def sealed_values(tree: Tree, env: str, secret: str) -> dict[str, bytes]:
-    return unseal_sealed_secret(yaml.safe_load(sealed_path(tree.root, env, secret).read_text()),
-                                tree.key_pem)
+def sealed_values(tree: Tree, env: str, secret: str, layer: str = "core",
+                  key_pem: bytes | None = None) -> dict[str, bytes]:
+    manifest = yaml.safe_load(sealed_path(tree.root, env, secret, layer).read_text())
+    return unseal_sealed_secret(manifest, key_pem or tree.key_pem)
 
 
 def source(tree: Tree) -> dict[str, dict[str, dict[str, str]]]:
@@ -87,8 +88,15 @@ def test_rotate_seals_a_new_value_per_env_and_keeps_the_plaintext_out_of_git(tre
         plain = values[env]["object-store-keys"]
         for secret in ("mlflow-s3", "triton-s3"):
             assert sealed_values(tree, env, secret) == {k: v.encode() for k, v in plain.items()}
+        # The same key pair, as MinIO's root user and in Airflow's connection URI.
+        assert sealed_values(tree, env, "minio-root", "baseline") == {
+            "rootUser": plain["AWS_ACCESS_KEY_ID"].encode(),
+            "rootPassword": plain["AWS_SECRET_ACCESS_KEY"].encode()}
+        uri = sealed_values(tree, env, "airflow-s3-connection")["uri"].decode()
+        assert uri.startswith(f"aws://{plain['AWS_ACCESS_KEY_ID']}:")
+        assert "endpoint_url=http%3A%2F%2Fminio.onecommit-baseline" in uri
     assert values["dev"] != values["prod"]
-    assert len(result.written) == 4
+    assert len(result.written) == 8
     assert stat.S_IMODE(tree.settings.secrets_file.stat().st_mode) == 0o600
     require_untracked(tree.settings.secrets_file)
     assert result.local == "no local service uses object-store-keys: nothing to apply"
@@ -133,7 +141,9 @@ def test_seal_reads_the_file_and_the_environment(tree: Tree) -> None:
         {"dev": {"gateway-admin-token": {"token": "from-the-file"}}}))
     environ = {env_variable("prod", "gateway-admin-token", "token"): "from-the-environment"}
     written = seal_tree(tree.root, tree.settings.secrets_file, tree.cert, None, environ)
-    assert written == [sealed_path(tree.root, env, "gateway-admin-token") for env in ENVS]
+    assert written == ([sealed_path(tree.root, env, "gateway-admin-token") for env in ENVS]
+                       + [sealing_cert_path(tree.root, env) for env in ENVS])
+    assert sealing_cert_path(tree.root, "dev").read_bytes() == tree.cert.read_bytes()
     assert sealed_values(tree, "dev", "gateway-admin-token") == {"token": b"from-the-file"}
     assert sealed_values(tree, "prod", "gateway-admin-token") == {"token": b"from-the-environment"}
 
@@ -186,3 +196,52 @@ def test_seal_needs_a_certificate_and_something_to_seal(tree: Tree) -> None:
 def test_unknown_credential_names_the_known_ones(tree: Tree) -> None:
     with pytest.raises(SecretsError, match=", ".join(CREDENTIALS)):
         rotate(tree.settings, tree.root, "ssh-key", report=lambda _: None)
+
+
+def test_each_env_is_sealed_for_the_certificate_it_records(tree: Tree) -> None:
+    prod_key, prod_cert = generate_controller_keypair("prod-controller", key_size=2048)
+    sealing_cert_path(tree.root, "dev").write_bytes(tree.cert.read_bytes())
+    sealing_cert_path(tree.root, "prod").write_bytes(prod_cert)
+    recorded = tree.settings.model_copy(update={"sealing_cert": None})
+    rotate(recorded, tree.root, "redis-password", report=lambda _: None)
+    values = source(tree)
+    for env, key in (("dev", tree.key_pem), ("prod", prod_key)):
+        assert sealed_values(tree, env, "redis-auth", "optional", key) == {
+            "password": values[env]["redis-password"]["password"].encode()}
+    with pytest.raises(SecretsError, match="wrong key"):
+        sealed_values(tree, "prod", "redis-auth", "optional", tree.key_pem)
+
+
+def test_a_new_certificate_must_reseal_the_whole_env(tree: Tree) -> None:
+    rotate(tree.settings, tree.root, "gateway-admin-token", report=lambda _: None)
+    _, other_cert = generate_controller_keypair("another-controller", key_size=2048)
+    other = tree.root.parent / "other.pem"
+    other.write_bytes(other_cert)
+    before = {p: p.read_bytes() for p in tree_files(tree.root)}
+    moved = tree.settings.model_copy(update={"sealing_cert": other})
+    with pytest.raises(SecretsError, match=r"gateway-admin-token\.yaml is sealed for the "
+                                           r"certificate .* records.*invoke reseal"):
+        rotate(moved, tree.root, "webhook-signing-secret", report=lambda _: None)
+    assert {p: p.read_bytes() for p in tree_files(tree.root)} == before
+
+
+def test_an_env_without_a_recorded_certificate_is_named(tree: Tree) -> None:
+    recorded = tree.settings.model_copy(update={"sealing_cert": None})
+    with pytest.raises(SecretsError, match=r"no sealing certificate for dev: .*sealing-cert\.pem "
+                                           r"is missing; pass --cert"):
+        rotate(recorded, tree.root, "gateway-admin-token", report=lambda _: None)
+
+
+def test_rotating_all_moves_an_env_to_its_new_controller(tree: Tree) -> None:
+    rotate(tree.settings, tree.root, "all", report=lambda _: None)
+    dev_before = {p: p.read_bytes() for p in tree_files(tree.root / "gitops/envs/dev")}
+    prod_key, prod_cert = generate_controller_keypair("prod-controller", key_size=2048)
+    (tree.root.parent / "prod.pem").write_bytes(prod_cert)
+    moved = tree.settings.model_copy(update={"sealing_cert": tree.root.parent / "prod.pem"})
+    result = rotate(moved, tree.root, "all", envs=["prod"], report=lambda _: None)
+    assert len(result.written) == sum(len(c.secrets) for c in CREDENTIALS.values())
+    assert sealing_cert_path(tree.root, "prod").read_bytes() == prod_cert
+    token = source(tree)["prod"]["gateway-admin-token"]["token"]
+    assert sealed_values(tree, "prod", "gateway-admin-token", key_pem=prod_key) == {
+        "token": token.encode()}
+    assert {p: p.read_bytes() for p in tree_files(tree.root / "gitops/envs/dev")} == dev_before

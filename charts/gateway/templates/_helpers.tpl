@@ -68,3 +68,12 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* The container port's name and scheme: HTTPS when the pods serve TLS themselves (tls.secretName). */}}
+{{- define "onecommit-gateway.portName" -}}
+{{- ternary "https" "http" (not (empty .Values.tls.secretName)) -}}
+{{- end -}}
+
+{{- define "onecommit-gateway.scheme" -}}
+{{- ternary "HTTPS" "HTTP" (not (empty .Values.tls.secretName)) -}}
+{{- end -}}
