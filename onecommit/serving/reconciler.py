@@ -1,7 +1,8 @@
 """The Triton reconciler: keeps every version desired state pins loaded in the inference
 server, again after a Triton crash or restart, with no deploy.
 
-    python -m onecommit.serving.reconciler
+    python -m onecommit.serving.reconciler           # run
+    python -m onecommit.serving.reconciler --check   # liveness: a pass finished lately
 
 Each pass reads desired state (`state.py`) and Triton's repository index (one gRPC call), and
 asks Triton to load a model whose needed versions are not all READY. A load keeps the versions
@@ -127,8 +128,29 @@ class Reconciler:
             self._triton_up = up
 
 
+def heartbeat_file(settings: Settings) -> Path:
+    """Touched after every pass: its age is the reconciler's liveness (`--check`)."""
+    return settings.state_dir / "serving" / "reconciler.alive"
+
+
+def check(settings: Settings) -> int:
+    """Exit 0 when a pass finished lately (a liveness probe), else 1 with the reason."""
+    limit = max(15.0, 10 * settings.reconcile_interval_s)
+    try:
+        age = time.time() - heartbeat_file(settings).stat().st_mtime
+    except OSError:
+        print(f"no pass recorded at {heartbeat_file(settings)}")
+        return 1
+    if age > limit:
+        print(f"last pass {age:.0f} s ago (limit {limit:.0f} s)")
+        return 1
+    return 0
+
+
 def main() -> int:
     settings = Settings()
+    if sys.argv[1:] == ["--check"]:
+        return check(settings)
     # Triton on this host: the platform's locally, the pod's own (a sidecar) on clusters.
     target = f"{settings.host}:{settings.triton_grpc_port}"
     repository = settings.model_repository if settings.model_repository.is_dir() else None
@@ -141,12 +163,15 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    beat = heartbeat_file(settings)
+    beat.parent.mkdir(parents=True, exist_ok=True)
     say("started", target=target, interval_s=settings.reconcile_interval_s)
     client = triton_grpc.InferenceServerClient(target)
     try:
         while not stopping:
             try:
                 reconciler.reconcile(client)
+                beat.touch()
             except Exception as error:  # The database or Triton failing: try again next pass.
                 say("pass failed", reason=f"{type(error).__name__}: {error}")
             time.sleep(settings.reconcile_interval_s)
