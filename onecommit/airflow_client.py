@@ -7,10 +7,11 @@ from typing import Any
 
 import httpx
 
+from onecommit.errors import OnecommitError
 from onecommit.settings import Settings
 
 
-class AirflowError(RuntimeError):
+class AirflowError(OnecommitError):
     """Airflow refused a call or a run did not finish in time."""
 
 

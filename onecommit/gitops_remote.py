@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from onecommit import sync
+from onecommit.errors import OnecommitError
 from onecommit.settings import PROJECT_ROOT, Settings
 
 BRANCH = "main"
@@ -19,7 +20,7 @@ BRANCH = "main"
 _IDENTITY = ("-c", "user.name=onecommit", "-c", "user.email=onecommit@localhost")
 
 
-class RemoteError(RuntimeError):
+class RemoteError(OnecommitError):
     """The gitops remote could not be created or used; the message says why."""
 
 

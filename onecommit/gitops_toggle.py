@@ -17,13 +17,15 @@ from pathlib import Path
 
 import yaml
 
+from onecommit.errors import OnecommitError
+
 ATTACHED, DETACHED = "attached", "detached"
 STATES = (ATTACHED, DETACHED)
 _ENTRY = re.compile(r"^-\s+component:\s*(?P<component>\S+)\s*$")
 _STATE = re.compile(r"^(?P<indent>\s+)state:\s*(?P<state>\S+)(?P<rest>\s*(#.*)?)$")
 
 
-class ToggleError(ValueError):
+class ToggleError(OnecommitError, ValueError):
     """A wrong toggle file or request; the message names the file, the entry and the fix."""
 
 

@@ -18,6 +18,7 @@ import yaml
 
 from onecommit import gitops_remote, sync
 from onecommit.airflow_client import AirflowClient, platform_client
+from onecommit.errors import OnecommitError
 from onecommit.lifecycle import registry, training
 from onecommit.lifecycle.spec import ModelSpec, SpecError, dump_spec, parse_spec
 from onecommit.lifecycle.traffic import TrafficGenerator
@@ -33,7 +34,7 @@ ROLLBACK_DAG = "rollback_to_before_version"
 _C_VALUES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-class LoopError(RuntimeError):
+class LoopError(OnecommitError):
     """The loop could not be followed to its end; the message says where it stopped."""
 
 
@@ -103,6 +104,9 @@ def valid_spec(settings: Settings) -> dict[str, Any]:
     """The newest spec in the clone's history that passes validation: a rejected commit must
     not poison the next one."""
     work = gitops_remote.work_dir(settings)
+    if not (work / ".git").is_dir():
+        raise LoopError(f"no gitops working clone at {work}: start the platform with "
+                        "`invoke up`, which creates it")
     relative = spec_path(settings).relative_to(work).as_posix()
     for sha in gitops_remote.git("log", "--format=%H", "--", relative, cwd=work).split():
         data = yaml.safe_load(gitops_remote.git("show", f"{sha}:{relative}", cwd=work))

@@ -31,6 +31,7 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from onecommit.airflow_client import AirflowError, platform_client
+from onecommit.errors import OnecommitError
 from onecommit.lifecycle.notify import send
 from onecommit.lifecycle.spec import SpecError, load_spec
 from onecommit.lint import upstream
@@ -79,7 +80,7 @@ def _git(repo: Path, *args: str) -> str:
     return result.stdout
 
 
-class SyncError(RuntimeError):
+class SyncError(OnecommitError):
     """The sync itself could not run (not a validation failure of the commit)."""
 
 

@@ -8,14 +8,21 @@ import socket
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
+import numpy as np
 import psutil
 import pytest
 
+from onecommit.bench.models import register_version
+from onecommit.lifecycle import registry, training
+from onecommit.lifecycle.spec import load_spec
 from onecommit.platform import local, supervisor
+from onecommit.platform.components import gateway_admin_token
 from onecommit.settings import PROJECT_ROOT, Settings
 
 # Airflow reads its configuration at import: keep the test process's Airflow out of ~/airflow.
@@ -46,6 +53,9 @@ def make_settings(state_dir: Path, **overrides: object) -> Settings:
         "triton_metrics_port": metrics, "gateway_port": gateway,
         # A loaded CI machine starts Airflow slowly; a start that fails still fails fast.
         "health_timeout_s": 420,
+        # The gateway as replicas sharing desired state and the prediction log, as on a
+        # cluster: every platform test runs against two workers on one port.
+        "gateway_workers": 2,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -116,3 +126,49 @@ def platform(tmp_path_factory: pytest.TempPathFactory,
         ours = process_tree(settings)
         local.down(settings)
         assert not alive(ours), f"processes left after down: {alive(ours)}"
+
+
+@dataclass(frozen=True)
+class Served:
+    """Two versions of the dev model, registered and pinned as champion and challenger."""
+
+    url: str
+    mlflow_url: str
+    admin: dict[str, str]
+    champion: int
+    challenger: int
+    rows: np.ndarray
+    labels: np.ndarray
+
+    def pin(self) -> None:
+        """Point the aliases at these versions again and have the gateway pin them."""
+        client = registry.client(self.mlflow_url)
+        client.set_registered_model_alias(SERVED_MODEL, "champion", str(self.champion))
+        client.set_registered_model_alias(SERVED_MODEL, "challenger", str(self.challenger))
+        for alias in ("champion", "challenger"):
+            response = httpx.post(f"{self.url}/variant/{alias}/reload", headers=self.admin,
+                                  timeout=30)
+            assert response.status_code == 200, response.text
+
+
+SERVED_MODEL = "breast-cancer"
+
+
+def _version(settings: Settings, c_value: float, split: training.Split) -> int:
+    spec = load_spec(PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml")
+    context = registry.RunContext(git_sha=f"c{c_value}", env="dev",
+                                  dag_run_id=f"gateway-test-c{c_value}")
+    return register_version(settings, spec, split, {"C": c_value}, context)
+
+
+@pytest.fixture(scope="session")
+def served(platform: Settings) -> Served:
+    """The gateway serving two versions that disagree on some rows."""
+    split = training.load_split(load_spec(
+        PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml").dataset)
+    champion, challenger = _version(platform, 1.0, split), _version(platform, 1e-3, split)
+    pinned = Served(platform.url(platform.gateway_port), platform.url(platform.mlflow_port),
+                    {"Authorization": f"Bearer {gateway_admin_token(platform)}"}, champion,
+                    challenger, split.x_holdout, split.y_holdout)
+    pinned.pin()
+    return pinned

@@ -16,13 +16,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from onecommit.errors import OnecommitError
 from onecommit.gateway.http1 import UpstreamError, parse_head
 
 HOST = "127.0.0.1"
 _RECV = 65536
 
 
-class LoadError(RuntimeError):
+class LoadError(OnecommitError):
     """The target answered something this client cannot read (it is not a load failure)."""
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from onecommit.gitops_toggle import ATTACHED, DETACHED, set_state, toggle_file
+from onecommit.gitops_toggle import ATTACHED, DETACHED, ToggleError, set_state, toggle_file
 from onecommit.settings import PROJECT_ROOT
 
 
@@ -22,6 +22,6 @@ def flip(env: str, attach: bool, root: Path = PROJECT_ROOT) -> list[str]:
              f"Optional layer of {env}: {', '.join(changed)} {state}",
              "--", str(path)], capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"committing {path} failed: {result.stderr.strip()}; the file "
+            raise ToggleError(f"committing {path} failed: {result.stderr.strip()}; the file "
                                "is flipped but not committed: commit it, or revert it")
     return changed

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from onecommit.errors import OnecommitError
 from onecommit.features.settings import FeatureSettings
 from onecommit.platform.envs import env_python
 
 
-class FeastJobError(RuntimeError):
+class FeastJobError(OnecommitError):
     """A Feast job failed; the message carries the tail of its output."""
 
 

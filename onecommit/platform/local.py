@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from onecommit import gitops_remote
+from onecommit.errors import OnecommitError
 from onecommit.platform import supervisor
 from onecommit.platform.components import Component, components, triton_paths
 from onecommit.platform.envs import ensure_env
@@ -16,7 +17,7 @@ from onecommit.secrets.files import PRIVATE_DIR
 from onecommit.settings import Settings
 
 
-class PlatformError(RuntimeError):
+class PlatformError(OnecommitError):
     """A fault with one clear cause and fix; `detail` carries a log tail when there is one."""
 
     def __init__(self, message: str, detail: str = "") -> None:

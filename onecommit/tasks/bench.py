@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from onecommit.bench.gateway import BenchConfig
 from onecommit.bench.gateway import run as run_gateway_bench
-from onecommit.tasks.platform import clear_errors, load_settings
+from onecommit.tasks import task
+from onecommit.tasks.platform import load_settings
 
 
 @task(positional=["what"], help={
@@ -27,8 +27,7 @@ def bench(c: Context, what: str, duration: float = BenchConfig.duration_s,
                    code=2)
     config = BenchConfig(duration_s=duration, other_backends=other_backends, name=name,
                          baseline_ref=baseline or None)
-    with clear_errors():
-        result = run_gateway_bench(load_settings(), config)
+    result = run_gateway_bench(load_settings(), config)
     met = sum(t["met"] for t in result["targets"])
     print(f"{met} of {len(result['targets'])} targets met; figures in "
           f"{config.out_dir / name}.json and .png")

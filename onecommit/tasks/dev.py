@@ -6,15 +6,15 @@ import sys
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from onecommit import loop, proof
 from onecommit.lifecycle.spec import parse_spec
 from onecommit.platform import local
 from onecommit.platform.envs import COMPONENTS, OPTIONAL_COMPONENTS, ensure_env
 from onecommit.settings import PROJECT_ROOT
+from onecommit.tasks import task
 from onecommit.tasks.loop import run_commit
-from onecommit.tasks.platform import clear_errors, load_settings, print_urls, status
+from onecommit.tasks.platform import load_settings, print_urls, status
 
 
 @task(help={"name": "one component (default: every core one; optional layers are built only "
@@ -22,17 +22,15 @@ from onecommit.tasks.platform import clear_errors, load_settings, print_urls, st
 def envs(c: Context, name: str | None = None) -> None:
     """Build the component environments that are missing or out of date."""
     settings = load_settings()
-    with clear_errors():
-        for component in [name] if name else COMPONENTS:
-            print(f"{component}: {ensure_env(settings, component)}")
+    for component in [name] if name else COMPONENTS:
+        print(f"{component}: {ensure_env(settings, component)}")
 
 
 @task
 def lint(c: Context) -> None:
     """Offline validation of charts and the GitOps tree (helm, Kubernetes schemas, CRDs, policy)."""
     settings = load_settings()
-    with clear_errors():
-        python = ensure_env(settings, "lint") / "bin" / "python"
+    python = ensure_env(settings, "lint") / "bin" / "python"
     c.run(f"{python} -m onecommit.lint --shared-dir {settings.shared_dir} "
           f"--state-dir {settings.state_dir}", echo=True, env={"PYTHONPATH": str(PROJECT_ROOT)})
 
@@ -53,8 +51,7 @@ def demo(c: Context) -> None:
     """The whole promise on this machine: start the platform, push a good commit (promoted
     under a canary), then a bad one (rolled back automatically), and write the proof."""
     settings = load_settings()
-    with clear_errors():
-        local.up(settings)
+    local.up(settings)
     model = parse_spec(loop.valid_spec(settings)).model
     if loop.champion_version(settings, model) is None:
         print(f"no champion for {model} yet: the first commit deploys one directly")

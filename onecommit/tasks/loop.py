@@ -6,13 +6,11 @@ import json
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from onecommit import loop, proof
-from onecommit.airflow_client import AirflowError
-from onecommit.gitops_remote import RemoteError
 from onecommit.lifecycle.spec import parse_spec
 from onecommit.settings import Settings
+from onecommit.tasks import task
 from onecommit.tasks.platform import load_settings
 
 
@@ -31,10 +29,7 @@ def demo_commit(c: Context, bad: bool = False, invalid: bool = False,
 
 def run_commit(settings: Settings, kind: loop.CommitKind, as_json: bool = False) -> None:
     """One demo commit followed to its end; exits non-zero unless the outcome is `kind`'s."""
-    try:
-        report = loop.demo_commit(settings, kind, say=(lambda _: None) if as_json else print)
-    except (loop.LoopError, RemoteError, AirflowError) as error:
-        raise Exit(f"error: {error}", code=1) from None
+    report = loop.demo_commit(settings, kind, say=(lambda _: None) if as_json else print)
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

@@ -4,43 +4,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
-from pydantic import ValidationError
 
 from onecommit.features import layer as optional_layer
 from onecommit.platform import health, kind, local
-from onecommit.platform.envs import EnvironmentError_
 from onecommit.settings import Settings
+from onecommit.tasks import task
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment and task flags, or one line naming the bad value and fix."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise Exit(f"invalid setting {field}={first.get('input')!r}: {first['msg']} "
-                   f"(fix the --{field} flag or ONECOMMIT_{field.upper()})", code=2) from None
-
-
-@contextmanager
-def clear_errors() -> Iterator[None]:
-    """Turn the platform's expected faults into one line and a non-zero exit."""
-    try:
-        yield
-    except local.PlatformError as error:
-        if error.detail:
-            print(error.detail)
-        raise Exit(f"error: {error}", code=1) from None
-    except EnvironmentError_ as error:
-        raise Exit(f"error: {error}", code=1) from None
+    """Settings from the environment and task flags (a bad value is refused in one line)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def _kind_profile(settings: Settings, plan: Callable[[bool], None], dry_run: bool) -> bool:
@@ -49,10 +27,7 @@ def _kind_profile(settings: Settings, plan: Callable[[bool], None], dry_run: boo
         if dry_run:
             raise Exit("--dry-run prints the kind profile's plan: add --profile kind", code=2)
         return False
-    try:
-        plan(dry_run)
-    except kind.KindError as error:
-        raise Exit(f"error: {error}", code=1) from None
+    plan(dry_run)
     return True
 
 
@@ -64,8 +39,7 @@ def up(c: Context, profile: str | None = None, tls: bool = False, dry_run: bool 
     settings = load_settings(profile=profile, tls=tls or None)
     if _kind_profile(settings, kind.up, dry_run):
         return
-    with clear_errors():
-        local.up(settings)
+    local.up(settings)
     print_urls(settings)
 
 
@@ -76,8 +50,7 @@ def down(c: Context, profile: str | None = None, dry_run: bool = False) -> None:
     settings = load_settings(profile=profile)
     if _kind_profile(settings, kind.down, dry_run):
         return
-    with clear_errors():
-        local.down(settings)
+    local.down(settings)
     print("platform stopped")
 
 
@@ -113,8 +86,7 @@ def status(c: Context, json_: bool = False) -> None:
 def logs(c: Context, name: str, lines: int = 50, follow: bool = False) -> None:
     """Tail a component's log."""
     settings = load_settings()
-    with clear_errors():
-        files = [str(p) for p in local.component_log(settings, name) if p.exists()]
+    files = [str(p) for p in local.component_log(settings, name) if p.exists()]
     if not files:
         raise Exit(f"no log yet for {name}: start the platform with `invoke up`", code=1)
     subprocess.run(["tail", "-n", str(lines), *(["-F"] if follow else []), *files], check=False)

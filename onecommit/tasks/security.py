@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from invoke.context import Context
-from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from onecommit.secrets import SecretsError, manifests
 from onecommit.secrets.ca import ensure_certs
@@ -17,16 +13,8 @@ from onecommit.secrets.catalog import ALL, CREDENTIALS
 from onecommit.secrets.rotation import rotate as rotate_credential
 from onecommit.secrets.sealing import reseal_tree
 from onecommit.settings import PROJECT_ROOT
+from onecommit.tasks import task
 from onecommit.tasks.platform import load_settings
-
-
-@contextmanager
-def refusals() -> Iterator[None]:
-    """A refused or failed secrets operation is one line and a non-zero exit."""
-    try:
-        yield
-    except SecretsError as error:
-        raise Exit(f"error: {error}", code=1) from None
 
 
 def _relative(path: Path) -> str:
@@ -43,9 +31,8 @@ def seal(c: Context, cert: str | None = None, env: list[str] | None = None) -> N
     """Seal the values of secrets.local.yaml / ONECOMMIT_SECRET_* into gitops/envs/*/sealed/,
     each env for its controller's certificate."""
     settings = load_settings(sealing_cert=cert)
-    with refusals():
-        written = manifests.seal_tree(PROJECT_ROOT, settings.secrets_file, settings.sealing_cert,
-                                      env or None, os.environ)
+    written = manifests.seal_tree(PROJECT_ROOT, settings.secrets_file, settings.sealing_cert,
+                                  env or None, os.environ)
     for path in written:
         print(f"{'recorded' if path.suffix == '.pem' else 'sealed'} {_relative(path)}")
 
@@ -58,12 +45,11 @@ def reseal(c: Context, old_key: str, new_cert: str, path: list[str] | None = Non
     certificate records): each verified with the old key first, nothing written unless all
     succeed."""
     targets = [Path(p) for p in path] if path else [PROJECT_ROOT / "gitops"]
-    with refusals():
-        try:
-            old_pem, new_pem = Path(old_key).read_bytes(), Path(new_cert).read_bytes()
-        except OSError as error:
-            raise SecretsError(f"cannot read {error.filename}: {error.strerror}") from None
-        rewritten = reseal_tree(targets, old_pem, new_pem)
+    try:
+        old_pem, new_pem = Path(old_key).read_bytes(), Path(new_cert).read_bytes()
+    except OSError as error:
+        raise SecretsError(f"cannot read {error.filename}: {error.strerror}") from None
+    rewritten = reseal_tree(targets, old_pem, new_pem)
     for written in rewritten:
         print(f"re-sealed {_relative(written)}")
     print(f"{len(rewritten)} file(s) re-sealed for the new certificate")
@@ -79,9 +65,8 @@ def rotate(c: Context, name: str, cert: str | None = None, env: list[str] | None
     """Generate a new credential (or all of them), seal it for every env, and switch the running
     local platform to it without downtime."""
     settings = load_settings(sealing_cert=cert)
-    with refusals():
-        result = rotate_credential(settings, PROJECT_ROOT, name, envs=env or None,
-                                   grace_s=grace_s, environ=dict(os.environ))
+    result = rotate_credential(settings, PROJECT_ROOT, name, envs=env or None,
+                               grace_s=grace_s, environ=dict(os.environ))
     for path in result.written:
         print(f"sealed {_relative(path)}")
     print(result.local)
@@ -91,8 +76,7 @@ def rotate(c: Context, name: str, cert: str | None = None, env: list[str] | None
 def certs(c: Context, renew: bool = False) -> None:
     """Create (or renew) the internal CA and the leaf certificates of the gateway and the UIs."""
     settings = load_settings()
-    with refusals():
-        issued = ensure_certs(settings, renew=renew)
+    issued = ensure_certs(settings, renew=renew)
     for cert in issued:
         state = "issued" if cert.renewed else "kept"
         print(f"{cert.name:<8} {state:<6} until {cert.not_after:%Y-%m-%d}  "

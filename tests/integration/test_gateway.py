@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,49 +17,13 @@ import pytest
 import tritonclient.http as triton_http
 from pydantic import SecretStr
 
-from onecommit.bench.models import register_version
 from onecommit.gateway.app import create_app
 from onecommit.gateway.settings import GatewaySettings
-from onecommit.lifecycle import registry, training
-from onecommit.lifecycle.spec import load_spec
-from onecommit.platform.components import gateway_admin_token
-from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.settings import Settings
+from tests.conftest import Served
 
 pytestmark = pytest.mark.platform
-SPEC = load_spec(PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml")
 MODEL = "breast-cancer"
-
-
-@dataclass(frozen=True)
-class Served:
-    url: str
-    admin: dict[str, str]
-    champion: int
-    challenger: int
-    rows: np.ndarray
-    labels: np.ndarray
-
-
-def _version(settings: Settings, c_value: float, split: training.Split) -> int:
-    context = registry.RunContext(git_sha=f"c{c_value}", env="dev",
-                                  dag_run_id=f"gateway-test-c{c_value}")
-    return register_version(settings, SPEC, split, {"C": c_value}, context)
-
-
-@pytest.fixture(scope="module")
-def served(platform: Settings) -> Served:
-    split = training.load_split(SPEC.dataset)
-    champion = _version(platform, 1.0, split)
-    challenger = _version(platform, 1e-3, split)
-    client = registry.client(platform.url(platform.mlflow_port))
-    client.set_registered_model_alias(MODEL, "champion", str(champion))
-    client.set_registered_model_alias(MODEL, "challenger", str(challenger))
-    url = platform.url(platform.gateway_port)
-    admin = {"Authorization": f"Bearer {gateway_admin_token(platform)}"}
-    for alias in ("champion", "challenger"):
-        response = httpx.post(f"{url}/variant/{alias}/reload", headers=admin, timeout=30)
-        assert response.status_code == 200, response.text
-    return Served(url, admin, champion, challenger, split.x_holdout, split.y_holdout)
 
 
 def _body(rows: np.ndarray, datatype: str = "FP32") -> dict[str, object]:
@@ -327,3 +291,52 @@ def test_inference_token_and_body_limit_hold_on_the_fast_path(served: Served, pl
     assert [a.status_code for a in answers] == [401, 401, 200, 413, 400]
     assert all("error" in answers[i].json() for i in (0, 1, 3, 4))
     assert answers[2].headers["x-onecommit-variant"] == "champion"
+
+
+def _fresh(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request on a new connection: the kernel hands each to either gateway worker."""
+    with httpx.Client(timeout=10) as client:
+        return client.request(method, url, **kwargs)
+
+
+def test_two_workers_route_alike_and_join_feedback_across_workers(served: Served,
+                                                                   platform: Settings) -> None:
+    assert platform.gateway_workers == 2
+    changed = httpx.put(f"{served.url}/traffic", headers=served.admin, json={
+        "strategy": "canary", "challenger_weight": 0.5, "experiment": "workers"})
+    revision, started = changed.json()["revision"], time.monotonic()
+    seen: dict[str, int] = {}
+    while len(seen) < 2 or set(seen.values()) != {revision}:
+        answer = _fresh("GET", f"{served.url}/traffic").json()
+        late = time.monotonic() - started
+        assert answer["revision"] == revision or late < 1.0, \
+            f"replica {answer['replica']} still at revision {answer['revision']} after {late:.2f} s"
+        assert late < 30, f"only replicas {seen} answered"
+        seen[answer["replica"]] = answer["revision"]
+    # Every worker routes a request id the same way, and feedback joins wherever it lands.
+    ids = [f"workers-{i}" for i in range(120)]
+    routes: dict[str, set[str]] = {i: set() for i in ids}
+    for _ in range(2):
+        for n, request_id in enumerate(ids):
+            response = _fresh("POST", f"{served.url}/v2/models/{MODEL}/infer",
+                              json=_body(served.rows[n % 50: n % 50 + 1]),
+                              headers={"x-request-id": request_id})
+            assert response.status_code == 200, response.text
+            routes[request_id].add(response.headers["x-onecommit-variant"])
+    assert all(len(variants) == 1 for variants in routes.values())
+    for n, request_id in enumerate(ids):
+        joined = _fresh("POST", f"{served.url}/feedback", headers=served.admin, json={
+            "request_id": request_id, "label": int(served.labels[n % 50])})
+        assert joined.status_code == 200, joined.text
+        assert {joined.json()["variant"]} == routes[request_id]
+    # The shared log shows both workers answering, and feedback received by the other one.
+    time.sleep(0.5)
+    with sqlite3.connect(platform.serving_db.removeprefix("sqlite:///")) as db:
+        served_by = dict(db.execute(
+            "SELECT request_id, replica FROM predictions WHERE request_id LIKE 'workers-%'"))
+        received_by = dict(db.execute(
+            "SELECT request_id, replica FROM feedback WHERE request_id LIKE 'workers-%'"))
+    assert len(set(served_by.values())) == 2
+    assert any(received_by[i] != served_by[i] for i in received_by)
+    report = httpx.get(f"{served.url}/analysis").json()
+    assert sum(v["feedback"] for v in report["variants"].values()) >= len(ids)
