@@ -35,6 +35,7 @@ from onecommit.errors import OnecommitError
 from onecommit.lifecycle.notify import send
 from onecommit.lifecycle.spec import SpecError, load_spec
 from onecommit.lint import upstream
+from onecommit.lint.helm import is_template
 from onecommit.settings import PROJECT_ROOT, Settings
 
 DEPLOY_DAG = "ml_train_register_and_reload"
@@ -128,6 +129,8 @@ def validate(tree: Path, changed: list[str], settings: Settings) -> list[str]:
     """Everything wrong with the tree, each naming the file; empty when it may be deployed."""
     problems = []
     for path in sorted(tree.rglob("*.y*ml")):
+        if is_template(path):
+            continue  # Helm templates are YAML only once rendered (the lint renders them).
         relative = path.relative_to(tree)
         for issue in linter.run(path.read_text(), _yamllint_config(), str(relative)):
             if issue.level == "error":

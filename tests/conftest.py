@@ -7,6 +7,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -149,9 +150,22 @@ class Served:
             response = httpx.post(f"{self.url}/variant/{alias}/reload", headers=self.admin,
                                   timeout=30)
             assert response.status_code == 200, response.text
+        settled(self.url, response.json()["revision"])
 
 
 SERVED_MODEL = "breast-cancer"
+
+
+def settled(url: str, revision: int, replicas: int = 2, timeout_s: float = 30) -> None:
+    """Wait until `replicas` gateway workers (asked on new connections, which the kernel hands
+    to either) have taken desired state at `revision` or later."""
+    deadline = time.monotonic() + timeout_s
+    seen: dict[str, int] = {}
+    while len([r for r in seen.values() if r >= revision]) < replicas:
+        assert time.monotonic() < deadline, f"workers at revisions {seen}, wanted {revision}"
+        with httpx.Client(timeout=10) as fresh:
+            answer = fresh.get(f"{url}/traffic").json()
+        seen[answer["replica"]] = answer["revision"]
 
 
 def _version(settings: Settings, c_value: float, split: training.Split) -> int:

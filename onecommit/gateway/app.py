@@ -138,8 +138,10 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
                        sample_size: Annotated[int, Query(ge=0, le=10**9)] = 0
                        ) -> dict[str, Any]:
         state = plane.serving.get(plane.model)
-        since = state.analysis_since if state is not None else 0.0
-        return await plane.predictions.analysis(plane.model, since, alpha, sample_size)
+        if state is None:
+            return await plane.predictions.analysis(plane.model, 0.0, 0, alpha, sample_size)
+        return await plane.predictions.analysis(plane.model, state.analysis_since,
+                                                state.analysis_revision, alpha, sample_size)
 
     @admin_router.post("/analysis/reset")
     async def reset(plane: Plane) -> dict[str, Any]:

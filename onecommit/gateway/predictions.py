@@ -263,18 +263,22 @@ class PredictionLog:
 
     # -- analysis ---------------------------------------------------------------------------
 
-    async def analysis(self, model: str, since: float, alpha: float,
+    async def analysis(self, model: str, since: float, from_revision: int, alpha: float,
                        required_per_arm: int) -> dict[str, Any]:
         """Per variant since `since`: requests the model answered or failed, its errors,
         infrastructure failures apart, latency quantiles, online accuracy; the A/B test and
-        the shadow agreement. Written rows only: call `flush` first for this replica's own."""
+        the shadow agreement. Only requests routed under `from_revision` of desired state or
+        later count: a replica that has not yet taken a change does not blur the window.
+        This replica's pending rows are written first; other replicas' are at most one batch
+        behind."""
         await self.flush()
-        return await self._db.read(self._analysis, model, since, alpha, required_per_arm)
+        return await self._db.read(self._analysis, model, since, from_revision, alpha,
+                                   required_per_arm)
 
-    def _analysis(self, model: str, since: float, alpha: float,
+    def _analysis(self, model: str, since: float, from_revision: int, alpha: float,
                   required_per_arm: int) -> dict[str, Any]:
         p, f, s = prediction_rows.c, feedback_rows.c, shadow_rows.c
-        window = and_(p.model == model, p.at >= since)
+        window = and_(p.model == model, p.at >= since, p.revision >= from_revision)
         with self._db.engine.connect() as connection:
             counts = connection.execute(
                 select(p.variant, func.count(), func.sum(case((p.infra, 1), else_=0)),

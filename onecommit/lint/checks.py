@@ -35,7 +35,7 @@ from onecommit.lint import (
     upstream,
     workflows,
 )
-from onecommit.lint.helm import Helm, Render, Rendered, rel
+from onecommit.lint.helm import Helm, Render, Rendered, is_template, rel
 from onecommit.lint.tools import ensure_promtool, ensure_tools
 
 KUBERNETES_VERSION = "1.31"
@@ -69,12 +69,6 @@ def _yaml_files(root: Path, dirs: tuple[str, ...]) -> list[Path]:
     return sorted(files)
 
 
-def _is_template(path: Path) -> bool:
-    """A Helm template: under a chart's templates/ (not YAML until rendered)."""
-    return any(parent.name == "templates" and (parent.parent / "Chart.yaml").is_file()
-               for parent in path.parents)
-
-
 # libyaml's loader: the upstream CRDs are megabytes of YAML, ten times slower in pure Python.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -94,7 +88,7 @@ def check_yamllint(root: Path, files: list[Path]) -> list[Finding]:
     linter = _module("yamllint.linter")
     findings = []
     for path in files:
-        if _is_template(path):
+        if is_template(path):
             continue
         for problem in linter.run(path.read_text(), config, str(path)):
             findings.append(Finding(rel(root, path), f"line {problem.line}",
@@ -180,7 +174,7 @@ def check_secret_text(root: Path, files: list[Path]) -> list[Finding]:
     """Templates are not YAML; a `kind: Secret` line in any tracked file is enough to refuse."""
     findings = []
     for path in files:
-        if _is_template(path) and _SECRET_LINE.search(path.read_text()):
+        if is_template(path) and _SECRET_LINE.search(path.read_text()):
             findings.append(Finding(rel(root, path), "Secret", "plaintext Secret template: "
                                                                "use a SealedSecret"))
     return findings
@@ -337,7 +331,7 @@ def _plaintext_secrets_in(rel: str, text: str) -> list[Finding]:
 def _manifests(root: Path) -> tuple[list[tuple[str, Doc]], list[Finding]]:
     manifests, findings = [], []
     for path in _yaml_files(root, MANIFEST_DIRS):
-        if _is_template(path):
+        if is_template(path):
             continue  # rendered and checked with its chart
         try:
             docs = _load_docs(path)
@@ -352,7 +346,7 @@ def _other_secrets(root: Path, files: list[Path], manifest_files: set[str]) -> I
     """Secrets outside the manifest directories (values dirs, kind/, optional/, chart values)."""
     for path in files:
         file = rel(root, path)
-        if _is_template(path) or file in manifest_files:
+        if is_template(path) or file in manifest_files:
             continue
         try:
             docs = _load_docs(path)

@@ -17,6 +17,12 @@ import yaml
 
 from onecommit.lint import Finding, upstream
 
+
+def is_template(path: Path) -> bool:
+    """A Helm template: under a chart's templates/ (not YAML until rendered)."""
+    return any(parent.name == "templates" and (parent.parent / "Chart.yaml").is_file()
+               for parent in path.parents)
+
 Doc = dict[str, Any]
 _SOURCE_COMMENT = re.compile(r"^# Source: (\S+)", re.MULTILINE)
 

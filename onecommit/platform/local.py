@@ -88,8 +88,14 @@ def up(settings: Settings, report: Report = print,
             component.prepare()
         supervisor.write_config(settings, platform)
         supervisor.ensure_running(settings)
+        # Start everything at once, then wait for each: no component needs another to start
+        # (the gateway and the reconciler wait for Triton themselves), and waiting for them one
+        # after the other only added their start times up.
         for component in platform:
-            start_component(settings, component, report)
+            start_programs(settings, component)
+        deadline = time.monotonic() + settings.health_timeout_s
+        for component in platform:
+            wait_healthy(settings, component, report, deadline)
         gitops_remote.ensure(settings)
     except gitops_remote.RemoteError as error:
         if fresh:
@@ -104,9 +110,20 @@ def up(settings: Settings, report: Report = print,
 
 def start_component(settings: Settings, component: Component, report: Report) -> None:
     """Start a component's programs under the running supervisord and wait until it is healthy."""
+    start_programs(settings, component)
+    wait_healthy(settings, component, report, time.monotonic() + settings.health_timeout_s)
+
+
+def start_programs(settings: Settings, component: Component) -> None:
+    """Start the component's programs that are not running, without waiting."""
     for program in component.programs:
         supervisor.start(settings, program.name)
-    deadline = time.monotonic() + settings.health_timeout_s
+
+
+def wait_healthy(settings: Settings, component: Component, report: Report,
+                 deadline: float) -> None:
+    """Until the component's programs run and its probe passes; a program that exits, or the
+    deadline, fails with the cause and the log's tail."""
     while True:
         running = supervisor.processes(settings)
         dead = [p.name for p in component.programs

@@ -45,8 +45,11 @@ serving_state = Table(
     Column("revision", BigInteger, nullable=False),
     Column("pins", Text, nullable=False),
     Column("policy", Text, nullable=False),
-    # Start of the rollout analysis window (epoch seconds), shared by every replica.
+    # Start of the rollout analysis window (epoch seconds), shared by every replica, and the
+    # revision it started at: requests a lagging replica routed under an older revision
+    # are left out of it.
     Column("analysis_since", Double, nullable=False),
+    Column("analysis_revision", BigInteger, nullable=False, default=0),
     Column("updated_at", Double, nullable=False),
     Column("updated_by", String(256), nullable=False),
 )
@@ -72,6 +75,7 @@ class DesiredState:
     pins: Mapping[str, int]
     policy: TrafficPolicy = field(default_factory=TrafficPolicy)
     analysis_since: float = 0.0
+    analysis_revision: int = 0
     updated_at: float = 0.0
     updated_by: str = ""
 
@@ -86,7 +90,9 @@ class DesiredState:
 def _state(row: Any) -> DesiredState:
     return DesiredState(model=row.model, revision=int(row.revision), pins=json.loads(row.pins),
                         policy=TrafficPolicy(**json.loads(row.policy)),
-                        analysis_since=row.analysis_since, updated_at=row.updated_at,
+                        analysis_since=row.analysis_since,
+                        analysis_revision=int(row.analysis_revision),
+                        updated_at=row.updated_at,
                         updated_by=row.updated_by)
 
 
@@ -175,10 +181,13 @@ class StateStore:
                 model=model, revision=current.revision, pins=new_pins,
                 policy=policy or current.policy,
                 analysis_since=now if reset_analysis else current.analysis_since,
+                analysis_revision=(current.revision if reset_analysis
+                                   else current.analysis_revision),
                 updated_at=now, updated_by=actor)
             connection.execute(update(serving_state).where(serving_state.c.model == model).values(
                 pins=json.dumps(new_pins), policy=json.dumps(asdict(state.policy)),
-                analysis_since=state.analysis_since, updated_at=now, updated_by=actor))
+                analysis_since=state.analysis_since,
+                analysis_revision=state.analysis_revision, updated_at=now, updated_by=actor))
             change: dict[str, Any] = {}
             if pins:
                 change["pins"] = dict(pins)

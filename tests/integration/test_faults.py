@@ -5,8 +5,10 @@ component's restart, and no request fails after that; the deploy ends in a recor
 promoted or rolled back, with the registry's aliases, the gateway's pins and Triton agreeing.
 Each test prints the requests that failed.
 
-The tests share one deploy (a long canary) and run in file order, each waiting for the rollout
-to be mid-canary before it strikes.
+The tests run in file order on two deploys, each waiting for its rollout to be mid-canary
+(at a step of its own) before it strikes: the serving faults hit one long canary, the
+orchestration faults (the scheduler, then the whole platform) another, whose rollout task is
+run again after each.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,8 +38,9 @@ from onecommit.settings import Settings
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(1800)]
 MODEL = "breast-cancer"
 RECOVERY_S = 10.0
-# Steps long enough that each fault lands inside one and leaves the analysis time to recover.
-CANARY = {"kind": "canary", "steps": [10, 25, 50, 75, 100], "pause_s": 6}
+# Enough steps that each serving fault lands in one of its own.
+LONG_CANARY = {"kind": "canary", "steps": [5, 10, 20, 35, 50, 65, 80, 100], "pause_s": 6}
+CANARY = {"kind": "canary", "steps": [25, 50, 100], "pause_s": 6}
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Rollout:
     platform: Settings
     traffic: TrafficGenerator
     sha: str = ""
+    struck_at: float | None = None  # the canary weight of the last fault
     outcome: str | None = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -78,29 +84,44 @@ def _ensure_champion(platform: Settings) -> None:
     sha = loop.push_spec(platform, spec | {"rollout": CANARY}, "First model for the fault tests")
     airflow = platform_client(platform)
     try:
-        run = loop.wait_for_sync(platform, sha)["dag_run_id"]
-        assert airflow.wait_for_run(sync.DEPLOY_DAG, run) == "success"
+        record = loop.wait_for_sync(platform, sha)
+        assert record["action"] == "triggered", record
+        assert airflow.wait_for_run(sync.DEPLOY_DAG, record["dag_run_id"]) == "success"
     finally:
         airflow.close()
 
 
-@pytest.fixture(scope="module")
-def rollout(platform: Settings) -> Iterator[Rollout]:
+@contextmanager
+def _deploy_under_traffic(platform: Settings, canary: dict[str, Any],
+                          why: str) -> Iterator[Rollout]:
     _ensure_champion(platform)
     spec, message = loop.edit_spec(loop.valid_spec(platform), "good")
-    spec = {**spec, "rollout": CANARY,
+    spec = {**spec, "rollout": canary,
             "analysis": {**spec["analysis"], "min_requests": 10, "max_infra_pause_s": 300}}
     with loop.live_traffic(platform, parse_spec(spec)) as traffic:
         deploy = Rollout(platform, traffic)
-        deploy.sha = loop.push_spec(platform, spec, f"{message} (under faults)")
-        thread = threading.Thread(target=deploy.follow, daemon=True)
-        thread.start()
+        deploy.sha = loop.push_spec(platform, spec, f"{message} ({why})")
+        threading.Thread(target=deploy.follow, daemon=True).start()
         yield deploy
         deploy.done.wait(timeout=1500)
 
 
+@pytest.fixture(scope="module")
+def serving_rollout(platform: Settings) -> Iterator[Rollout]:
+    with _deploy_under_traffic(platform, LONG_CANARY, "under serving faults") as deploy:
+        yield deploy
+
+
+@pytest.fixture(scope="module")
+def orchestration_rollout(platform: Settings, serving_rollout: Rollout) -> Iterator[Rollout]:
+    assert serving_rollout.done.wait(timeout=1500)
+    with _deploy_under_traffic(platform, CANARY, "under orchestration faults") as deploy:
+        yield deploy
+
+
 def _mid_canary(deploy: Rollout, timeout_s: float = 600) -> float:
-    """Wait until the canary sends the challenger part, not all, of the traffic."""
+    """Wait until the canary sends the challenger part, not all, of the traffic, at another
+    step than the last fault's."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert not deploy.done.is_set(), f"the deploy ended ({deploy.outcome}) before the fault"
@@ -108,8 +129,10 @@ def _mid_canary(deploy: Rollout, timeout_s: float = 600) -> float:
             traffic = httpx.get(f"{deploy.platform.gateway_url}/traffic", timeout=2).json()
         except httpx.HTTPError:
             traffic = {}
-        if traffic.get("strategy") == "canary" and 0 < traffic.get("challenger_weight", 0) < 1:
-            return float(traffic["challenger_weight"])
+        weight = traffic.get("challenger_weight", 0)
+        if traffic.get("strategy") == "canary" and 0 < weight < 1 and weight != deploy.struck_at:
+            deploy.struck_at = weight
+            return float(weight)
         time.sleep(0.3)
     raise AssertionError("the rollout never reached a canary step")
 
@@ -125,9 +148,13 @@ def _restarted(platform: Settings, program: str, old_pid: int) -> float:
     raise AssertionError(f"supervisor did not restart {program}")
 
 
-def _serves_champion(platform: Settings, since: float) -> float:
+def _pinned_champion(platform: Settings) -> str:
+    variants = httpx.get(f"{platform.gateway_url}/variants", timeout=10).json()
+    return str(variants["variants"]["champion"]["version"])
+
+
+def _serves_champion(platform: Settings, champion: str, since: float) -> float:
     """Seconds from `since` until an inference is answered by the champion's version."""
-    champion = str(_champion(platform))
     while time.monotonic() - since < 60:
         try:
             if loop.served_version(platform, MODEL) == champion:
@@ -135,17 +162,18 @@ def _serves_champion(platform: Settings, since: float) -> float:
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise AssertionError("the champion did not serve again within 60 s")
+    raise AssertionError(f"the champion (version {champion}) did not serve again within 60 s")
 
 
 def _strike(deploy: Rollout, what: str, fault: Callable[[], float]) -> None:
     """Run the fault mid-canary (it returns when the component is back), then hold the
     recovery criteria against the live traffic."""
     weight = _mid_canary(deploy)
+    champion = _pinned_champion(deploy.platform)
     failed_before, sent_before = deploy.traffic.failed, deploy.traffic.sent
     struck = time.monotonic()
     back = fault()
-    to_serving = _serves_champion(deploy.platform, back)
+    to_serving = _serves_champion(deploy.platform, champion, back)
     time.sleep(RECOVERY_S + 3)  # requests sent after the recovery window must all succeed
     failures = [(at, why) for at, why in deploy.traffic.failures if at >= struck]
     late = [why for at, why in failures if at > back + RECOVERY_S]
@@ -165,44 +193,61 @@ def _kill(deploy: Rollout, program: str) -> float:
     return _restarted(deploy.platform, program, pid)
 
 
-@pytest.mark.parametrize("program", ["triton", "gateway", "mlflow", "airflow-scheduler"])
-def test_kill_9_mid_canary(rollout: Rollout, program: str) -> None:
-    _strike(rollout, f"kill -9 {program}", lambda: _kill(rollout, program))
+@pytest.mark.parametrize("program", ["triton", "gateway", "mlflow"])
+def test_kill_9_mid_canary(serving_rollout: Rollout, program: str) -> None:
+    _strike(serving_rollout, f"kill -9 {program}", lambda: _kill(serving_rollout, program))
 
 
-def test_down_and_up_mid_rollout(rollout: Rollout) -> None:
-    in_force: dict[str, object] = {}
+def test_the_deploy_under_serving_faults_ends_recorded(serving_rollout: Rollout,
+                                                       tmp_path: Path) -> None:
+    _ended_recorded(serving_rollout, tmp_path)
+
+
+def test_kill_9_of_the_scheduler_mid_canary(orchestration_rollout: Rollout) -> None:
+    _strike(orchestration_rollout, "kill -9 airflow-scheduler",
+            lambda: _kill(orchestration_rollout, "airflow-scheduler"))
+
+
+def test_down_and_up_mid_rollout(orchestration_rollout: Rollout) -> None:
+    deploy = orchestration_rollout
+    in_force: dict[str, Any] = {}
 
     def down_up() -> float:
-        in_force.update(httpx.get(f"{rollout.platform.gateway_url}/traffic").json())
-        local.down(rollout.platform)
-        local.up(rollout.platform, report=lambda _: None)
+        in_force.update(httpx.get(f"{deploy.platform.gateway_url}/traffic").json())
+        local.down(deploy.platform)
+        local.up(deploy.platform, report=lambda _: None)
         return time.monotonic()
 
-    _strike(rollout, "invoke down + invoke up", down_up)
+    _strike(deploy, "invoke down + invoke up", down_up)
     # The restarted gateway served the policy that was in force (unless the resumed rollout
     # has moved it on since, which bumps the revision).
-    after = httpx.get(f"{rollout.platform.gateway_url}/traffic").json()
+    after = httpx.get(f"{deploy.platform.gateway_url}/traffic").json()
     if after["revision"] == in_force["revision"]:
         assert after["challenger_weight"] == in_force["challenger_weight"]
 
 
-def test_the_deploy_ends_recorded_with_aliases_agreeing(rollout: Rollout,
-                                                         tmp_path: Path) -> None:
-    assert rollout.done.wait(timeout=1500), "the deploy is still running after 25 minutes"
-    assert rollout.error is None, rollout.error
-    assert rollout.outcome in ("success", "failed")
-    if rollout.outcome == "failed":  # Rolled back: the reason is on the version.
-        report = loop.CommitReport(git_sha=rollout.sha, kind="good")
-        airflow = platform_client(rollout.platform)
+def test_the_deploy_under_orchestration_faults_ends_recorded(orchestration_rollout: Rollout,
+                                                             tmp_path: Path) -> None:
+    _ended_recorded(orchestration_rollout, tmp_path)
+
+
+def _ended_recorded(deploy: Rollout, tmp_path: Path) -> None:
+    """Promoted or rolled back (with the reason on the version), and the proof's invariants
+    hold: aliases, pins and Triton agree."""
+    assert deploy.done.wait(timeout=1500), "the deploy is still running after 25 minutes"
+    assert deploy.error is None, deploy.error
+    assert deploy.outcome in ("success", "failed")
+    if deploy.outcome == "failed":
+        report = loop.CommitReport(git_sha=deploy.sha, kind="good",
+                                   dag_run_id=sync.dag_run_id(deploy.sha, "dev"))
+        airflow = platform_client(deploy.platform)
         try:
-            report.dag_run_id = sync.dag_run_id(rollout.sha, "dev")
-            loop.follow(rollout.platform, airflow, report, time.time(), MODEL)
+            loop.follow(deploy.platform, airflow, report, time.time(), MODEL)
         finally:
             airflow.close()
         assert report.outcome == "rolled_back", report
         assert report.reason, report
-    print(f"\ndeploy outcome: {rollout.outcome}; traffic {rollout.traffic.sent} sent, "
-          f"{rollout.traffic.failed} failed")
-    _, invariants = proof.prove(rollout.platform, MODEL, root=tmp_path)
+    print(f"\ndeploy outcome: {deploy.outcome}; traffic {deploy.traffic.sent} sent, "
+          f"{deploy.traffic.failed} failed")
+    _, invariants = proof.prove(deploy.platform, MODEL, root=tmp_path)
     assert all(i.holds for i in invariants), invariants

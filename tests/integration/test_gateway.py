@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from onecommit.gateway.app import create_app
 from onecommit.gateway.settings import GatewaySettings
 from onecommit.settings import Settings
-from tests.conftest import Served
+from tests.conftest import Served, settled
 
 pytestmark = pytest.mark.platform
 MODEL = "breast-cancer"
@@ -31,9 +31,19 @@ def _body(rows: np.ndarray, datatype: str = "FP32") -> dict[str, object]:
                         "data": rows.flatten().tolist()}]}
 
 
+def _in_force(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Traffic policy and pins, whichever worker answers (each names itself as `replica`)."""
+    answers = (httpx.get(f"{url}/traffic").json(), httpx.get(f"{url}/variants").json())
+    for answer in answers:
+        answer.pop("replica")
+    return answers
+
+
 def _traffic(s: Served, **policy: object) -> None:
+    """Change the policy and wait until every worker routes by it."""
     response = httpx.put(f"{s.url}/traffic", json=policy, headers=s.admin)
     assert response.status_code == 200, response.text
+    settled(s.url, response.json()["revision"])
 
 
 def test_tritonclient_through_gateway_equals_direct(served: Served, platform: Settings) -> None:
@@ -168,15 +178,13 @@ def test_shadow_mirrors_and_records_agreement(served: Served) -> None:
 def test_bad_input_gets_its_4xx_and_changes_nothing(served: Served, method: str, path: str,
                                                     kwargs: dict[str, object],
                                                     status: int) -> None:
-    before = (httpx.get(f"{served.url}/traffic").json(),
-              httpx.get(f"{served.url}/variants").json())
+    before = _in_force(served.url)
     if kwargs.pop("admin", False):
         kwargs["headers"] = served.admin
     response = getattr(httpx, method)(f"{served.url}{path}", **kwargs)
     assert response.status_code == status, response.text
     assert "error" in json.loads(response.content)
-    after = (httpx.get(f"{served.url}/traffic").json(), httpx.get(f"{served.url}/variants").json())
-    assert after == before
+    assert _in_force(served.url) == before
 
 
 # The other backends, each in a gateway built in-process by `create_app` over the platform's

@@ -147,6 +147,13 @@ def test_validate_names_the_file_for_spec_and_yaml_errors(tmp_path: Path) -> Non
     assert any(p.startswith("envs/dev/extra.yaml:") for p in problems)
 
 
+def test_the_project_gitops_tree_passes_the_sync(tmp_path: Path) -> None:
+    """The tree `invoke up` seeds the gitops remote with is deployable as it is (Helm
+    templates in it are YAML only once rendered)."""
+    settings = Settings(state_dir=tmp_path / "state")
+    assert sync.validate(PROJECT_ROOT / "gitops", ["envs/dev/model.yaml"], settings) == []
+
+
 def test_stage_seconds_from_task_timestamps() -> None:
     def task(name: str, start: int, end: int, state: str = "success") -> dict[str, Any]:
         return {"task_id": name, "start_date": f"2026-01-01T00:00:{start:02d}+00:00",
