@@ -50,10 +50,10 @@ class TrafficGenerator(threading.Thread):
                     response = client.post(f"/v2/models/{self._model}/infer", json=body)
                     if response.status_code != 200:
                         self._failed(sent_at, str(response.status_code))
-                        continue
-                    client.post("/feedback", headers=headers, json={
-                        "request_id": response.headers["x-request-id"],
-                        "label": int(self._labels[index])})
+                    else:
+                        client.post("/feedback", headers=headers, json={
+                            "request_id": response.headers["x-request-id"],
+                            "label": int(self._labels[index])})
                 except httpx.HTTPError as error:
                     self._failed(sent_at, type(error).__name__)
                     # A gateway that is down refuses at once: do not spin.
