@@ -62,11 +62,24 @@ class AirflowClient:
                                    "see `invoke logs airflow` for import errors")
             time.sleep(1)
 
-    def trigger(self, dag_id: str, conf: dict[str, Any], run_id: str | None = None) -> str:
+    def trigger(self, dag_id: str, conf: dict[str, Any], run_id: str | None = None,
+                attempts: int = 5) -> str:
+        """Trigger a run. A 5xx (the local metadata database is SQLite, and busy at times) is
+        tried again with a backoff; with a run id that is safe, since a run created by an
+        attempt that still failed answers 409 to the next."""
         body: dict[str, Any] = {"conf": conf, "logical_date": None}
         if run_id:
             body["dag_run_id"] = run_id
-        return str(self.post(f"/dags/{dag_id}/dagRuns", body)["dag_run_id"])
+        for attempt in range(attempts):
+            response = self._http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body,
+                                       headers=self._headers())
+            if response.status_code < 500 or attempt + 1 == attempts:
+                break
+            time.sleep(2**attempt)
+        if response.status_code >= 400:
+            raise AirflowError(f"POST /dags/{dag_id}/dagRuns answered {response.status_code}: "
+                               f"{response.text}")
+        return str(response.json()["dag_run_id"])
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"])

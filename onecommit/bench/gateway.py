@@ -147,8 +147,10 @@ def _admin(settings: Settings) -> dict[str, str]:
 @contextmanager
 def traffic_restored(url: str, admin: dict[str, str]) -> Iterator[None]:
     """Whatever the bench sets, the gateway's traffic policy ends as it was."""
-    before = httpx.get(f"{url}/traffic", timeout=10).json()
-    before.pop("weights", None)
+    answer = httpx.get(f"{url}/traffic", timeout=10).json()
+    # The policy's own fields; the answer also says its weights, revision and replica.
+    before = {k: answer[k] for k in ("strategy", "challenger_weight", "active", "sticky_key",
+                                     "experiment")}
     try:
         yield
     finally:

@@ -6,11 +6,18 @@ what the scheduler has imported, every task starts with. Importing the lifecycle
 once, spares each task the seconds of CPU that MLflow, scikit-learn, skl2onnx and tritonclient
 cost to import; the forked tasks share those pages with the scheduler until they write to them.
 Only the scheduler does this: the API server, DAG processor and triggerer never run tasks.
+
+The metadata database is SQLite locally, written by all four processes and every task: a
+writer waits up to 30 s for another's transaction instead of SQLite's 5 s, after which a
+trigger or a task's state update failed with "database is locked" under load
+(`sql_alchemy_connect_args`, set by the local profile to `CONNECT_ARGS` below).
 """
 
 from __future__ import annotations
 
 import sys
+
+CONNECT_ARGS = {"timeout": 30}
 
 if sys.argv[1:2] == ["scheduler"]:
     import onecommit.lifecycle.flow
