@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -66,6 +66,15 @@ def _create_tables(engine: Engine) -> None:
         METADATA.create_all(engine)
     except DBAPIError:
         METADATA.create_all(engine)
+    found = inspect(engine)
+    for table in METADATA.sorted_tables:
+        columns = {c["name"] for c in found.get_columns(table.name)}
+        missing = [c.name for c in table.columns if c.name not in columns]
+        if missing:
+            raise DatabaseError(
+                f"the serving database {engine.url.render_as_string()} has an older schema "
+                f"({table.name} lacks {', '.join(missing)}): stop the platform and delete it; "
+                "desired state is seeded again from the registry's aliases")
 
 
 class Database:
