@@ -17,7 +17,6 @@ counts those apart, so a rollout pauses on them instead of judging the model by 
 from __future__ import annotations
 
 import asyncio
-import json
 import struct
 import time
 from collections import OrderedDict
@@ -91,7 +90,7 @@ _LATENCY_WINDOW = 5000
 
 
 def _first_element(body: bytes, header_length: int | None, output: str) -> float | None:
-    header = json.loads(body[:header_length] if header_length else body)
+    header = orjson.loads(body[:header_length] if header_length else body)
     offset = header_length or 0
     for tensor in header.get("outputs", []):
         size = tensor.get("parameters", {}).get("binary_data_size")
