@@ -7,7 +7,6 @@ import os
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +20,7 @@ import pytest
 
 from onecommit.bench.models import register_version
 from onecommit.lifecycle import registry, training
+from onecommit.lifecycle.gateway import on_every_worker
 from onecommit.lifecycle.spec import load_spec
 from onecommit.platform import local, supervisor
 from onecommit.platform.components import gateway_admin_token
@@ -133,6 +133,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory,
 class Served:
     """Two versions of the dev model, registered and pinned as champion and challenger."""
 
+    settings: Settings
     url: str
     mlflow_url: str
     admin: dict[str, str]
@@ -150,22 +151,15 @@ class Served:
             response = httpx.post(f"{self.url}/variant/{alias}/reload", headers=self.admin,
                                   timeout=30)
             assert response.status_code == 200, response.text
-        settled(self.url, response.json()["revision"])
+        settled(self.settings, response.json()["revision"])
 
 
 SERVED_MODEL = "breast-cancer"
 
 
-def settled(url: str, revision: int, replicas: int = 2, timeout_s: float = 30) -> None:
-    """Wait until `replicas` gateway workers (asked on new connections, which the kernel hands
-    to either) have taken desired state at `revision` or later."""
-    deadline = time.monotonic() + timeout_s
-    seen: dict[str, int] = {}
-    while len([r for r in seen.values() if r >= revision]) < replicas:
-        assert time.monotonic() < deadline, f"workers at revisions {seen}, wanted {revision}"
-        with httpx.Client(timeout=10) as fresh:
-            answer = fresh.get(f"{url}/traffic").json()
-        seen[answer["replica"]] = answer["revision"]
+def settled(settings: Settings, revision: int) -> None:
+    """Wait until every gateway worker routes by desired state at `revision` or later."""
+    on_every_worker(settings, "/traffic", lambda answer: answer["revision"] >= revision)
 
 
 def _version(settings: Settings, c_value: float, split: training.Split) -> int:
@@ -181,7 +175,8 @@ def served(platform: Settings) -> Served:
     split = training.load_split(load_spec(
         PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml").dataset)
     champion, challenger = _version(platform, 1.0, split), _version(platform, 1e-3, split)
-    pinned = Served(platform.url(platform.gateway_port), platform.url(platform.mlflow_port),
+    pinned = Served(platform, platform.url(platform.gateway_port),
+                    platform.url(platform.mlflow_port),
                     {"Authorization": f"Bearer {gateway_admin_token(platform)}"}, champion,
                     challenger, split.x_holdout, split.y_holdout)
     pinned.pin()

@@ -27,6 +27,7 @@ from onecommit.gateway.enrichment import (
     feature_rows,
     write_config,
 )
+from onecommit.lifecycle.gateway import on_every_worker
 from onecommit.platform import health, supervisor
 from onecommit.platform.components import Component, Program, components, gateway_admin_token
 from onecommit.platform.envs import ensure_env, env_dir
@@ -193,6 +194,14 @@ def _switch_gateway(settings: FeatureSettings, config: EnrichmentConfig) -> bool
     return True
 
 
+def _settled(settings: FeatureSettings, config: EnrichmentConfig) -> None:
+    """Until every gateway worker has taken the configuration: the one the switch reached at
+    once, the others from the file they follow."""
+    wanted = config.model_dump()
+    on_every_worker(settings, "/enrichment",
+                    lambda answer: {k: answer.get(k) for k in wanted} == wanted)
+
+
 def on(settings: Settings, report: Report = print) -> Attached:
     """Attach the layer; idempotent. Anything it started is stopped again if a step fails."""
     feature = feature_settings(settings)
@@ -232,6 +241,7 @@ def _attach(settings: FeatureSettings, layer: list[Component], report: Report) -
     if not _switch_gateway(settings, config):
         raise PlatformError("the gateway is not running: start the platform with `invoke up`")
     write_config(config_file(settings.state_dir), config)
+    _settled(settings, config)
     write_state(settings, attached=True)
     report(f"gateway: enrichment on ({dataset.ENTITY} → {len(config.features)} features)")
     return Attached(settings.online_store(), config.feature_server_url, materialized, timings)
@@ -243,6 +253,8 @@ def off(settings: Settings, report: Report = print) -> None:
     disabled = EnrichmentConfig()
     switched = _switch_gateway(feature, disabled)
     write_config(config_file(feature.state_dir), disabled)
+    if switched:
+        _settled(feature, disabled)
     write_state(feature, attached=False)
     report("gateway: enrichment off" if switched else
            "gateway: not running (it starts with enrichment off)")

@@ -227,6 +227,7 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
         database.close()
 
     app = FastAPI(title="onecommit gateway", version=__version__, lifespan=lifespan)
+    app.state.replica = replica
     open_router, infer_router, admin_router = _routes(settings, replica)
     add_routes(open_router, admin_router)
     app.include_router(open_router)

@@ -256,7 +256,8 @@ def add_routes(open_router: APIRouter, admin_router: APIRouter) -> None:
 
     @open_router.get("/enrichment")
     async def get_enrichment(request: Request) -> dict[str, Any]:
-        return _enrichment(request).config.model_dump()
+        # Which worker answered: each follows the configuration file on its own.
+        return {**_enrichment(request).config.model_dump(), "replica": request.app.state.replica}
 
     @admin_router.put("/enrichment")
     async def put_enrichment(config: EnrichmentConfig, request: Request) -> dict[str, Any]:

@@ -9,6 +9,7 @@ at once with the gateway's own message.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -96,6 +97,26 @@ class Gateway:
     def get_traffic(self) -> dict[str, Any]:
         answer: dict[str, Any] = self._call("GET", "/traffic")
         return answer
+
+
+def on_every_worker(settings: Settings, path: str, holds: Callable[[dict[str, Any]], bool],
+                    timeout_s: float = 30) -> None:
+    """Until every gateway worker answers `path` with what `holds` accepts. Each worker follows
+    desired state (and the enrichment file) on its own, within a poll interval of a change;
+    asked on new connections, which the kernel hands to either, each names itself
+    (`replica`)."""
+    deadline = time.monotonic() + timeout_s
+    agreed: set[str] = set()
+    while len(agreed) < settings.gateway_workers:
+        with httpx.Client(base_url=settings.gateway_url, timeout=10,
+                          verify=settings.gateway_verify()) as fresh:
+            answer: dict[str, Any] = fresh.get(path).json()
+        if holds(answer):
+            agreed.add(answer["replica"])
+        elif time.monotonic() > deadline:
+            raise GatewayUnavailable(f"gateway worker {answer['replica']} has not taken the "
+                                     f"change on {path} after {timeout_s:.0f} s: see "
+                                     "`invoke logs gateway`")
 
 
 def _error(response: httpx.Response) -> str:

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def _traffic(s: Served, **policy: object) -> None:
     """Change the policy and wait until every worker routes by it."""
     response = httpx.put(f"{s.url}/traffic", json=policy, headers=s.admin)
     assert response.status_code == 200, response.text
-    settled(s.url, response.json()["revision"])
+    settled(s.settings, response.json()["revision"])
 
 
 def test_tritonclient_through_gateway_equals_direct(served: Served, platform: Settings) -> None:
@@ -124,16 +125,30 @@ def test_reloads_and_strategy_changes_under_load_lose_no_request(served: Served)
     assert failures == []
 
 
+def _analysed(s: Served, holds: Callable[[dict[str, Any]], bool],
+              timeout_s: float = 5) -> dict[str, Any]:
+    """/analysis once it shows what `holds` asks of the champion: the worker that answers
+    reads the other's rows at most one batch (0.1 s) behind."""
+    deadline = time.monotonic() + timeout_s
+    answer: dict[str, Any]
+    while not holds((answer := httpx.get(f"{s.url}/analysis").json())["variants"]["champion"]):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return answer
+
+
 def test_feedback_gives_online_accuracy(served: Served) -> None:
     _traffic(served, strategy="canary", challenger_weight=0.0, experiment="feedback")
-    httpx.post(f"{served.url}/analysis/reset", headers=served.admin)
+    reset = httpx.post(f"{served.url}/analysis/reset", headers=served.admin)
+    settled(served.settings, reset.json()["revision"])
     with httpx.Client(base_url=served.url) as client:
         for i in range(40):
             response = client.post(f"/v2/models/{MODEL}/infer", json=_body(served.rows[i:i + 1]))
             feedback = client.post("/feedback", headers=served.admin, json={
                 "request_id": response.headers["x-request-id"], "label": int(served.labels[i])})
             assert feedback.status_code == 200
-    champion = httpx.get(f"{served.url}/analysis").json()["variants"]["champion"]
+    champion = _analysed(served, lambda arm: arm["feedback"] >= 40)["variants"]["champion"]
     assert champion["feedback"] == 40
     assert champion["online_accuracy"] >= 0.85
     assert champion["latency_ms"]["p95"] > 0
