@@ -74,6 +74,10 @@ class ServingState:
         self._changing = asyncio.Lock()
         self._follower: asyncio.Task[None] | None = None
         self._on_change = on_change
+        # Models whose desired state is not known: none in the store, and the registry not
+        # yet answered whether they have a champion. Never ready while any is here.
+        self._unseeded: set[str] = set()
+        self._unseeded_logged: set[str] = set()
 
     def get(self, model: str) -> DesiredState | None:
         return self._states.get(model)
@@ -86,9 +90,9 @@ class ServingState:
         aliases (how a platform from before desired state starts); then follow the store."""
         for state in (await self._db.run(self._store.read_all)).values():
             await self._apply(state)
-        for model in seed_models:
-            if model not in self._states:
-                await self._seed(model)
+        self._unseeded = {model for model in seed_models if model not in self._states}
+        for model in tuple(self._unseeded):
+            await self._seed(model)
         self._follower = asyncio.get_running_loop().create_task(self._follow())
 
     async def stop(self) -> None:
@@ -98,20 +102,27 @@ class ServingState:
                 await self._follower
 
     async def _seed(self, model: str) -> None:
+        """Desired state from the registry's aliases, once the registry answers: a platform
+        started at once may ask before MLflow listens, and is asked again by the follower."""
         try:
             pins = {alias: v for alias in ALIASES
                     if (v := await self._resolver.resolve(model, alias)) is not None}
         except VariantError as error:
-            logger.warning(f"no desired state for {model!r} yet and {error}: it is seeded once "
-                           "a reload pins a version")
+            if model not in self._unseeded_logged:
+                logger.warning(f"no desired state for {model!r} yet and {error}: asking again "
+                               f"every {self._poll_s:g} s")
+                self._unseeded_logged.add(model)
             return
         if CHAMPION in pins:
             await self._apply(await self._db.run(self._store.seed, model, pins, self._actor))
+        self._unseeded.discard(model)
 
     async def _follow(self) -> None:
         while True:
             await asyncio.sleep(self._poll_s)
             try:
+                for model in tuple(self._unseeded):
+                    await self._seed(model)
                 revisions = await self._db.run(self._store.revisions)
                 for model, revision in revisions.items():
                     known = self._states.get(model)
@@ -135,6 +146,7 @@ class ServingState:
                     if await warm(self._backend, state.model, version):
                         self._warmed.add((state.model, version))
         self._states = {**self._states, state.model: state}
+        self._unseeded.discard(state.model)  # another replica's change, or this one's
         self._on_change(state)
 
     async def _write(self, model: str, **change: Any) -> DesiredState:
@@ -152,6 +164,12 @@ class ServingState:
         """Resolve the alias, make sure the inference server serves that version and warm it,
         then pin it in desired state. Any failure leaves desired state as it was."""
         async with self._changing:
+            if model in self._unseeded:
+                # Pinning a challenger into no state would leave the champion unpinned.
+                await self._seed(model)
+                if model in self._unseeded:
+                    raise VariantError(f"desired state of {model!r} is not known yet: MLflow "
+                                       "has not answered; retry")
             version = await self._resolver.resolve(model, alias)
             if version is None:
                 raise VariantError(f"alias {alias!r} of model {model!r} is not set in the "
@@ -197,6 +215,10 @@ class ServingState:
                    and not await self._backend.version_ready(model, version)]
         if missing:
             return False, "; ".join(missing)
+        if self._unseeded:
+            return False, (f"desired state of {', '.join(sorted(self._unseeded))} not known "
+                           "yet: the registry (MLflow) has not answered which version is "
+                           "champion")
         if not any(CHAMPION in state.pins for state in self._states.values()):
             return True, "no model deployed yet: the first commit's model is served once promoted"
         return True, "every champion is served"

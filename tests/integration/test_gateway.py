@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from pydantic import SecretStr
 from onecommit.gateway.app import create_app
 from onecommit.gateway.settings import GatewaySettings
 from onecommit.settings import Settings
-from tests.conftest import Served, settled
+from tests.conftest import Served, free_ports, settled
 
 pytestmark = pytest.mark.platform
 MODEL = "breast-cancer"
@@ -363,3 +364,54 @@ def test_two_workers_route_alike_and_join_feedback_across_workers(served: Served
     assert any(received_by[i] != served_by[i] for i in received_by)
     report = httpx.get(f"{served.url}/analysis").json()
     assert sum(v["feedback"] for v in report["variants"].values()) >= len(ids)
+
+
+class _RegistryProxy(ThreadingHTTPServer):
+    """MLflow's REST API forwarded from a port of its own: a registry that starts answering
+    only once the test opens this port."""
+
+    def __init__(self, port: int, upstream: str) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                answer = httpx.get(f"{upstream}{self.path}", timeout=10)
+                self.send_response(answer.status_code)
+                self.send_header("content-type", answer.headers.get("content-type", ""))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", port), Handler)
+
+
+def test_a_gateway_started_before_the_registry_is_not_ready_until_it_has_seeded(
+        served: Served, platform: Settings, tmp_path: Path) -> None:
+    """No desired state yet (a new serving database) and MLflow not answering: not ready, with
+    the reason, until the registry answers; then the champion is pinned and ready."""
+    port = free_ports(1)[0]
+    settings = _settings(platform, tmp_path, {"mlflow_port": port})
+
+    async def run() -> tuple[httpx.Response, httpx.Response, dict[str, Any]]:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+            before = await client.get("/v2/health/ready")
+            proxy = _RegistryProxy(port, served.mlflow_url)
+            threading.Thread(target=proxy.serve_forever, daemon=True).start()
+            try:
+                deadline = time.monotonic() + 10
+                while (after := await client.get("/v2/health/ready")).status_code != 200:
+                    assert time.monotonic() < deadline, after.text
+                    await asyncio.sleep(0.1)
+                variants = (await client.get("/variants")).json()
+            finally:
+                proxy.shutdown()
+                proxy.server_close()
+        return before, after, variants
+
+    before, after, variants = asyncio.run(run())
+    assert before.status_code == 503
+    assert "registry (MLflow) has not answered" in before.json()["reason"]
+    assert after.json()["reason"] == "every champion is served"
+    assert variants["variants"]["champion"]["version"] == served.champion
