@@ -19,7 +19,7 @@ import yaml
 from onecommit import gitops_remote, sync
 from onecommit.airflow_client import AirflowClient, platform_client
 from onecommit.errors import OnecommitError
-from onecommit.lifecycle import registry, training
+from onecommit.lifecycle import registry, rollout, training
 from onecommit.lifecycle.spec import ModelSpec, SpecError, dump_spec, parse_spec
 from onecommit.lifecycle.traffic import TrafficGenerator
 from onecommit.platform.components import gateway_admin_token
@@ -38,6 +38,18 @@ class LoopError(OnecommitError):
     """The loop could not be followed to its end; the message says where it stopped."""
 
 
+@dataclass(frozen=True)
+class Span:
+    """One bar of a commit's timeline, in seconds after the push: the sync's work, a task
+    waiting for the scheduler (`queued`: from when its upstream ended to its start), or a
+    task running."""
+
+    lane: str
+    kind: Literal["sync", "queued", "run"]
+    start_s: float
+    end_s: float
+
+
 @dataclass
 class CommitReport:
     git_sha: str
@@ -51,6 +63,12 @@ class CommitReport:
     rollback_run_id: str | None = None
     reason: str | None = None
     traffic: dict[str, int] = field(default_factory=dict)
+    # The rollout pauses the spec mandates, and push → promoted beyond them.
+    mandated_seconds: float = 0.0
+    overhead_seconds: float | None = None
+    # Each task's wait for the scheduler and its run, as Airflow recorded them.
+    task_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    timeline: list[Span] = field(default_factory=list)
 
     @property
     def as_expected(self) -> bool:
@@ -167,13 +185,18 @@ def _when(value: str | None) -> float | None:
 
 
 def stage_seconds(pushed_at: float, run: dict[str, Any], tasks: list[dict[str, Any]],
-                  decisions: list[dict[str, Any]]) -> dict[str, float]:
-    """Per-stage seconds of a deploy run, from Airflow's task timestamps."""
+                  decisions: list[dict[str, Any]],
+                  record: dict[str, Any]) -> dict[str, float]:
+    """Per-stage seconds of a deploy run, from the sync record's and Airflow's timestamps."""
     # Only tasks that ran to success: a skipped or upstream-failed task has an end date too.
     spans = {t["task_id"]: (_when(t["start_date"]), _when(t["end_date"])) for t in tasks
              if t["state"] == "success"}
     stages: dict[str, float] = {}
-    started = _when(run.get("start_date"))
+    started, triggered = _when(run.get("start_date")), _when(record.get("triggered_at"))
+    if triggered:
+        stages["push_to_sync"] = triggered - pushed_at
+    if started and triggered:
+        stages["sync_to_dag_start"] = started - triggered
     if started:
         stages["push_to_dag_start"] = started - pushed_at
 
@@ -199,9 +222,44 @@ def stage_seconds(pushed_at: float, run: dict[str, Any], tasks: list[dict[str, A
     return {name: round(seconds, 2) for name, seconds in stages.items()}
 
 
+def timeline(pushed_at: float, record: dict[str, Any], run: dict[str, Any],
+             tasks: list[dict[str, Any]]) -> list[Span]:
+    """A deploy's spans from its own records: the sync record's times, the DAG run's start and
+    each task instance's start and end. A task is `queued` from the latest end of a task
+    before it (or the run's start) to its own start: the scheduler's latency."""
+    spans: list[Span] = []
+    synced, triggered = _when(record.get("at")), _when(record.get("triggered_at"))
+    started = _when(run.get("start_date"))
+    if synced and triggered:
+        spans += [Span("sync", "queued", 0.0, synced - pushed_at),
+                  Span("sync", "sync", synced - pushed_at, triggered - pushed_at)]
+        if started:
+            spans.append(Span("dag run", "queued", triggered - pushed_at, started - pushed_at))
+    # A skipped task has dates too, but never ran.
+    ran = sorted((begin, end, t["task_id"]) for t in tasks if t["state"] in ("success", "failed")
+                 and (begin := _when(t["start_date"])) and (end := _when(t["end_date"])))
+    ends = [started] if started else []
+    for begin, end, task_id in ran:
+        ready = max((e for e in ends if e <= begin), default=begin)
+        spans += [Span(task_id, "queued", ready - pushed_at, begin - pushed_at),
+                  Span(task_id, "run", begin - pushed_at, end - pushed_at)]
+        ends.append(end)
+    return [Span(s.lane, s.kind, round(s.start_s, 2), round(s.end_s, 2)) for s in spans]
+
+
+def task_seconds(spans: list[Span]) -> dict[str, dict[str, float]]:
+    """Per task: seconds queued and seconds running."""
+    found: dict[str, dict[str, float]] = {}
+    for span in spans:
+        if span.lane not in ("sync", "dag run"):
+            found.setdefault(span.lane, {})[span.kind] = round(span.end_s - span.start_s, 2)
+    return found
+
+
 def follow(settings: Settings, airflow: AirflowClient, report: CommitReport, pushed_at: float,
-           model: str, timeout_s: float = 900) -> None:
-    """Wait for the deploy run (and its rollback) and fill in the report."""
+           model: str, record: dict[str, Any] | None = None, timeout_s: float = 900) -> None:
+    """Wait for the deploy run (and its rollback) and fill in the report; `record` is the
+    sync's record of the commit."""
     assert report.dag_run_id is not None
     state = airflow.wait_for_run(sync.DEPLOY_DAG, report.dag_run_id, timeout_s)
     run = airflow.get(f"/dags/{sync.DEPLOY_DAG}/dagRuns/{report.dag_run_id}")
@@ -210,8 +268,10 @@ def follow(settings: Settings, airflow: AirflowClient, report: CommitReport, pus
     client = registry.client(settings.url(settings.mlflow_port))
     tags = client.get_model_version(model, str(version)).tags if version else {}
     decisions = json.loads(tags.get("rollout.decisions", "[]"))
-    report.stage_seconds = stage_seconds(
-        pushed_at, run, airflow.task_instances(sync.DEPLOY_DAG, report.dag_run_id), decisions)
+    tasks = airflow.task_instances(sync.DEPLOY_DAG, report.dag_run_id)
+    report.stage_seconds |= stage_seconds(pushed_at, run, tasks, decisions, record or {})
+    report.timeline = timeline(pushed_at, record or {}, run, tasks)
+    report.task_seconds = task_seconds(report.timeline)
     if state == "success":
         report.outcome = "promoted"
     elif version is None:
@@ -225,6 +285,8 @@ def follow(settings: Settings, airflow: AirflowClient, report: CommitReport, pus
         if begin and end:
             report.stage_seconds["rollback"] = round(end - begin, 2)
             report.stage_seconds["push_to_rolled_back"] = round(end - pushed_at, 2)
+            report.timeline.append(Span("rollback", "run", round(begin - pushed_at, 2),
+                                        round(end - pushed_at, 2)))
         report.outcome = "rolled_back" if rollback.get("state") == "success" else "failed"
     champion = registry.alias_version(client, model, registry.CHAMPION)
     report.champion_version = champion
@@ -267,7 +329,6 @@ def demo_commit(settings: Settings, kind: CommitKind,
         report = CommitReport(git_sha=sha, kind=kind)
         say(f"pushed {sha[:12]} ({kind}); waiting for the sync")
         record = wait_for_sync(settings, sha)
-        report.stage_seconds["push_to_sync"] = round(time.time() - pushed_at, 2)
         if record["action"] == "error":
             raise LoopError(f"sync of {sha[:12]} failed: {'; '.join(record['problems'])}")
         if record["action"] == "rejected":
@@ -277,9 +338,13 @@ def demo_commit(settings: Settings, kind: CommitKind,
             say(f"sync triggered {sync.DEPLOY_DAG} run {report.dag_run_id}; following it")
             airflow = platform_client(settings)
             try:
-                follow(settings, airflow, report, pushed_at, spec.model)
+                follow(settings, airflow, report, pushed_at, spec.model, record)
             finally:
                 airflow.close()
+            report.mandated_seconds = rollout.mandated_seconds(spec) if serving else 0.0
+            if report.outcome == "promoted" and "push_to_promoted" in report.stage_seconds:
+                report.overhead_seconds = round(
+                    report.stage_seconds["push_to_promoted"] - report.mandated_seconds, 2)
         if traffic is not None:
             report.traffic = {"sent": traffic.sent, "failed": traffic.failed}
     report.total_seconds = round(time.time() - started, 2)

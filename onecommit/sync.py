@@ -41,6 +41,10 @@ from onecommit.settings import PROJECT_ROOT, Settings
 DEPLOY_DAG = "ml_train_register_and_reload"
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
 @dataclass
 class SyncRecord:
     """What one sync saw and did; appended to `<state dir>/gitops/syncs.jsonl`."""
@@ -52,7 +56,9 @@ class SyncRecord:
     # "triggered" (the spec changed), "recorded" (nothing to deploy) or "rejected".
     action: str = "recorded"
     dag_run_id: str | None = None
-    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    # When the sync took up the commit, and when Airflow accepted its deploy run.
+    at: str = field(default_factory=_now)
+    triggered_at: str | None = None
 
 
 def syncs_file(settings: Settings) -> Path:
@@ -207,7 +213,7 @@ def sync_commit(settings: Settings, repo: Path, sha: str, env: str) -> SyncRecor
         if f"envs/{env}/model.yaml" not in record.changed:
             return record
         record.dag_run_id = _trigger(settings, sha, env, deploy_spec(tree, env))
-    record.action = "triggered"
+    record.action, record.triggered_at = "triggered", _now()
     return record
 
 

@@ -59,6 +59,12 @@ def phases(spec: ModelSpec, version: int) -> list[Phase]:
                                 "experiment": f"{spec.model}-v{version}"}, 0.0)]
 
 
+def mandated_seconds(spec: ModelSpec) -> float:
+    """The time the spec's strategy holds traffic by design: its phases' pauses. An A/B test
+    has none; it waits for its sample, which is traffic, not a mandate."""
+    return sum(phase.pause_s for phase in phases(spec, version=0))
+
+
 def infra_failures(report: dict[str, Any]) -> int:
     return sum(int(v.get("infra_errors", 0)) for v in report.get("variants", {}).values())
 

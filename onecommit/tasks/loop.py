@@ -48,6 +48,9 @@ def print_report(report: loop.CommitReport) -> None:
     for stage, seconds in report.stage_seconds.items():
         print(f"  {stage:<32} {seconds:>8.2f} s")
     print(f"  {'total':<32} {report.total_seconds:>8.2f} s")
+    if report.overhead_seconds is not None:
+        print(f"  {'overhead (beyond the spec)':<32} {report.overhead_seconds:>8.2f} s  "
+              f"(push → promoted minus {report.mandated_seconds:g} s of mandated pauses)")
 
 
 @task(name="proof")

@@ -4,6 +4,7 @@ stage timings, and the proof's checks."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -166,13 +167,16 @@ def test_stage_seconds_from_task_timestamps() -> None:
         [task("train", 3, 10), task("register", 10, 12), task("publish", 12, 14),
          task("ready", 14, 16), task("smoke", 16, 17), task("reload", 17, 18),
          task("promote", 40, 41)],
-        [{"step": "canary 50%", "seconds": 10.5}])
-    assert stages == {"push_to_dag_start": 2, "train": 7, "register": 2, "publish_ready": 4,
+        [{"step": "canary 50%", "seconds": 10.5}],
+        {"at": "2026-01-01T00:00:00.500+00:00", "triggered_at": "2026-01-01T00:00:01+00:00"})
+    assert stages == {"push_to_sync": 1, "sync_to_dag_start": 1, "push_to_dag_start": 2,
+                      "train": 7, "register": 2, "publish_ready": 4,
                       "smoke": 1, "reload": 1, "rollout canary 50%": 10.5, "promote": 1,
                       "push_to_challenger_serving": 18, "push_to_promoted": 41}
     # A deploy that failed in its rollout never reached promote, whatever its end date says.
     aborted = loop.stage_seconds(pushed, {}, [task("reload", 17, 18),
-                                              task("promote", 40, 41, "upstream_failed")], [])
+                                              task("promote", 40, 41, "upstream_failed")], [],
+                                  {})
     assert aborted == {"reload": 1, "push_to_challenger_serving": 18}
 
 
@@ -203,3 +207,35 @@ def test_validate_renders_the_chart_whose_values_changed(tmp_path: Path) -> None
     problems = sync.validate(tree, changed, settings)
     assert len(problems) == 1
     assert problems[0].startswith("envs/dev/values/gateway.yaml: helm template gateway failed")
+
+
+def test_timeline_has_each_tasks_wait_for_the_scheduler_and_its_run() -> None:
+    def at(second: float) -> str:
+        return f"2026-01-01T00:00:{second:05.2f}+00:00"
+
+    pushed = loop._when(at(0))
+    assert pushed is not None
+    tasks = [{"task_id": "train", "start_date": at(3), "end_date": at(10), "state": "success"},
+             {"task_id": "register", "start_date": at(11.5), "end_date": at(12),
+              "state": "failed"},
+             {"task_id": "notify", "start_date": at(13), "end_date": at(13), "state": "skipped"},
+             {"task_id": "promote", "start_date": None, "end_date": None, "state": None}]
+    spans = loop.timeline(pushed, {"at": at(0.5), "triggered_at": at(1)},
+                          {"start_date": at(2)}, tasks)
+    assert spans == [loop.Span("sync", "queued", 0, 0.5), loop.Span("sync", "sync", 0.5, 1),
+                     loop.Span("dag run", "queued", 1, 2), loop.Span("train", "queued", 2, 3),
+                     loop.Span("train", "run", 3, 10),
+                     loop.Span("register", "queued", 10, 11.5),
+                     loop.Span("register", "run", 11.5, 12)]
+    assert loop.task_seconds(spans) == {"train": {"queued": 1, "run": 7},
+                                        "register": {"queued": 1.5, "run": 0.5}}
+
+
+def test_the_sync_hook_imports_no_training_library() -> None:
+    """The post-receive hook runs `python -m onecommit.sync` on every push: it must start in
+    about a second, without MLflow or scikit-learn."""
+    probe = ("import sys, onecommit.sync; "
+             "print(sorted({'mlflow', 'sklearn', 'skl2onnx', 'tritonclient'} & set(sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, cwd=PROJECT_ROOT).stdout.strip()
+    assert loaded == "[]"

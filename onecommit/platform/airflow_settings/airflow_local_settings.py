@@ -15,11 +15,16 @@ trigger or a task's state update failed with "database is locked" under load
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 CONNECT_ARGS = {"timeout": 30}
+# The lifecycle library the tasks run, and what MLflow imports only at a step's first call in
+# every task that logs or loads a model: skops (MLflow's scikit-learn serialisation, 2.5 s:
+# it enumerates every scikit-learn estimator) and GitPython (a run's source version).
+PRELOADED = ("onecommit.lifecycle.flow", "onecommit.lifecycle.notify",
+             "onecommit.lifecycle.rollout", "mlflow.sklearn", "skops.io", "git")
 
 if sys.argv[1:2] == ["scheduler"]:
-    import onecommit.lifecycle.flow
-    import onecommit.lifecycle.notify
-    import onecommit.lifecycle.rollout  # noqa: F401
+    for module in PRELOADED:
+        importlib.import_module(module)
