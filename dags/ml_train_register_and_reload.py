@@ -26,8 +26,9 @@ DOC = """
 Conf: `git_sha`, `env`, `spec` (the model spec as a mapping). Steps: train and evaluate against
 the champion (quality gate) → register as `challenger` → publish to Triton beside the champion →
 READY sensor → smoke test → gateway reload → the spec's rollout strategy, judged step by step →
-promote. Any failure from publishing on triggers `rollback_to_before_version`; any failure at all
-is notified. Runs are processed one at a time, in the order they were triggered.
+promote → retire the versions no alias names. Any failure from publishing to promote triggers
+`rollback_to_before_version`; any failure at all is notified. Runs are processed one at a time,
+in the order they were triggered.
 """
 # Environment only (no I/O): the sensor's timing is platform configuration.
 _SENSOR = Settings()
@@ -140,6 +141,14 @@ def ml_train_register_and_reload() -> None:
             "registered": registered, "ready": ready_seen, "smoke": smoke_seen,
             "gateway_reload": reload_seen, "notification_sent": delivery})
 
+    @task
+    def retire(registered: dict[str, Any]) -> list[int]:
+        """After the promotion: unload the versions no alias names (the old champion stays,
+        as `previous`). Returns them."""
+        from onecommit.lifecycle import rollout as strategy
+
+        return strategy.retire(Settings(), registered["model"])
+
     @task(trigger_rule=TriggerRule.ONE_FAILED)
     def notify_failure() -> None:
         # Also keeps the run failed: without this leaf a successful rollback trigger would
@@ -172,7 +181,9 @@ def ml_train_register_and_reload() -> None:
               "reason": "deploy of run {{ run_id }} failed after publishing"},
     )
     steps >> rollback
-    [trained, registered, *steps] >> notify_failure()
+    retired = retire(registered)
+    promoted >> retired
+    [trained, registered, *steps, retired] >> notify_failure()
 
 
 ml_train_register_and_reload()

@@ -198,8 +198,11 @@ def run(settings: Settings, spec: ModelSpec, version: int,
     return decisions
 
 
-def _retain_served(settings: Settings, model: str) -> list[int]:
-    """Unload every version no alias points at any more (traffic has left them)."""
+def retire(settings: Settings, model: str) -> list[int]:
+    """Unload every version no alias points at any more (traffic has left them); returns
+    them. After a promotion it is a step of its own, like Argo Rollouts' scale-down of the
+    old ReplicaSet: the promotion is complete without it, and Triton reloads the model to
+    drop a version (2 s here)."""
     client = registry.client(settings.url(settings.mlflow_port))
     keep = {v for alias in (registry.CHAMPION, registry.PREVIOUS, registry.CHALLENGER)
             if (v := registry.alias_version(client, model, alias)) is not None}
@@ -209,8 +212,8 @@ def _retain_served(settings: Settings, model: str) -> list[int]:
 
 def promote(settings: Settings, model: str, version: int) -> dict[str, Any]:
     """champion → version, previous → the old champion (pinned, kept warm for an instant
-    flip back), challenger unpinned, 100% of traffic to the champion, then versions no alias
-    names unloaded. Returns the gateway's champion pin (evidence)."""
+    flip back), challenger unpinned, 100% of traffic to the champion. Returns the gateway's
+    champion pin (evidence). Versions no alias names any more are unloaded by `retire`."""
     previous = registry.promote(registry.client(settings.url(settings.mlflow_port)), model,
                                 version)
     with Gateway(settings) as gateway:
@@ -219,7 +222,6 @@ def promote(settings: Settings, model: str, version: int) -> dict[str, Any]:
             gateway.reload(registry.PREVIOUS, previous)
         gateway.traffic(**CHAMPION_ONLY)
         gateway.unpin(registry.CHALLENGER)
-    _retain_served(settings, model)
     return pinned
 
 
@@ -235,5 +237,5 @@ def rollback(settings: Settings, model: str, before_version: int | None, failed_
         if before_version is not None:
             gateway.reload(registry.CHAMPION, before_version)
         gateway.unpin(registry.CHALLENGER)
-    _retain_served(settings, model)
+    retire(settings, model)
     return recorded

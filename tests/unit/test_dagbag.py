@@ -27,4 +27,6 @@ def test_deploy_dag_runs_one_at_a_time_and_rolls_back_only_after_publishing() ->
     assert dag.max_active_runs == 1
     rollback_upstream = dag.get_task("trigger_rollback").upstream_task_ids
     assert rollback_upstream == {"publish", "ready", "smoke", "reload", "rollout", "promote"}
-    assert {"train", "register"} <= dag.get_task("notify_failure").upstream_task_ids
+    assert {"train", "register", "retire"} <= dag.get_task("notify_failure").upstream_task_ids
+    # Unloading the old versions follows the promotion, and never rolls it back.
+    assert dag.get_task("retire").upstream_task_ids == {"promote", "register"}
