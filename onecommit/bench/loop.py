@@ -74,11 +74,13 @@ def run(settings: Settings, config: LoopConfig, say: Say = print) -> dict[str, A
 
 def _line(commit: loop.CommitReport) -> str:
     stages = commit.stage_seconds
-    return (f"{commit.outcome}: push → challenger serving "
+    ended = stages.get("push_to_promoted", stages.get("push_to_rolled_back", float("nan")))
+    line = (f"{commit.outcome}: push → challenger serving "
             f"{stages.get('push_to_challenger_serving', float('nan')):.1f} s, push → "
-            f"{'promoted' if commit.outcome == 'promoted' else 'rolled back'} "
-            f"{stages.get('push_to_promoted', stages.get('push_to_rolled_back', float('nan'))):.1f}"
-            f" s, overhead {commit.overhead_seconds} s")
+            f"{'promoted' if commit.outcome == 'promoted' else 'rolled back'} {ended:.1f} s")
+    if commit.overhead_seconds is not None:
+        line += f", overhead {commit.overhead_seconds} s"
+    return line
 
 
 def _figures(values: Sequence[float | None]) -> dict[str, float] | None:
