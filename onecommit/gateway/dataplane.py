@@ -113,13 +113,17 @@ class DataPlane:
                        headers: dict[str, str],
                        response: BackendResponse) -> tuple[BackendResponse, bool]:
         """Only on the error path: is the failure the infrastructure's (a version desired
-        state pins is not loaded: 503, counted apart), the caller's (Triton answers some client
-        mistakes with a 500: 400), or the model's (as answered)?"""
-        if variant in (CHAMPION, CHALLENGER, "previous") and version is not None \
-                and not await self._backend.version_ready(model, version):
-            return error_response(503, f"version {version} of {model!r} ({variant}) is not "
-                                       "loaded in the inference server; the reconciler is "
-                                       "loading it, retry shortly"), True
+        state pins is not loaded: 503, counted apart), the caller's (a version nothing pins and
+        the inference server does not serve, perhaps loading or unloading it: 404; Triton
+        answers some client mistakes with a 500: 400), or the model's (as answered)?"""
+        if version is not None and not await self._backend.version_ready(model, version):
+            if variant in (CHAMPION, CHALLENGER, "previous"):
+                return error_response(503, f"version {version} of {model!r} ({variant}) is not "
+                                           "loaded in the inference server; the reconciler is "
+                                           "loading it, retry shortly"), True
+            return error_response(404, f"version {version} of {model!r} is not served: no "
+                                       "alias pins it; ask GET /variants for the served "
+                                       "versions"), False
         if response.status_code >= 500:
             problem = await self._client_mistake(model, version, body, headers)
             if problem is not None:

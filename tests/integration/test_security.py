@@ -182,10 +182,11 @@ def test_a_rotation_failing_midway_leaves_the_old_token_working(
 
 @pytest.fixture(scope="module")
 def tls_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Triton and the gateway over HTTPS, started by `invoke up`'s code on free ports; MLflow
-    and Airflow are not needed to serve and would only cost memory."""
+    """MLflow, Triton and the gateway over HTTPS, started by `invoke up`'s code on free ports.
+    The gateway is ready only once the registry has told it which version is champion (none,
+    here); Airflow is not needed to serve and would only cost memory."""
     settings = make_settings(tmp_path_factory.mktemp("tls"), tls=True)
-    serving = [c for c in components(settings) if c.name in ("triton", "gateway")]
+    serving = [c for c in components(settings) if c.name in ("mlflow", "triton", "gateway")]
     try:
         local.up(settings, report=lambda _: None, platform=serving)
         yield settings
