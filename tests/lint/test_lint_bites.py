@@ -63,34 +63,6 @@ def _plaintext_secret(root: Path) -> None:
         "stringData:\n  rootPassword: hunter2\n")
 
 
-SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
-    # name: (mutation, file named, object named, words of the problem)
-    "chart-value-schema": (
-        _edit("gitops/envs/dev/values/gateway.yaml", "minReplicas: 1", "minReplicas: one"),
-        "gitops/envs/dev/values/gateway.yaml", "chart gateway (dev)", "minReplicas"),
-    "deployment-without-resources": (
-        _drop_resources, "charts/mlflow/templates/deployment.yaml", "Deployment/mlflow-dev",
-        "no resources"),
-    "forbidden-namespace": (
-        _edit("gitops/appsets/templates/core.yaml", 'namespace: "onecommit-{{ $env }}"',
-              'namespace: "onecommit-prod"'),
-        "gitops/appsets/templates/core.yaml", "Application/gateway-dev",
-        "not allowed by AppProject 'dev'"),
-    "crd-field-typo": (
-        _edit("gitops/bootstrap/root.yaml", "selfHeal: true", "selfHeel: true"),
-        "gitops/bootstrap/root.yaml", "Application/onecommit", "'selfHeel' was unexpected"),
-    # Every Application resolves: a chart path that is not in the tree.
-    "application-chart-path": (
-        _edit("gitops/appsets/templates/core.yaml", 'path: "charts/{{ $component }}"',
-              'path: "chart/{{ $component }}"'),
-        "gitops/appsets/templates/core.yaml", "ApplicationSet/core -> Application/gateway-dev",
-        "source path 'chart/gateway' does not exist in the repo"),
-    "plaintext-secret": (
-        _plaintext_secret, "baseline/minio/root-secret.yaml", "Secret/minio-root",
-        "plaintext Secret"),
-}
-
-
 def _copy_tree(target: Path) -> None:
     for top in TREE:
         if (PROJECT_ROOT / top).is_dir():
@@ -101,16 +73,6 @@ def _assert_finding(output: str, file: str, obj: str, problem: str) -> None:
     assert any(line.startswith(f"{file}: ") and obj in line and problem in line
                for line in output.splitlines()), \
         f"no finding for {file} {obj} {problem!r} in:\n{output}"
-
-
-@pytest.mark.parametrize("seed", sorted(SEEDS))
-def test_seeded_mistake_is_found(seed: str, lint_python: Path, tmp_path: Path) -> None:
-    mutate, file, obj, problem = SEEDS[seed]
-    _copy_tree(tmp_path)
-    mutate(tmp_path)
-    result = run_lint(lint_python, tmp_path)
-    assert result.returncode == 1, result.stdout + result.stderr
-    _assert_finding(result.stdout, file, obj, problem)
 
 
 def _drop_user(root: Path) -> None:
@@ -136,9 +98,34 @@ def _allow_listed(root: Path) -> None:
         "  madeBy: the platform team's object store\n")
 
 
-# Mistakes of the later checks, each in a file of its own so none hides another: they are seeded
-# together into one tree and linted once (every lint run renders every chart and runs checkov).
-MORE_SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
+# One mistake per check, each where it hides no other (a chart whose values fail its schema
+# renders nothing, so that one is in prod): they are seeded together into one tree and linted
+# once, since every lint run renders every chart and runs checkov (about 20 s).
+SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
+    # name: (mutation, file named, object named, words of the problem)
+    "chart-value-schema": (
+        _edit("gitops/envs/prod/values/gateway.yaml", "minReplicas: 3", "minReplicas: three"),
+        "gitops/envs/prod/values/gateway.yaml", "chart gateway (prod)", "minReplicas"),
+    "deployment-without-resources": (
+        _drop_resources, "charts/mlflow/templates/deployment.yaml", "Deployment/mlflow-dev",
+        "no resources"),
+    "forbidden-namespace": (
+        _edit("gitops/appsets/templates/core.yaml", 'namespace: "onecommit-{{ $env }}"',
+              'namespace: "onecommit-prod"'),
+        "gitops/appsets/templates/core.yaml", "Application/gateway-dev",
+        "not allowed by AppProject 'dev'"),
+    "crd-field-typo": (
+        _edit("gitops/bootstrap/root.yaml", "selfHeal: true", "selfHeel: true"),
+        "gitops/bootstrap/root.yaml", "Application/onecommit", "'selfHeel' was unexpected"),
+    # Every Application resolves: a chart path that is not in the tree.
+    "application-chart-path": (
+        _edit("gitops/appsets/templates/core.yaml", 'path: "charts/{{ $component }}"',
+              'path: "chart/{{ $component }}"'),
+        "gitops/appsets/templates/core.yaml", "ApplicationSet/core -> Application/gateway-dev",
+        "source path 'chart/gateway' does not exist in the repo"),
+    "plaintext-secret": (
+        _plaintext_secret, "baseline/minio/root-secret.yaml", "Secret/minio-root",
+        "plaintext Secret"),
     "dangling-secret-reference": (
         _edit("gitops/envs/prod/values/mlflow.yaml", "  credentialsSecretName: mlflow-s3\n",
               "  credentialsSecretName: mlflow-s3\nbackendStore:\n"
@@ -230,22 +217,40 @@ MORE_SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def seeded_output(lint_python: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    root = tmp_path_factory.mktemp("seeded")
+# An Application's own mistakes (its destination, its source path) keep the lint from rendering
+# the charts it deploys, which would hide the mistakes seeded in them: those two get a tree of
+# their own.
+APPLICATION_SEEDS = frozenset({"forbidden-namespace", "application-chart-path"})
+
+
+def _seeded_tree_output(python: Path, root: Path, seeds: list[str]) -> str:
     _copy_tree(root)
-    for mutate in {id(m): m for m, *_ in MORE_SEEDS.values()}.values():  # shared ones once
+    for mutate in {id(m): m for m, *_ in (SEEDS[s] for s in seeds)}.values():  # shared ones once
         mutate(root)
     _allow_listed(root)
-    result = run_lint(lint_python, root)
+    result = run_lint(python, root)
     assert result.returncode == 1, result.stdout + result.stderr
     return result.stdout
 
 
-@pytest.mark.parametrize("seed", sorted(MORE_SEEDS))
-def test_later_check_bites(seed: str, seeded_output: str) -> None:
-    _, file, obj, problem = MORE_SEEDS[seed]
-    _assert_finding(seeded_output, file, obj, problem)
+@pytest.fixture(scope="module")
+def seeded_output(lint_python: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _seeded_tree_output(lint_python, tmp_path_factory.mktemp("seeded"),
+                               sorted(set(SEEDS) - APPLICATION_SEEDS))
+
+
+@pytest.fixture(scope="module")
+def application_seeded_output(lint_python: Path,
+                              tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _seeded_tree_output(lint_python, tmp_path_factory.mktemp("applications"),
+                               sorted(APPLICATION_SEEDS))
+
+
+@pytest.mark.parametrize("seed", sorted(SEEDS))
+def test_seeded_mistake_is_found(seed: str, request: pytest.FixtureRequest) -> None:
+    _, file, obj, problem = SEEDS[seed]
+    tree = "application_seeded_output" if seed in APPLICATION_SEEDS else "seeded_output"
+    _assert_finding(request.getfixturevalue(tree), file, obj, problem)
 
 
 def test_a_secret_made_outside_git_is_accepted_when_listed(seeded_output: str) -> None:
