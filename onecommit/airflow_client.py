@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from onecommit.errors import OnecommitError
-from onecommit.settings import Settings
+from onecommit.settings import Settings, tls_context
 
 
 class AirflowError(OnecommitError):
@@ -19,7 +19,7 @@ class AirflowClient:
     """Talks to Airflow's `/api/v2`; fetches a token with the platform's generated credential."""
 
     def __init__(self, base_url: str, username: str, password: str, timeout_s: float = 30) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, verify=tls_context())
         self._username = username
         self._password = password
         self._token: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
 from pathlib import Path
 from typing import Literal
@@ -132,9 +133,24 @@ class Settings(BaseSettings):
     def gateway_url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.gateway_port}"
 
-    def gateway_verify(self) -> ssl.SSLContext | bool:
+    def gateway_verify(self) -> ssl.SSLContext:
         """How clients check the gateway's certificate: against the internal CA under TLS."""
-        if not self.tls:
-            return True
-        ca_cert, _ = self.tls_pair("ca")
-        return ssl.create_default_context(cafile=ca_cert)
+        return tls_context(self.tls_pair("ca")[0] if self.tls else None)
+
+
+def tls_context(cafile: Path | None = None) -> ssl.SSLContext:
+    """The process's one client context for a trust store: the default CAs, or `cafile` as it
+    is now (a rotated CA file gets a new one). Pass it as httpx's `verify`: a client built
+    without one loads the CA bundle again, 75 ms of CPU here, which polling loops and short
+    clients paid on every call, even for plain HTTP."""
+    return _tls_context(str(cafile) if cafile else None,
+                        cafile.stat().st_mtime_ns if cafile else 0)
+
+
+@functools.cache
+def _tls_context(cafile: str | None, _modified_ns: int) -> ssl.SSLContext:
+    if cafile:
+        return ssl.create_default_context(cafile=cafile)
+    import httpx  # only the processes that make HTTP calls need it
+
+    return httpx.create_ssl_context()

@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 
 from onecommit.bench import load, report
+from onecommit.bench.config import BenchConfig
 from onecommit.bench.models import register_version
 from onecommit.lifecycle import registry, training
 from onecommit.lifecycle.spec import ModelSpec, load_spec
@@ -41,25 +42,6 @@ from onecommit.settings import PROJECT_ROOT, Settings
 
 Say = Callable[[str], None]
 VARIANT_HEADER = "x-onecommit-variant"
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    duration_s: float = 9.0
-    # Slices each cell's duration is taken in, interleaved across endpoints.
-    rounds: int = 3
-    connections: tuple[int, ...] = (1, 4)
-    reloads: int = 5
-    reload_connections: int = 2
-    split_requests: int = 10_000
-    split_weight: float = 0.2
-    # Also measure gateways on the gRPC and in-process ONNX backends (informational rows).
-    other_backends: bool = True
-    # Also measure the gateway as committed at this git ref (a before/after row).
-    baseline_ref: str | None = None
-    out_dir: Path = PROJECT_ROOT / "docs" / "bench"
-    name: str = "gateway"
-    spec_path: Path = PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml"
 
 
 @dataclass

@@ -13,28 +13,21 @@ from __future__ import annotations
 import os
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from onecommit import loop
 from onecommit.bench import report
+from onecommit.bench.config import LoopConfig
 from onecommit.bench.gateway import platform_as_found
 from onecommit.lifecycle.spec import parse_spec
 from onecommit.platform import local
-from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.settings import Settings
 
 Say = Callable[[str], None]
 # The targets for a 2-core machine (seconds).
 CHALLENGER_SERVING_S, OVERHEAD_S, ABORT_TO_CHAMPION_S = 15.0, 15.0, 0.1
 _MEMORY_LIMIT_MB = 2560.0
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    good: int = 3
-    name: str = "loop"
-    out_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "docs" / "bench")
 
 
 def run(settings: Settings, config: LoopConfig, say: Say = print) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.datasets import load_breast_cancer
 
 ENTITY = "patient_id"
 FEATURE_VIEW = "patient_measurements"
@@ -32,6 +31,8 @@ class Patients:
 
 def feature_names() -> list[str]:
     """Column names in the model's input order (`mean radius` → `mean_radius`)."""
+    from sklearn.datasets import load_breast_cancer  # not at import: the CLI loads this module
+
     return [str(name).replace(" ", "_") for name in load_breast_cancer().feature_names]
 
 
@@ -42,6 +43,8 @@ def feature_refs() -> list[str]:
 
 def patients() -> Patients:
     """The rows the platform trains on (`training.load_split` reads the same set)."""
+    from sklearn.datasets import load_breast_cancer
+
     features, labels = load_breast_cancer(return_X_y=True)
     return Patients(np.arange(len(labels), dtype=np.int64), features.astype(np.float64),
                     labels.astype(np.int64))

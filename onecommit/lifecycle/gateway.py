@@ -107,16 +107,17 @@ def on_every_worker(settings: Settings, path: str, holds: Callable[[dict[str, An
     (`replica`)."""
     deadline = time.monotonic() + timeout_s
     agreed: set[str] = set()
-    while len(agreed) < settings.gateway_workers:
-        with httpx.Client(base_url=settings.gateway_url, timeout=10,
-                          verify=settings.gateway_verify()) as fresh:
+    # No keep-alive: every request on a connection of its own, which either worker may accept.
+    with httpx.Client(base_url=settings.gateway_url, timeout=10, verify=settings.gateway_verify(),
+                      limits=httpx.Limits(max_keepalive_connections=0)) as fresh:
+        while len(agreed) < settings.gateway_workers:
             answer: dict[str, Any] = fresh.get(path).json()
-        if holds(answer):
-            agreed.add(answer["replica"])
-        elif time.monotonic() > deadline:
-            raise GatewayUnavailable(f"gateway worker {answer['replica']} has not taken the "
-                                     f"change on {path} after {timeout_s:.0f} s: see "
-                                     "`invoke logs gateway`")
+            if holds(answer):
+                agreed.add(answer["replica"])
+            elif time.monotonic() > deadline:
+                raise GatewayUnavailable(f"gateway worker {answer['replica']} has not taken "
+                                         f"the change on {path} after {timeout_s:.0f} s: see "
+                                         "`invoke logs gateway`")
 
 
 def _error(response: httpx.Response) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onecommit.platform.envs import env_dir
+from onecommit.platform.envs import env_dir, environment_digest
 from onecommit.secrets import local_store
 from onecommit.secrets.ca import ensure_certs
 from onecommit.secrets.files import read_or_create
@@ -24,6 +26,7 @@ from onecommit.settings import (
     PROGRAM_PYTHONPATH,
     PROJECT_ROOT,
     Settings,
+    tls_context,
 )
 
 AIRFLOW_USER = "onecommit"
@@ -55,7 +58,7 @@ class Component:
     # Runs before the processes start (directories, credentials, schema migrations).
     prepare: Callable[[], object] = lambda: None
     # What the health probe checks the component's certificate with (HTTPS only).
-    verify: Callable[[], ssl.SSLContext | bool] = lambda: True
+    verify: Callable[[], ssl.SSLContext] = tls_context
 
 
 def airflow_password(settings: Settings) -> str:
@@ -160,12 +163,32 @@ def _airflow(settings: Settings) -> Component:
 def _prepare_airflow(settings: Settings, airflow: str) -> None:
     """Create the REST client's credential and bring the metadata database to the schema."""
     airflow_password(settings)
+    # `airflow db migrate` costs 10-15 s of imports here even with nothing to migrate: it is
+    # skipped when this installation of Airflow last migrated this database to its revision.
+    done = settings.state_dir / "airflow" / "migrated"
+    if done.is_file() and done.read_text() == _migration_key(settings):
+        return
     result = subprocess.run([airflow, "db", "migrate"], env={**os.environ,
                             **airflow_environment(settings)}, capture_output=True, text=True,
                             check=False)
     if result.returncode != 0:
         tail = " | ".join(result.stderr.strip().splitlines()[-3:])
         raise RuntimeError(f"airflow db migrate failed: {tail}")
+    done.write_text(_migration_key(settings))
+
+
+def _migration_key(settings: Settings) -> str:
+    """The platform environment's requirements digest and the database's schema revision;
+    empty when there is no database yet."""
+    database = settings.state_dir / "airflow" / "airflow.db"
+    if not database.is_file():
+        return ""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        try:
+            revision = db.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.Error:
+            return ""
+    return f"{environment_digest(settings, 'platform')} {revision[0] if revision else ''}"
 
 
 def triton_paths(settings: Settings) -> tuple[Path, Path]:
@@ -254,5 +277,6 @@ def gateway_admin_token(settings: Settings) -> str:
 
 
 def components(settings: Settings) -> list[Component]:
-    """The local profile's components, in start order (the gateway needs Triton)."""
-    return [_mlflow(settings), _airflow(settings), _triton(settings), _gateway(settings)]
+    """The local profile's components, in start order: Airflow last, since its preparation
+    (the database migration) is the longest and the others need not wait for it."""
+    return [_mlflow(settings), _triton(settings), _gateway(settings), _airflow(settings)]

@@ -46,13 +46,20 @@ def env_python(settings: Settings, name: str) -> Path:
     return env_dir(settings, name) / "bin" / "python"
 
 
+def environment_digest(settings: Settings, name: str) -> str:
+    """What `name`'s environment was built from (its requirements file's digest); empty
+    while it is not built."""
+    stamp = env_dir(settings, name) / _STAMP
+    return stamp.read_text() if stamp.is_file() else ""
+
+
 def ensure_env(settings: Settings, name: str) -> Path:
     """Build `name`'s environment unless it already matches its requirements file; return it."""
     requirements = requirements_file(name)
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
     target = env_dir(settings, name)
     stamp = target / _STAMP
-    if stamp.is_file() and stamp.read_text() == digest:
+    if environment_digest(settings, name) == digest:
         return target
     uv = _uv()
     # The stamp is written last: an interrupted build has none and is rebuilt from scratch.

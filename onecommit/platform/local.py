@@ -84,14 +84,13 @@ def up(settings: Settings, report: Report = print,
         _check_binaries(settings)
     fresh = supervisor.supervisord_pid(settings) is None
     try:
-        for component in platform:
-            component.prepare()
         supervisor.write_config(settings, platform)
         supervisor.ensure_running(settings)
-        # Start everything at once, then wait for each: no component needs another to start
-        # (the gateway and the reconciler wait for Triton themselves), and waiting for them one
-        # after the other only added their start times up.
+        # Start each as soon as it is prepared, then wait for each: no component needs another
+        # to start (the gateway and the reconciler wait for Triton themselves), and waiting
+        # for them one after the other only added their start times up.
         for component in platform:
+            component.prepare()
             start_programs(settings, component)
         deadline = time.monotonic() + settings.health_timeout_s
         for component in platform:

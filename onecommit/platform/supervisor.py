@@ -162,7 +162,12 @@ def shutdown(settings: Settings, timeout_s: float = 180) -> None:
     pid = supervisord_pid(settings)
     if pid is None:
         return
-    rpc(settings).supervisor.shutdown()
+    server = rpc(settings).supervisor
+    # supervisord's shutdown stops its programs one after another, each in up to its
+    # stopwaitsecs (Triton waits out the gateway's open connections, 5 s): signal all of them
+    # at once first, so stopping takes as long as the slowest program, not their sum.
+    server.stopAllProcesses(False)
+    server.shutdown()
     deadline = time.monotonic() + timeout_s
     while _alive(pid):
         if time.monotonic() > deadline:

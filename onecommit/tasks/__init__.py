@@ -5,6 +5,10 @@ an OnecommitError (every domain error is one) or a bad setting becomes one line 
 error naming the cause and the fix, and a non-zero exit; an unreachable service says which and
 what to run; anything else is reported as a bug in one line. Never a traceback, unless
 ONECOMMIT_DEBUG=1 asks for one.
+
+Every invoke command loads every task module, so they import only what is light at the top;
+a task that runs the loop, the proof or a benchmark imports it in its body. Otherwise each
+command, `invoke down` included, paid 15 s of CPU for MLflow and scikit-learn first.
 """
 
 from __future__ import annotations

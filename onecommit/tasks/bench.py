@@ -5,10 +5,7 @@ from __future__ import annotations
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from onecommit.bench.gateway import BenchConfig
-from onecommit.bench.gateway import run as run_gateway_bench
-from onecommit.bench.loop import LoopConfig
-from onecommit.bench.loop import run as run_loop_bench
+from onecommit.bench.config import BenchConfig, LoopConfig
 from onecommit.tasks import task
 from onecommit.tasks.platform import load_settings
 
@@ -40,9 +37,13 @@ def bench(c: Context, what: str, duration: float = BenchConfig.duration_s,
         if good < 1:
             raise Exit("--good must be at least 1: the overhead is measured on good commits",
                        code=2)
-        result = run_loop_bench(settings, LoopConfig(good=good, name=name))
+        from onecommit.bench import loop  # what a task runs is imported when it runs
+
+        result = loop.run(settings, LoopConfig(good=good, name=name))
     else:
-        result = run_gateway_bench(settings, BenchConfig(
+        from onecommit.bench import gateway
+
+        result = gateway.run(settings, BenchConfig(
             duration_s=duration, other_backends=other_backends, name=name,
             baseline_ref=baseline or None))
     met = sum(t["met"] for t in result["targets"])

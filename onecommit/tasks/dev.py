@@ -7,7 +7,6 @@ import sys
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from onecommit import loop, proof
 from onecommit.lifecycle.spec import parse_spec
 from onecommit.platform import local
 from onecommit.platform.envs import COMPONENTS, OPTIONAL_COMPONENTS, ensure_env
@@ -50,6 +49,8 @@ def test(c: Context, pytest_args: str = "") -> None:
 def demo(c: Context) -> None:
     """The whole promise on this machine: start the platform, push a good commit (promoted
     under a canary), then a bad one (rolled back automatically), and write the proof."""
+    from onecommit import loop, proof
+
     settings = load_settings()
     local.up(settings)
     model = parse_spec(loop.valid_spec(settings)).model

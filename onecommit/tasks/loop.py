@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from onecommit import loop, proof
 from onecommit.lifecycle.spec import parse_spec
 from onecommit.settings import Settings
 from onecommit.tasks import task
 from onecommit.tasks.platform import load_settings
+
+if TYPE_CHECKING:
+    from onecommit.loop import CommitKind, CommitReport
 
 
 @task(help={"bad": "a commit that passes offline evaluation, then fails under live traffic",
@@ -23,12 +26,14 @@ def demo_commit(c: Context, bad: bool = False, invalid: bool = False,
     under live traffic. Exits 0 when the outcome is the one asked for."""
     if bad and invalid:
         raise Exit("choose one of --bad and --invalid", code=2)
-    kind: loop.CommitKind = "bad" if bad else "invalid" if invalid else "good"
+    kind: CommitKind = "bad" if bad else "invalid" if invalid else "good"
     run_commit(load_settings(), kind, as_json=json_)
 
 
-def run_commit(settings: Settings, kind: loop.CommitKind, as_json: bool = False) -> None:
+def run_commit(settings: Settings, kind: CommitKind, as_json: bool = False) -> None:
     """One demo commit followed to its end; exits non-zero unless the outcome is `kind`'s."""
+    from onecommit import loop
+
     report = loop.demo_commit(settings, kind, say=(lambda _: None) if as_json else print)
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
@@ -40,7 +45,7 @@ def run_commit(settings: Settings, kind: loop.CommitKind, as_json: bool = False)
                    + " (see the Airflow UI or `invoke logs airflow`)", code=1)
 
 
-def print_report(report: loop.CommitReport) -> None:
+def print_report(report: CommitReport) -> None:
     print(f"commit {report.git_sha[:12]}: {report.outcome}"
           + (f" ({report.reason})" if report.reason else ""))
     print(f"champion version {report.champion_version}, challenger version "
@@ -56,6 +61,8 @@ def print_report(report: loop.CommitReport) -> None:
 @task(name="proof")
 def proof_(c: Context) -> None:
     """Write proofs/<timestamp>/proof.json and proof.md and check the platform's invariants."""
+    from onecommit import loop, proof
+
     settings = load_settings()
     model = parse_spec(loop.valid_spec(settings)).model
     directory, invariants = proof.prove(settings, model)

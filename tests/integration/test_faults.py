@@ -126,7 +126,8 @@ def _mid_canary(deploy: Rollout, timeout_s: float = 600) -> float:
     while time.monotonic() < deadline:
         assert not deploy.done.is_set(), f"the deploy ended ({deploy.outcome}) before the fault"
         try:
-            traffic = httpx.get(f"{deploy.platform.gateway_url}/traffic", timeout=2).json()
+            traffic = httpx.get(f"{deploy.platform.gateway_url}/traffic", timeout=2,
+                                verify=deploy.platform.gateway_verify()).json()
         except httpx.HTTPError:
             traffic = {}
         weight = traffic.get("challenger_weight", 0)

@@ -132,10 +132,11 @@ def _analysed(s: Served, holds: Callable[[dict[str, Any]], bool],
     reads the other's rows at most one batch (0.1 s) behind."""
     deadline = time.monotonic() + timeout_s
     answer: dict[str, Any]
-    while not holds((answer := httpx.get(f"{s.url}/analysis").json())["variants"]["champion"]):
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    with httpx.Client(base_url=s.url) as gateway:
+        while not holds((answer := gateway.get("/analysis").json())["variants"]["champion"]):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     return answer
 
 

@@ -231,10 +231,11 @@ def test_timeline_has_each_tasks_wait_for_the_scheduler_and_its_run() -> None:
                                         "register": {"queued": 1.5, "run": 0.5}}
 
 
-def test_the_sync_hook_imports_no_training_library() -> None:
-    """The post-receive hook runs `python -m onecommit.sync` on every push: it must start in
-    about a second, without MLflow or scikit-learn."""
-    probe = ("import sys, onecommit.sync; "
+# The post-receive hook runs `python -m onecommit.sync` on every push, and every invoke command
+# loads `tasks`: both must start in about a second, without MLflow or scikit-learn.
+@pytest.mark.parametrize("entry", ["onecommit.sync", "tasks"])
+def test_entry_points_import_no_training_library(entry: str) -> None:
+    probe = (f"import sys, {entry}; "
              "print(sorted({'mlflow', 'sklearn', 'skl2onnx', 'tritonclient'} & set(sys.modules)))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True, cwd=PROJECT_ROOT).stdout.strip()
