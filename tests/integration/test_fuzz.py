@@ -99,10 +99,12 @@ def test_inference_protocol_endpoints_never_answer_a_server_error(served: Served
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             for pinned in ((champion, {"MODEL_NAME": SERVED_MODEL}) if templated else (None,)):
                 strategy = operation.as_strategy(generation_mode=mode, path_parameters=pinned)
-                _run(strategy, 150 if infer else 25, send)
+                # Generating an inference body costs hypothesis ~50 ms of CPU, 30 times what
+                # the request does: 80 of each kind, each sent on two paths.
+                _run(strategy, 80 if infer else 25, send)
     print(f"\n{tally.total} generated requests against {SERVED_MODEL} v{served.champion}: "
           f"statuses {dict(sorted(tally.statuses.items()))}")
-    assert tally.total >= 1000
+    assert tally.total >= 600
     assert tally.server_errors == []
     assert httpx.get(f"{served.url}/v2/health/ready").status_code == 200
 
