@@ -20,7 +20,7 @@ from onecommit.lifecycle.evidence import CRITERIA, judge
 from onecommit.lifecycle.gateway import Gateway
 from onecommit.lifecycle.notify import notifications_file
 from onecommit.platform import local
-from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.settings import PROOFS_DIR, Settings
 
 DAGS = (sync.DEPLOY_DAG, "rollback_to_before_version", "register_sensor_check")
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
@@ -266,7 +266,7 @@ def render(document: dict[str, Any]) -> str:
 
 
 def prove(settings: Settings, model: str,
-          root: Path = PROJECT_ROOT / "proofs") -> tuple[Path, list[Invariant]]:
+          root: Path = PROOFS_DIR) -> tuple[Path, list[Invariant]]:
     state = gather(settings, model)
     with sync.checkout(gitops_remote.remote_dir(settings), "HEAD") as tree:
         invariants = check(state, tree)
