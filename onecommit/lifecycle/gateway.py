@@ -96,6 +96,11 @@ class Gateway:
         self._call("POST", "/rollout/events",
                    json={"kind": kind, "version": version, "detail": detail})
 
+    def rollout_page(self) -> dict[str, Any]:
+        """What the rollout page shows (`invoke watch` draws it in the terminal)."""
+        answer: dict[str, Any] = self._call("GET", "/ui/rollout.json")
+        return answer
+
     def variants(self) -> dict[str, Any]:
         answer: dict[str, Any] = self._call("GET", "/variants")
         return answer

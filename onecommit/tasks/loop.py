@@ -1,4 +1,4 @@
-"""`invoke demo-commit / proof`: the one-commit loop on the local profile."""
+"""`invoke demo-commit / watch / proof`: the one-commit loop on the local profile."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from onecommit import loop, proof
+from onecommit import watch as watching
+from onecommit.lifecycle.gateway import Gateway
 from onecommit.lifecycle.spec import parse_spec
 from onecommit.settings import Settings
 from onecommit.tasks import task
@@ -29,7 +31,11 @@ def demo_commit(c: Context, bad: bool = False, invalid: bool = False,
 
 def run_commit(settings: Settings, kind: loop.CommitKind, as_json: bool = False) -> None:
     """One demo commit followed to its end; exits non-zero unless the outcome is `kind`'s."""
-    report = loop.demo_commit(settings, kind, say=(lambda _: None) if as_json else print)
+    if as_json:
+        report = loop.demo_commit(settings, kind, say=lambda _: None)
+    else:
+        with watching.watching(settings):
+            report = loop.demo_commit(settings, kind, say=print)
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -51,6 +57,23 @@ def print_report(report: loop.CommitReport) -> None:
     if report.overhead_seconds is not None:
         print(f"  {'overhead (beyond the spec)':<32} {report.overhead_seconds:>8.2f} s  "
               f"(push → promoted minus {report.mandated_seconds:g} s of mandated pauses)")
+
+
+@task(positional=["model"],
+      help={"model": "the model whose rollout to watch (default: the one the gateway serves)"})
+def watch(c: Context, model: str = "") -> None:
+    """Show the rollout live: the deploy run and task, the step and weights, each variant's
+    figures against the thresholds, the decisions. Changes nothing; Ctrl-C detaches."""
+    settings = load_settings()
+    with Gateway(settings, retry_s=5) as gateway:
+        served = gateway.rollout_page()["model"]
+    if model and model != served:
+        raise Exit(f"error: the gateway serves {served!r}, not {model!r}: "
+                   f"run `invoke watch {served}`", code=2)
+    try:
+        watching.watch(settings)
+    except KeyboardInterrupt:
+        print("detached; the rollout goes on")
 
 
 @task(name="proof")
