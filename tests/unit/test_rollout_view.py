@@ -10,6 +10,7 @@ from rich.console import Console
 
 from onecommit.gateway.router import TrafficPolicy
 from onecommit.gateway.ui import page, timeline
+from onecommit.rollout_chart import draw
 from onecommit.serving.database import open_engine
 from onecommit.serving.state import StateStore
 from onecommit.watch import PlainPrinter, Snapshot, lines, view
@@ -152,3 +153,12 @@ def test_the_terminal_view_shows_the_step_the_weights_and_the_thresholds(
     assert "champion 80.0%, challenger 20.0%" in text
     assert "error rate ≤ 1.0%" in text
     assert "canary 20%: continue (within thresholds)" in text
+
+
+def test_the_timeline_is_drawn_as_a_png(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    _canary(store, ["continue", "abort"])
+    _, entries = timeline(store.events("m"))
+    chart = tmp_path / "rollout.png"
+    draw(chart, entries, "m: rolled back")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
