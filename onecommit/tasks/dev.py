@@ -11,6 +11,7 @@ from onecommit import loop, proof
 from onecommit.lifecycle.spec import parse_spec
 from onecommit.platform import local
 from onecommit.platform.envs import COMPONENTS, OPTIONAL_COMPONENTS, ensure_env
+from onecommit.progress import Progress
 from onecommit.settings import PROJECT_ROOT
 from onecommit.tasks import task
 from onecommit.tasks.loop import run_commit
@@ -51,7 +52,8 @@ def demo(c: Context) -> None:
     """The whole promise on this machine: start the platform, push a good commit (promoted
     under a canary), then a bad one (rolled back automatically), and write the proof."""
     settings = load_settings()
-    local.up(settings)
+    with Progress() as report:
+        local.up(settings, report)
     model = parse_spec(loop.valid_spec(settings)).model
     if loop.champion_version(settings, model) is None:
         print(f"no champion for {model} yet: the first commit deploys one directly")
