@@ -212,11 +212,19 @@ def snapshot(gateway: Gateway, airflow: AirflowClient) -> Snapshot:
 
 
 def watch(settings: Settings, until: Callable[[], bool] = lambda: False,
-          console: Console | None = None, interval_s: float = 1.0) -> None:
-    """Show the rollout live until `until()` holds (or Ctrl-C, for the caller to catch)."""
+          console: Console | None = None, interval_s: float = 1.0, once: bool = False) -> None:
+    """Show the rollout live until `until()` holds (or Ctrl-C, for the caller to catch);
+    `once`: what it is now, then return."""
     out = console or Console()
     with Gateway(settings, retry_s=1) as gateway, contextlib.closing(
             platform_client(settings)) as airflow:
+        if once:
+            seen = snapshot(gateway, airflow)
+            if out.is_terminal:
+                out.print(view(seen))
+            else:
+                print("\n".join(line for _, line in lines(seen)))
+            return
         if not out.is_terminal:
             printer = PlainPrinter(lambda line: print(line, flush=True))
             while not until():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -60,8 +61,9 @@ def print_report(report: loop.CommitReport) -> None:
 
 
 @task(positional=["model"],
-      help={"model": "the model whose rollout to watch (default: the one the gateway serves)"})
-def watch(c: Context, model: str = "") -> None:
+      help={"model": "the model whose rollout to watch (default: the one the gateway serves)",
+            "once": "show the rollout as it is now, then exit"})
+def watch(c: Context, model: str = "", once: bool = False) -> None:
     """Show the rollout live: the deploy run and task, the step and weights, each variant's
     figures against the thresholds, the decisions. Changes nothing; Ctrl-C detaches."""
     settings = load_settings()
@@ -71,9 +73,23 @@ def watch(c: Context, model: str = "") -> None:
         raise Exit(f"error: the gateway serves {served!r}, not {model!r}: "
                    f"run `invoke watch {served}`", code=2)
     try:
-        watching.watch(settings)
+        watching.watch(settings, once=once)
     except KeyboardInterrupt:
         print("detached; the rollout goes on")
+
+
+@task(help={"out": "where to write the PNG (default docs/rollout-page.png)",
+            "until": "wait until the page's verdict line shows this text (e.g. 'step 2')",
+            "timeout": "seconds to wait for it"})
+def screenshot(c: Context, out: str = "docs/rollout-page.png", until: str = "",
+               timeout: float = 300) -> None:
+    """A headless-Chromium picture of the gateway's rollout page (the README's), taken once
+    its verdict line shows `until`: run it beside `invoke demo-commit`."""
+    from onecommit.browser import screenshot as take  # Selenium only when asked for
+
+    settings = load_settings()
+    take(f"{settings.gateway_url}/ui/", Path(out), until, timeout)
+    print(out)
 
 
 @task(name="proof")

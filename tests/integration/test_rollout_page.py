@@ -10,10 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
+from onecommit.browser import chromium, shows
 from onecommit.lint.tools import ToolError, ensure_chromium
 from onecommit.platform.components import gateway_admin_token
 from tests.conftest import Served, settled
@@ -23,23 +22,16 @@ pytestmark = pytest.mark.platform
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    """Debian's headless Chromium, driven by its own chromedriver: Selenium is given both
-    paths, so its manager never downloads anything. In CI a missing browser is installed,
-    never a reason to skip."""
+    """Debian's headless Chromium. In CI a missing browser is installed, never a reason to
+    skip."""
     try:
-        chromium, driver = ensure_chromium()
+        ensure_chromium()
     except ToolError as error:
         if os.environ.get("CI"):
             raise
         pytest.skip(str(error))
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(chromium)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1100,1000"):
-        options.add_argument(argument)
-    chrome = webdriver.Chrome(service=Service(str(driver)), options=options)
-    yield chrome
-    chrome.quit()
+    with chromium() as chrome:
+        yield chrome
 
 
 @pytest.fixture
@@ -59,8 +51,7 @@ def test_the_page_shows_the_versions_and_the_canary_weight(
     browser.get(f"{served.url}/ui/")
     weight = f"challenger {canary:.1%}"
     try:
-        WebDriverWait(browser, 20).until(
-            lambda page: weight in page.find_element(By.ID, "policy").text)
+        shows(browser, "policy", weight, timeout_s=20)
     finally:
         shot = tmp_path / "rollout-page.png"
         browser.save_screenshot(str(shot))
