@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -191,9 +192,23 @@ def _active_runs(airflow: AirflowClient) -> list[dict[str, Any]]:
                 continue
             tasks = [t["task_id"] for t in airflow.task_instances(dag_id, run["dag_run_id"])
                      if t["state"] == "running"]
+            queued = run.get("queued_at") or run.get("run_after")
             found.append({"dag_id": dag_id, "run_id": run["dag_run_id"],
-                          "state": run["state"], "tasks": tasks})
+                          "state": run["state"], "tasks": tasks,
+                          "queued_at": datetime.fromisoformat(queued).timestamp()
+                          if queued else 0.0})
     return found
+
+
+def since(seen: Snapshot, started: float) -> Snapshot:
+    """Only what began at `started` or later: demo-commit's view of its own commit, not the
+    run and rollout before it."""
+    runs = [run for run in seen.runs if run["queued_at"] >= started]
+    page = seen.page
+    if page is not None and (page["rollout"] or {}).get("started_at", 0) < started:
+        page = {**page, "rollout": None, "timeline": [],
+                "verdict": {"state": "idle", "text": "no rollout of this commit yet"}}
+    return Snapshot(page, runs, seen.problem)
 
 
 def snapshot(gateway: Gateway, airflow: AirflowClient) -> Snapshot:
@@ -212,14 +227,19 @@ def snapshot(gateway: Gateway, airflow: AirflowClient) -> Snapshot:
 
 
 def watch(settings: Settings, until: Callable[[], bool] = lambda: False,
-          console: Console | None = None, interval_s: float = 1.0, once: bool = False) -> None:
+          console: Console | None = None, interval_s: float = 1.0, once: bool = False,
+          started: float | None = None) -> None:
     """Show the rollout live until `until()` holds (or Ctrl-C, for the caller to catch);
-    `once`: what it is now, then return."""
+    `once`: what it is now, then return; `started`: only what began then or later."""
     out = console or Console()
     with Gateway(settings, retry_s=1) as gateway, contextlib.closing(
-            platform_client(settings)) as airflow:
+            platform_client(settings)) as client:
+
+        def snapshot_now() -> Snapshot:
+            seen = snapshot(gateway, client)
+            return seen if started is None else since(seen, started)
         if once:
-            seen = snapshot(gateway, airflow)
+            seen = snapshot_now()
             if out.is_terminal:
                 out.print(view(seen))
             else:
@@ -228,12 +248,12 @@ def watch(settings: Settings, until: Callable[[], bool] = lambda: False,
         if not out.is_terminal:
             printer = PlainPrinter(lambda line: print(line, flush=True))
             while not until():
-                printer.show(snapshot(gateway, airflow), time.monotonic())
+                printer.show(snapshot_now(), time.monotonic())
                 time.sleep(interval_s)
             return
         with Live(console=out, refresh_per_second=4) as live:
             while not until():
-                live.update(view(snapshot(gateway, airflow)))
+                live.update(view(snapshot_now()))
                 time.sleep(interval_s)
 
 
@@ -241,7 +261,8 @@ def watch(settings: Settings, until: Callable[[], bool] = lambda: False,
 def watching(settings: Settings) -> Iterator[None]:
     """The live view in a thread for as long as the block runs (demo-commit's)."""
     done = threading.Event()
-    thread = threading.Thread(target=watch, args=(settings, done.is_set), daemon=True)
+    thread = threading.Thread(target=watch, args=(settings, done.is_set), daemon=True,
+                              kwargs={"started": time.time()})
     thread.start()
     try:
         yield

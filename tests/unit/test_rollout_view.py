@@ -13,7 +13,7 @@ from onecommit.gateway.ui import page, timeline
 from onecommit.rollout_chart import draw
 from onecommit.serving.database import open_engine
 from onecommit.serving.state import StateStore
-from onecommit.watch import PlainPrinter, Snapshot, lines, view
+from onecommit.watch import PlainPrinter, Snapshot, lines, since, view
 
 THRESHOLDS = {"max_error_rate": 0.01, "max_p95_latency_ms": 250.0,
               "min_online_accuracy": 0.85, "min_requests": 50, "max_infra_pause_s": 120.0}
@@ -114,7 +114,7 @@ def _snapshot(tmp_path: Path, error_rate: float) -> Snapshot:
     _canary(store, ["continue"])
     analysis = {"variants": {"champion": _figures(0.0), "challenger": _figures(error_rate)}}
     run = {"dag_id": "ml_train_register_and_reload", "run_id": "commit-abc-dev",
-           "state": "running", "tasks": ["rollout"]}
+           "state": "running", "tasks": ["rollout"], "queued_at": 1000.0}
     return Snapshot(_page(store, analysis), [run])
 
 
@@ -162,3 +162,14 @@ def test_the_timeline_is_drawn_as_a_png(tmp_path: Path) -> None:
     chart = tmp_path / "rollout.png"
     draw(chart, entries, "m: rolled back")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_commit_is_watched_from_its_push_on(tmp_path: Path) -> None:
+    seen = _snapshot(tmp_path, error_rate=0.0)
+    assert seen.page is not None
+    assert since(seen, started=0.0) == seen
+    before_it = since(seen, started=seen.page["rollout"]["started_at"] + 1)
+    assert before_it.runs == []
+    assert before_it.page is not None
+    assert before_it.page["verdict"]["text"] == "no rollout of this commit yet"
+    assert before_it.page["timeline"] == []
