@@ -11,6 +11,21 @@ from typing import Any
 _DECISION_COLOURS = {"continue": "#2ca02c", "abort": "#d62728"}
 
 
+def _pin_changes(seconds: Sequence[float],
+                 entries: Sequence[dict[str, Any]]) -> list[tuple[float, str]]:
+    """Pin changes, those within a second of each other as one (a promotion or a rollback
+    changes two or three pins at once): one label each, not a pile of them."""
+    changes: list[tuple[float, str]] = []
+    for at, entry in zip(seconds, entries, strict=True):
+        if entry["kind"] != "pins":
+            continue
+        if changes and at - changes[-1][0] < 1.0:
+            changes[-1] = (changes[-1][0], f"{changes[-1][1]}; {entry['text']}")
+        else:
+            changes.append((at, entry["text"]))
+    return changes
+
+
 def draw(path: Path, entries: Sequence[dict[str, Any]], title: str) -> None:
     """Write a PNG of `entries` (oldest first, each with `at`, `kind`, `weight`, `text`)."""
     import matplotlib
@@ -30,10 +45,10 @@ def draw(path: Path, entries: Sequence[dict[str, Any]], title: str) -> None:
                          color=_DECISION_COLOURS.get(entry["decision"], "#7f7f7f"))
             axis.annotate(entry["text"], (at, 100 * entry["weight"]), fontsize="x-small",
                           xytext=(4, 6), textcoords="offset points", rotation=12)
-        elif entry["kind"] == "pins":
-            axis.axvline(at, color="#7f7f7f", linestyle=":", linewidth=1)
-            axis.annotate(entry["text"], (at, 2), fontsize="x-small", rotation=90,
-                          xytext=(3, 0), textcoords="offset points", color="#555555")
+    for at, text in _pin_changes(seconds, entries):
+        axis.axvline(at, color="#7f7f7f", linestyle=":", linewidth=1)
+        axis.annotate(text, (at, 2), fontsize="x-small", rotation=90, xytext=(3, 0),
+                      textcoords="offset points", color="#555555")
     axis.set_ylim(-2, 115)
     axis.set_ylabel("challenger traffic (%)")
     axis.set_xlabel("seconds since the rollout started")

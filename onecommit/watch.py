@@ -53,7 +53,7 @@ def _ms(value: float | None) -> str:
 
 
 def _run_line(run: dict[str, Any]) -> str:
-    tasks = ", ".join(run["tasks"]) or "none"
+    tasks = ", ".join(run["tasks"]) or "none (between tasks)"
     return f"{run['dag_id']} run {run['run_id']}: {run['state']}; running tasks: {tasks}"
 
 
@@ -100,14 +100,14 @@ def lines(snapshot: Snapshot) -> list[tuple[str, str]]:
     thresholds = rollout.get("thresholds", {})
     weights = ", ".join(f"{alias} {_pct(share)}"
                         for alias, share in page["policy"]["weights"].items())
+    decisions = [e for e in page["timeline"] if e["kind"] == "decision"]
+    if decisions:
+        out.append(("decision", f"decision: {decisions[-1]['text']}"))
     out += [("verdict", f"{page['model']}: {page['verdict']['text']}"),
             ("traffic", f"traffic: {page['policy']['strategy']}: {weights}")]
     if thresholds:
         out.append(("thresholds", _thresholds_line(thresholds)))
     out += [(f"figures {v['alias']}", _variant_line(v, thresholds)) for v in page["variants"]]
-    decisions = [e for e in page["timeline"] if e["kind"] == "decision"]
-    if decisions:
-        out.append(("decision", f"decision: {decisions[-1]['text']}"))
     return out
 
 
