@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from onecommit.errors import OnecommitError
@@ -179,7 +180,12 @@ def _links(settings: Settings, client: MlflowClient, model: str,
     """Where a person looks next: the version in MLflow, the deploy run in Airflow."""
     links = {"mlflow_version": f"{settings.url(settings.mlflow_port)}/#/models/{model}"
                                f"/versions/{version}"}
-    run_id = client.get_model_version(model, str(version)).tags.get("dag_run_id")
+    try:
+        run_id = client.get_model_version(model, str(version)).tags.get("dag_run_id")
+    except MlflowException as error:
+        # A link is not worth failing a rollout for.
+        logger.warning("no Airflow link for version {}: {}", version, error)
+        run_id = None
     if run_id:
         links["airflow_run"] = (f"{settings.url(settings.airflow_port)}/dags/{DEPLOY_DAG}"
                                 f"/runs/{run_id}")
