@@ -261,8 +261,16 @@ def watch(settings: Settings, until: Callable[[], bool] = lambda: False,
 def watching(settings: Settings) -> Iterator[None]:
     """The live view in a thread for as long as the block runs (demo-commit's)."""
     done = threading.Event()
-    thread = threading.Thread(target=watch, args=(settings, done.is_set), daemon=True,
-                              kwargs={"started": time.time()})
+    started = time.time()
+
+    def view_until_done() -> None:
+        # The view must never break the command it accompanies: a failure ends the view only.
+        try:
+            watch(settings, done.is_set, started=started)
+        except Exception as error:
+            print(f"live view stopped: {type(error).__name__}: {error}", flush=True)
+
+    thread = threading.Thread(target=view_until_done, daemon=True)
     thread.start()
     try:
         yield
