@@ -63,7 +63,7 @@ def print_report(report: loop.CommitReport) -> None:
 @task(positional=["model"],
       help={"model": "the model whose rollout to watch (default: the one the gateway serves)",
             "once": "show the rollout as it is now, then exit"})
-def watch(c: Context, model: str = "", once: bool = False) -> None:
+def watch(c: Context, model: str | None = None, once: bool = False) -> None:
     """Show the rollout live: the deploy run and task, the step and weights, each variant's
     figures against the thresholds, the decisions. Changes nothing; Ctrl-C detaches."""
     settings = load_settings()
