@@ -100,6 +100,7 @@ def print_urls(settings: Settings, out: Callable[[str], None] = print) -> None:
         f"{settings.state_dir}/airflow/passwords.json)")
     out(f"Triton:      {settings.url(settings.triton_http_port)}")
     out(f"Gateway:     {settings.gateway_url}")
+    out(f"Rollouts:    {settings.gateway_url}/ui/  (or `invoke watch`)")
     if settings.tls:
         out(f"             (CA: {settings.tls_pair('ca')[0]}; other commands need "
             "ONECOMMIT_TLS=true too)")
