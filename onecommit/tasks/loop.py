@@ -60,10 +60,10 @@ def print_report(report: loop.CommitReport) -> None:
               f"(push → promoted minus {report.mandated_seconds:g} s of mandated pauses)")
 
 
-@task(positional=["model"],
-      help={"model": "the model whose rollout to watch (default: the one the gateway serves)",
+# `--model`, not a positional: invoke has no optional positional arguments.
+@task(help={"model": "the model whose rollout to watch (default: the one the gateway serves)",
             "once": "show the rollout as it is now, then exit"})
-def watch(c: Context, model: str | None = None, once: bool = False) -> None:
+def watch(c: Context, model: str = "", once: bool = False) -> None:
     """Show the rollout live: the deploy run and task, the step and weights, each variant's
     figures against the thresholds, the decisions. Changes nothing; Ctrl-C detaches."""
     settings = load_settings()
@@ -71,7 +71,7 @@ def watch(c: Context, model: str | None = None, once: bool = False) -> None:
         served = gateway.rollout_page()["model"]
     if model and model != served:
         raise Exit(f"error: the gateway serves {served!r}, not {model!r}: "
-                   f"run `invoke watch {served}`", code=2)
+                   f"run `invoke watch --model {served}`", code=2)
     try:
         watching.watch(settings, once=once)
     except KeyboardInterrupt:
