@@ -13,14 +13,14 @@ from typing import Any
 import httpx
 import yaml
 
-from onecommit import gitops_remote, loop, sync
+from onecommit import gitops_remote, loop, rollout_chart, sync
 from onecommit.airflow_client import AirflowClient, platform_client
 from onecommit.lifecycle import registry
 from onecommit.lifecycle.evidence import CRITERIA, judge
 from onecommit.lifecycle.gateway import Gateway
 from onecommit.lifecycle.notify import notifications_file
 from onecommit.platform import local
-from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.settings import PROOFS_DIR, Settings
 
 DAGS = (sync.DEPLOY_DAG, "rollback_to_before_version", "register_sensor_check")
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
@@ -56,8 +56,11 @@ def _triton_models(settings: Settings) -> list[dict[str, Any]]:
 
 def _gateway_state(settings: Settings, model: str) -> dict[str, Any]:
     with Gateway(settings, retry_s=10) as gateway:
+        page = gateway.rollout_page()
         return {"variants": gateway.variants(), "traffic": gateway.get_traffic(),
-                "routed_version": loop.served_version(settings, model)}
+                "routed_version": loop.served_version(settings, model),
+                # The latest rollout as the gateway's rollout page shows it.
+                "rollout": {k: page[k] for k in ("rollout", "verdict", "timeline")}}
 
 
 def _dag_runs(airflow: AirflowClient) -> dict[str, list[dict[str, Any]]]:
@@ -205,11 +208,19 @@ def _last_deploy_whole(state: dict[str, Any]) -> Invariant:
                      f"before_version {before}; rollback notifications {len(rolled_back)}")
 
 
+ROLLOUT_CHART = "rollout.png"
+
+
 def write(state: dict[str, Any], invariants: list[Invariant], root: Path) -> Path:
     directory = root / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     directory.mkdir(parents=True)
     document = {**state, "last_deploy": last_deploy(state),
                 "invariants": [i.__dict__ for i in invariants]}
+    shown = state["gateway"]["rollout"]
+    if shown["timeline"]:
+        rollout_chart.draw(directory / ROLLOUT_CHART, shown["timeline"],
+                           f"{state['registry']['model']}: {shown['verdict']['text']}")
+        document["rollout_chart"] = ROLLOUT_CHART
     (directory / "proof.json").write_text(json.dumps(document, indent=2, default=str))
     (directory / "proof.md").write_text(render(document))
     return directory
@@ -232,6 +243,11 @@ def render(document: dict[str, Any]) -> str:
                   for c, ok in deploy["criteria"].items()]
         lines += [f"- rollout {d['step']}: {d['decision']} ({d['reason']}, {d['seconds']} s)"
                   for d in deploy["rollout"]]
+    if document.get("rollout_chart"):
+        lines += ["", "## Rollout timeline", "",
+                  f"{document['gateway']['rollout']['verdict']['text']}; the challenger's "
+                  "share of traffic over time, each decision marked:", "",
+                  f"![rollout timeline]({document['rollout_chart']})"]
     registry_state = document["registry"]
     lines += ["", "## Registry", "", f"aliases: {registry_state['aliases']}", "",
               "| version | status | accuracy | roc_auc | git sha | reason |",
@@ -266,7 +282,7 @@ def render(document: dict[str, Any]) -> str:
 
 
 def prove(settings: Settings, model: str,
-          root: Path = PROJECT_ROOT / "proofs") -> tuple[Path, list[Invariant]]:
+          root: Path = PROOFS_DIR) -> tuple[Path, list[Invariant]]:
     state = gather(settings, model)
     with sync.checkout(gitops_remote.remote_dir(settings), "HEAD") as tree:
         invariants = check(state, tree)

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Profile = Literal["local", "kind"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# `invoke proof` writes here; the gateway's rollout page links the latest.
+PROOFS_DIR = PROJECT_ROOT / "proofs"
 # Holds sitecustomize.py, which makes every process of a platform program die with its parent.
 ORPHANS_RULE = PROJECT_ROOT / "onecommit" / "platform" / "orphans"
 # The PYTHONPATH of every Python program the platform runs: the project, and that rule.

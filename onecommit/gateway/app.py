@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onecommit import __version__
+from onecommit.gateway import ui
 from onecommit.gateway.auth import require_bearer
 from onecommit.gateway.backends import make_backend
 from onecommit.gateway.dataplane import DataPlane, is_decimal
@@ -230,6 +231,7 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
     app.state.replica = replica
     open_router, infer_router, admin_router = _routes(settings, replica)
     add_routes(open_router, admin_router)
+    ui.add_routes(open_router, admin_router, settings.mlflow_url)
     app.include_router(open_router)
     inference_tokens = settings.inference_tokens()
     inference_check = None if inference_tokens is None else require_bearer(inference_tokens,

@@ -191,6 +191,12 @@ class ServingState:
         async with self._changing:
             return await self._write(model, policy=policy)
 
+    async def note(self, model: str, note: dict[str, Any]) -> None:
+        await self._db.run(self._store.note, model, self._actor, note)
+
+    async def history(self, model: str, limit: int) -> list[dict[str, Any]]:
+        return await self._db.read(self._store.events, model, limit)
+
     async def reset_analysis(self, model: str) -> DesiredState:
         async with self._changing:
             return await self._write(model, reset_analysis=True)

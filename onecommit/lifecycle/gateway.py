@@ -90,6 +90,17 @@ class Gateway:
                                             params={"alpha": alpha, "sample_size": sample_size})
         return report
 
+    def note(self, kind: str, version: int, detail: dict[str, Any]) -> None:
+        """Record a rollout's start or decision in desired state's history (the rollout page's
+        timeline)."""
+        self._call("POST", "/rollout/events",
+                   json={"kind": kind, "version": version, "detail": detail})
+
+    def rollout_page(self) -> dict[str, Any]:
+        """What the rollout page shows (`invoke watch` draws it in the terminal)."""
+        answer: dict[str, Any] = self._call("GET", "/ui/rollout.json")
+        return answer
+
     def variants(self) -> dict[str, Any]:
         answer: dict[str, Any] = self._call("GET", "/variants")
         return answer

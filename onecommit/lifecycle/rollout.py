@@ -18,11 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from loguru import logger
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
 from onecommit.errors import OnecommitError
 from onecommit.lifecycle import registry, serving
 from onecommit.lifecycle.gateway import Gateway, GatewayUnavailable
 from onecommit.lifecycle.spec import ABTest, BlueGreen, Canary, ModelSpec, Shadow
 from onecommit.settings import Settings
+from onecommit.sync import DEPLOY_DAG
 
 
 class RolloutAborted(OnecommitError):
@@ -170,6 +175,33 @@ def _reset_when_answering(gateway: Gateway) -> None:
         gateway.reset_analysis()
 
 
+def _links(settings: Settings, client: MlflowClient, model: str,
+           version: int) -> dict[str, str]:
+    """Where a person looks next: the version in MLflow, the deploy run in Airflow."""
+    links = {"mlflow_version": f"{settings.url(settings.mlflow_port)}/#/models/{model}"
+                               f"/versions/{version}"}
+    try:
+        run_id = client.get_model_version(model, str(version)).tags.get("dag_run_id")
+    except MlflowException as error:
+        # A link is not worth failing a rollout for.
+        logger.warning("no Airflow link for version {}: {}", version, error)
+        run_id = None
+    if run_id:
+        links["airflow_run"] = (f"{settings.url(settings.airflow_port)}/dags/{DEPLOY_DAG}"
+                                f"/runs/{run_id}")
+    return links
+
+
+def _note(gateway: Gateway, kind: str, version: int, detail: dict[str, Any]) -> None:
+    # The record is for people watching; a gateway down past its retries does not judge the
+    # model (the decisions are on the version at the end either way).
+    try:
+        gateway.note(kind, version, detail)
+    except GatewayUnavailable as error:
+        logger.warning("rollout {} of version {} not recorded on the gateway: {}", kind,
+                       version, error)
+
+
 def run(settings: Settings, spec: ModelSpec, version: int,
         on_step: Callable[[dict[str, Any]], object]) -> list[dict[str, Any]]:
     """Run the spec's strategy step by step. On abort all traffic goes back to the champion at
@@ -180,13 +212,19 @@ def run(settings: Settings, spec: ModelSpec, version: int,
     client = registry.client(settings.url(settings.mlflow_port))
     try:
         with Gateway(settings) as gateway:
-            for phase in phases(spec, version):
+            plan = phases(spec, version)
+            _note(gateway, "start", version, {
+                "strategy": spec.rollout.kind, "steps": [phase.name for phase in plan],
+                "thresholds": spec.analysis.model_dump(),
+                "links": _links(settings, client, spec.model, version)})
+            for phase in plan:
                 decision = observe(gateway, spec, phase)
                 if decision["decision"] == "abort":
                     aborted = time.monotonic()
                     gateway.traffic(**CHAMPION_ONLY)
                     decision["abort_to_champion_s"] = round(time.monotonic() - aborted, 3)
                 decisions.append(decision)
+                _note(gateway, "decision", version, decision)
                 on_step(decision)
                 if decision["decision"] == "abort":
                     reason = f"rollout aborted at {phase.name}: {decision['reason']}"

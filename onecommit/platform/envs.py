@@ -46,6 +46,10 @@ def env_python(settings: Settings, name: str) -> Path:
     return env_dir(settings, name) / "bin" / "python"
 
 
+def _digest(name: str) -> str:
+    return hashlib.sha256(requirements_file(name).read_bytes()).hexdigest()
+
+
 def environment_digest(settings: Settings, name: str) -> str:
     """What `name`'s environment was built from (its requirements file's digest); empty
     while it is not built."""
@@ -53,13 +57,18 @@ def environment_digest(settings: Settings, name: str) -> str:
     return stamp.read_text() if stamp.is_file() else ""
 
 
+def is_current(settings: Settings, name: str) -> bool:
+    """Whether `name`'s environment matches its requirements file (no build needed)."""
+    return environment_digest(settings, name) == _digest(name)
+
+
 def ensure_env(settings: Settings, name: str) -> Path:
     """Build `name`'s environment unless it already matches its requirements file; return it."""
     requirements = requirements_file(name)
-    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    digest = _digest(name)
     target = env_dir(settings, name)
     stamp = target / _STAMP
-    if environment_digest(settings, name) == digest:
+    if is_current(settings, name):
         return target
     uv = _uv()
     # The stamp is written last: an interrupted build has none and is rebuilt from scratch.

@@ -11,7 +11,7 @@ from onecommit import gitops_remote
 from onecommit.errors import OnecommitError
 from onecommit.platform import supervisor
 from onecommit.platform.components import Component, components, triton_paths
-from onecommit.platform.envs import ensure_env
+from onecommit.platform.envs import ensure_env, is_current
 from onecommit.platform.health import ComponentStatus, probe, status
 from onecommit.secrets.files import PRIVATE_DIR
 from onecommit.settings import Settings
@@ -26,6 +26,9 @@ class PlatformError(OnecommitError):
 
 
 Report = Callable[[str], None]
+# A report ending so is work in progress (a terminal shows it as a spinner until the next);
+# any other is a step done.
+WORKING = "…"
 
 
 def port_free(host: str, port: int) -> bool:
@@ -80,6 +83,9 @@ def up(settings: Settings, report: Report = print,
     if platform is None:
         platform = components(settings)
         for env in dict.fromkeys(c.env for c in platform):
+            if not is_current(settings, env):
+                report(f"environment {env}: building from requirements/{env}.txt (minutes "
+                       f"the first time){WORKING}")
             report(f"environment {env}: ready at {ensure_env(settings, env)}")
         _check_binaries(settings)
     fresh = supervisor.supervisord_pid(settings) is None
@@ -92,6 +98,7 @@ def up(settings: Settings, report: Report = print,
         for component in platform:
             component.prepare()
             start_programs(settings, component)
+        report(f"starting {', '.join(c.name for c in platform)}{WORKING}")
         deadline = time.monotonic() + settings.health_timeout_s
         for component in platform:
             wait_healthy(settings, component, report, deadline)
@@ -122,7 +129,9 @@ def start_programs(settings: Settings, component: Component) -> None:
 def wait_healthy(settings: Settings, component: Component, report: Report,
                  deadline: float) -> None:
     """Until the component's programs run and its probe passes; a program that exits, or the
-    deadline, fails with the cause and the log's tail."""
+    deadline, fails with the cause and the log's tail. Each new reason it is not healthy yet
+    is reported as work in progress."""
+    waiting = ""
     while True:
         running = supervisor.processes(settings)
         dead = [p.name for p in component.programs
@@ -135,6 +144,9 @@ def wait_healthy(settings: Settings, component: Component, report: Report,
         if healthy:
             report(f"{component.name}: healthy at {component.url}")
             return
+        if why != waiting:
+            waiting = why
+            report(f"{component.name}: {why}{WORKING}")
         if time.monotonic() > deadline:
             raise _failure(settings, component,
                            f"not healthy after {settings.health_timeout_s:.0f} s ({why})",

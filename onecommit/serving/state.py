@@ -198,6 +198,15 @@ class StateStore:
             _record(connection, model, state.revision, now, actor, change)
         return state
 
+    def note(self, model: str, actor: str, note: dict[str, Any]) -> None:
+        """Append an event that changes nothing, at the current revision: a rollout's start
+        and its decisions, so the state's history says why the policy changed, while the
+        rollout runs and for any process that reads the store."""
+        with self._engine.begin() as connection:
+            revision = connection.execute(select(serving_state.c.revision).where(
+                serving_state.c.model == model)).scalar_one_or_none()
+            _record(connection, model, int(revision or 0), time.time(), actor, {"note": note})
+
     def events(self, model: str, limit: int = 100) -> list[dict[str, Any]]:
         """The model's latest changes, oldest first."""
         with self._engine.connect() as connection:

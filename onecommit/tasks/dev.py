@@ -10,6 +10,7 @@ from invoke.exceptions import Exit
 from onecommit.lifecycle.spec import parse_spec
 from onecommit.platform import local
 from onecommit.platform.envs import COMPONENTS, OPTIONAL_COMPONENTS, ensure_env
+from onecommit.progress import Progress
 from onecommit.settings import PROJECT_ROOT
 from onecommit.tasks import task
 from onecommit.tasks.loop import run_commit
@@ -52,7 +53,8 @@ def demo(c: Context) -> None:
     from onecommit import loop, proof
 
     settings = load_settings()
-    local.up(settings)
+    with Progress() as report:
+        local.up(settings, report)
     model = parse_spec(loop.valid_spec(settings)).model
     if loop.champion_version(settings, model) is None:
         print(f"no champion for {model} yet: the first commit deploys one directly")

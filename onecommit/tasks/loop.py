@@ -1,13 +1,15 @@
-"""`invoke demo-commit / proof`: the one-commit loop on the local profile."""
+"""`invoke demo-commit / watch / proof`: the one-commit loop on the local profile."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from onecommit.lifecycle.gateway import Gateway
 from onecommit.lifecycle.spec import parse_spec
 from onecommit.settings import Settings
 from onecommit.tasks import task
@@ -33,8 +35,13 @@ def demo_commit(c: Context, bad: bool = False, invalid: bool = False,
 def run_commit(settings: Settings, kind: CommitKind, as_json: bool = False) -> None:
     """One demo commit followed to its end; exits non-zero unless the outcome is `kind`'s."""
     from onecommit import loop
+    from onecommit import watch as watching
 
-    report = loop.demo_commit(settings, kind, say=(lambda _: None) if as_json else print)
+    if as_json:
+        report = loop.demo_commit(settings, kind, say=lambda _: None)
+    else:
+        with watching.watching(settings):
+            report = loop.demo_commit(settings, kind, say=print)
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -56,6 +63,40 @@ def print_report(report: CommitReport) -> None:
     if report.overhead_seconds is not None:
         print(f"  {'overhead (beyond the spec)':<32} {report.overhead_seconds:>8.2f} s  "
               f"(push → promoted minus {report.mandated_seconds:g} s of mandated pauses)")
+
+
+# `--model`, not a positional: invoke has no optional positional arguments.
+@task(help={"model": "the model whose rollout to watch (default: the one the gateway serves)",
+            "once": "show the rollout as it is now, then exit"})
+def watch(c: Context, model: str = "", once: bool = False) -> None:
+    """Show the rollout live: the deploy run and task, the step and weights, each variant's
+    figures against the thresholds, the decisions. Changes nothing; Ctrl-C detaches."""
+    from onecommit import watch as watching
+
+    settings = load_settings()
+    with Gateway(settings, retry_s=5) as gateway:
+        served = gateway.rollout_page()["model"]
+    if model and model != served:
+        raise Exit(f"error: the gateway serves {served!r}, not {model!r}: "
+                   f"run `invoke watch --model {served}`", code=2)
+    try:
+        watching.watch(settings, once=once)
+    except KeyboardInterrupt:
+        print("detached; the rollout goes on")
+
+
+@task(help={"out": "where to write the PNG (default docs/rollout-page.png)",
+            "until": "wait until the page's verdict line shows this text (e.g. 'step 2')",
+            "timeout": "seconds to wait for it"})
+def screenshot(c: Context, out: str = "docs/rollout-page.png", until: str = "",
+               timeout: float = 300) -> None:
+    """A headless-Chromium picture of the gateway's rollout page (the README's), taken once
+    its verdict line shows `until`: run it beside `invoke demo-commit`."""
+    from onecommit.browser import screenshot as take  # Selenium only when asked for
+
+    settings = load_settings()
+    take(f"{settings.gateway_url}/ui/", Path(out), until, timeout)
+    print(out)
 
 
 @task(name="proof")

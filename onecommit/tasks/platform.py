@@ -12,6 +12,7 @@ from invoke.exceptions import Exit
 
 from onecommit.features import layer as optional_layer
 from onecommit.platform import health, kind, local
+from onecommit.progress import Progress
 from onecommit.settings import Settings
 from onecommit.tasks import task
 
@@ -39,7 +40,8 @@ def up(c: Context, profile: str | None = None, tls: bool = False, dry_run: bool 
     settings = load_settings(profile=profile, tls=tls or None)
     if _kind_profile(settings, kind.up, dry_run):
         return
-    local.up(settings)
+    with Progress() as report:
+        local.up(settings, report)
     print_urls(settings)
 
 
@@ -98,6 +100,7 @@ def print_urls(settings: Settings, out: Callable[[str], None] = print) -> None:
         f"{settings.state_dir}/airflow/passwords.json)")
     out(f"Triton:      {settings.url(settings.triton_http_port)}")
     out(f"Gateway:     {settings.gateway_url}")
+    out(f"Rollouts:    {settings.gateway_url}/ui/  (or `invoke watch`)")
     if settings.tls:
         out(f"             (CA: {settings.tls_pair('ca')[0]}; other commands need "
             "ONECOMMIT_TLS=true too)")

@@ -3,6 +3,7 @@ Airflow → MLflow → Triton → gateway → promote or roll back → notificat
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from onecommit import loop, proof, sync
 from onecommit.airflow_client import AirflowClient, platform_client
 from onecommit.lifecycle import flow, registry
+from onecommit.lifecycle.gateway import Gateway
 from onecommit.lifecycle.spec import parse_spec
 from onecommit.settings import Settings
 from tests.conftest import WebhookReceiver
@@ -57,6 +59,23 @@ def _proof_holds(platform: Settings, tmp_path: Path) -> None:
     assert all(i.holds for i in invariants), invariants
     assert (directory / "proof.json").exists()
     assert "## Invariants" in (directory / "proof.md").read_text()
+    # The latest rollout's timeline, drawn and linked.
+    assert (directory / "rollout.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![rollout timeline](rollout.png)" in (directory / "proof.md").read_text()
+
+
+def _page_shows_the_rollout(platform: Settings, version: int, state: str) -> None:
+    """What the rollout recorded while it ran is what the gateway's rollout page shows: its
+    version, each decision the version's tag holds, and how it ended."""
+    with Gateway(platform) as gateway:
+        page = gateway.rollout_page()
+    client = registry.client(platform.url(platform.mlflow_port))
+    decisions = json.loads(client.get_model_version(MODEL, str(version)).tags[
+        "rollout.decisions"])
+    assert page["rollout"]["version"] == version
+    assert [e["text"] for e in page["timeline"] if e["kind"] == "decision"] == [
+        f"{d['step']}: {d['decision']} ({d['reason']})" for d in decisions]
+    assert page["verdict"]["state"] == state
 
 
 def test_good_commit_is_promoted(short_canary: Settings, tmp_path: Path) -> None:
@@ -80,6 +99,7 @@ def test_good_commit_is_promoted(short_canary: Settings, tmp_path: Path) -> None
         "criterion.registered": "true", "criterion.ready": "true", "criterion.smoke": "true",
         "criterion.gateway_reload": "true", "criterion.notification_sent": "true"}
     assert tags["git_sha"] == report.git_sha
+    _page_shows_the_rollout(platform, report.champion_version, "promoted")
     _proof_holds(platform, tmp_path)
 
 
@@ -100,6 +120,7 @@ def test_bad_commit_is_rolled_back(short_canary: Settings, webhook: WebhookRecei
     assert "abort_to_champion" in report.stage_seconds
     assert not flow.ready(platform, MODEL, failed), "the failed version is still loaded"
     assert any(p["text"].startswith("[onecommit] rolled back") for p in webhook.payloads)
+    _page_shows_the_rollout(platform, failed, "rolled back")
     _proof_holds(platform, tmp_path)
 
 

@@ -1,0 +1,190 @@
+"""The rollout page: `GET /ui/` (a vendored HTML page that polls) and `GET /ui/rollout.json`
+(what it shows, and what `invoke watch` draws). Read-only, on the open router: desired state,
+the analysis the rollout judges by, and the rollout's record from the state's history (its
+start and decisions, written through `POST /rollout/events` by the rollout itself). No token,
+no admin action, nothing that is not already open on `/traffic`, `/variants`, `/analysis`.
+
+`page()` and `timeline()` are pure: data in, the page's model out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from onecommit.gateway.dataplane import DataPlane
+from onecommit.gateway.router import CHALLENGER, TrafficPolicy, weights
+from onecommit.serving.state import ALIASES
+from onecommit.settings import PROOFS_DIR
+
+PAGE = Path(__file__).with_name("ui") / "index.html"
+# The live request rate is taken over this many seconds, apart from the analysis window.
+RATE_WINDOW_S = 10.0
+# How far back the state's history is read to find the latest rollout's start.
+HISTORY_LIMIT = 300
+
+
+class RolloutNote(BaseModel):
+    """A rollout's start (strategy, steps, thresholds, links) or one of its decisions."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["start", "decision"]
+    version: int = Field(ge=1)
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+def _policy_text(policy: dict[str, Any]) -> tuple[str, float]:
+    share = weights(TrafficPolicy(**policy)).get(CHALLENGER, 0.0)
+    strategy = policy.get("strategy", "canary")
+    if strategy == "shadow":
+        return "shadow: champion answers, challenger mirrored", share
+    if strategy == "bluegreen":
+        return f"blue-green: {policy.get('active', 'champion')} active", share
+    return f"{strategy}: challenger {share:.0%}", share
+
+
+def _entry(event: dict[str, Any], weight: float) -> tuple[dict[str, Any] | None, float]:
+    """One event of desired state's history as a timeline entry, and the challenger's weight
+    after it. Analysis resets are left out: they are bookkeeping, not steps."""
+    change, at = event["change"], event["at"]
+    entry: dict[str, Any] = {"at": at, "revision": event["revision"], "actor": event["actor"]}
+    if "note" in change:
+        note = change["note"]
+        detail = note.get("detail", {})
+        if note["kind"] == "start":
+            steps = " → ".join(detail.get("steps", []))
+            text = f"rollout of version {note['version']} started: {steps}"
+            return {**entry, "kind": "start", "text": text, "weight": weight}, weight
+        text = f"{detail.get('step')}: {detail.get('decision')} ({detail.get('reason')})"
+        return {**entry, "kind": "decision", "decision": detail.get("decision"), "text": text,
+                "weight": weight}, weight
+    if "policy" in change:
+        text, weight = _policy_text(change["policy"])
+        return {**entry, "kind": "policy", "text": text, "weight": weight}, weight
+    if "pins" in change or "seed" in change:
+        pins = change.get("pins") or change.get("seed") or {}
+        text = ", ".join(f"{alias} {'unpinned' if v is None else f'→ v{v}'}"
+                         for alias, v in pins.items())
+        return {**entry, "kind": "pins", "text": text, "weight": weight}, weight
+    return None, weight
+
+
+def timeline(events: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The latest rollout (its start note, or None) and the timeline since it started; with
+    no rollout on record, the latest changes. Events are oldest first."""
+    starts = [i for i, e in enumerate(events)
+              if e["change"].get("note", {}).get("kind") == "start"]
+    first = starts[-1] if starts else max(len(events) - 20, 0)
+    weight, entries = 0.0, []
+    for index, event in enumerate(events):
+        entry, weight = _entry(event, weight)
+        if entry is not None and index >= first:
+            entries.append(entry)
+    if not starts:
+        return None, entries
+    note = events[first]["change"]["note"]
+    return {"version": note["version"], "started_at": events[first]["at"],
+            **note["detail"]}, entries
+
+
+def _verdict(rollout: dict[str, Any] | None, entries: list[dict[str, Any]],
+             pins: dict[str, int]) -> dict[str, Any]:
+    """Where the latest rollout is: its step, and its outcome once it has one."""
+    if rollout is None:
+        return {"state": "idle", "text": "no rollout on record"}
+    decisions = [e for e in entries if e["kind"] == "decision"]
+    steps = rollout.get("steps", [])
+    if decisions and decisions[-1]["decision"] == "abort":
+        ended = ("rolled back" if pins.get("champion") != rollout["version"]
+                 and CHALLENGER not in pins else "aborted")
+        return {"state": ended, "text": f"{ended}: {decisions[-1]['text']}"}
+    if pins.get("champion") == rollout["version"]:
+        return {"state": "promoted", "text": f"version {rollout['version']} promoted"}
+    if len(decisions) >= len(steps):
+        return {"state": "passed", "text": "every step passed; promoting"}
+    return {"state": "running", "step": len(decisions) + 1, "steps": len(steps),
+            "text": f"step {len(decisions) + 1} of {len(steps)}: {steps[len(decisions)]}"}
+
+
+def _variant(alias: str, version: int, ready: bool, share: float, window: dict[str, Any],
+             recent: dict[str, Any]) -> dict[str, Any]:
+    stats = window.get(alias, {})
+    latency = stats.get("latency_ms", {})
+    return {"alias": alias, "version": version, "ready": ready, "weight": share,
+            "rate_per_s": round(recent.get(alias, {}).get("requests", 0) / RATE_WINDOW_S, 2),
+            "requests": stats.get("requests", 0), "errors": stats.get("errors", 0),
+            "infra_errors": stats.get("infra_errors", 0), "error_rate": stats.get("error_rate"),
+            "p50_ms": latency.get("p50"), "p95_ms": latency.get("p95"),
+            "online_accuracy": stats.get("online_accuracy")}
+
+
+def page(model: str, revision: int, policy: TrafficPolicy, pins: dict[str, int],
+         ready: dict[str, bool], analysis: dict[str, Any], recent: dict[str, Any],
+         events: list[dict[str, Any]], links: dict[str, str | None]) -> dict[str, Any]:
+    """Everything the page and `invoke watch` show, from what the gateway observed."""
+    rollout, entries = timeline(events)
+    shares = weights(policy)
+    return {
+        "model": model, "revision": revision,
+        "versions": {alias: pins.get(alias) for alias in ALIASES},
+        "policy": {**asdict(policy), "weights": shares},
+        "variants": [_variant(alias, pins[alias], ready.get(alias, False),
+                              shares.get(alias, 0.0), analysis.get("variants", {}),
+                              recent.get("variants", {}))
+                     for alias in ALIASES if alias in pins],
+        "shadow": {"compared": analysis.get("shadow_comparisons", 0),
+                   "agreement": analysis.get("shadow_agreement")},
+        "ab_test": analysis.get("ab_test"),
+        "rollout": rollout, "verdict": _verdict(rollout, entries, pins), "timeline": entries,
+        "links": {**(rollout or {}).get("links", {}), **links},
+    }
+
+
+def last_proof(root: Path = PROOFS_DIR) -> str | None:
+    """The latest `invoke proof` report on this machine, if any (proof folders are named by
+    their UTC timestamp, so the last in order is the newest)."""
+    reports = sorted(root.glob("*/proof.md"))
+    return str(reports[-1]) if reports else None
+
+
+async def _page(plane: DataPlane, mlflow_url: str) -> dict[str, Any]:
+    model = plane.model
+    state = plane.serving.get(model)
+    variants = await plane.serving.variants(model)
+    since, revision = (state.analysis_since, state.analysis_revision) if state else (0.0, 0)
+    analysis = await plane.predictions.analysis(model, since, revision, 0.05, 0)
+    recent = await plane.predictions.analysis(model, time.time() - RATE_WINDOW_S, 0, 0.05, 0)
+    champion = state.pins.get("champion") if state else None
+    links: dict[str, str | None] = {
+        "mlflow_model": f"{mlflow_url}/#/models/{model}",
+        "mlflow_champion": (f"{mlflow_url}/#/models/{model}/versions/{champion}"
+                            if champion else None),
+        "proof": last_proof()}
+    return page(model, state.revision if state else 0, plane.policy(model),
+                dict(state.pins) if state else {},
+                {alias: v.ready for alias, v in variants.items()}, analysis, recent,
+                await plane.serving.history(model, HISTORY_LIMIT), links)
+
+
+def add_routes(open_router: APIRouter, admin_router: APIRouter, mlflow_url: str) -> None:
+    """`GET /ui/`, `GET /ui/rollout.json` (open); `POST /rollout/events` (admin token)."""
+
+    @open_router.get("/ui/", response_class=HTMLResponse)
+    async def ui_page() -> HTMLResponse:
+        return HTMLResponse(PAGE.read_text(), headers={"cache-control": "no-cache"})
+
+    @open_router.get("/ui/rollout.json")
+    async def ui_model(request: Request) -> dict[str, Any]:
+        return await _page(request.app.state.dataplane, mlflow_url)
+
+    @admin_router.post("/rollout/events")
+    async def rollout_event(note: RolloutNote, request: Request) -> dict[str, Any]:
+        plane: DataPlane = request.app.state.dataplane
+        await plane.serving.note(plane.model, note.model_dump())
+        return {"recorded": True}
