@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import uvicorn
-from fastapi import FastAPI
 from loguru import logger
 
-from onecommit.gateway.app import create_app
 from onecommit.gateway.settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def configure_logging(settings: GatewaySettings) -> None:
@@ -30,6 +32,10 @@ def configure_logging(settings: GatewaySettings) -> None:
 
 def app_from_environment() -> FastAPI:
     """The app of one worker process (uvicorn's factory)."""
+    # Imported here, in the workers only: the process that spawns them would spend 2 s of CPU
+    # on it before the first worker starts, on every (re)start of the gateway.
+    from onecommit.gateway.app import create_app
+
     settings = GatewaySettings()
     configure_logging(settings)
     return create_app(settings)

@@ -26,7 +26,7 @@ from tests.conftest import SERVED_MODEL, Served
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(1200)]
 # Admin endpoints whose refusals must leave serving untouched.
 ADMIN_PATHS = ("/traffic", "/variant/{alias}/reload", "/variant/{alias}", "/analysis/reset",
-               "/feedback", "/enrichment", "/auth/check")
+               "/feedback", "/enrichment", "/auth/check", "/rollout/events")
 
 
 class Tally:
