@@ -175,7 +175,8 @@ def _strike(deploy: Rollout, what: str, fault: Callable[[], float]) -> None:
     struck = time.monotonic()
     back = fault()
     to_serving = _serves_champion(deploy.platform, champion, back)
-    time.sleep(RECOVERY_S + 3)  # requests sent after the recovery window must all succeed
+    # Requests sent in the 2 s after the recovery window (about 100) must all succeed.
+    time.sleep(max(back + RECOVERY_S + 2 - time.monotonic(), 0))
     failures = [(at, why) for at, why in deploy.traffic.failures if at >= struck]
     late = [why for at, why in failures if at > back + RECOVERY_S]
     why = dict(Counter(w for _, w in failures))
