@@ -36,7 +36,9 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 def canary(served: Served) -> Iterator[float]:
-    """A 30 % canary in force on every worker; the default policy again afterwards."""
+    """The served versions pinned again (the loop's tests promote others in between), a 30 %
+    canary in force on every worker; the default policy again afterwards."""
+    served.pin()
     weight = 0.3
     response = httpx.put(f"{served.url}/traffic", headers=served.admin,
                          json={"strategy": "canary", "challenger_weight": weight})
