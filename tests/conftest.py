@@ -169,9 +169,10 @@ def _version(settings: Settings, c_value: float, split: training.Split) -> int:
     return register_version(settings, spec, split, {"C": c_value}, context)
 
 
-@pytest.fixture(scope="session")
-def served(platform: Settings) -> Served:
-    """The gateway serving two versions that disagree on some rows."""
+def serve_two_versions(platform: Settings) -> Served:
+    """Two versions that disagree on some rows, registered (once: their run contexts are
+    fixed, so a second call finds the same versions), published and loaded in Triton, and
+    pinned as champion and challenger."""
     split = training.load_split(load_spec(
         PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml").dataset)
     champion, challenger = _version(platform, 1.0, split), _version(platform, 1e-3, split)
@@ -181,3 +182,9 @@ def served(platform: Settings) -> Served:
                     challenger, split.x_holdout, split.y_holdout)
     pinned.pin()
     return pinned
+
+
+@pytest.fixture(scope="session")
+def served(platform: Settings) -> Served:
+    """The gateway serving two versions that disagree on some rows."""
+    return serve_two_versions(platform)

@@ -15,7 +15,8 @@ from selenium.webdriver.common.by import By
 from onecommit.browser import chromium, shows
 from onecommit.lint.tools import ToolError, ensure_chromium
 from onecommit.platform.components import gateway_admin_token
-from tests.conftest import Served, settled
+from onecommit.settings import Settings
+from tests.conftest import Served, serve_two_versions, settled
 
 pytestmark = pytest.mark.platform
 
@@ -34,11 +35,16 @@ def browser() -> Iterator[webdriver.Chrome]:
         yield chrome
 
 
+@pytest.fixture(scope="module")
+def served(platform: Settings) -> Served:
+    """The session's two versions, published and pinned again: the loop's tests, run before
+    this module, promote past them and unload them."""
+    return serve_two_versions(platform)
+
+
 @pytest.fixture
 def canary(served: Served) -> Iterator[float]:
-    """The served versions pinned again (the loop's tests promote others in between), a 30 %
-    canary in force on every worker; the default policy again afterwards."""
-    served.pin()
+    """A 30 % canary in force on every worker; the default policy again afterwards."""
     weight = 0.3
     response = httpx.put(f"{served.url}/traffic", headers=served.admin,
                          json={"strategy": "canary", "challenger_weight": weight})
