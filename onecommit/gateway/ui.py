@@ -174,10 +174,11 @@ async def _page(plane: DataPlane, mlflow_url: str) -> dict[str, Any]:
 
 def add_routes(open_router: APIRouter, admin_router: APIRouter, mlflow_url: str) -> None:
     """`GET /ui/`, `GET /ui/rollout.json` (open); `POST /rollout/events` (admin token)."""
+    html = PAGE.read_text()  # once per worker, not from disk on every request
 
     @open_router.get("/ui/", response_class=HTMLResponse)
     async def ui_page() -> HTMLResponse:
-        return HTMLResponse(PAGE.read_text(), headers={"cache-control": "no-cache"})
+        return HTMLResponse(html, headers={"cache-control": "no-cache"})
 
     @open_router.get("/ui/rollout.json")
     async def ui_model(request: Request) -> dict[str, Any]:
