@@ -2,7 +2,9 @@
 # optional/feast. Its own pinned requirements file (Feast needs numpy>=2), the same one the local
 # profile's feast environment is built from.
 # Build from the repository root: docker build -f docker/feast.Dockerfile -t onecommit/feast .
-FROM python:3.11.11-slim-bookworm
+# BASE_IMAGE: `invoke images` passes onecommit/base (docker/base.Dockerfile).
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -1,7 +1,9 @@
 # The serving gateway (python -m onecommit.gateway), for charts/gateway.
 # Same pinned requirements file as the local profile's gateway environment.
 # Build from the repository root: docker build -f docker/gateway.Dockerfile -t onecommit/gateway .
-FROM python:3.11.11-slim-bookworm
+# BASE_IMAGE: `invoke images` passes onecommit/base (docker/base.Dockerfile).
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -1,7 +1,9 @@
 # The MLflow tracking server and model registry (`mlflow server`), for charts/mlflow.
 # Same pinned requirements file as the local profile's mlflow environment.
 # Build from the repository root: docker build -f docker/mlflow.Dockerfile -t onecommit/mlflow .
-FROM python:3.11.11-slim-bookworm
+# BASE_IMAGE: `invoke images` passes onecommit/base (docker/base.Dockerfile).
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

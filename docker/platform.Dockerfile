@@ -2,7 +2,9 @@
 # of the official chart (charts/airflow, KubernetesExecutor task pods included) and the PostSync
 # sync Job. Same pinned requirements file as the local profile's platform environment.
 # Build from the repository root: docker build -f docker/platform.Dockerfile -t onecommit/platform .
-FROM python:3.11.11-slim-bookworm
+# BASE_IMAGE: `invoke images` passes onecommit/base (docker/base.Dockerfile).
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -18,6 +20,10 @@ RUN apt-get update \
 
 COPY requirements/platform.txt /app/requirements.txt
 RUN pip install -r /app/requirements.txt
+# What clusters and compose add (KubernetesExecutor, PostgreSQL, statsd), its own layer so the
+# large one above stays cached when only these change.
+COPY requirements/platform-cluster.txt /app/requirements-cluster.txt
+RUN pip install -r /app/requirements-cluster.txt
 
 COPY onecommit /app/onecommit
 # The official chart's default DAG folder is $AIRFLOW_HOME/dags.

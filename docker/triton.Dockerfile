@@ -2,7 +2,9 @@
 # nvidia-pytriton wheel, from the same pinned requirements file as the local profile's triton
 # environment. GPU clusters use NGC's tritonserver image instead (gitops/envs/prod values).
 # Build from the repository root: docker build -f docker/triton.Dockerfile -t onecommit/triton .
-FROM python:3.11.11-slim-bookworm
+# BASE_IMAGE: `invoke images` passes onecommit/base (docker/base.Dockerfile).
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

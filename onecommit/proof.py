@@ -19,7 +19,7 @@ from onecommit.lifecycle import registry
 from onecommit.lifecycle.evidence import CRITERIA, judge
 from onecommit.lifecycle.gateway import Gateway
 from onecommit.lifecycle.notify import notifications_file
-from onecommit.platform import local
+from onecommit.platform import profiles
 from onecommit.settings import PROOFS_DIR, Settings
 
 DAGS = (sync.DEPLOY_DAG, "rollback_to_before_version", "register_sensor_check")
@@ -93,7 +93,7 @@ def gather(settings: Settings, model: str) -> dict[str, Any]:
     return {
         "written_at": datetime.now(UTC).isoformat(),
         "gitops": {"head": gitops_remote.head(settings), "syncs": sync.read_syncs(settings)[-10:]},
-        "components": {n: s.as_dict() for n, s in local.statuses(settings).items()},
+        "components": {n: s.as_dict() for n, s in profiles.statuses(settings).items()},
         "registry": _registry_state(settings, model),
         "triton": _triton_models(settings),
         "gateway": _gateway_state(settings, model),

@@ -7,10 +7,10 @@ import ssl
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Profile = Literal["local", "kind"]
+Profile = Literal["local", "kind", "compose"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # `invoke proof` writes here; the gateway's rollout page links the latest.
 PROOFS_DIR = PROJECT_ROOT / "proofs"
@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     gateway_port: int = 9000
+    # The compose profile's other services (its containers share this host's loopback).
+    postgres_port: int = 5432
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    statsd_port: int = 9125  # UDP: Airflow sends its metrics here
+    statsd_exporter_port: int = 9102
+    # The compose profile's images (`invoke images`): built on the public Python image, or on
+    # one made from Debian's packages where no image registry is reachable; with an extra CA
+    # bundle (PEM) every image trusts, for networks whose TLS an inspecting proxy re-signs.
+    image_base: Literal["python", "debian"] = "python"
+    image_ca_bundle: Path | None = None
     # Gateway processes serving on the one port (uvicorn workers); they share desired state
     # and the prediction log through the serving database, as replicas on a cluster do.
     gateway_workers: int = Field(default=1, ge=1, le=64)
@@ -74,11 +85,22 @@ class Settings(BaseSettings):
     # Plaintext input of `invoke seal`, written by `invoke rotate`; must stay git-ignored.
     secrets_file: Path = Field(default=PROJECT_ROOT / "secrets.local.yaml")
 
-    @field_validator("state_dir", "shared_dir", "envs_path", "sealing_cert", "secrets_file")
+    @field_validator("state_dir", "shared_dir", "envs_path", "sealing_cert", "secrets_file",
+                     "image_ca_bundle")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         # Supervisor and the services run with other working directories.
         return None if value is None else value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _profile_state_dir(self) -> Settings:
+        # The compose platform has its own registry, model repository and gitops remote: a
+        # state dir shared with the local profile would mix their versions. The environments
+        # (built from the same requirements files) stay shared.
+        if self.profile == "compose" and "state_dir" not in self.model_fields_set:
+            self.envs_path = self.envs_dir
+            self.state_dir = self.state_dir / "compose"
+        return self
 
     @property
     def ports(self) -> dict[str, int]:

@@ -28,6 +28,7 @@ from onecommit import gitops_toggle
 from onecommit.lint import (
     Finding,
     argocd,
+    compose,
     dockerfiles,
     policy,
     rules,
@@ -40,7 +41,7 @@ from onecommit.lint.tools import ensure_promtool, ensure_tools
 
 KUBERNETES_VERSION = "1.31"
 YAMLLINT_CONFIG = Path(__file__).with_name("yamllint.yaml")
-YAML_DIRS = ("charts", "gitops", "baseline", "kind", "optional", ".github")
+YAML_DIRS = ("charts", "gitops", "baseline", "kind", "optional", ".github", "compose")
 MANIFEST_DIRS = ("gitops/bootstrap", "gitops/projects", "gitops/appsets", "baseline", "kind")
 # Configuration files that look like manifests but are read by tools, not by Kubernetes.
 NOT_KUBERNETES = {"kind.x-k8s.io/v1alpha4"}
@@ -392,6 +393,7 @@ def run_all(root: Path, shared_dir: Path, state_dir: Path) -> list[Finding]:
         checkov = policy.run_checkov(root, Path(scratch), objects, skips)  # slow: runs meanwhile
         findings += rules.check_baseline_charts(root, ensure_promtool(state_dir))
         findings += dockerfiles.check_dockerfiles(root)
+        findings += compose.check_compose(root)
         findings += workflows.check_workflows(root)
         findings += policy.findings(checkov, root, objects)
     return sorted(set(findings))

@@ -1,9 +1,12 @@
-"""docker/<component>.Dockerfile: built from requirements/<component>.txt, pinned, non-root.
+"""docker/<name>.Dockerfile: built from requirements/<name>.txt, pinned, non-root.
 
 The image and the local profile must install the same pinned environment (DESIGN §2), so each
-Dockerfile copies its component's requirements file and installs with `-r` from that copy, and
-installs no package by name besides; every base image is pinned (exact tag or digest); the final
-stage runs as a user other than root.
+component's Dockerfile copies its requirements file and installs with `-r` from that copy, and
+installs no package by name besides; an image with no requirements file (PostgreSQL,
+Prometheus: Debian's packages) installs no Python package at all. Every base image is pinned
+(exact tag or digest; a `FROM ${ARG}` is judged by the ARG's default); the final stage runs as a
+user other than root, but for the parent image every other starts from, whose children install
+as root.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _EXACT_TAG = re.compile(r":[\w.-]*\d[\w.-]*$")  # a version, not a moving name like "slim"
 _ROOT_USERS = {"root", "0"}
 _INSTALLERS = (("pip", "install"), ("pip3", "install"), ("uv", "pip", "install"))
+PARENT_IMAGES = {"base"}  # docker/base.Dockerfile: every image's BASE_IMAGE
+_ARG_REFERENCE = re.compile(r"^\$\{?(\w+)\}?$")
 
 
 @dataclass(frozen=True)
@@ -80,22 +85,30 @@ def _packages_by_name(args: list[str]) -> list[str]:
     return names
 
 
+def _base_image(args: str, defaults: dict[str, str]) -> str:
+    """The image a FROM names, an ARG reference replaced by that ARG's default."""
+    image = args.split()[0] if args else ""
+    reference = _ARG_REFERENCE.match(image)
+    return defaults.get(reference.group(1), image) if reference else image
+
+
 def check_dockerfile(root: Path, path: Path) -> list[Finding]:
     rel = str(path.relative_to(root))
     component = path.name.removesuffix(".Dockerfile")
     requirements = f"requirements/{component}.txt"
+    has_requirements = (root / requirements).is_file()
     obj = f"image {component}"
-    steps = list(instructions(path.read_text()))
     findings = []
-    if not (root / requirements).is_file():
-        findings.append(Finding(rel, obj, f"{requirements} does not exist: name the Dockerfile "
-                                          "after a component with a requirements file"))
     copied: set[str] = set()
     installs_from_requirements = False
     user = None
-    for step in steps:
-        if step.keyword == "FROM":
-            image = step.args.split()[0] if step.args else ""
+    defaults: dict[str, str] = {}
+    for step in instructions(path.read_text()):
+        if step.keyword == "ARG":
+            name, _, default = step.args.partition("=")
+            defaults[name.strip()] = default.strip()
+        elif step.keyword == "FROM":
+            image = _base_image(step.args, defaults)
             if not (_DIGEST.search(image) or _EXACT_TAG.search(image)) or image.endswith(":latest"):
                 findings.append(Finding(rel, f"{obj} line {step.line}", f"base image {image!r} "
                                         "is not pinned: use an exact version tag or @sha256"))
@@ -109,6 +122,11 @@ def check_dockerfile(root: Path, path: Path) -> list[Finding]:
             user = step.args.split(":")[0].strip()
         elif step.keyword == "RUN":
             for args in _install_args(step.args):
+                if not has_requirements:
+                    findings.append(Finding(rel, f"{obj} line {step.line}", "installs Python "
+                                            f"packages but {requirements} does not exist: add "
+                                            "it, or install Debian's packages only"))
+                    continue
                 files = {args[i + 1] for i, a in enumerate(args[:-1])
                          if a in ("-r", "--requirement")}
                 installs_from_requirements |= bool(files & copied)
@@ -116,10 +134,10 @@ def check_dockerfile(root: Path, path: Path) -> list[Finding]:
                     findings.append(Finding(rel, f"{obj} line {step.line}",
                                             f"installs {name!r} outside {requirements}: add it "
                                             "there so the local profile gets it too"))
-    if not installs_from_requirements:
+    if has_requirements and not installs_from_requirements:
         findings.append(Finding(rel, obj, f"does not install from {requirements}: COPY it and "
                                           "RUN pip install -r <the copy>"))
-    if user is None or user in _ROOT_USERS:
+    if component not in PARENT_IMAGES and (user is None or user in _ROOT_USERS):
         findings.append(Finding(rel, obj, "final stage runs as root: add USER <uid>:<gid> of a "
                                           "non-root user"))
     return findings
@@ -141,7 +159,7 @@ def check_dockerfiles(root: Path) -> list[Finding]:
     findings: list[Finding] = []
     for path in sorted((root / "docker").glob("*.Dockerfile")):
         findings += check_dockerfile(root, path)
-        component = path.name.removesuffix(".Dockerfile")
-        if (root / "requirements" / f"{component}.txt").is_file():
-            findings += check_requirements_pinned(root, component)
+    # Every requirements file an image may install (platform-cluster.txt beside platform.txt).
+    for requirements in sorted((root / "requirements").glob("*.txt")):
+        findings += check_requirements_pinned(root, requirements.stem)
     return findings

@@ -21,15 +21,16 @@ if TYPE_CHECKING:
 
 @task(help={"bad": "a commit that passes offline evaluation, then fails under live traffic",
             "invalid": "a commit whose model spec the sync must reject",
-            "json": "print the outcome as JSON"})
+            "json": "print the outcome as JSON",
+            "profile": "the platform's profile: local (default) or compose"})
 def demo_commit(c: Context, bad: bool = False, invalid: bool = False,
-                json_: bool = False) -> None:
+                json_: bool = False, profile: str | None = None) -> None:
     """Change the model spec in the gitops clone, commit, push, and follow the loop to its end
     under live traffic. Exits 0 when the outcome is the one asked for."""
     if bad and invalid:
         raise Exit("choose one of --bad and --invalid", code=2)
     kind: CommitKind = "bad" if bad else "invalid" if invalid else "good"
-    run_commit(load_settings(), kind, as_json=json_)
+    run_commit(load_settings(profile=profile), kind, as_json=json_)
 
 
 def run_commit(settings: Settings, kind: CommitKind, as_json: bool = False) -> None:
@@ -99,12 +100,12 @@ def screenshot(c: Context, out: str = "docs/rollout-page.png", until: str = "",
     print(out)
 
 
-@task(name="proof")
-def proof_(c: Context) -> None:
+@task(name="proof", help={"profile": "the platform's profile: local (default) or compose"})
+def proof_(c: Context, profile: str | None = None) -> None:
     """Write proofs/<timestamp>/proof.json and proof.md and check the platform's invariants."""
     from onecommit import loop, proof
 
-    settings = load_settings()
+    settings = load_settings(profile=profile)
     model = parse_spec(loop.valid_spec(settings)).model
     directory, invariants = proof.prove(settings, model)
     for invariant in invariants:

@@ -11,7 +11,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from onecommit.features import layer as optional_layer
-from onecommit.platform import health, kind, local
+from onecommit.platform import health, kind, local, profiles
 from onecommit.progress import Progress
 from onecommit.settings import Settings
 from onecommit.tasks import task
@@ -32,7 +32,10 @@ def _kind_profile(settings: Settings, plan: Callable[[bool], None], dry_run: boo
     return True
 
 
-@task(help={"profile": "local (default) or kind",
+PROFILE = "local (default), compose or kind"
+
+
+@task(help={"profile": PROFILE,
             "tls": "serve the gateway over HTTPS with the internal CA (= ONECOMMIT_TLS=true)",
             "dry_run": "kind profile: print every command instead of running it"})
 def up(c: Context, profile: str | None = None, tls: bool = False, dry_run: bool = False) -> None:
@@ -41,26 +44,38 @@ def up(c: Context, profile: str | None = None, tls: bool = False, dry_run: bool 
     if _kind_profile(settings, kind.up, dry_run):
         return
     with Progress() as report:
-        local.up(settings, report)
+        if settings.profile == "compose":
+            from onecommit.platform import compose
+
+            compose.up(settings, report)
+        else:
+            local.up(settings, report)
     print_urls(settings)
 
 
-@task(help={"profile": "local (default) or kind",
+@task(help={"profile": PROFILE,
+            "volumes": "compose profile: remove its volumes too (databases, metrics)",
             "dry_run": "kind profile: print every command instead of running it"})
-def down(c: Context, profile: str | None = None, dry_run: bool = False) -> None:
-    """Stop every process `invoke up` started (kind: delete the cluster)."""
+def down(c: Context, profile: str | None = None, volumes: bool = False,
+         dry_run: bool = False) -> None:
+    """Stop every process `invoke up` started (compose: its containers; kind: the cluster)."""
     settings = load_settings(profile=profile)
     if _kind_profile(settings, kind.down, dry_run):
         return
-    local.down(settings)
+    if settings.profile == "compose":
+        from onecommit.platform import compose
+
+        compose.down(settings, volumes=volumes)
+    else:
+        local.down(settings)
     print("platform stopped")
 
 
-@task(help={"json": "print machine-readable JSON"})
-def status(c: Context, json_: bool = False) -> None:
+@task(help={"json": "print machine-readable JSON", "profile": PROFILE})
+def status(c: Context, json_: bool = False, profile: str | None = None) -> None:
     """Each component's URL, pid, health, version and resident memory."""
-    settings = load_settings()
-    report = local.statuses(settings)
+    settings = load_settings(profile=profile)
+    report = profiles.statuses(settings)
     optional = optional_layer.status(settings)
     served = health.serving(settings) if report["gateway"].pid else None
     total = round(sum(s.memory_mb for s in report.values()) + optional["memory_mb"], 1)
@@ -83,11 +98,18 @@ def status(c: Context, json_: bool = False) -> None:
         raise Exit(code=1)
 
 
-@task(help={"name": "mlflow, airflow, triton or gateway", "lines": "lines to show",
-            "follow": "keep following"})
-def logs(c: Context, name: str, lines: int = 50, follow: bool = False) -> None:
+@task(help={"name": "mlflow, airflow, triton or gateway (compose: also postgres, prometheus, "
+                    "alertmanager)", "lines": "lines to show", "follow": "keep following",
+            "profile": PROFILE})
+def logs(c: Context, name: str, lines: int = 50, follow: bool = False,
+         profile: str | None = None) -> None:
     """Tail a component's log."""
-    settings = load_settings()
+    settings = load_settings(profile=profile)
+    if settings.profile == "compose":
+        from onecommit.platform import compose
+
+        print(compose.logs(settings, name, lines, follow), end="")
+        return
     files = [str(p) for p in local.component_log(settings, name) if p.exists()]
     if not files:
         raise Exit(f"no log yet for {name}: start the platform with `invoke up`", code=1)
@@ -101,6 +123,9 @@ def print_urls(settings: Settings, out: Callable[[str], None] = print) -> None:
     out(f"Triton:      {settings.url(settings.triton_http_port)}")
     out(f"Gateway:     {settings.gateway_url}")
     out(f"Rollouts:    {settings.gateway_url}/ui/  (or `invoke watch`)")
+    if settings.profile == "compose":
+        out(f"Prometheus:  {settings.url(settings.prometheus_port)}  Alertmanager: "
+            f"{settings.url(settings.alertmanager_port)}")
     if settings.tls:
         out(f"             (CA: {settings.tls_pair('ca')[0]}; other commands need "
             "ONECOMMIT_TLS=true too)")

@@ -15,7 +15,7 @@ from onecommit.lint import policy
 from onecommit.platform.envs import ensure_env
 from onecommit.settings import PROJECT_ROOT, Settings
 
-TREE = ("charts", "gitops", "baseline", "kind", "docker", "requirements", ".github")
+TREE = ("charts", "gitops", "baseline", "kind", "docker", "requirements", ".github", "compose")
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +197,11 @@ SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
         "installs 'mlflow==3.17.2' outside"),
     "dockerfile-as-root": (
         _drop_user, "docker/gateway.Dockerfile", "image gateway", "final stage runs as root"),
+    "compose-service-unchecked": (
+        _edit("compose/compose.yaml", '''test: ["CMD", "onecommit-healthcheck",
+             "http://127.0.0.1:${ONECOMMIT_STATSD_EXPORTER_PORT:?}/metrics"]''',
+              'test: ["NONE"]'),
+        "compose/compose.yaml", "service statsd-exporter", "has no health check"),
     "policy-privilege-escalation": (
         _edit("charts/triton/templates/_helpers.tpl", "allowPrivilegeEscalation: false",
               "allowPrivilegeEscalation: true"),

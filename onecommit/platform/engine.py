@@ -1,0 +1,87 @@
+"""The Docker engine the compose profile runs on: the one that answers, or, as root on Debian,
+Debian's `docker.io` installed and `dockerd` started (with the vfs storage driver, the one that
+works where overlay mounts are refused, e.g. inside another container). The engine, once
+started, stays: it is the machine's, like its package, and keeps the image cache for the next
+run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+
+from onecommit.errors import OnecommitError
+
+DOCKERD_LOG = Path("/var/log/onecommit-dockerd.log")
+_PACKAGES = ("docker.io", "debootstrap")  # the engine, and the Debian base image's builder
+_START_TIMEOUT_S = 60.0
+
+
+class EngineError(OnecommitError):
+    """No engine can be had; the message says why and what to do."""
+
+
+def client() -> docker.DockerClient:
+    """A client of the engine that answers now (DOCKER_HOST or the local socket)."""
+    try:
+        found = docker.from_env(timeout=600)
+        found.ping()
+    except docker.errors.DockerException as error:
+        raise EngineError(f"no Docker engine answers ({type(error).__name__}): start one, or "
+                          "run `invoke engine` as root on Debian to install and start it"
+                          ) from None
+    return found
+
+
+def unavailable() -> str | None:
+    """Why no engine can be had here (None: one answers, or `ensure` can start one)."""
+    try:
+        client()
+        return None
+    except EngineError as error:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            return f"{error} (starting one needs root on Debian)"
+        return None
+
+
+def ensure(report: Callable[[str], None] = print) -> docker.DockerClient:
+    """The engine that answers, else Debian's installed and started."""
+    try:
+        return client()
+    except EngineError:
+        if why := unavailable():
+            raise EngineError(why) from None
+    missing = [p for p, tool in zip(_PACKAGES, ("dockerd", "debootstrap"), strict=True)
+               if shutil.which(tool) is None]
+    if missing:
+        report(f"installing {', '.join(missing)} (apt-get)")
+        for argv in (["apt-get", "update", "-qq"],
+                     ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
+            _run(argv)
+    report(f"starting dockerd --storage-driver=vfs (log: {DOCKERD_LOG})")
+    with DOCKERD_LOG.open("ab") as log:
+        # Its own session: it outlives this command, as the machine's engine.
+        subprocess.Popen(["dockerd", "--storage-driver=vfs"], stdout=log, stderr=log,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while True:
+        try:
+            return client()
+        except EngineError:
+            if time.monotonic() > deadline:
+                raise EngineError(f"dockerd did not answer within {_START_TIMEOUT_S:.0f} s: "
+                                  f"see {DOCKERD_LOG}") from None
+            time.sleep(1)
+
+
+def _run(argv: list[str]) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False,
+                            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if result.returncode != 0:
+        tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
+        raise EngineError(f"`{' '.join(argv)}` failed: {tail}")

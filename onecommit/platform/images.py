@@ -1,0 +1,210 @@
+"""`invoke images`: every image of the compose profile, built from docker/*.Dockerfile.
+
+Every image starts from `onecommit/base` (docker/base.Dockerfile): the pinned public Python
+image, or for machines that reach no image registry one made from Debian's packages
+(`debootstrap` + `docker import`, `--base debian`), plus an extra CA bundle for networks whose
+TLS is re-signed by an inspecting proxy. The engine's own build cache keeps every layer, and the
+Dockerfiles install requirements before copying code, so a code change rebuilds seconds of
+layers, not the environments.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import docker
+from docker.errors import APIError, BuildError, ImageNotFound
+
+from onecommit.errors import OnecommitError
+from onecommit.platform import engine
+from onecommit.platform.kind import Tree
+from onecommit.settings import PROJECT_ROOT
+
+Base = Literal["python", "debian"]
+PUBLIC_BASE = "python:3.11.11-slim-bookworm"  # docker/base.Dockerfile's default, pinned
+DEBIAN_BASE = "onecommit/debian:bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# Debian's Python in a virtual environment on PATH: `python` and `pip` then behave as in the
+# public Python image (pip may install into it; Debian's own python3 refuses, PEP 668), and
+# libpython is there for Triton's python-backend stub.
+_DEBIAN_PACKAGES = "ca-certificates,python3,python3-venv,libpython3.11"
+_DEBIAN_ENV = ("ENV PATH=/opt/python/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+               "/sbin:/bin", "ENV LANG=C.UTF-8")
+
+
+class ImageError(OnecommitError):
+    """An image could not be built; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image: docker/<name>.Dockerfile, tagged onecommit/<name>:<tag>."""
+
+    name: str
+    what: str
+    optional: bool = False
+
+    @property
+    def dockerfile(self) -> Path:
+        return PROJECT_ROOT / "docker" / f"{self.name}.Dockerfile"
+
+
+IMAGES = (
+    Image("base", "every image's parent: Python, the CA bundle"),
+    Image("postgres", "PostgreSQL 15 (Debian) for Airflow, MLflow and the serving state"),
+    Image("mlflow", "MLflow server, requirements/mlflow.txt"),
+    Image("platform", "Airflow 3 and the lifecycle, requirements/platform(-cluster).txt"),
+    Image("triton", "tritonserver from the nvidia-pytriton wheel, requirements/triton.txt"),
+    Image("gateway", "the gateway and the Triton reconciler, requirements/gateway.txt"),
+    Image("prometheus", "Prometheus (Debian) with the project's alert rules"),
+    Image("alertmanager", "Alertmanager (Debian)"),
+    Image("statsd-exporter", "Airflow's statsd metrics for Prometheus (Debian)"),
+    Image("feast", "Feast feature server, requirements/feast.txt", optional=True),
+    Image("redis", "Redis (Debian), Feast's online store", optional=True),
+)
+
+
+def tag(image: Image) -> str:
+    """The charts' image tags are the project version; compose uses the same."""
+    return f"onecommit/{image.name}:{Tree().image_tag}"
+
+
+def reachable_base(client: docker.DockerClient) -> Base:
+    """`python` when the public Python image is here or can be pulled, else `debian`."""
+    try:
+        client.images.get(PUBLIC_BASE)
+        return "python"
+    except ImageNotFound:
+        pass
+    repository, _, version = PUBLIC_BASE.partition(":")
+    try:
+        client.images.pull(repository, tag=version)
+    except APIError:
+        return "debian"
+    return "python"
+
+
+def debian_base(client: docker.DockerClient, report: Callable[[str], None]) -> str:
+    """The Debian base image, made once (`docker import` of a debootstrap tree; an import is
+    never cached by the engine, so remaking it would rebuild every image on top)."""
+    try:
+        client.images.get(DEBIAN_BASE)
+        return DEBIAN_BASE
+    except ImageNotFound:
+        pass
+    if shutil.which("debootstrap") is None:
+        raise ImageError("debootstrap is not installed: `apt-get install debootstrap` (or "
+                         "build on the public Python image: --base python)")
+    report(f"{DEBIAN_BASE}: debootstrap bookworm from {DEBIAN_MIRROR} (about a minute)")
+    with tempfile.TemporaryDirectory(prefix="onecommit-rootfs-") as scratch:
+        root = Path(scratch) / "rootfs"
+        _run(["debootstrap", "--variant=minbase", f"--include={_DEBIAN_PACKAGES}", "bookworm",
+              str(root), DEBIAN_MIRROR], "debootstrap")
+        _run(["chroot", str(root), "python3", "-m", "venv", "/opt/python"], "python3 -m venv")
+        shutil.rmtree(root / "var" / "cache" / "apt" / "archives", ignore_errors=True)
+        archive = Path(scratch) / "rootfs.tar"
+        with tarfile.open(archive, "w") as tar:
+            tar.add(root, arcname=".")
+        client.api.import_image(src=str(archive), repository=DEBIAN_BASE.split(":")[0],
+                                tag=DEBIAN_BASE.split(":")[1], changes=list(_DEBIAN_ENV))
+    return DEBIAN_BASE
+
+
+def _run(argv: list[str], what: str) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
+        raise ImageError(f"{what} failed: {tail}")
+
+
+@dataclass(frozen=True)
+class Built:
+    image: str
+    seconds: float
+    size_mb: float
+
+
+def build(base: Base = "python", ca_bundle: Path | None = None,
+          optional: bool = False, report: Callable[[str], None] = print) -> list[Built]:
+    """Build every image (the optional layer's too when asked), in dependency order."""
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise ImageError(f"CA bundle {ca_bundle} does not exist: give a PEM file, e.g. "
+                         "/etc/ssl/certs/ca-certificates.crt")
+    client = engine.client()
+    parent = debian_base(client, report) if base == "debian" else PUBLIC_BASE
+    built = []
+    for image in IMAGES:
+        if image.optional and not optional:
+            continue
+        arguments = {"BASE_IMAGE": parent if image.name == "base"
+                     else tag(IMAGES[0])}
+        started = time.monotonic()
+        with _context(image, ca_bundle) as context:
+            _build(client, image, tag(image), context, arguments, report)
+        size = client.images.get(tag(image)).attrs["Size"] / 2**20
+        built.append(Built(tag(image), round(time.monotonic() - started, 1),
+                           round(size, 1)))
+        report(f"{tag(image)}: {built[-1].seconds:.1f} s, {built[-1].size_mb:.0f} MB")
+    return built
+
+
+@contextmanager
+def _context(image: Image, ca_bundle: Path | None) -> Iterator[Path]:
+    """The build context: the repository root (.dockerignore trims it), or for the base a
+    directory holding the health check and the extra CA bundle (empty when none is given)."""
+    if image.name != "base":
+        yield PROJECT_ROOT
+        return
+    with tempfile.TemporaryDirectory(prefix="onecommit-base-") as scratch:
+        (Path(scratch) / "extra-ca.crt").write_bytes(ca_bundle.read_bytes() if ca_bundle
+                                                      else b"")
+        shutil.copy2(PROJECT_ROOT / "docker" / "healthcheck.py", scratch)
+        yield Path(scratch)
+
+
+def _build(client: docker.DockerClient, image: Image, name: str, context: Path,
+           arguments: dict[str, str], report: Callable[[str], None]) -> None:
+    # Builds use the host's network: a build container then resolves and connects exactly as
+    # the host does (its DNS server may not be reachable from Docker's bridge).
+    try:
+        for line in _stream(client.api.build(
+                path=str(context), dockerfile=str(image.dockerfile), tag=name,
+                buildargs=arguments, rm=True, network_mode="host", decode=True)):
+            report(f"{image.name}: {line}")
+    except (APIError, BuildError) as error:
+        raise ImageError(f"building {name} from {image.dockerfile.name} failed: {error}"
+                         ) from None
+
+
+def _stream(chunks: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """The build's step lines; an error chunk ends the build with its message."""
+    for chunk in chunks:
+        if "error" in chunk:
+            raise BuildError(chunk["error"].strip(), iter(()))
+        text = str(chunk.get("stream", "")).strip()
+        if text.startswith("Step "):
+            yield text
+
+
+def sizes(optional: bool = False) -> dict[str, float]:
+    """Each image's size in MB as the engine reports it (0 when not built)."""
+    client = engine.client()
+    found = {}
+    for image in IMAGES:
+        if image.optional and not optional:
+            continue
+        try:
+            found[image.name] = round(client.images.get(tag(image)).attrs["Size"]
+                                      / 2**20, 1)
+        except ImageNotFound:
+            found[image.name] = 0.0
+    return found
