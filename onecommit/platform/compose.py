@@ -273,9 +273,11 @@ def up(settings: Settings, report: Callable[[str], None] = print) -> None:
     images.build(settings.image_base, settings.image_ca_bundle, report=_quiet(report))
     prepare(settings)
     report(f"starting compose project {project(settings)}{WORKING}")
+    started = time.monotonic()
     compose(settings, "up", "--detach", "--remove-orphans")
-    wait_healthy(settings, report, time.monotonic() + settings.health_timeout_s)
+    wait_healthy(settings, report, started + settings.health_timeout_s)
     gitops_remote.ensure(settings)
+    report(f"every service healthy {time.monotonic() - started:.0f} s after `compose up`")
 
 
 def _quiet(report: Callable[[str], None]) -> Callable[[str], None]:
@@ -290,7 +292,6 @@ def wait_healthy(settings: Settings, report: Callable[[str], None], deadline: fl
     while True:
         sick = {name: s for name, s in statuses(settings).items() if not s.healthy}
         if not sick:
-            report("every service healthy")
             return
         name, first = next(iter(sick.items()))
         why = f"{name}: {first.detail}"
@@ -344,6 +345,14 @@ def _status(settings: Settings, part: Part, containers: dict[str, Any]) -> Compo
         url=url, healthy=healthy, detail=detail, pid=pids[0] if pids else None,
         version=version(settings, part.component) if healthy and part.component else None,
         memory_mb=round(sum(tree_memory_mb(pid) for pid in pids), 1))
+
+
+def service_memory(settings: Settings) -> dict[str, float]:
+    """Each running service's memory in MB: the proportional set size of its container's
+    processes, as `invoke status` counts a local component's."""
+    return {service: tree_memory_mb(int(c.attrs["State"]["Pid"]))
+            for service, c in sorted(_containers(settings).items())
+            if c.attrs["State"]["Pid"]}
 
 
 def _state(container: Any) -> str:

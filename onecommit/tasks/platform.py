@@ -92,6 +92,11 @@ def status(c: Context, json_: bool = False, profile: str | None = None) -> None:
         if served is not None:
             print(health.describe_serving(served))
         print(optional_layer.describe(optional))
+        if settings.profile == "compose":
+            from onecommit.platform import compose
+
+            print("memory per service (MB): " + ", ".join(
+                f"{name} {mb:.0f}" for name, mb in compose.service_memory(settings).items()))
         print(f"total memory (proportional set size, shared pages split): {total:.1f} MB")
     if not all(s.healthy for s in report.values()) or (optional["attached"]
                                                        and not optional["healthy"]):

@@ -21,8 +21,11 @@ from onecommit.settings import PROJECT_ROOT
 from onecommit.tasks import platform
 
 VENV_BIN = str(Path(sys.executable).parent)
-COMPONENTS = sorted(p.name.removesuffix(".Dockerfile")
-                    for p in (PROJECT_ROOT / "docker").glob("*.Dockerfile"))
+# The kind profile's images: the components, each with its requirements file (docker/ also
+# holds the compose profile's Debian-package images).
+COMPONENTS = sorted(name for p in (PROJECT_ROOT / "docker").glob("*.Dockerfile")
+                    if (PROJECT_ROOT / "requirements"
+                        / f"{(name := p.name.removesuffix('.Dockerfile'))}.txt").is_file())
 
 
 def invoke(*args: str) -> subprocess.CompletedProcess[str]:
@@ -141,7 +144,7 @@ def test_unknown_profile_is_one_clear_line() -> None:
         platform.up(Context(), profile="k8s")
     assert refused.value.code == 2
     assert refused.value.message == (
-        "invalid setting profile='k8s': Input should be 'local' or 'kind' "
+        "invalid setting profile='k8s': Input should be 'local', 'kind' or 'compose' "
         "(fix the --profile flag or ONECOMMIT_PROFILE)")
 
 

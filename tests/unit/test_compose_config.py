@@ -1,0 +1,61 @@
+"""What the compose profile writes from the settings: Prometheus' targets and rules, the
+containers' environment, and the projects' names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from onecommit.platform import compose
+from onecommit.settings import Settings
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(profile="compose", state_dir=tmp_path, gateway_port=9100,
+                    triton_metrics_port=9102, statsd_exporter_port=9202,
+                    alertmanager_port=9393, postgres_port=5544)
+
+
+def test_prometheus_scrapes_the_gateway_triton_and_airflow(tmp_path: Path) -> None:
+    config = compose.prometheus_config(_settings(tmp_path))
+    targets = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    assert targets == {"gateway": ["127.0.0.1:9100"], "triton": ["127.0.0.1:9102"],
+                       "airflow": ["127.0.0.1:9202"]}
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "127.0.0.1:9393"]
+
+
+def test_rules_are_the_projects_with_alerts_held_briefly() -> None:
+    original = yaml.safe_load(compose.RULES.read_text())
+    rules = compose.compose_rules()
+    pairs = [(a, b) for g, h in zip(original["groups"], rules["groups"], strict=True)
+             for a, b in zip(g["rules"], h["rules"], strict=True)]
+    assert pairs
+    assert all(a["expr"] == b["expr"] for a, b in pairs)
+    assert {b["for"] for a, b in pairs if "alert" in a} == {compose.ALERT_FOR}
+    assert all("for" not in b for a, b in pairs if "record" in a)
+
+
+def test_containers_use_postgres_and_the_images_paths(tmp_path: Path) -> None:
+    environment = compose.onecommit_environment(_settings(tmp_path))
+    assert environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith(
+        "postgresql+psycopg2://airflow:")
+    assert environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@127.0.0.1:5544/airflow")
+    assert environment["ONECOMMIT_SERVING_DB_URL"].startswith("postgresql+psycopg://serving:")
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS" not in environment  # SQLite's only
+    assert environment["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags"
+    assert environment["ONECOMMIT_STATE_DIR"] == str(tmp_path)
+
+
+def test_the_compose_profile_has_a_state_dir_of_its_own() -> None:
+    local, contained = Settings(), Settings(profile="compose")
+    assert contained.state_dir == local.state_dir / "compose"
+    assert contained.envs_dir == local.envs_dir  # environments stay shared
+    assert Settings(profile="compose", state_dir=Path("/srv/x")).state_dir == Path("/srv/x")
+
+
+def test_one_project_per_state_dir(tmp_path: Path) -> None:
+    one, other = _settings(tmp_path / "a"), _settings(tmp_path / "b")
+    assert compose.project(one) != compose.project(other)
+    assert compose.project(one) == compose.project(_settings(tmp_path / "a"))
