@@ -10,17 +10,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONPATH=/app
-
-COPY requirements/gateway.txt /app/requirements.txt
-RUN pip install -r /app/requirements.txt
-
-# The library is importable from /app (PYTHONPATH); its dependencies are the pinned ones above.
-COPY onecommit /app/onecommit
-
-# UID/GID 10001: the chart's securityContext.runAsUser; HOME and state live in /tmp (emptyDir).
-RUN groupadd --gid 10001 onecommit \
-    && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin onecommit
-USER 10001:10001
+# What describes the container comes before the large layer: each instruction after it costs a
+# copy of the whole image on storage drivers without layering (vfs).
 WORKDIR /app
 EXPOSE 9000
 CMD ["python", "-m", "onecommit.gateway"]
+# UID/GID 10001: the chart's securityContext.runAsUser; HOME and state live in /tmp (emptyDir).
+RUN groupadd --gid 10001 onecommit \
+    && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin onecommit
+
+COPY requirements/gateway.txt /app/requirements.txt
+RUN pip install -r /app/requirements.txt
+USER 10001:10001
+
+# The library last (a change to it rebuilds this layer only), importable from /app
+# (PYTHONPATH); its dependencies are the pinned ones above.
+COPY onecommit /app/onecommit

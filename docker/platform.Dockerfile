@@ -25,17 +25,18 @@ RUN pip install -r /app/requirements.txt
 COPY requirements/platform-cluster.txt /app/requirements-cluster.txt
 RUN pip install -r /app/requirements-cluster.txt
 
-COPY onecommit /app/onecommit
-# The official chart's default DAG folder is $AIRFLOW_HOME/dags.
-COPY dags /opt/airflow/dags
-
 # UID/GID 50000: the official Airflow chart's uid (values: airflow.uid/gid) and our chart's.
 RUN groupadd --gid 50000 airflow \
     && useradd --uid 50000 --gid 50000 --home-dir /opt/airflow --shell /usr/sbin/nologin airflow \
-    && chown -R 50000:50000 /opt/airflow
+    && install -d -o 50000 -g 50000 /opt/airflow
 USER 50000:50000
 WORKDIR /opt/airflow
 EXPOSE 8080
 # No ENTRYPOINT: the official chart gives every container its full command line
 # (`bash -c "exec airflow scheduler"`, `airflow db check-migrations`, task pods' `airflow tasks run`).
 CMD ["airflow", "version"]
+
+# The code last: a change to it rebuilds these two layers only.
+COPY onecommit /app/onecommit
+# The official chart's default DAG folder is $AIRFLOW_HOME/dags.
+COPY --chown=50000:50000 dags /opt/airflow/dags

@@ -10,22 +10,23 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-
-COPY requirements/triton.txt /app/requirements.txt
-RUN pip install -r /app/requirements.txt
-
-# The python backend's stub for this interpreter goes into the backend folder, and the stub must
-# load this interpreter's own libpython first (see DESIGN §2), so LD_LIBRARY_PATH leads with LIBDIR.
-COPY docker/tritonserver.sh /usr/local/bin/tritonserver
-RUN site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
-    && triton="$site/pytriton/tritonserver" \
-    && cp "$triton/python_backend_stubs/3.11/triton_python_backend_stub" "$triton/backends/python/" \
-    && chmod 0755 /usr/local/bin/tritonserver
-
-# UID/GID 10001: the chart's securityContext.runAsUser; HOME is /tmp (emptyDir).
-RUN groupadd --gid 10001 triton \
-    && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin triton
-USER 10001:10001
+# What describes the container comes before the large layer: each instruction after it costs a
+# copy of the whole image on storage drivers without layering (vfs).
 WORKDIR /tmp
 EXPOSE 8000 8001 8002
 ENTRYPOINT ["/usr/local/bin/tritonserver"]
+# UID/GID 10001: the chart's securityContext.runAsUser; HOME is /tmp (emptyDir).
+RUN groupadd --gid 10001 triton \
+    && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin triton
+COPY docker/tritonserver.sh /usr/local/bin/tritonserver
+
+COPY requirements/triton.txt /app/requirements.txt
+# The python backend's stub for this interpreter goes into the backend folder, and the stub must
+# load this interpreter's own libpython first (see DESIGN §2): docker/tritonserver.sh puts
+# LIBDIR first on LD_LIBRARY_PATH.
+RUN pip install -r /app/requirements.txt \
+    && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+    && triton="$site/pytriton/tritonserver" \
+    && cp "$triton/python_backend_stubs/3.11/triton_python_backend_stub" "$triton/backends/python/" \
+    && chmod 0755 /usr/local/bin/tritonserver
+USER 10001:10001

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 
 from onecommit import gitops_remote
 from onecommit.errors import OnecommitError
+from onecommit.lifecycle.notify import notifications_file
 from onecommit.platform import engine, images
 from onecommit.platform.components import (
     Component,
@@ -159,7 +160,8 @@ def compose_environment(settings: Settings) -> dict[str, str]:
         "ONECOMMIT_STATE_DIR": str(settings.state_dir),
         "ONECOMMIT_IMAGE_TAG": Tree().image_tag,
         "ONECOMMIT_UID": str(uid), "ONECOMMIT_GID": str(gid),
-        "ONECOMMIT_MLFLOW_BACKEND_URI": _database(settings, "mlflow", "postgresql"),
+        # SQLAlchemy 2.1 takes psycopg (3) for a bare postgresql://; the mlflow image has psycopg2.
+        "ONECOMMIT_MLFLOW_BACKEND_URI": _database(settings, "mlflow", "postgresql+psycopg2"),
         **{f"ONECOMMIT_PG_{role.upper()}_PASSWORD": passwords[role] for role in _ROLES},
         **{f"ONECOMMIT_{name.upper()}_PORT": str(port) for name, port in _ports(settings).items()},
     }
@@ -208,6 +210,8 @@ def prepare(settings: Settings) -> Path:
         (settings.state_dir / directory).mkdir(parents=True, exist_ok=True)
     airflow_password(settings)
     gateway_admin_token(settings)
+    # The DAG's tasks and the host's sync both append to it: made here, it is the containers'.
+    notifications_file(settings.state_dir).touch()
     here = _compose_dir(settings)
     monitoring = here / "monitoring"
     monitoring.mkdir(parents=True, exist_ok=True)

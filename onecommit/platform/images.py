@@ -51,7 +51,6 @@ class Image:
 
     name: str
     what: str
-    optional: bool = False
 
     @property
     def dockerfile(self) -> Path:
@@ -68,8 +67,6 @@ IMAGES = (
     Image("prometheus", "Prometheus (Debian) with the project's alert rules"),
     Image("alertmanager", "Alertmanager (Debian)"),
     Image("statsd-exporter", "Airflow's statsd metrics for Prometheus (Debian)"),
-    Image("feast", "Feast feature server, requirements/feast.txt", optional=True),
-    Image("redis", "Redis (Debian), Feast's online store", optional=True),
 )
 
 
@@ -133,10 +130,10 @@ class Built:
     size_mb: float
 
 
-def build(base: Base = "python", ca_bundle: Path | None = None, optional: bool = False,
+def build(base: Base = "python", ca_bundle: Path | None = None,
           report: Callable[[str], None] = print, cached: bool = True) -> list[Built]:
-    """Build every image (the optional layer's too when asked), in dependency order; without
-    the engine's cache when not `cached` (a cold build's time)."""
+    """Build every image of the compose profile, in dependency order; without the engine's
+    cache when not `cached` (a cold build's time)."""
     if ca_bundle is not None and not ca_bundle.is_file():
         raise ImageError(f"CA bundle {ca_bundle} does not exist: give a PEM file, e.g. "
                          "/etc/ssl/certs/ca-certificates.crt")
@@ -144,8 +141,6 @@ def build(base: Base = "python", ca_bundle: Path | None = None, optional: bool =
     parent = debian_base(client, report) if base == "debian" else PUBLIC_BASE
     built = []
     for image in IMAGES:
-        if image.optional and not optional:
-            continue
         arguments = {"BASE_IMAGE": parent if image.name == "base"
                      else tag(IMAGES[0])}
         started = time.monotonic()
@@ -195,18 +190,3 @@ def _stream(chunks: Iterator[dict[str, Any]]) -> Iterator[str]:
         text = str(chunk.get("stream", "")).strip()
         if text.startswith("Step "):
             yield text
-
-
-def sizes(optional: bool = False) -> dict[str, float]:
-    """Each image's size in MB as the engine reports it (0 when not built)."""
-    client = engine.client()
-    found = {}
-    for image in IMAGES:
-        if image.optional and not optional:
-            continue
-        try:
-            found[image.name] = round(client.images.get(tag(image)).attrs["Size"]
-                                      / 2**20, 1)
-        except ImageNotFound:
-            found[image.name] = 0.0
-    return found

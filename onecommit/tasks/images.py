@@ -12,18 +12,15 @@ from onecommit.tasks.platform import load_settings
                     "machines that reach no image registry); = ONECOMMIT_IMAGE_BASE",
             "ca_bundle": "a PEM bundle every image trusts, e.g. a TLS-inspecting proxy's "
                          "(/etc/ssl/certs/ca-certificates.crt); = ONECOMMIT_IMAGE_CA_BUNDLE",
-            "optional": "also the optional layer's images (Feast, Redis)",
             "no_cache": "build every layer again (a cold build's time; the Debian base image "
                         "stays)"})
-def images(c: Context, base: str = "", ca_bundle: str = "", optional: bool = False,
-           no_cache: bool = False) -> None:
+def images(c: Context, base: str = "", ca_bundle: str = "", no_cache: bool = False) -> None:
     """Build every image from docker/*.Dockerfile (the engine's cache keeps what did not
     change) and print each one's build time and size."""
     from onecommit.platform import images as building
 
     settings = load_settings(image_base=base or None, image_ca_bundle=ca_bundle or None)
-    built = building.build(settings.image_base, settings.image_ca_bundle, optional,
-                           cached=not no_cache)
+    built = building.build(settings.image_base, settings.image_ca_bundle, cached=not no_cache)
     for image in built:
         print(f"{image.image:<40} {image.seconds:>7.1f} s {image.size_mb:>8.0f} MB")
     print(f"{'total':<40} {sum(i.seconds for i in built):>7.1f} s")
