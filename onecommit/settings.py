@@ -40,8 +40,6 @@ class Settings(BaseSettings):
     postgres_port: int = 5432
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
-    statsd_port: int = 9125  # UDP: Airflow sends its metrics here
-    statsd_exporter_port: int = 9102
     # The compose profile's images (`invoke images`): built on the public Python image, or on
     # one made from Debian's packages where no image registry is reachable; with an extra CA
     # bundle (PEM) every image trusts, for networks whose TLS an inspecting proxy re-signs.

@@ -87,7 +87,7 @@ def parts(settings: Settings) -> list[Part]:
                          "airflow-triggerer"), local["airflow"]),
         Part("triton", ("triton", "triton-reconciler"), local["triton"]),
         Part("gateway", ("gateway",), local["gateway"]),
-        Part("prometheus", ("prometheus", "statsd-exporter"),
+        Part("prometheus", ("prometheus",),
              monitor("prometheus", settings.prometheus_port)),
         Part("alertmanager", ("alertmanager",),
              monitor("alertmanager", settings.alertmanager_port)),
@@ -132,7 +132,7 @@ def platform_settings(settings: Settings) -> Settings:
 
 def onecommit_environment(settings: Settings) -> dict[str, str]:
     """The onecommit containers' environment: the local profile's Airflow configuration with
-    the image's paths, PostgreSQL and statsd instead of SQLite files."""
+    the image's paths, PostgreSQL instead of SQLite files."""
     environment = airflow_environment(platform_settings(settings))
     for sqlite_only in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
                         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"):
@@ -143,9 +143,6 @@ def onecommit_environment(settings: Settings) -> dict[str, str]:
         "PYTHONPATH": "/app:/app/onecommit/platform/airflow_settings",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _database(settings, "airflow",
                                                          "postgresql+psycopg2"),
-        "AIRFLOW__METRICS__STATSD_ON": "True",
-        "AIRFLOW__METRICS__STATSD_HOST": settings.host,
-        "AIRFLOW__METRICS__STATSD_PORT": str(settings.statsd_port),
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         # The containers' user has no home in the images.
         "HOME": "/tmp",  # noqa: S108 (the images already give their users /tmp as home)
@@ -170,14 +167,13 @@ def compose_environment(settings: Settings) -> dict[str, str]:
 def _ports(settings: Settings) -> dict[str, int]:
     return settings.ports | {"postgres": settings.postgres_port,
                              "prometheus": settings.prometheus_port,
-                             "alertmanager": settings.alertmanager_port,
-                             "statsd": settings.statsd_port,
-                             "statsd_exporter": settings.statsd_exporter_port}
+                             "alertmanager": settings.alertmanager_port}
 
 
 def prometheus_config(settings: Settings) -> dict[str, Any]:
-    """Scrape targets (gateway, Triton, Airflow through the statsd exporter), the rules and
-    Alertmanager; every address is on this host's loopback."""
+    """Scrape targets (the gateway, Triton), the rules and Alertmanager; every address is on
+    this host's loopback. Airflow has none: it exports statsd only, and no statsd exporter
+    can be had from Debian's packages."""
     def job(name: str, port: int) -> dict[str, Any]:
         return {"job_name": name, "static_configs": [{"targets": [f"{settings.host}:{port}"]}]}
 
@@ -187,8 +183,7 @@ def prometheus_config(settings: Settings) -> dict[str, Any]:
         "alerting": {"alertmanagers": [{"static_configs": [
             {"targets": [f"{settings.host}:{settings.alertmanager_port}"]}]}]},
         "scrape_configs": [job("gateway", settings.gateway_port),
-                           job("triton", settings.triton_metrics_port),
-                           job("airflow", settings.statsd_exporter_port)],
+                           job("triton", settings.triton_metrics_port)],
     }
 
 
@@ -217,8 +212,7 @@ def prepare(settings: Settings) -> Path:
     monitoring.mkdir(parents=True, exist_ok=True)
     _write(monitoring / "prometheus.yml", yaml.safe_dump(prometheus_config(settings)))
     _write(monitoring / "onecommit.rules.yaml", yaml.safe_dump(compose_rules()))
-    for static in ("alertmanager.yml", "statsd-mapping.yml"):
-        shutil.copyfile(COMPOSE_DIR / static, monitoring / static)
+    shutil.copyfile(COMPOSE_DIR / "alertmanager.yml", monitoring / "alertmanager.yml")
     _write(here / "onecommit.env", _env_file(onecommit_environment(settings)), PRIVATE_FILE)
     env_file = here / "compose.env"
     _write(env_file, _env_file(compose_environment(settings)), PRIVATE_FILE)

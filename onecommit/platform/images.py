@@ -66,7 +66,6 @@ IMAGES = (
     Image("gateway", "the gateway and the Triton reconciler, requirements/gateway.txt"),
     Image("prometheus", "Prometheus (Debian) with the project's alert rules"),
     Image("alertmanager", "Alertmanager (Debian)"),
-    Image("statsd-exporter", "Airflow's statsd metrics for Prometheus (Debian)"),
 )
 
 
@@ -178,8 +177,10 @@ def _build(client: docker.DockerClient, image: Image, name: str, context: Path,
                 decode=True)):
             report(f"{image.name}: {line}")
     except (APIError, BuildError) as error:
-        raise ImageError(f"building {name} from {image.dockerfile.name} failed: {error}"
-                         ) from None
+        raise ImageError(f"building {name} from {image.dockerfile.name} failed: {error} (where "
+                         "no image registry is reachable: --base debian or "
+                         "ONECOMMIT_IMAGE_BASE=debian; where a proxy re-signs TLS: --ca-bundle "
+                         "or ONECOMMIT_IMAGE_CA_BUNDLE)") from None
 
 
 def _stream(chunks: Iterator[dict[str, Any]]) -> Iterator[str]:

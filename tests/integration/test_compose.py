@@ -47,13 +47,12 @@ def compose_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setti
     from onecommit.platform import compose, engine, images
 
     client = engine.ensure()
-    postgres, prometheus, alertmanager, statsd, exporter = free_ports(5)
+    postgres, prometheus, alertmanager = free_ports(3)
     settings = make_settings(
         tmp_path_factory.mktemp("compose"), profile="compose",
         image_base=images.reachable_base(client),
         image_ca_bundle=HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None,
-        postgres_port=postgres, prometheus_port=prometheus, alertmanager_port=alertmanager,
-        statsd_port=statsd, statsd_exporter_port=exporter)
+        postgres_port=postgres, prometheus_port=prometheus, alertmanager_port=alertmanager)
     try:
         compose.up(settings)
         yield settings

@@ -199,9 +199,9 @@ SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
         _drop_user, "docker/gateway.Dockerfile", "image gateway", "final stage runs as root"),
     "compose-service-unchecked": (
         _edit("compose/compose.yaml", '''test: ["CMD", "onecommit-healthcheck",
-             "http://127.0.0.1:${ONECOMMIT_STATSD_EXPORTER_PORT:?}/metrics"]''',
+             "http://127.0.0.1:${ONECOMMIT_ALERTMANAGER_PORT:?}/-/ready"]''',
               'test: ["NONE"]'),
-        "compose/compose.yaml", "service statsd-exporter", "has no health check"),
+        "compose/compose.yaml", "service alertmanager", "has no health check"),
     "policy-privilege-escalation": (
         _edit("charts/triton/templates/_helpers.tpl", "allowPrivilegeEscalation: false",
               "allowPrivilegeEscalation: true"),

@@ -13,15 +13,14 @@ from onecommit.settings import Settings
 
 def _settings(tmp_path: Path) -> Settings:
     return Settings(profile="compose", state_dir=tmp_path, gateway_port=9100,
-                    triton_metrics_port=9102, statsd_exporter_port=9202,
+                    triton_metrics_port=9102,
                     alertmanager_port=9393, postgres_port=5544)
 
 
-def test_prometheus_scrapes_the_gateway_triton_and_airflow(tmp_path: Path) -> None:
+def test_prometheus_scrapes_the_gateway_and_triton(tmp_path: Path) -> None:
     config = compose.prometheus_config(_settings(tmp_path))
     targets = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
-    assert targets == {"gateway": ["127.0.0.1:9100"], "triton": ["127.0.0.1:9102"],
-                       "airflow": ["127.0.0.1:9202"]}
+    assert targets == {"gateway": ["127.0.0.1:9100"], "triton": ["127.0.0.1:9102"]}
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         "127.0.0.1:9393"]
 
