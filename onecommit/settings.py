@@ -11,6 +11,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Profile = Literal["local", "kind", "compose"]
+# What the compose profile's images are built on (onecommit/platform/images.py).
+ImageBase = Literal["python", "debian"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # `invoke proof` writes here; the gateway's rollout page links the latest.
 PROOFS_DIR = PROJECT_ROOT / "proofs"
@@ -43,7 +45,7 @@ class Settings(BaseSettings):
     # The compose profile's images (`invoke images`): built on the public Python image, or on
     # one made from Debian's packages where no image registry is reachable; with an extra CA
     # bundle (PEM) every image trusts, for networks whose TLS an inspecting proxy re-signs.
-    image_base: Literal["python", "debian"] = "python"
+    image_base: ImageBase = "python"
     image_ca_bundle: Path | None = None
     # Gateway processes serving on the one port (uvicorn workers); they share desired state
     # and the prediction log through the serving database, as replicas on a cluster do.

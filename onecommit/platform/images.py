@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import docker
 from docker.errors import APIError, BuildError, ImageNotFound
@@ -27,9 +27,8 @@ from docker.errors import APIError, BuildError, ImageNotFound
 from onecommit.errors import OnecommitError
 from onecommit.platform import engine
 from onecommit.platform.kind import Tree
-from onecommit.settings import PROJECT_ROOT
+from onecommit.settings import PROJECT_ROOT, ImageBase
 
-Base = Literal["python", "debian"]
 PUBLIC_BASE = "python:3.11.11-slim-bookworm"  # docker/base.Dockerfile's default, pinned
 DEBIAN_BASE = "onecommit/debian:bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -74,7 +73,7 @@ def tag(image: Image) -> str:
     return f"onecommit/{image.name}:{Tree().image_tag}"
 
 
-def reachable_base(client: docker.DockerClient) -> Base:
+def reachable_base(client: docker.DockerClient) -> ImageBase:
     """`python` when the public Python image is here or can be pulled, else `debian`."""
     try:
         client.images.get(PUBLIC_BASE)
@@ -129,7 +128,7 @@ class Built:
     size_mb: float
 
 
-def build(base: Base = "python", ca_bundle: Path | None = None,
+def build(base: ImageBase = "python", ca_bundle: Path | None = None,
           report: Callable[[str], None] = print, cached: bool = True) -> list[Built]:
     """Build every image of the compose profile, in dependency order; without the engine's
     cache when not `cached` (a cold build's time)."""
@@ -148,7 +147,8 @@ def build(base: Base = "python", ca_bundle: Path | None = None,
         size = client.images.get(tag(image)).attrs["Size"] / 2**20
         built.append(Built(tag(image), round(time.monotonic() - started, 1),
                            round(size, 1)))
-        report(f"{tag(image)}: {built[-1].seconds:.1f} s, {built[-1].size_mb:.0f} MB")
+        report(f"{tag(image)} ({image.what}): {built[-1].seconds:.1f} s, "
+               f"{built[-1].size_mb:.0f} MB")
     return built
 
 
