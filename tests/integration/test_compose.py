@@ -52,10 +52,7 @@ def compose_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setti
         tmp_path_factory.mktemp("compose"), profile="compose",
         image_base=images.reachable_base(client),
         image_ca_bundle=HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None,
-        postgres_port=postgres, prometheus_port=prometheus, alertmanager_port=alertmanager,
-        # One gateway process: each worker keeps its own counters, and a scrape reaches one
-        # of them, so with several the challenger's error series would flap.
-        gateway_workers=1)
+        postgres_port=postgres, prometheus_port=prometheus, alertmanager_port=alertmanager)
     try:
         compose.up(settings)
         yield settings
