@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     airflow_password: SecretStr | None = None
     # The gitops environment this platform deploys (`gitops/envs/<env>/`).
     gitops_env: str = Field(default="dev", pattern=r"^[a-z][a-z0-9-]*$")
+    # Where a promotion (`source: {env: dev, ...}` in a model spec) fetches a version another
+    # environment validated: env → that environment's MLflow URL, as JSON.
+    promotion_registries: dict[str, str] = Field(default_factory=dict)
     # The deploy DAG's READY sensor: how often it asks and how long it waits.
     ready_poke_s: float = Field(default=2.0, gt=0)
     ready_timeout_s: float = Field(default=300.0, gt=0)

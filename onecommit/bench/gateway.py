@@ -33,7 +33,7 @@ import orjson
 from onecommit.bench import load, report
 from onecommit.bench.config import BenchConfig
 from onecommit.bench.models import register_version
-from onecommit.lifecycle import registry, training
+from onecommit.lifecycle import data, registry
 from onecommit.lifecycle.spec import ModelSpec, load_spec
 from onecommit.platform import local, supervisor
 from onecommit.platform.components import gateway_admin_token
@@ -94,7 +94,7 @@ def ensure_versions(settings: Settings, spec: ModelSpec, say: Say) -> Versions:
     champion = registry.alias_version(client, spec.model, registry.CHAMPION)
     challenger = registry.alias_version(client, spec.model, registry.CHALLENGER)
     registered = []
-    split = training.load_split(spec.dataset)
+    split = data.of_spec(spec)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     if champion is None:
         champion = _register(settings, spec, split, {}, f"bench-{stamp}-champion", say)
@@ -114,7 +114,7 @@ def ensure_versions(settings: Settings, spec: ModelSpec, say: Say) -> Versions:
     return Versions(champion, challenger, registered)
 
 
-def _register(settings: Settings, spec: ModelSpec, split: training.Split,
+def _register(settings: Settings, spec: ModelSpec, split: data.Split,
               params: dict[str, Any], run_id: str, say: Say) -> int:
     context = registry.RunContext(git_sha="bench", env="bench", dag_run_id=run_id)
     version = register_version(settings, spec, split, params, context)
@@ -353,7 +353,7 @@ def run(settings: Settings, config: BenchConfig, say: Say = print) -> dict[str, 
 
 def _scenarios(settings: Settings, spec: ModelSpec, versions: Versions, config: BenchConfig,
                say: Say) -> tuple[list[report.Summary], report.ReloadRun, report.SplitRun]:
-    row = training.load_split(spec.dataset).x_holdout[0]
+    row = data.of_spec(spec).x_holdout[0]
     endpoints = _endpoints(settings, spec.model, versions, row)
     # Server logs and the other gateways' state stay in the state dir, for diagnosis.
     work = settings.state_dir / "bench"

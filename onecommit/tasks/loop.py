@@ -10,7 +10,6 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from onecommit.lifecycle.gateway import Gateway
-from onecommit.lifecycle.spec import parse_spec
 from onecommit.settings import Settings
 from onecommit.tasks import task
 from onecommit.tasks.platform import load_settings
@@ -21,39 +20,59 @@ if TYPE_CHECKING:
 
 @task(help={"bad": "a commit that passes offline evaluation, then fails under live traffic",
             "invalid": "a commit whose model spec the sync must reject",
-            "json": "print the outcome as JSON"})
+            "model": "a model whose spec the commit changes (repeat for several in one "
+                     "commit; default: the env's first model)",
+            "json": "print the outcomes as a JSON list, one report per model"},
+      iterable=["model"])
 def demo_commit(c: Context, bad: bool = False, invalid: bool = False,
-                json_: bool = False) -> None:
-    """Change the model spec in the gitops clone, commit, push, and follow the loop to its end
-    under live traffic. Exits 0 when the outcome is the one asked for."""
+                model: list[str] | None = None, json_: bool = False) -> None:
+    """Change model specs in the gitops clone, commit, push, and follow the loop to its end
+    under live traffic. Exits 0 when every outcome is the one asked for."""
     if bad and invalid:
         raise Exit("choose one of --bad and --invalid", code=2)
     kind: CommitKind = "bad" if bad else "invalid" if invalid else "good"
-    run_commit(load_settings(), kind, as_json=json_)
+    settings = load_settings()
+    run_commit(settings, kind, chosen_models(settings, model or []), as_json=json_)
 
 
-def run_commit(settings: Settings, kind: CommitKind, as_json: bool = False) -> None:
-    """One demo commit followed to its end; exits non-zero unless the outcome is `kind`'s."""
+def chosen_models(settings: Settings, asked: list[str]) -> list[str]:
+    """The models asked for, each checked against the env's specs; default the first."""
+    from onecommit import loop
+
+    known = loop.models(settings)
+    if not known:
+        raise Exit(f"error: no model specs in envs/{settings.gitops_env}/models/ of the gitops "
+                   "clone: add one (see the README's Bring your own model)", code=2)
+    unknown = [name for name in asked if name not in known]
+    if unknown:
+        raise Exit(f"error: no model {unknown[0]!r} in envs/{settings.gitops_env}/models/; "
+                   f"the env's models: {', '.join(known)}", code=2)
+    return asked or known[:1]
+
+
+def run_commit(settings: Settings, kind: CommitKind, models: list[str],
+               as_json: bool = False) -> None:
+    """One demo commit followed to its end; exits non-zero unless every outcome is `kind`'s."""
     from onecommit import loop
     from onecommit import watch as watching
 
     if as_json:
-        report = loop.demo_commit(settings, kind, say=lambda _: None)
+        reports = loop.demo_commit(settings, kind, models, say=lambda _: None)
+        print(json.dumps([report.as_dict() for report in reports], indent=2))
     else:
         with watching.watching(settings):
-            report = loop.demo_commit(settings, kind, say=print)
-    if as_json:
-        print(json.dumps(report.as_dict(), indent=2))
-    else:
-        print_report(report)
-    if not report.as_expected:
-        raise Exit(f"expected {loop.EXPECTED[kind]}, got {report.outcome}"
-                   + (f": {report.reason}" if report.reason else "")
+            reports = loop.demo_commit(settings, kind, models, say=print)
+        for report in reports:
+            print_report(report)
+    unexpected = [r for r in reports if not r.as_expected]
+    if unexpected:
+        raise Exit("; ".join(f"{r.model}: expected {loop.EXPECTED[kind]}, got {r.outcome}"
+                             + (f": {r.reason}" if r.reason else "") for r in unexpected)
                    + " (see the Airflow UI or `invoke logs airflow`)", code=1)
 
 
 def print_report(report: CommitReport) -> None:
-    print(f"commit {report.git_sha[:12]}: {report.outcome}"
+    print(f"{report.model} at {report.git_sha[:12]}: {report.outcome}"
           + (f" ({report.reason})" if report.reason else ""))
     print(f"champion version {report.champion_version}, challenger version "
           f"{report.challenger_version}; live traffic {report.traffic}")
@@ -105,8 +124,7 @@ def proof_(c: Context) -> None:
     from onecommit import loop, proof
 
     settings = load_settings()
-    model = parse_spec(loop.valid_spec(settings)).model
-    directory, invariants = proof.prove(settings, model)
+    directory, invariants = proof.prove(settings, loop.models(settings))
     for invariant in invariants:
         print(f"{'ok  ' if invariant.holds else 'FAIL'} {invariant.name}: {invariant.detail}")
     failed = [i.name for i in invariants if not i.holds]
