@@ -81,7 +81,8 @@ def test_each_task_type_parses_with_its_metrics() -> None:
                            quality_gate={"min": {"f1_macro": 0.9}}))
     assert wine.compare_metric == "accuracy"
     promoted = parse_spec(_dev(source={"env": "dev", "version": 7}, training=None))
-    assert promoted.source is not None and promoted.source.version == 7
+    assert promoted.source is not None
+    assert promoted.source.version == 7
 
 
 def test_the_file_is_named_as_its_model(tmp_path: Path) -> None:
