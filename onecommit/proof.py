@@ -64,6 +64,14 @@ def _gateway_state(settings: Settings, model: str) -> dict[str, Any]:
                 "rollout": {k: page[k] for k in ("rollout", "verdict", "timeline")}}
 
 
+def _model_state(settings: Settings, model: str) -> dict[str, Any]:
+    """The registry's record of the model and, once a version of it was deployed, what the
+    gateway serves of it."""
+    known = _registry_state(settings, model)
+    deployed = known["aliases"][registry.CHAMPION] is not None
+    return {"registry": known, "gateway": _gateway_state(settings, model) if deployed else None}
+
+
 def _dag_runs(airflow: AirflowClient) -> dict[str, list[dict[str, Any]]]:
     runs = {}
     for dag_id in DAGS:
@@ -97,8 +105,7 @@ def gather(settings: Settings, models: list[str]) -> dict[str, Any]:
         "gitops": {"head": gitops_remote.head(settings), "syncs": sync.read_syncs(settings)[-10:]},
         "components": {n: s.as_dict() for n, s in local.statuses(settings).items()},
         "triton": _triton_models(settings),
-        "models": {model: {"registry": _registry_state(settings, model),
-                           "gateway": _gateway_state(settings, model)} for model in models},
+        "models": {model: _model_state(settings, model) for model in models},
         "dag_runs": runs,
         "notifications": _notifications(settings),
     }
@@ -135,15 +142,17 @@ def check(state: dict[str, Any], gitops_tree: Path) -> list[Invariant]:
 
 
 def _champion_served(state: dict[str, Any], model: str) -> Invariant:
+    name = f"{model}: champion is what the gateway routes to and Triton has READY"
     known = state["models"][model]
+    if known["gateway"] is None:
+        return Invariant(name, True, "no version deployed yet")
     champion = known["registry"]["aliases"][registry.CHAMPION]
     gateway = known["gateway"]["variants"]["variants"].get(registry.CHAMPION, {}).get("version")
     routed = known["gateway"]["routed_version"]
     ready = _triton_ready(state, model)
     holds = (champion is not None and champion == gateway and str(champion) == routed
              and champion in ready)
-    return Invariant(f"{model}: champion is what the gateway routes to and Triton has READY",
-                     holds, f"champion alias {champion}, gateway champion {gateway}, routed "
+    return Invariant(name, holds, f"champion alias {champion}, gateway champion {gateway}, routed "
                      f"{routed}, Triton READY {sorted(ready)}")
 
 
@@ -154,12 +163,14 @@ def _triton_ready(state: dict[str, Any], model: str) -> set[int]:
 
 def _aliases_served(state: dict[str, Any], model: str) -> Invariant:
     """Desired state pins exactly what the registry's aliases name, and Triton has each."""
+    name = f"{model}: every alias is pinned by the gateway and loaded in Triton"
     known = state["models"][model]
+    if known["gateway"] is None:
+        return Invariant(name, True, "no version deployed yet")
     aliases = {a: v for a, v in known["registry"]["aliases"].items() if v is not None}
     pins = {a: v["version"] for a, v in known["gateway"]["variants"]["variants"].items()}
     unloaded = sorted(set(pins.values()) - _triton_ready(state, model))
-    return Invariant(f"{model}: every alias is pinned by the gateway and loaded in Triton",
-                     aliases == pins and not unloaded,
+    return Invariant(name, aliases == pins and not unloaded,
                      f"registry aliases {aliases}, gateway pins {pins}, pinned but not READY "
                      f"in Triton {unloaded or 'none'}")
 
@@ -223,7 +234,7 @@ def write(state: dict[str, Any], invariants: list[Invariant], root: Path) -> Pat
     document = {**state, "invariants": [i.__dict__ for i in invariants]}
     for model, known in document["models"].items():
         known["last_deploy"] = last_deploy(state, model)
-        shown = known["gateway"]["rollout"]
+        shown = known["gateway"]["rollout"] if known["gateway"] else {"timeline": []}
         if shown["timeline"]:
             chart = f"rollout-{model}.png"
             rollout_chart.draw(directory / chart, shown["timeline"],
@@ -276,6 +287,8 @@ def _model_lines(model: str, known: dict[str, Any]) -> list[str]:
                      f"| {tags.get(registry.CHECKSUM, '')[:12]} | {_lineage(tags)} "
                      f"| {tags.get('reason', '')} |")
     gateway = known["gateway"]
+    if gateway is None:
+        return [*lines, "", "Not served: no version deployed yet"]
     return [*lines, "", f"Gateway variants: {gateway['variants']['variants']}",
             f"Gateway traffic: {gateway['traffic']}",
             f"Routed version: {gateway['routed_version']}"]

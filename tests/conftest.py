@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from onecommit.bench.models import register_version
-from onecommit.lifecycle import registry, training
+from onecommit.lifecycle import data, registry
 from onecommit.lifecycle.gateway import on_every_worker
 from onecommit.lifecycle.spec import load_spec
 from onecommit.platform import local, supervisor
@@ -162,8 +162,11 @@ def settled(settings: Settings, revision: int) -> None:
     on_every_worker(settings, "/traffic", lambda answer: answer["revision"] >= revision)
 
 
-def _version(settings: Settings, c_value: float, split: training.Split) -> int:
-    spec = load_spec(PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml")
+DEV_SPEC = PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / f"{SERVED_MODEL}.yaml"
+
+
+def _version(settings: Settings, c_value: float, split: data.Split) -> int:
+    spec = load_spec(DEV_SPEC)
     context = registry.RunContext(git_sha=f"c{c_value}", env="dev",
                                   dag_run_id=f"gateway-test-c{c_value}")
     return register_version(settings, spec, split, {"C": c_value}, context)
@@ -173,8 +176,7 @@ def serve_two_versions(platform: Settings) -> Served:
     """Two versions that disagree on some rows, registered (once: their run contexts are
     fixed, so a second call finds the same versions), published and loaded in Triton, and
     pinned as champion and challenger."""
-    split = training.load_split(load_spec(
-        PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml").dataset)
+    split = data.of_spec(load_spec(DEV_SPEC))
     champion, challenger = _version(platform, 1.0, split), _version(platform, 1e-3, split)
     pinned = Served(platform, platform.url(platform.gateway_port),
                     platform.url(platform.mlflow_port),

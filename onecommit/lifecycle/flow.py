@@ -54,7 +54,7 @@ def commit_tree(spec: ModelSpec, repo: str | None, sha: str) -> Iterator[Path | 
         yield tree
 
 
-def _training_split(settings: Settings, spec: ModelSpec,
+def training_split(settings: Settings, spec: ModelSpec,
                     tree: Path | None) -> tuple[data.Split, str]:
     """The split and where its rows came from: Feast's offline store (a point-in-time join) for
     the built-in breast-cancer set while the Optional layer is attached, else the spec's data.
@@ -74,7 +74,7 @@ def _training_split(settings: Settings, spec: ModelSpec,
 
 def _trained(settings: Settings, spec: ModelSpec,
              tree: Path | None) -> tuple[registry.Artifact, data.Split, dict[str, Any]]:
-    split, feature_source = _training_split(settings, spec, tree)
+    split, feature_source = training_split(settings, spec, tree)
     onnx_bytes = training.candidate(spec, split, tree)
     assert spec.training is not None
     assert spec.data is not None

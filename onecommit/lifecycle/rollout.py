@@ -91,9 +91,12 @@ def verdict(spec: ModelSpec, report: dict[str, Any]) -> tuple[str, str]:
     p95 = challenger["latency_ms"]["p95"]
     if p95 is not None and p95 > thresholds.max_p95_latency_ms:
         return "abort", f"p95 latency {p95:.1f} ms > {thresholds.max_p95_latency_ms}"
-    accuracy = challenger["online_accuracy"]
-    if accuracy is not None and accuracy < thresholds.min_online_accuracy:
-        return "abort", f"online accuracy {accuracy:.3f} < {thresholds.min_online_accuracy}"
+    accuracy, least = challenger["online_accuracy"], thresholds.min_online_accuracy
+    if accuracy is not None and least is not None and accuracy < least:
+        return "abort", f"online accuracy {accuracy:.3f} < {least}"
+    mae, most = challenger.get("online_mae"), thresholds.max_online_mae
+    if mae is not None and most is not None and mae > most:
+        return "abort", f"online MAE {mae:.3f} > {most}"
     if isinstance(spec.rollout, ABTest):
         return _ab_verdict(report.get("ab_test"))
     return "continue", "within thresholds"

@@ -61,7 +61,7 @@ class Rollout:
             assert record["action"] == "triggered", record
             airflow = platform_client(self.platform)
             try:
-                self.outcome = airflow.wait_for_run(sync.DEPLOY_DAG, record["dag_run_id"],
+                self.outcome = airflow.wait_for_run(sync.DEPLOY_DAG, record["deploys"][MODEL],
                                                     timeout_s=1500)
             finally:
                 airflow.close()
@@ -80,13 +80,14 @@ def _ensure_champion(platform: Settings) -> None:
     """A champion for the canary to be judged against (the session may have none yet)."""
     if _champion(platform) is not None:
         return
-    spec = loop.valid_spec(platform)
-    sha = loop.push_spec(platform, spec | {"rollout": CANARY}, "First model for the fault tests")
+    spec = loop.valid_spec(platform, MODEL)
+    sha = loop.push_specs(platform, {MODEL: spec | {"rollout": CANARY}},
+                          "First model for the fault tests")
     airflow = platform_client(platform)
     try:
         record = loop.wait_for_sync(platform, sha)
         assert record["action"] == "triggered", record
-        assert airflow.wait_for_run(sync.DEPLOY_DAG, record["dag_run_id"]) == "success"
+        assert airflow.wait_for_run(sync.DEPLOY_DAG, record["deploys"][MODEL]) == "success"
     finally:
         airflow.close()
 
@@ -95,12 +96,12 @@ def _ensure_champion(platform: Settings) -> None:
 def _deploy_under_traffic(platform: Settings, canary: dict[str, Any],
                           why: str) -> Iterator[Rollout]:
     _ensure_champion(platform)
-    spec, message = loop.edit_spec(loop.valid_spec(platform), "good")
+    spec, message = loop.edit_spec(loop.valid_spec(platform, MODEL), "good")
     spec = {**spec, "rollout": canary,
             "analysis": {**spec["analysis"], "min_requests": 10, "max_infra_pause_s": 300}}
-    with loop.live_traffic(platform, parse_spec(spec)) as traffic:
+    with loop.live_traffic(platform, [parse_spec(spec)]) as (traffic,):
         deploy = Rollout(platform, traffic)
-        deploy.sha = loop.push_spec(platform, spec, f"{message} ({why})")
+        deploy.sha = loop.push_specs(platform, {MODEL: spec}, f"{message} ({why})")
         threading.Thread(target=deploy.follow, daemon=True).start()
         yield deploy
         deploy.done.wait(timeout=1500)
@@ -240,8 +241,8 @@ def _ended_recorded(deploy: Rollout, tmp_path: Path) -> None:
     assert deploy.error is None, deploy.error
     assert deploy.outcome in ("success", "failed")
     if deploy.outcome == "failed":
-        report = loop.CommitReport(git_sha=deploy.sha, kind="good",
-                                   dag_run_id=sync.dag_run_id(deploy.sha, "dev"))
+        report = loop.CommitReport(git_sha=deploy.sha, kind="good", model=MODEL,
+                                   dag_run_id=sync.dag_run_id(deploy.sha, "dev", MODEL))
         airflow = platform_client(deploy.platform)
         try:
             loop.follow(deploy.platform, airflow, report, time.time(), MODEL)
@@ -251,5 +252,5 @@ def _ended_recorded(deploy: Rollout, tmp_path: Path) -> None:
         assert report.reason, report
     print(f"\ndeploy outcome: {deploy.outcome}; traffic {deploy.traffic.sent} sent, "
           f"{deploy.traffic.failed} failed")
-    _, invariants = proof.prove(deploy.platform, MODEL, root=tmp_path)
+    _, invariants = proof.prove(deploy.platform, loop.models(deploy.platform), root=tmp_path)
     assert all(i.holds for i in invariants), invariants

@@ -85,6 +85,15 @@ def test_canary_verdict(challenger: dict[str, Any] | None, decision: str) -> Non
     assert strategy.verdict(spec, report)[0] == decision
 
 
+def test_a_regression_canary_is_judged_by_its_online_mae() -> None:
+    spec = parse_spec(yaml.safe_load((PROJECT_ROOT / "examples" / "diabetes-lightgbm" / "envs" /
+                                      "dev" / "models" / "diabetes.yaml").read_text()))
+    close, far = ({**_variant(100, accuracy=None), "online_mae": mae} for mae in (40.0, 95.5))
+    assert strategy.verdict(spec, {"variants": {"challenger": close}})[0] == "continue"
+    assert strategy.verdict(spec, {"variants": {"challenger": far}}) == (
+        "abort", "online MAE 95.500 > 70.0")
+
+
 def test_ab_verdict_waits_for_sample_size_and_aborts_only_when_significantly_worse() -> None:
     spec = parse_spec(_spec_data(rollout={"kind": "ab", "sample_size": 100}))
 
