@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import ssl
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,13 @@ ORPHANS_RULE = PROJECT_ROOT / "onecommit" / "platform" / "orphans"
 PROGRAM_PYTHONPATH = f"{PROJECT_ROOT}:{ORPHANS_RULE}"
 # Holds airflow_local_settings.py, which every Airflow process imports at start.
 AIRFLOW_SETTINGS = PROJECT_ROOT / "onecommit" / "platform" / "airflow_settings"
+
+
+def _as_variable(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    # Mappings and lists as JSON: how pydantic-settings reads them back.
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
 class Settings(BaseSettings):
@@ -116,11 +124,8 @@ class Settings(BaseSettings):
     def as_environment(self) -> dict[str, str]:
         """These settings as `ONECOMMIT_*` variables, for the processes the platform starts."""
         values = {name: getattr(self, name) for name in Settings.model_fields}
-        return {
-            f"ONECOMMIT_{name.upper()}": (
-                value.get_secret_value() if isinstance(value, SecretStr) else str(value))
-            for name, value in values.items() if value is not None
-        }
+        return {f"ONECOMMIT_{name.upper()}": _as_variable(value)
+                for name, value in values.items() if value is not None}
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"
