@@ -145,7 +145,6 @@ def train(settings: Settings, conf: dict[str, Any],
     split: data.Split | None = None
     if spec.source is not None:
         artifact, params, logged = _promoted(settings, spec, spec.source)
-        client = _mlflow(settings)
         if spec.data is not None:
             split = data.load(spec.data, spec.task, None)
     else:

@@ -112,7 +112,8 @@ def test_a_second_commit_rolls_each_model_out_under_a_canary(
     client = registry.client(platform.url(platform.mlflow_port))
     for model, before in examples.items():
         champion, _ = _versions(platform, model)
-        assert champion is not None and champion != before
+        assert champion is not None
+        assert champion != before
         assert registry.alias_version(client, model, registry.PREVIOUS) == before
         decisions = json.loads(client.get_model_version(model, str(champion)).tags[
             "rollout.decisions"])
