@@ -55,7 +55,7 @@ def _triton_models(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _gateway_state(settings: Settings, model: str) -> dict[str, Any]:
-    with Gateway(settings, retry_s=10) as gateway:
+    with Gateway(settings, model, retry_s=10) as gateway:
         page = gateway.rollout_page()
         return {"variants": gateway.variants(), "traffic": gateway.get_traffic(),
                 "routed_version": loop.served_version(settings, model),
