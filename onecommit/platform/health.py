@@ -94,11 +94,14 @@ def describe_serving(serving: dict[str, Any]) -> list[str]:
         return [f"models: not known ({serving['error']})"]
     if not serving["models"]:
         return ["models: none deployed yet"]
-    return [f"model {name}: champion v{m['champion']}"
-            + (f", challenger v{m['challenger']}" if m["challenger"] is not None else "")
-            + (f", previous v{m['previous']}" if m["previous"] is not None else "")
+    return [f"model {name}: "
+            + (", ".join(f"{alias} v{m[alias]}" for alias in ("champion", "challenger",
+                                                             "previous")
+                         if m[alias] is not None) or "nothing pinned")
             + f", {m['strategy']} — "
-            + ("serving" if m["serving"] else "NOT serving: the champion is not loaded")
+            + ("serving" if m["serving"] else "NOT serving: " + (
+                "the champion is not loaded" if m["champion"] is not None
+                else "no champion pinned"))
             + f" (revision {m['revision']})"
             for name, m in sorted(serving["models"].items())]
 

@@ -68,7 +68,7 @@ def test_failed_smoke_rolls_back_and_champion_keeps_serving(platform: Settings) 
     # Traffic has left the failed version: Triton no longer serves it.
     assert not flow.ready(platform, MODEL, registered["version"])
     url = platform.url(platform.gateway_port)
-    assert httpx.get(f"{url}/traffic").json()["weights"]["champion"] == 1.0
+    assert httpx.get(f"{url}/models/{MODEL}/traffic").json()["weights"]["champion"] == 1.0
     split = training.load_split(spec.dataset)
     row = split.x_holdout[:1]
     response = httpx.post(f"{url}/v2/models/{MODEL}/infer", json={"inputs": [
