@@ -84,11 +84,15 @@ class AliasResolver:
                 response.raise_for_status()
             except httpx.HTTPError as error:
                 raise VariantError(f"MLflow unreachable: {type(error).__name__}") from error
-            page = response.json()
-            for model in page.get("registered_models", []):
-                found[model["name"]] = {a["alias"]: int(a["version"])
-                                        for a in model.get("aliases", [])
-                                        if a["alias"] in ALIASES}
+            try:
+                page = response.json()
+                for model in page.get("registered_models", []):
+                    found[model["name"]] = {a["alias"]: int(a["version"])
+                                            for a in model.get("aliases", [])
+                                            if a["alias"] in ALIASES}
+            except (ValueError, KeyError, TypeError) as error:
+                raise VariantError("MLflow's registered-models search answer is malformed: "
+                                   f"{error!r}") from error
             if not page.get("next_page_token"):
                 return found
             params = {"max_results": _SEARCH_PAGE, "page_token": page["next_page_token"]}
