@@ -226,13 +226,13 @@ def snapshot(gateway: Gateway, airflow: AirflowClient) -> Snapshot:
     return Snapshot(page, runs, "; ".join(problems) or None)
 
 
-def watch(settings: Settings, until: Callable[[], bool] = lambda: False,
+def watch(settings: Settings, model: str, until: Callable[[], bool] = lambda: False,
           console: Console | None = None, interval_s: float = 1.0, once: bool = False,
           started: float | None = None) -> None:
-    """Show the rollout live until `until()` holds (or Ctrl-C, for the caller to catch);
-    `once`: what it is now, then return; `started`: only what began then or later."""
+    """Show the model's rollout live until `until()` holds (or Ctrl-C, for the caller to
+    catch); `once`: what it is now, then return; `started`: only what began then or later."""
     out = console or Console()
-    with Gateway(settings, retry_s=1) as gateway, contextlib.closing(
+    with Gateway(settings, model, retry_s=1) as gateway, contextlib.closing(
             platform_client(settings)) as client:
 
         def snapshot_now() -> Snapshot:
@@ -258,15 +258,15 @@ def watch(settings: Settings, until: Callable[[], bool] = lambda: False,
 
 
 @contextlib.contextmanager
-def watching(settings: Settings) -> Iterator[None]:
-    """The live view in a thread for as long as the block runs (demo-commit's)."""
+def watching(settings: Settings, model: str) -> Iterator[None]:
+    """The model's live view in a thread for as long as the block runs (demo-commit's)."""
     done = threading.Event()
     started = time.time()
 
     def view_until_done() -> None:
         # The view must never break the command it accompanies: a failure ends the view only.
         try:
-            watch(settings, done.is_set, started=started)
+            watch(settings, model, done.is_set, started=started)
         except Exception as error:
             print(f"live view stopped: {type(error).__name__}: {error}", flush=True)
 

@@ -148,8 +148,8 @@ class Served:
         client.set_registered_model_alias(SERVED_MODEL, "champion", str(self.champion))
         client.set_registered_model_alias(SERVED_MODEL, "challenger", str(self.challenger))
         for alias in ("champion", "challenger"):
-            response = httpx.post(f"{self.url}/variant/{alias}/reload", headers=self.admin,
-                                  timeout=30)
+            response = httpx.post(f"{self.url}/models/{SERVED_MODEL}/variant/{alias}/reload",
+                                  headers=self.admin, timeout=30)
             assert response.status_code == 200, response.text
         settled(self.settings, response.json()["revision"])
 
@@ -157,9 +157,11 @@ class Served:
 SERVED_MODEL = "breast-cancer"
 
 
-def settled(settings: Settings, revision: int) -> None:
-    """Wait until every gateway worker routes by desired state at `revision` or later."""
-    on_every_worker(settings, "/traffic", lambda answer: answer["revision"] >= revision)
+def settled(settings: Settings, revision: int, model: str = SERVED_MODEL) -> None:
+    """Wait until every gateway worker routes the model by desired state at `revision` or
+    later."""
+    on_every_worker(settings, f"/models/{model}/traffic",
+                    lambda answer: answer["revision"] >= revision)
 
 
 DEV_SPEC = PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / f"{SERVED_MODEL}.yaml"

@@ -214,7 +214,7 @@ def run(settings: Settings, spec: ModelSpec, version: int,
     decisions: list[dict[str, Any]] = []
     client = registry.client(settings.url(settings.mlflow_port))
     try:
-        with Gateway(settings) as gateway:
+        with Gateway(settings, spec.model) as gateway:
             plan = phases(spec, version)
             _note(gateway, "start", version, {
                 "strategy": spec.rollout.kind, "steps": [phase.name for phase in plan],
@@ -257,7 +257,7 @@ def promote(settings: Settings, model: str, version: int) -> dict[str, Any]:
     champion pin (evidence). Versions no alias names any more are unloaded by `retire`."""
     previous = registry.promote(registry.client(settings.url(settings.mlflow_port)), model,
                                 version)
-    with Gateway(settings) as gateway:
+    with Gateway(settings, model) as gateway:
         pinned = gateway.reload(registry.CHAMPION, version)
         if previous is not None:
             gateway.reload(registry.PREVIOUS, previous)
@@ -272,7 +272,7 @@ def rollback(settings: Settings, model: str, before_version: int | None, failed_
     unpinned, the failed version tagged and unloaded once no traffic reaches it. Returns the
     reason recorded on the failed version."""
     client = registry.client(settings.url(settings.mlflow_port))
-    with Gateway(settings) as gateway:
+    with Gateway(settings, model) as gateway:
         gateway.traffic(**CHAMPION_ONLY)
         recorded = registry.restore(client, model, before_version, failed_version, reason)
         if before_version is not None:

@@ -10,6 +10,7 @@ the reconciler notice a change by its revision and the events are the state's hi
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,9 @@ PREVIOUS = "previous"
 # The aliases desired state pins: champion serves, challenger is under test, previous is kept
 # warm for an instant flip back.
 ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
+# A model's name, as its spec writes it and as desired state, the registry and the gateway's
+# paths key it.
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{1,62}$")
 
 serving_state = Table(
     "serving_state", METADATA,

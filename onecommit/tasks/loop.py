@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from onecommit.lifecycle.gateway import Gateway
+from onecommit.lifecycle.gateway import GatewayClient
 from onecommit.settings import Settings
 from onecommit.tasks import task
 from onecommit.tasks.platform import load_settings
@@ -60,7 +60,8 @@ def run_commit(settings: Settings, kind: CommitKind, models: list[str],
         reports = loop.demo_commit(settings, kind, models, say=lambda _: None)
         print(json.dumps([report.as_dict() for report in reports], indent=2))
     else:
-        with watching.watching(settings):
+        # The live view follows one model: the commit's first.
+        with watching.watching(settings, models[0]):
             reports = loop.demo_commit(settings, kind, models, say=print)
         for report in reports:
             print_report(report)
@@ -85,21 +86,26 @@ def print_report(report: CommitReport) -> None:
 
 
 # `--model`, not a positional: invoke has no optional positional arguments.
-@task(help={"model": "the model whose rollout to watch (default: the one the gateway serves)",
+@task(help={"model": "the model whose rollout to watch (default: the gateway's only model)",
             "once": "show the rollout as it is now, then exit"})
 def watch(c: Context, model: str = "", once: bool = False) -> None:
-    """Show the rollout live: the deploy run and task, the step and weights, each variant's
-    figures against the thresholds, the decisions. Changes nothing; Ctrl-C detaches."""
+    """Show a model's rollout live: the deploy run and task, the step and weights, each
+    variant's figures against the thresholds, the decisions. Changes nothing; Ctrl-C
+    detaches."""
     from onecommit import watch as watching
 
     settings = load_settings()
-    with Gateway(settings, retry_s=5) as gateway:
-        served = gateway.rollout_page()["model"]
-    if model and model != served:
-        raise Exit(f"error: the gateway serves {served!r}, not {model!r}: "
-                   f"run `invoke watch --model {served}`", code=2)
+    with GatewayClient(settings, retry_s=5) as gateway:
+        served = sorted(gateway.models()["models"])
+    if not model and len(served) != 1:
+        raise Exit("error: " + (f"the gateway serves {', '.join(served)}: run `invoke watch "
+                                f"--model <one of them>`" if served else
+                                "the gateway serves no model yet: deploy one first"), code=2)
+    if model and model not in served:
+        raise Exit(f"error: the gateway serves {', '.join(served) or 'no model yet'}, not "
+                   f"{model!r}", code=2)
     try:
-        watching.watch(settings, once=once)
+        watching.watch(settings, model or served[0], once=once)
     except KeyboardInterrupt:
         print("detached; the rollout goes on")
 

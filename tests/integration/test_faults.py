@@ -37,6 +37,7 @@ from onecommit.settings import Settings
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(1800)]
 MODEL = "breast-cancer"
+ADMIN_API = f"/models/{MODEL}"
 RECOVERY_S = 10.0
 # Enough steps that each serving fault lands in one of its own.
 LONG_CANARY = {"kind": "canary", "steps": [5, 10, 20, 35, 50, 65, 80, 100], "pause_s": 6}
@@ -127,7 +128,7 @@ def _mid_canary(deploy: Rollout, timeout_s: float = 600) -> float:
     while time.monotonic() < deadline:
         assert not deploy.done.is_set(), f"the deploy ended ({deploy.outcome}) before the fault"
         try:
-            traffic = httpx.get(f"{deploy.platform.gateway_url}/traffic", timeout=2,
+            traffic = httpx.get(f"{deploy.platform.gateway_url}{ADMIN_API}/traffic", timeout=2,
                                 verify=deploy.platform.gateway_verify()).json()
         except httpx.HTTPError:
             traffic = {}
@@ -151,7 +152,7 @@ def _restarted(platform: Settings, program: str, old_pid: int) -> float:
 
 
 def _pinned_champion(platform: Settings) -> str:
-    variants = httpx.get(f"{platform.gateway_url}/variants", timeout=10).json()
+    variants = httpx.get(f"{platform.gateway_url}{ADMIN_API}/variants", timeout=10).json()
     return str(variants["variants"]["champion"]["version"])
 
 
@@ -216,7 +217,7 @@ def test_down_and_up_mid_rollout(orchestration_rollout: Rollout) -> None:
     in_force: dict[str, Any] = {}
 
     def down_up() -> float:
-        in_force.update(httpx.get(f"{deploy.platform.gateway_url}/traffic").json())
+        in_force.update(httpx.get(f"{deploy.platform.gateway_url}{ADMIN_API}/traffic").json())
         local.down(deploy.platform)
         local.up(deploy.platform, report=lambda _: None)
         return time.monotonic()
@@ -224,7 +225,7 @@ def test_down_and_up_mid_rollout(orchestration_rollout: Rollout) -> None:
     _strike(deploy, "invoke down + invoke up", down_up)
     # The restarted gateway served the policy that was in force (unless the resumed rollout
     # has moved it on since, which bumps the revision).
-    after = httpx.get(f"{deploy.platform.gateway_url}/traffic").json()
+    after = httpx.get(f"{deploy.platform.gateway_url}{ADMIN_API}/traffic").json()
     if after["revision"] == in_force["revision"]:
         assert after["challenger_weight"] == in_force["challenger_weight"]
 

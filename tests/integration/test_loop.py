@@ -67,7 +67,7 @@ def _proof_holds(platform: Settings, tmp_path: Path) -> None:
 def _page_shows_the_rollout(platform: Settings, version: int, state: str) -> None:
     """What the rollout recorded while it ran is what the gateway's rollout page shows: its
     version, each decision the version's tag holds, and how it ended."""
-    with Gateway(platform) as gateway:
+    with Gateway(platform, MODEL) as gateway:
         page = gateway.rollout_page()
     client = registry.client(platform.url(platform.mlflow_port))
     decisions = json.loads(client.get_model_version(MODEL, str(version)).tags[
