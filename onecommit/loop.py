@@ -198,11 +198,11 @@ def wait_for_sync(settings: Settings, sha: str, timeout_s: float = 180) -> dict[
 
 @contextmanager
 def live_traffic(settings: Settings, specs: list[ModelSpec]) -> Iterator[list[TrafficGenerator]]:
-    """Per model, its held-out rows replayed through the gateway with their ground truth as
-    feedback."""
+    """Per model, its held-out rows (a data file in the repository read from the working
+    clone) replayed through the gateway with their ground truth as feedback."""
     generators = []
     for spec in specs:
-        split = data.of_spec(spec)
+        split = data.of_spec(spec, gitops_remote.work_dir(settings))
         generators.append(TrafficGenerator(settings.gateway_url, gateway_admin_token(settings),
                                            spec.model, split.x_holdout, split.y_holdout,
                                            verify=settings.gateway_verify()))

@@ -220,7 +220,7 @@ def _last_deploy_whole(state: dict[str, Any], model: str) -> Invariant:
     tags = known["registry"]["versions"][version]["tags"]
     before = tags.get("before_version") or None
     rolled_back = [n for n in state["notifications"] if n["event"] == "rolled back"
-                   and n["text"].startswith(f"{model} back to")]
+                   and f"rolled back: {model} back to " in n["text"]]
     holds = (tags.get("status") == "rolled_back" and str(champion) == str(before)
              and bool(rolled_back))
     return Invariant(name, holds, f"run {deploy['run_id']} failed; version {version} status "

@@ -8,6 +8,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -120,9 +121,16 @@ def platform(tmp_path_factory: pytest.TempPathFactory,
     """The real local platform, started once by the same code as `invoke up`; its
     notifications go to the session's webhook receiver."""
     settings = make_settings(tmp_path_factory.mktemp("platform"), notify_webhook_url=webhook.url)
+    with running(settings):
+        yield settings
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[None]:
+    """A local platform up for the block, and down after it with none of its processes left."""
     try:
         local.up(settings)
-        yield settings
+        yield
     finally:
         ours = process_tree(settings)
         local.down(settings)

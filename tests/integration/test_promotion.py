@@ -16,9 +16,8 @@ from onecommit import gitops_remote, loop, proof, sync
 from onecommit.airflow_client import platform_client
 from onecommit.lifecycle import registry
 from onecommit.lifecycle.spec import dump_spec
-from onecommit.platform import local
 from onecommit.settings import Settings
-from tests.conftest import alive, make_settings, process_tree
+from tests.conftest import make_settings, running
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(1800)]
 MODEL = "breast-cancer"
@@ -47,13 +46,8 @@ def prod(tmp_path_factory: pytest.TempPathFactory, platform: Settings) -> Iterat
     settings = make_settings(tmp_path_factory.mktemp("prod"), gitops_env="prod",
                              gateway_workers=1,
                              promotion_registries={"dev": platform.url(platform.mlflow_port)})
-    try:
-        local.up(settings)
+    with running(settings):
         yield settings
-    finally:
-        ours = process_tree(settings)
-        local.down(settings)
-        assert not alive(ours), f"processes left after down: {alive(ours)}"
 
 
 def _promote(prod: Settings, source: dict[str, Any]) -> tuple[str, str]:
