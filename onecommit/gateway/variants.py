@@ -140,7 +140,10 @@ class ServingState:
         database, or a platform from before desired state starts); then follow the store."""
         for state in (await self._db.run(self._store.read_all)).values():
             await self._apply(state)
-        await self._seed()
+        if not self._states:
+            await self._seed()
+        # Else the follower asks the registry: a slow MLflow must not delay serving what is
+        # in force.
         self._follower = asyncio.get_running_loop().create_task(self._follow())
 
     async def stop(self) -> None:
@@ -156,8 +159,8 @@ class ServingState:
             registered = await self._resolver.pins()
         except VariantError as error:
             if not self._seed_warned:
-                logger.warning(f"desired state not known yet and {error}: asking again every "
-                               f"{self._poll_s:g} s")
+                logger.warning(f"which models have a champion in the registry is not known "
+                               f"yet ({error}): asking again every {self._poll_s:g} s")
                 self._seed_warned = True
             return False
         for model, pins in registered.items():
