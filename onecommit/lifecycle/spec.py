@@ -14,6 +14,7 @@ from onecommit.lifecycle.catalog import (
     BUILTIN_DATASETS,
     DATA_SUFFIXES,
     METRICS,
+    MODEL_NAME,
     PRIMARY_METRIC,
     TRAINERS,
     Task,
@@ -22,7 +23,6 @@ from onecommit.lifecycle.catalog import (
 )
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
-MODEL_NAME = r"^[a-z][a-z0-9_-]{1,62}$"
 
 
 class _Strict(BaseModel):

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from onecommit.errors import OnecommitError
 from onecommit.gateway.router import CHALLENGER, CHAMPION, TrafficPolicy
+from onecommit.lifecycle import catalog
 from onecommit.serving.database import METADATA
 
 PREVIOUS = "previous"
@@ -41,7 +42,7 @@ PREVIOUS = "previous"
 ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
 # A model's name, as its spec writes it and as desired state, the registry and the gateway's
 # paths key it.
-MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{1,62}$")
+MODEL_NAME = re.compile(catalog.MODEL_NAME)
 
 serving_state = Table(
     "serving_state", METADATA,

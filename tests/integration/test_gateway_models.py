@@ -19,16 +19,15 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import numpy as np
 import pytest
-from pydantic import SecretStr
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from onecommit.gateway.app import create_app
 from onecommit.gateway.settings import GatewaySettings
 from onecommit.serving.triton_repo import publish
 from tests.conftest import free_ports
+from tests.in_process_gateway import onnx_settings, started
 
 CLASSIFIER, REGRESSOR = "cancer", "diabetes"
 ADMIN = {"Authorization": "Bearer models-test"}
@@ -115,19 +114,7 @@ async def _registry(port: int, aliases: Aliases) -> AsyncIterator[Registry]:
 
 
 def _settings(state_dir: Path, repository: Path, mlflow_port: int) -> GatewaySettings:
-    return GatewaySettings(state_dir=state_dir, gateway_backend="onnx",
-                           gateway_onnx_model_dir=repository,
-                           gateway_admin_token=SecretStr("models-test"), mlflow_port=mlflow_port,
-                           mlflow_timeout_s=0.5, gateway_state_poll_s=0.1)
-
-
-@asynccontextmanager
-async def _gateway(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
+    return onnx_settings(state_dir, repository, mlflow_port, "models-test")
 
 
 @pytest.fixture
@@ -167,7 +154,7 @@ def test_one_gateway_serves_two_models_each_with_its_own_pins_policy_and_analysi
 
     async def scenario() -> None:
         async with _registry(port, aliases), \
-                _gateway(_settings(tmp_path, repository, port)) as gateway:
+                started(_settings(tmp_path, repository, port)) as gateway:
             listed = (await gateway.get("/models")).json()["models"]
             assert listed == {
                 CLASSIFIER: {"champion": 1, "challenger": 2, "previous": None,
@@ -248,7 +235,7 @@ def test_serving_is_observed_and_goes_false_when_a_champion_is_not_loaded(
 
     async def scenario() -> None:
         async with _registry(port, aliases), \
-                _gateway(_settings(tmp_path, repository, port)) as gateway:
+                started(_settings(tmp_path, repository, port)) as gateway:
             assert (await gateway.get("/v2/health/ready")).status_code == 200
             shutil.rmtree(repository / REGRESSOR / "1")
             models = (await gateway.get("/models")).json()["models"]
@@ -275,7 +262,7 @@ def test_bad_model_names_and_models_never_deployed_are_refused_with_the_v2_error
 
     async def scenario() -> None:
         async with _registry(port, aliases), \
-                _gateway(_settings(tmp_path, repository, port)) as gateway:
+                started(_settings(tmp_path, repository, port)) as gateway:
             before = (await gateway.get("/models")).json()["models"]
             for name in BAD_NAMES:
                 for method, suffix in PER_MODEL:
@@ -306,7 +293,7 @@ def test_a_first_deploy_reload_creates_the_model_desired_state(
 
     async def scenario() -> None:
         async with _registry(port, aliases), \
-                _gateway(_settings(tmp_path, repository, port)) as gateway:
+                started(_settings(tmp_path, repository, port)) as gateway:
             assert set((await gateway.get("/models")).json()["models"]) == {CLASSIFIER}
             assert (await gateway.get(f"/models/{REGRESSOR}/traffic")).status_code == 404
             aliases[REGRESSOR]["champion"] = 2  # the first deploy promotes, then reloads
@@ -330,7 +317,7 @@ def test_every_champion_is_seeded_from_the_registry_once_it_answers_after_a_lost
     settings = _settings(tmp_path, repository, port)
 
     async def scenario() -> None:
-        async with _gateway(settings) as gateway:
+        async with started(settings) as gateway:
             # Nothing in the store, the registry not answering: not ready, and why.
             ready = await gateway.get("/v2/health/ready")
             assert ready.status_code == 503
@@ -351,7 +338,7 @@ def test_every_champion_is_seeded_from_the_registry_once_it_answers_after_a_lost
         database = Path(settings.serving_db.removeprefix("sqlite:///"))
         for file in database.parent.glob(f"{database.name}*"):
             file.unlink()
-        async with _registry(port, aliases), _gateway(settings) as gateway:
+        async with _registry(port, aliases), started(settings) as gateway:
             assert (await gateway.get("/models")).json()["models"] == seeded
 
     asyncio.run(scenario())
