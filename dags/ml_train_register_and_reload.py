@@ -59,7 +59,8 @@ def _spec() -> Any:
     doc_md=DOC,
     params={"git_sha": Param("manual", type="string"), "env": Param("dev", type="string"),
             "spec": Param({}, type="object"), "repo": Param("", type="string")},
-    default_args={"retries": 0},
+    # A retried step (a platform fault) runs again after 15 s, not Airflow's default 5 min.
+    default_args={"retries": 0, "retry_delay": timedelta(seconds=15)},
 )
 def ml_train_register_and_reload() -> None:
     @task(retries=1)
@@ -116,7 +117,7 @@ def ml_train_register_and_reload() -> None:
 
         return flow.reload_challenger(Settings(), registered["model"], registered["version"])
 
-    @task(retries=2, retry_delay=timedelta(seconds=15))
+    @task(retries=2)
     def rollout(registered: dict[str, Any]) -> list[dict[str, Any]]:
         """Retried when its process dies (a scheduler killed or restarted under it): the
         strategy starts again from its first step. A verdict is final: never retried."""

@@ -30,6 +30,9 @@ from onecommit.settings import PROJECT_ROOT, Settings
 # Airflow reads its configuration at import: keep the test process's Airflow out of ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="onecommit-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# As for the platform's tasks (components.airflow_environment): MLflow's telemetry thread races
+# the registry calls this process makes.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 # Tests reuse the environments `make test` built, keyed by their requirements files.
 SHARED_ENVS = PROJECT_ROOT / ".onecommit" / "envs"
