@@ -135,15 +135,17 @@ class ServingState:
         return self._states
 
     async def start(self) -> None:
-        """Read what is in force; every model with a champion in the registry and no desired
-        state gets it from the registry's aliases (how a gateway recovers a lost serving
-        database, or a platform from before desired state starts); then follow the store."""
+        """Read what is in force; on a store with none, every model with a champion in the
+        registry gets desired state from the registry's aliases (how a gateway recovers a lost
+        serving database, or a platform from before desired state starts); then follow the
+        store."""
         for state in (await self._db.run(self._store.read_all)).values():
             await self._apply(state)
-        if not self._states:
-            await self._seed()
-        # Else the follower asks the registry: a slow MLflow must not delay serving what is
-        # in force.
+        # Desired state in force is what serves: the registry is asked only for a store that
+        # has none (a new or lost serving database), else a model registered but never
+        # deployed here (a champion alias set by hand, another tool's) would join what must
+        # be served. A registry not answering yet is asked again by the follower.
+        self._seeded = bool(self._states) or await self._seed()
         self._follower = asyncio.get_running_loop().create_task(self._follow())
 
     async def stop(self) -> None:
