@@ -139,7 +139,8 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
 
     @open_router.get("/models/{model}/analysis")
     async def analysis(model: str, plane: Plane,
-                       alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
+                       # Below 1e-9, 1 - alpha/2 rounds to 1: no normal quantile.
+                       alpha: Annotated[float, Query(ge=1e-9, le=0.5)] = 0.05,
                        sample_size: Annotated[int, Query(ge=0, le=10**9)] = 0
                        ) -> dict[str, Any]:
         state = await plane.serving.require(model)

@@ -146,7 +146,8 @@ class BlueGreen(_Strict):
 class ABTest(_Strict):
     kind: Literal["ab"]
     sample_size: Annotated[int, Field(ge=10)] = 400
-    significance: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    # As the gateway's analysis takes it (smaller has no normal quantile in floating point).
+    significance: Annotated[float, Field(ge=1e-9, lt=0.5)] = 0.05
     sticky_key: str = "x-user-id"
 
 
