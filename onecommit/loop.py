@@ -369,9 +369,9 @@ def demo_commit(settings: Settings, kind: CommitKind, models: list[str],
             raise LoopError(f"sync of {sha[:12]} failed: {'; '.join(record['problems'])}")
         reports = [_followed(settings, spec, kind, sha, pushed_at, record, spec in serving, say)
                    for spec in specs]
-        for report, generator in ((r, g) for r in reports for g in traffic
-                                  if g.model == r.model):
-            report.traffic = {"sent": generator.sent, "failed": generator.failed}
+        sent = {g.model: {"sent": g.sent, "failed": g.failed} for g in traffic}
+        for report in reports:
+            report.traffic = sent.get(report.model, {})
     for report in reports:
         report.total_seconds = round(time.time() - started, 2)
     return reports

@@ -61,13 +61,12 @@ def training_split(settings: Settings, spec: ModelSpec,
     Both hold the same rows in the same order, so the holdout stays the champion's."""
     assert spec.data is not None
     if spec.data.builtin == "breast_cancer":
-        from onecommit.features import offline, state
+        from onecommit.features import dataset, offline, state
 
         feature_settings = state.attached_settings(settings)
         if feature_settings is not None:
             features, labels = offline.training_set(feature_settings)
-            rows = data.Table(features, labels, data.table(
-                data.read_frame(spec.data, None), spec.data, spec.task).feature_names)
+            rows = data.Table(features, labels, dataset.feature_names())
             return data.split(rows, spec.data, spec.task), "feast"
     return data.load(spec.data, spec.task, tree), "data"
 
