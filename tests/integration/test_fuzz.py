@@ -32,6 +32,7 @@ ADMIN_PATHS = ("/models/{model}/traffic", "/models/{model}/variant/{alias}/reloa
 # The open per-model reads, fuzzed too: any name, valid or not, gets a 4xx, never a 5xx.
 OPEN_PATHS = ("/models", "/models/{model}/variants", "/models/{model}/traffic",
               "/models/{model}/analysis", "/ui/rollout.json")
+NEVER_DEPLOYED = "never-deployed"
 
 
 class Tally:
@@ -151,9 +152,10 @@ def test_admin_endpoints_refuse_bad_input_with_a_4xx_and_change_nothing(
         for operation in _operations(schema):
             if operation.path not in ADMIN_PATHS + OPEN_PATHS:
                 continue
-            # Any generated model name, and the served model's.
-            names = ((None, {"model": SERVED_MODEL}) if "{model}" in operation.path
-                     else (None,))
+            # Any generated model name (rarely one the naming rule allows), the served
+            # model's, and a well-formed name of a model never deployed.
+            names = ((None, {"model": SERVED_MODEL}, {"model": NEVER_DEPLOYED})
+                     if "{model}" in operation.path else (None,))
             examples = 20 // len(names)
             for name in names:
                 if operation.path in OPEN_PATHS:
@@ -179,5 +181,5 @@ def test_admin_endpoints_refuse_bad_input_with_a_4xx_and_change_nothing(
           f"{dict(sorted(tally.statuses.items()))}")
     assert tally.server_errors == []
     assert tally.statuses[401] > 0
-    assert tally.statuses[404] > 0  # generated names of models never deployed
+    assert tally.statuses[404] > 0  # the reads of a model never deployed
     assert tally.statuses[200] > 0  # the open reads of the served model
