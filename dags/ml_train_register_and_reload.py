@@ -23,12 +23,13 @@ from airflow.sdk import (
 from onecommit.settings import Settings
 
 DOC = """
-Conf: `git_sha`, `env`, `spec` (the model spec as a mapping). Steps: train and evaluate against
-the champion (quality gate) → register as `challenger` → publish to Triton beside the champion →
-READY sensor → smoke test → gateway reload → the spec's rollout strategy, judged step by step →
-promote → retire the versions no alias names. Any failure from publishing to promote triggers
-`rollback_to_before_version`; any failure at all is notified. Runs are processed one at a time,
-in the order they were triggered.
+Conf: `git_sha`, `env`, `spec` (one model's spec as a mapping) and `repo` (the gitops repository,
+path or URL, that training reads the commit's data and code from). Steps: train (or fetch the
+version a promotion names) and evaluate against the champion (quality gate) → register as
+`challenger` → publish to Triton beside the champion → READY sensor → smoke test → gateway reload →
+the spec's rollout strategy, judged step by step → promote → retire the versions no alias names.
+Any failure from publishing to promote triggers `rollback_to_before_version`; any failure at all is
+notified. Runs are processed one at a time, in the order they were triggered.
 """
 # Environment only (no I/O): the sensor's timing is platform configuration.
 _SENSOR = Settings()
@@ -57,15 +58,25 @@ def _spec() -> Any:
     tags=["onecommit", "lifecycle"],
     doc_md=DOC,
     params={"git_sha": Param("manual", type="string"), "env": Param("dev", type="string"),
-            "spec": Param({}, type="object")},
-    default_args={"retries": 0},
+            "spec": Param({}, type="object"), "repo": Param("", type="string")},
+    # A retried step (a platform fault) runs again after 15 s, not Airflow's default 5 min.
+    default_args={"retries": 0, "retry_delay": timedelta(seconds=15)},
 )
 def ml_train_register_and_reload() -> None:
     @task(retries=1)
     def train() -> dict[str, Any]:
+        """Retried on a fault of the platform; a refusal of the commit (its data, its code,
+        the quality gate) is final: its reason goes on the sync record and in a notification."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from onecommit.lifecycle import flow
 
-        return flow.train(Settings(), get_current_context()["params"]["spec"], _run_context())
+        settings, params = Settings(), get_current_context()["params"]
+        try:
+            return flow.train(settings, params, _run_context())
+        except flow.REFUSALS as refused:
+            flow.refused(settings, params, str(refused))
+            raise AirflowFailException(str(refused)) from None
 
     @task(retries=1)
     def register(trained: dict[str, Any]) -> dict[str, Any]:
@@ -104,9 +115,9 @@ def ml_train_register_and_reload() -> None:
     def reload(registered: dict[str, Any]) -> dict[str, Any]:
         from onecommit.lifecycle import flow
 
-        return flow.reload_challenger(Settings(), registered["version"])
+        return flow.reload_challenger(Settings(), registered["model"], registered["version"])
 
-    @task(retries=2, retry_delay=timedelta(seconds=15))
+    @task(retries=2)
     def rollout(registered: dict[str, Any]) -> list[dict[str, Any]]:
         """Retried when its process dies (a scheduler killed or restarted under it): the
         strategy starts again from its first step. A verdict is final: never retried."""

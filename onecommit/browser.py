@@ -38,20 +38,21 @@ def chromium(width: int = 1100, height: int = 1000) -> Iterator[webdriver.Chrome
         chrome.quit()
 
 
-def shows(chrome: webdriver.Chrome, element_id: str, text: str, timeout_s: float) -> None:
-    """Until the element's visible text contains `text` (TimeoutException after timeout_s)."""
+def shows(chrome: webdriver.Chrome, selector: str, text: str, timeout_s: float) -> None:
+    """Until the visible text of an element the CSS selector picks contains `text`
+    (TimeoutException after timeout_s)."""
     WebDriverWait(chrome, timeout_s).until(
-        lambda page: text in page.find_element(By.ID, element_id).text)
+        lambda page: any(text in e.text for e in page.find_elements(By.CSS_SELECTOR, selector)))
 
 
 def screenshot(url: str, path: Path, until: str, timeout_s: float) -> None:
-    """The page at `url` once its verdict line shows `until`, as a PNG at `path`."""
+    """The page at `url` once a model's verdict line shows `until`, as a PNG at `path`."""
     with chromium() as chrome:
         chrome.get(url)
         try:
-            shows(chrome, "verdict", until, timeout_s)
+            shows(chrome, ".verdict", until, timeout_s)
         except TimeoutException:
-            shown = chrome.find_element(By.ID, "verdict").text
+            shown = "; ".join(e.text for e in chrome.find_elements(By.CSS_SELECTOR, ".verdict"))
             raise PageError(f"{url} did not show {until!r} within {timeout_s:g} s (it shows "
                             f"{shown!r}): is a rollout running? See `invoke watch`") from None
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,21 +7,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import numpy as np
 import yaml
 
 from onecommit import gitops_remote, sync
 from onecommit.airflow_client import AirflowClient, platform_client
 from onecommit.errors import OnecommitError
-from onecommit.lifecycle import registry, rollout, training
-from onecommit.lifecycle.spec import ModelSpec, SpecError, dump_spec, parse_spec
-from onecommit.lifecycle.traffic import TrafficGenerator
+from onecommit.lifecycle import data, registry, rollout
+from onecommit.lifecycle.spec import ModelSpec, SpecError, dump_spec, parse_spec, spec_files
+from onecommit.lifecycle.traffic import TrafficGenerator, served_input
 from onecommit.platform.components import gateway_admin_token
 from onecommit.settings import Settings
 
@@ -30,8 +31,14 @@ Outcome = Literal["promoted", "rolled_back", "rejected", "failed"]
 EXPECTED: dict[CommitKind, Outcome] = {"good": "promoted", "bad": "rolled_back",
                                        "invalid": "rejected"}
 ROLLBACK_DAG = "rollback_to_before_version"
-# Hyper-parameter values a demo commit cycles through: each is a real change of the model.
-_C_VALUES = (0.25, 0.5, 1.0, 2.0, 4.0)
+# The parameter a demo commit changes per built-in trainer, and the values it cycles through:
+# each is a real change of the model.
+_DEMO_PARAMS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "logistic_regression": ("C", (0.25, 0.5, 1.0, 2.0, 4.0)),
+    "ridge": ("alpha", (0.25, 0.5, 1.0, 2.0, 4.0)),
+    **{trainer: ("n_estimators", (40, 60, 80, 100, 120))
+       for trainer in ("random_forest", "gradient_boosting", "xgboost", "lightgbm")},
+}
 
 
 class LoopError(OnecommitError):
@@ -52,8 +59,11 @@ class Span:
 
 @dataclass
 class CommitReport:
+    """One model's deploy from one commit."""
+
     git_sha: str
     kind: CommitKind
+    model: str
     outcome: Outcome | None = None
     champion_version: int | None = None
     challenger_version: int | None = None
@@ -79,12 +89,14 @@ class CommitReport:
 
 
 def served_version(settings: Settings, model: str) -> str | None:
-    """The version the gateway's routed path answers with, asked with one real inference."""
-    row = [0.0] * 30
+    """The version the gateway's routed path answers with, asked with one real inference of
+    zeros shaped as the served model's input."""
+    served = served_input(settings.gateway_url, model, settings.gateway_verify())
+    if served is None:
+        return None
+    row = np.zeros((1, served.features), dtype=np.float32)
     response = httpx.post(f"{settings.gateway_url}/v2/models/{model}/infer",
-                          json={"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32",
-                                            "data": row}]}, timeout=10,
-                          verify=settings.gateway_verify())
+                          json=served.body(row), timeout=10, verify=settings.gateway_verify())
     return response.headers.get("x-onecommit-version") if response.status_code == 200 else None
 
 
@@ -93,39 +105,50 @@ def champion_version(settings: Settings, model: str) -> int | None:
                                   registry.CHAMPION)
 
 
-def spec_path(settings: Settings) -> Path:
-    return gitops_remote.work_dir(settings) / "envs" / settings.gitops_env / "model.yaml"
+def spec_path(settings: Settings, model: str) -> Path:
+    return gitops_remote.work_dir(settings) / "envs" / settings.gitops_env / "models" / \
+        f"{model}.yaml"
+
+
+def models(settings: Settings) -> list[str]:
+    """The models of the platform's env, as the gitops working clone holds their specs."""
+    return [path.stem for path in spec_files(gitops_remote.work_dir(settings),
+                                             settings.gitops_env)]
 
 
 def edit_spec(base: dict[str, Any], kind: CommitKind) -> tuple[dict[str, Any], str]:
-    """The spec a demo commit pushes, made from a valid one, and its commit message. Good and
-    bad commits change the regularisation strength C; bad also turns on serving-side faults
-    for the new version, so it passes offline evaluation and the smoke test and then fails
-    under live traffic."""
+    """The spec a demo commit pushes, made from a valid one, and a line of its commit message.
+    Good and bad commits change a parameter of the built-in trainer; bad also turns on
+    serving-side faults for the new version, so it passes offline evaluation and the smoke test
+    and then fails under live traffic."""
+    training = base.get("training", {})
     if kind == "invalid":
-        broken = {**base, "algorithm": {**base["algorithm"], "name": "svm"}}
-        return broken, "Try an unsupported algorithm (a commit the sync must reject)"
-    params = base["algorithm"].get("params", {})
-    old_c = float(params.get("C", 1.0))
-    new_c = (_C_VALUES[(_C_VALUES.index(old_c) + 1) % len(_C_VALUES)] if old_c in _C_VALUES
-             else _C_VALUES[0])
-    edited = {**base, "algorithm": {**base["algorithm"], "params": {**params, "C": new_c}}}
+        return ({**base, "training": {**training, "trainer": "svm"}},
+                "try an unknown trainer (the sync must reject it)")
+    if training.get("trainer") not in _DEMO_PARAMS:
+        raise LoopError(f"model {base['model']}: a demo commit changes a built-in trainer's "
+                        "parameter, and this model trains with its own code: edit it and push")
+    name, values = _DEMO_PARAMS[training["trainer"]]
+    params = training.get("params", {})
+    old = params.get(name, values[0])
+    new = values[(values.index(old) + 1) % len(values)] if old in values else values[0]
+    edited = {**base, "training": {**training, "params": {**params, name: new}}}
     edited.pop("faults", None)
-    message = f"Retrain with C={new_c} (was {old_c})"
+    message = f"retrain {base['model']} with {name}={new} (was {old})"
     if kind == "bad":
         edited["faults"] = {"error_rate": 0.5, "after_requests": 10}
         message += ", with serving faults injected in the new version"
     return edited, message
 
 
-def valid_spec(settings: Settings) -> dict[str, Any]:
-    """The newest spec in the clone's history that passes validation: a rejected commit must
-    not poison the next one."""
+def valid_spec(settings: Settings, model: str) -> dict[str, Any]:
+    """The newest spec of the model in the clone's history that passes validation: a rejected
+    commit must not poison the next one."""
     work = gitops_remote.work_dir(settings)
     if not (work / ".git").is_dir():
         raise LoopError(f"no gitops working clone at {work}: start the platform with "
                         "`invoke up`, which creates it")
-    relative = spec_path(settings).relative_to(work).as_posix()
+    relative = spec_path(settings, model).relative_to(work).as_posix()
     for sha in gitops_remote.git("log", "--format=%H", "--", relative, cwd=work).split():
         data = yaml.safe_load(gitops_remote.git("show", f"{sha}:{relative}", cwd=work))
         try:
@@ -137,21 +160,28 @@ def valid_spec(settings: Settings) -> dict[str, Any]:
     raise LoopError(f"no valid {relative} in the gitops history: fix it and push")
 
 
-def push_spec(settings: Settings, spec: dict[str, Any], message: str) -> str:
-    """Write the spec into the working clone, commit and push; returns the new commit."""
+def push_specs(settings: Settings, specs: dict[str, dict[str, Any]], message: str) -> str:
+    """Write the models' specs into the working clone, commit them together and push; returns
+    the new commit."""
     work = gitops_remote.work_dir(settings)
-    path = spec_path(settings)
-    header = "".join(line + "\n" for line in path.read_text().splitlines()
-                     if line.startswith("#"))
-    path.write_text(header + dump_spec(spec))
-    gitops_remote.git("commit", "--quiet", "-am", message, cwd=work)
+    for model, spec in specs.items():
+        path = spec_path(settings, model)
+        header = "".join(line + "\n" for line in path.read_text().splitlines()
+                         if line.startswith("#")) if path.exists() else ""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + dump_spec(spec))
+        gitops_remote.git("add", str(path), cwd=work)
+    gitops_remote.git("commit", "--quiet", "-m", message, cwd=work)
     gitops_remote.git("push", "--quiet", "origin", gitops_remote.BRANCH, cwd=work)
     return gitops_remote.git("rev-parse", "HEAD", cwd=work)
 
 
-def commit_and_push(settings: Settings, kind: CommitKind) -> str:
+def commit_and_push(settings: Settings, kind: CommitKind, models: list[str]) -> str:
     gitops_remote.git("pull", "--quiet", "--ff-only", cwd=gitops_remote.work_dir(settings))
-    return push_spec(settings, *edit_spec(valid_spec(settings), kind))
+    edits = {model: edit_spec(valid_spec(settings, model), kind) for model in models}
+    message = "; ".join(line for _, line in edits.values())
+    return push_specs(settings, {model: spec for model, (spec, _) in edits.items()},
+                      message[0].upper() + message[1:])
 
 
 def wait_for_sync(settings: Settings, sha: str, timeout_s: float = 180) -> dict[str, Any]:
@@ -167,17 +197,22 @@ def wait_for_sync(settings: Settings, sha: str, timeout_s: float = 180) -> dict[
 
 
 @contextmanager
-def live_traffic(settings: Settings, spec: ModelSpec) -> Iterator[TrafficGenerator]:
-    """Held-out rows replayed through the gateway with their ground truth as feedback."""
-    split = training.load_split(spec.dataset)
-    generator = TrafficGenerator(settings.gateway_url, gateway_admin_token(settings),
-                                 spec.model, split.x_holdout, split.y_holdout,
-                                 verify=settings.gateway_verify())
-    generator.start()
+def live_traffic(settings: Settings, specs: list[ModelSpec]) -> Iterator[list[TrafficGenerator]]:
+    """Per model, its held-out rows (a data file in the repository read from the working
+    clone) replayed through the gateway with their ground truth as feedback."""
+    generators = []
+    for spec in specs:
+        split = data.of_spec(spec, gitops_remote.work_dir(settings))
+        generators.append(TrafficGenerator(settings.gateway_url, gateway_admin_token(settings),
+                                           spec.model, split.x_holdout, split.y_holdout,
+                                           verify=settings.gateway_verify()))
+    for generator in generators:
+        generator.start()
     try:
-        yield generator
+        yield generators
     finally:
-        generator.stop()
+        for generator in generators:
+            generator.stop()
 
 
 def _when(value: str | None) -> float | None:
@@ -275,7 +310,7 @@ def follow(settings: Settings, airflow: AirflowClient, report: CommitReport, pus
     if state == "success":
         report.outcome = "promoted"
     elif version is None:
-        report.outcome, report.reason = "rejected", "failed before registration (quality gate)"
+        report.outcome, report.reason = "rejected", "refused before registration"
     else:
         report.reason = tags.get("reason")
         report.rollback_run_id = _follow_rollback(airflow, version, timeout_s)
@@ -314,39 +349,58 @@ def _follow_rollback(airflow: AirflowClient, failed_version: int, timeout_s: flo
     return None
 
 
-def demo_commit(settings: Settings, kind: CommitKind,
-                say: Callable[[str], None] = print) -> CommitReport:
-    """Push one demo commit and follow it to the end of the loop."""
-    spec = parse_spec(valid_spec(settings))
+def demo_commit(settings: Settings, kind: CommitKind, models: list[str],
+                say: Callable[[str], None] = print) -> list[CommitReport]:
+    """Push one demo commit that changes the models' specs, and follow each model's deploy to
+    the end of the loop, under live traffic for the models already served."""
+    specs = [parse_spec(valid_spec(settings, model)) for model in models]
     started = time.time()
-    serving = champion_version(settings, spec.model) is not None
-    if not serving:
-        say("no champion yet: this commit's model is promoted directly (no live traffic to "
-            "judge it by)")
-    with live_traffic(settings, spec) if serving else nullcontext() as traffic:
-        sha = commit_and_push(settings, kind)
+    serving = [spec for spec in specs if champion_version(settings, spec.model) is not None]
+    for spec in specs:
+        if spec not in serving:
+            say(f"no champion of {spec.model} yet: this commit promotes it directly (no live "
+                "traffic to judge it by)")
+    with live_traffic(settings, serving) as traffic:
+        sha = commit_and_push(settings, kind, models)
         pushed_at = time.time()
-        report = CommitReport(git_sha=sha, kind=kind)
         say(f"pushed {sha[:12]} ({kind}); waiting for the sync")
         record = wait_for_sync(settings, sha)
         if record["action"] == "error":
             raise LoopError(f"sync of {sha[:12]} failed: {'; '.join(record['problems'])}")
-        if record["action"] == "rejected":
-            report.outcome, report.reason = "rejected", "; ".join(record["problems"])
-        else:
-            report.dag_run_id = record["dag_run_id"]
-            say(f"sync triggered {sync.DEPLOY_DAG} run {report.dag_run_id}; following it")
-            airflow = platform_client(settings)
-            try:
-                follow(settings, airflow, report, pushed_at, spec.model, record)
-            finally:
-                airflow.close()
-            report.mandated_seconds = rollout.mandated_seconds(spec) if serving else 0.0
-            if report.outcome == "promoted" and "push_to_promoted" in report.stage_seconds:
-                report.overhead_seconds = round(
-                    report.stage_seconds["push_to_promoted"] - report.mandated_seconds, 2)
-        if traffic is not None:
-            report.traffic = {"sent": traffic.sent, "failed": traffic.failed}
-    report.total_seconds = round(time.time() - started, 2)
-    return report
+        reports = [_followed(settings, spec, kind, sha, pushed_at, record, spec in serving, say)
+                   for spec in specs]
+        sent = {g.model: {"sent": g.sent, "failed": g.failed} for g in traffic}
+        for report in reports:
+            report.traffic = sent.get(report.model, {})
+    for report in reports:
+        report.total_seconds = round(time.time() - started, 2)
+    return reports
 
+
+def _followed(settings: Settings, spec: ModelSpec, kind: CommitKind, sha: str,
+              pushed_at: float, record: dict[str, Any], serving: bool,
+              say: Callable[[str], None]) -> CommitReport:
+    report = CommitReport(git_sha=sha, kind=kind, model=spec.model)
+    if record["action"] == "rejected":
+        report.outcome, report.reason = "rejected", "; ".join(record["problems"])
+        return report
+    report.dag_run_id = record["deploys"].get(spec.model)
+    if report.dag_run_id is None:
+        raise LoopError(f"the sync of {sha[:12]} deployed {sorted(record['deploys'])}, not "
+                        f"{spec.model}: see {gitops_remote.sync_log(settings)}")
+    say(f"sync triggered {sync.DEPLOY_DAG} run {report.dag_run_id}; following it")
+    airflow = platform_client(settings)
+    try:
+        follow(settings, airflow, report, pushed_at, spec.model, record)
+    finally:
+        airflow.close()
+    if report.outcome == "rejected":
+        refusals = [p for r in sync.read_syncs(settings) if r["sha"] == sha
+                    and r["action"] == "failed" for p in r["problems"]
+                    if p.startswith(f"{spec.model}: ")]
+        report.reason = refusals[-1] if refusals else report.reason
+    report.mandated_seconds = rollout.mandated_seconds(spec) if serving else 0.0
+    if report.outcome == "promoted" and "push_to_promoted" in report.stage_seconds:
+        report.overhead_seconds = round(
+            report.stage_seconds["push_to_promoted"] - report.mandated_seconds, 2)
+    return report

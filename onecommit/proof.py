@@ -23,6 +23,7 @@ from onecommit.platform import profiles
 from onecommit.settings import PROOFS_DIR, Settings
 
 DAGS = (sync.DEPLOY_DAG, "rollback_to_before_version", "register_sensor_check")
+_RUNS_PER_DAG = 20
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
@@ -55,12 +56,20 @@ def _triton_models(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _gateway_state(settings: Settings, model: str) -> dict[str, Any]:
-    with Gateway(settings, retry_s=10) as gateway:
+    with Gateway(settings, model, retry_s=10) as gateway:
         page = gateway.rollout_page()
         return {"variants": gateway.variants(), "traffic": gateway.get_traffic(),
                 "routed_version": loop.served_version(settings, model),
                 # The latest rollout as the gateway's rollout page shows it.
                 "rollout": {k: page[k] for k in ("rollout", "verdict", "timeline")}}
+
+
+def _model_state(settings: Settings, model: str) -> dict[str, Any]:
+    """The registry's record of the model and, once a version of it was deployed, what the
+    gateway serves of it."""
+    known = _registry_state(settings, model)
+    deployed = known["aliases"][registry.CHAMPION] is not None
+    return {"registry": known, "gateway": _gateway_state(settings, model) if deployed else None}
 
 
 def _dag_runs(airflow: AirflowClient) -> dict[str, list[dict[str, Any]]]:
@@ -69,8 +78,9 @@ def _dag_runs(airflow: AirflowClient) -> dict[str, list[dict[str, Any]]]:
         runs[dag_id] = [
             {"run_id": r["dag_run_id"], "state": r["state"], "start": r.get("start_date"),
              "end": r.get("end_date"), "git_sha": r["conf"].get("git_sha"),
+             "model": r["conf"].get("spec", {}).get("model") or r["conf"].get("model"),
              "tasks": airflow.task_states(dag_id, r["dag_run_id"])}
-            for r in airflow.runs(dag_id, limit=5)]
+            for r in airflow.runs(dag_id, limit=_RUNS_PER_DAG)]
     return runs
 
 
@@ -83,8 +93,8 @@ def _notifications(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
         "text": record["payload"]["text"]} for record in map(json.loads, lines)]
 
 
-def gather(settings: Settings, model: str) -> dict[str, Any]:
-    """Everything the proof records, asked of the running platform."""
+def gather(settings: Settings, models: list[str]) -> dict[str, Any]:
+    """Everything the proof records, asked of the running platform, for every model."""
     airflow = platform_client(settings)
     try:
         runs = _dag_runs(airflow)
@@ -94,22 +104,21 @@ def gather(settings: Settings, model: str) -> dict[str, Any]:
         "written_at": datetime.now(UTC).isoformat(),
         "gitops": {"head": gitops_remote.head(settings), "syncs": sync.read_syncs(settings)[-10:]},
         "components": {n: s.as_dict() for n, s in profiles.statuses(settings).items()},
-        "registry": _registry_state(settings, model),
         "triton": _triton_models(settings),
-        "gateway": _gateway_state(settings, model),
+        "models": {model: _model_state(settings, model) for model in models},
         "dag_runs": runs,
         "notifications": _notifications(settings),
     }
 
 
-def last_deploy(state: dict[str, Any]) -> dict[str, Any] | None:
-    """The latest finished deploy run, with the version it registered (if any)."""
-    finished = [r for r in state["dag_runs"][sync.DEPLOY_DAG] if r["state"] in ("success",
-                                                                                 "failed")]
+def last_deploy(state: dict[str, Any], model: str) -> dict[str, Any] | None:
+    """The model's latest finished deploy run, with the version it registered (if any)."""
+    finished = [r for r in state["dag_runs"][sync.DEPLOY_DAG]
+                if r["model"] == model and r["state"] in ("success", "failed")]
     if not finished:
         return None
     run = finished[0]
-    versions = state["registry"]["versions"]
+    versions = state["models"][model]["registry"]["versions"]
     version = next((v for v, info in versions.items()
                     if info["tags"].get("dag_run_id") == run["run_id"]), None)
     tags = versions[version]["tags"] if version else {}
@@ -125,34 +134,43 @@ def last_deploy(state: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def check(state: dict[str, Any], gitops_tree: Path) -> list[Invariant]:
-    return [_champion_served(state), _aliases_served(state),
-            _no_plaintext_secrets(gitops_tree), _last_deploy_whole(state)]
+    invariants = [_no_plaintext_secrets(gitops_tree)]
+    for model in state["models"]:
+        invariants += [_champion_served(state, model), _aliases_served(state, model),
+                       _last_deploy_whole(state, model)]
+    return invariants
 
 
-def _champion_served(state: dict[str, Any]) -> Invariant:
-    champion = state["registry"]["aliases"][registry.CHAMPION]
-    gateway = state["gateway"]["variants"]["variants"].get(registry.CHAMPION, {}).get("version")
-    routed = state["gateway"]["routed_version"]
-    ready = _triton_ready(state)
+def _champion_served(state: dict[str, Any], model: str) -> Invariant:
+    name = f"{model}: champion is what the gateway routes to and Triton has READY"
+    known = state["models"][model]
+    if known["gateway"] is None:
+        return Invariant(name, True, "no version deployed yet")
+    champion = known["registry"]["aliases"][registry.CHAMPION]
+    gateway = known["gateway"]["variants"]["variants"].get(registry.CHAMPION, {}).get("version")
+    routed = known["gateway"]["routed_version"]
+    ready = _triton_ready(state, model)
     holds = (champion is not None and champion == gateway and str(champion) == routed
              and champion in ready)
-    return Invariant("champion is what the gateway routes to and Triton has READY", holds,
-                     f"champion alias {champion}, gateway champion {gateway}, routed "
+    return Invariant(name, holds, f"champion alias {champion}, gateway champion {gateway}, routed "
                      f"{routed}, Triton READY {sorted(ready)}")
 
 
-def _triton_ready(state: dict[str, Any]) -> set[int]:
+def _triton_ready(state: dict[str, Any], model: str) -> set[int]:
     return {int(m["version"]) for m in state["triton"]
-            if m["name"] == state["registry"]["model"] and m.get("state") == "READY"}
+            if m["name"] == model and m.get("state") == "READY"}
 
 
-def _aliases_served(state: dict[str, Any]) -> Invariant:
+def _aliases_served(state: dict[str, Any], model: str) -> Invariant:
     """Desired state pins exactly what the registry's aliases name, and Triton has each."""
-    aliases = {a: v for a, v in state["registry"]["aliases"].items() if v is not None}
-    pins = {a: v["version"] for a, v in state["gateway"]["variants"]["variants"].items()}
-    unloaded = sorted(set(pins.values()) - _triton_ready(state))
-    return Invariant("every alias is pinned by the gateway and loaded in Triton",
-                     aliases == pins and not unloaded,
+    name = f"{model}: every alias is pinned by the gateway and loaded in Triton"
+    known = state["models"][model]
+    if known["gateway"] is None:
+        return Invariant(name, True, "no version deployed yet")
+    aliases = {a: v for a, v in known["registry"]["aliases"].items() if v is not None}
+    pins = {a: v["version"] for a, v in known["gateway"]["variants"]["variants"].items()}
+    unloaded = sorted(set(pins.values()) - _triton_ready(state, model))
+    return Invariant(name, aliases == pins and not unloaded,
                      f"registry aliases {aliases}, gateway pins {pins}, pinned but not READY "
                      f"in Triton {unloaded or 'none'}")
 
@@ -180,14 +198,15 @@ def _documents(text: str) -> list[dict[str, Any]]:
         return []
 
 
-def _last_deploy_whole(state: dict[str, Any]) -> Invariant:
-    """The last deploy either fully succeeded or was fully rolled back."""
-    name = "last deploy fully successful or fully rolled back"
-    deploy = last_deploy(state)
+def _last_deploy_whole(state: dict[str, Any], model: str) -> Invariant:
+    """The model's last deploy either fully succeeded or was fully rolled back."""
+    name = f"{model}: last deploy fully successful or fully rolled back"
+    deploy = last_deploy(state, model)
     if deploy is None:
         return Invariant(name, True, "no deploy has finished yet")
     version = deploy["version"]
-    champion = state["registry"]["aliases"][registry.CHAMPION]
+    known = state["models"][model]
+    champion = known["registry"]["aliases"][registry.CHAMPION]
     if deploy["state"] == "success":
         unsupported = [c for c in CRITERIA if not deploy["judged"].get(c)]
         holds = (all(deploy["criteria"].values()) and not unsupported
@@ -197,10 +216,11 @@ def _last_deploy_whole(state: dict[str, Any]) -> Invariant:
                          f"{unsupported or 'none'}; champion {champion}")
     if version is None:
         return Invariant(name, True, f"run {deploy['run_id']} failed before registering "
-                         "anything (quality gate); nothing to roll back")
-    tags = state["registry"]["versions"][version]["tags"]
+                         "anything (training refused it); nothing to roll back")
+    tags = known["registry"]["versions"][version]["tags"]
     before = tags.get("before_version") or None
-    rolled_back = [n for n in state["notifications"] if n["event"] == "rolled back"]
+    rolled_back = [n for n in state["notifications"] if n["event"] == "rolled back"
+                   and f"rolled back: {model} back to " in n["text"]]
     holds = (tags.get("status") == "rolled_back" and str(champion) == str(before)
              and bool(rolled_back))
     return Invariant(name, holds, f"run {deploy['run_id']} failed; version {version} status "
@@ -208,22 +228,70 @@ def _last_deploy_whole(state: dict[str, Any]) -> Invariant:
                      f"before_version {before}; rollback notifications {len(rolled_back)}")
 
 
-ROLLOUT_CHART = "rollout.png"
-
-
 def write(state: dict[str, Any], invariants: list[Invariant], root: Path) -> Path:
     directory = root / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     directory.mkdir(parents=True)
-    document = {**state, "last_deploy": last_deploy(state),
-                "invariants": [i.__dict__ for i in invariants]}
-    shown = state["gateway"]["rollout"]
-    if shown["timeline"]:
-        rollout_chart.draw(directory / ROLLOUT_CHART, shown["timeline"],
-                           f"{state['registry']['model']}: {shown['verdict']['text']}")
-        document["rollout_chart"] = ROLLOUT_CHART
+    document = {**state, "invariants": [i.__dict__ for i in invariants]}
+    for model, known in document["models"].items():
+        known["last_deploy"] = last_deploy(state, model)
+        shown = known["gateway"]["rollout"] if known["gateway"] else {"timeline": []}
+        if shown["timeline"]:
+            chart = f"rollout-{model}.png"
+            rollout_chart.draw(directory / chart, shown["timeline"],
+                               f"{model}: {shown['verdict']['text']}")
+            known["rollout_chart"] = chart
     (directory / "proof.json").write_text(json.dumps(document, indent=2, default=str))
     (directory / "proof.md").write_text(render(document))
     return directory
+
+
+def _deploy_lines(deploy: dict[str, Any] | None) -> list[str]:
+    if not deploy:
+        return ["no deploy has finished yet"]
+    lines = [f"run `{deploy['run_id']}` ({deploy['state']}), commit `{deploy['git_sha']}`, "
+             f"version {deploy['version']}", ""]
+    lines += [f"- criterion {c}: {'yes' if ok else 'NO'}"
+              f"{'' if deploy['judged'].get(c) == ok else ' (its evidence disagrees)'} — "
+              f"evidence: `{json.dumps(deploy['evidence'].get(c))}`"
+              for c, ok in deploy["criteria"].items()]
+    return lines + [f"- rollout {d['step']}: {d['decision']} ({d['reason']}, {d['seconds']} s)"
+                    for d in deploy["rollout"]]
+
+
+def _lineage(tags: dict[str, str]) -> str:
+    """Where a version came from: trained here from a commit, or promoted from another env."""
+    if tags.get("source_env"):
+        return (f"promoted from {tags['source_env']} version {tags.get('source_version')} "
+                f"(run {tags.get('source_run_id', '')[:12]}, commit "
+                f"{tags.get('source_git_sha', '')[:12]})")
+    return f"trained from commit {tags.get('git_sha', '')[:12]}"
+
+
+def _model_lines(model: str, known: dict[str, Any]) -> list[str]:
+    lines = ["", f"## Model {model}", "", "### Last deploy", ""]
+    lines += _deploy_lines(known["last_deploy"])
+    if known.get("rollout_chart"):
+        lines += ["", "### Rollout timeline", "",
+                  f"{known['gateway']['rollout']['verdict']['text']}; the challenger's "
+                  "share of traffic over time, each decision marked:", "",
+                  f"![rollout timeline]({known['rollout_chart']})"]
+    registry_state = known["registry"]
+    lines += ["", "### Registry", "", f"aliases: {registry_state['aliases']}", "",
+              "| version | status | metrics | checksum | lineage | reason |",
+              "|---|---|---|---|---|---|"]
+    for version, info in sorted(registry_state["versions"].items(), key=lambda v: int(v[0])):
+        tags, metrics = info["tags"], info["metrics"]
+        shown = ", ".join(f"{k} {v}" for k, v in metrics.items() if "_" not in k
+                          or k in ("roc_auc", "f1_macro"))
+        lines.append(f"| {version} | {tags.get('status', '')} | {shown} "
+                     f"| {tags.get(registry.CHECKSUM, '')[:12]} | {_lineage(tags)} "
+                     f"| {tags.get('reason', '')} |")
+    gateway = known["gateway"]
+    if gateway is None:
+        return [*lines, "", "Not served: no version deployed yet"]
+    return [*lines, "", f"Gateway variants: {gateway['variants']['variants']}",
+            f"Gateway traffic: {gateway['traffic']}",
+            f"Routed version: {gateway['routed_version']}"]
 
 
 def render(document: dict[str, Any]) -> str:
@@ -232,38 +300,11 @@ def render(document: dict[str, Any]) -> str:
              f"gitops head: `{document['gitops']['head']}`", "", "## Invariants", ""]
     lines += [f"- {'✅' if i['holds'] else '❌'} **{i['name']}** — {i['detail']}"
               for i in document["invariants"]]
-    lines += ["", "## Last deploy", ""]
-    deploy = document["last_deploy"]
-    if deploy:
-        lines += [f"run `{deploy['run_id']}` ({deploy['state']}), commit `{deploy['git_sha']}`, "
-                  f"version {deploy['version']}", ""]
-        lines += [f"- criterion {c}: {'yes' if ok else 'NO'}"
-                  f"{'' if deploy['judged'].get(c) == ok else ' (its evidence disagrees)'} — "
-                  f"evidence: `{json.dumps(deploy['evidence'].get(c))}`"
-                  for c, ok in deploy["criteria"].items()]
-        lines += [f"- rollout {d['step']}: {d['decision']} ({d['reason']}, {d['seconds']} s)"
-                  for d in deploy["rollout"]]
-    if document.get("rollout_chart"):
-        lines += ["", "## Rollout timeline", "",
-                  f"{document['gateway']['rollout']['verdict']['text']}; the challenger's "
-                  "share of traffic over time, each decision marked:", "",
-                  f"![rollout timeline]({document['rollout_chart']})"]
-    registry_state = document["registry"]
-    lines += ["", "## Registry", "", f"aliases: {registry_state['aliases']}", "",
-              "| version | status | accuracy | roc_auc | git sha | reason |",
-              "|---|---|---|---|---|---|"]
-    for version, info in sorted(registry_state["versions"].items(), key=lambda v: int(v[0])):
-        tags, metrics = info["tags"], info["metrics"]
-        lines.append(f"| {version} | {tags.get('status', '')} | {metrics.get('accuracy', '')} "
-                     f"| {metrics.get('roc_auc', '')} | {tags.get('git_sha', '')[:12]} "
-                     f"| {tags.get('reason', '')} |")
+    for model, known in document["models"].items():
+        lines += _model_lines(model, known)
     lines += ["", "## Serving", "",
               "Triton: " + ", ".join(f"{m['name']} v{m.get('version')} {m.get('state')}"
-                                     for m in document["triton"]),
-              f"Gateway variants: {document['gateway']['variants']['variants']}",
-              f"Gateway traffic: {document['gateway']['traffic']}",
-              f"Routed version: {document['gateway']['routed_version']}", "",
-              "## Components", ""]
+                                     for m in document["triton"]), "", "## Components", ""]
     lines += [f"- {n}: {'healthy' if c['healthy'] else 'UNHEALTHY'}, version {c.get('version')}, "
               f"{c.get('memory_mb')} MB" for n, c in document["components"].items()]
     lines += ["", "## DAG runs", ""]
@@ -271,9 +312,10 @@ def render(document: dict[str, Any]) -> str:
         lines += [f"- {dag_id} `{r['run_id']}`: {r['state']} — " + ", ".join(
             f"{t}={s}" for t, s in r["tasks"].items()) for r in runs]
     lines += ["", "## Syncs", ""]
-    lines += [f"- `{s['sha'][:12]}` {s['action']}" + (f" → {s['dag_run_id']}" if s.get(
-        "dag_run_id") else "") + (f" ({'; '.join(s['problems'])})" if s["problems"] else "")
-        for s in document["gitops"]["syncs"]]
+    lines += [f"- `{s['sha'][:12]}` {s['action']}"
+              + "".join(f" → {run}" for run in s.get("deploys", {}).values())
+              + (f" ({'; '.join(s['problems'])})" if s["problems"] else "")
+              for s in document["gitops"]["syncs"]]
     lines += ["", "## Notifications", ""]
     lines += [f"- {n['at']} {n['event']} via {n['channel']}: "
               f"{'delivered' if n['delivered'] else 'NOT delivered'} — {n['text']}"
@@ -281,9 +323,9 @@ def render(document: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def prove(settings: Settings, model: str,
+def prove(settings: Settings, models: list[str],
           root: Path = PROOFS_DIR) -> tuple[Path, list[Invariant]]:
-    state = gather(settings, model)
+    state = gather(settings, models)
     with sync.checkout(gitops_remote.remote_dir(settings), "HEAD") as tree:
         invariants = check(state, tree)
     return write(state, invariants, root), invariants

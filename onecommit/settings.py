@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import ssl
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,13 @@ ORPHANS_RULE = PROJECT_ROOT / "onecommit" / "platform" / "orphans"
 PROGRAM_PYTHONPATH = f"{PROJECT_ROOT}:{ORPHANS_RULE}"
 # Holds airflow_local_settings.py, which every Airflow process imports at start.
 AIRFLOW_SETTINGS = PROJECT_ROOT / "onecommit" / "platform" / "airflow_settings"
+
+
+def _as_variable(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    # Mappings and lists as JSON: how pydantic-settings reads them back.
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
 class Settings(BaseSettings):
@@ -71,6 +79,9 @@ class Settings(BaseSettings):
     airflow_password: SecretStr | None = None
     # The gitops environment this platform deploys (`gitops/envs/<env>/`).
     gitops_env: str = Field(default="dev", pattern=r"^[a-z][a-z0-9-]*$")
+    # Where a promotion (`source: {env: dev, ...}` in a model spec) fetches a version another
+    # environment validated: env → that environment's MLflow URL, as JSON.
+    promotion_registries: dict[str, str] = Field(default_factory=dict)
     # The deploy DAG's READY sensor: how often it asks and how long it waits.
     ready_poke_s: float = Field(default=2.0, gt=0)
     ready_timeout_s: float = Field(default=300.0, gt=0)
@@ -135,11 +146,8 @@ class Settings(BaseSettings):
     def as_environment(self) -> dict[str, str]:
         """These settings as `ONECOMMIT_*` variables, for the processes the platform starts."""
         values = {name: getattr(self, name) for name in Settings.model_fields}
-        return {
-            f"ONECOMMIT_{name.upper()}": (
-                value.get_secret_value() if isinstance(value, SecretStr) else str(value))
-            for name, value in values.items() if value is not None
-        }
+        return {f"ONECOMMIT_{name.upper()}": _as_variable(value)
+                for name, value in values.items() if value is not None}
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"

@@ -1,6 +1,7 @@
-"""Sync a pushed gitops commit: validate it, then trigger the deploy DAG if its model spec
-changed, or only record the sync. The same code runs in the local profile (the gitops remote's
-post-receive hook) and on clusters (Argo CD's PostSync hook Job):
+"""Sync a pushed gitops commit: validate it, then trigger one deploy DAG run per model whose
+spec, data file or training code it changed, or only record the sync. The same code runs in
+the local profile (the gitops remote's post-receive hook) and on clusters (Argo CD's PostSync
+hook Job):
 
     python -m onecommit.sync --repo <path or URL> [--sha <commit>] [--env <env>]
 
@@ -33,7 +34,7 @@ from yamllint.config import YamlLintConfig
 from onecommit.airflow_client import AirflowError, platform_client
 from onecommit.errors import OnecommitError
 from onecommit.lifecycle.notify import send
-from onecommit.lifecycle.spec import SpecError, load_spec
+from onecommit.lifecycle.spec import ModelSpec, SpecError, load_spec, spec_files
 from onecommit.lint import upstream
 from onecommit.lint.helm import is_template
 from onecommit.settings import PROJECT_ROOT, Settings
@@ -53,9 +54,11 @@ class SyncRecord:
     env: str
     changed: list[str]
     problems: list[str] = field(default_factory=list)
-    # "triggered" (the spec changed), "recorded" (nothing to deploy) or "rejected".
+    # "triggered" (a model to deploy), "recorded" (nothing to deploy), "rejected", "error"
+    # (the sync could not finish), or "failed" (a deploy's training refused the commit).
     action: str = "recorded"
-    dag_run_id: str | None = None
+    # Model → its deploy run.
+    deploys: dict[str, str] = field(default_factory=dict)
     # When the sync took up the commit, and when Airflow accepted its deploy run.
     at: str = field(default_factory=_now)
     triggered_at: str | None = None
@@ -74,9 +77,9 @@ def read_syncs(settings: Settings) -> list[dict[str, Any]]:
     return records
 
 
-def dag_run_id(sha: str, env: str) -> str:
-    """One deploy run per commit and env: re-syncing a commit never deploys it twice."""
-    return f"commit-{sha[:12]}-{env}"
+def dag_run_id(sha: str, env: str, model: str) -> str:
+    """One deploy run per commit, env and model: re-syncing a commit never deploys it twice."""
+    return f"commit-{sha[:12]}-{env}-{model}"
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -114,6 +117,14 @@ def _git_ok(repo: Path, *args: str) -> bool:
 
 
 @contextmanager
+def commit_checkout(repo: str, sha: str) -> Iterator[Path]:
+    """The commit's tree from a repository path or URL (a deploy's training reads its data
+    and code from it)."""
+    with _local_repo(repo) as local, checkout(local, sha) as tree:
+        yield tree
+
+
+@contextmanager
 def checkout(repo: Path, sha: str) -> Iterator[Path]:
     """The commit's tree in a temporary directory."""
     with tempfile.TemporaryDirectory(prefix="onecommit-sync-") as scratch:
@@ -131,8 +142,9 @@ def _yamllint_config() -> YamlLintConfig:
     return YamlLintConfig(file=str(PROJECT_ROOT / "onecommit" / "lint" / "yamllint.yaml"))
 
 
-def validate(tree: Path, changed: list[str], settings: Settings) -> list[str]:
-    """Everything wrong with the tree, each naming the file; empty when it may be deployed."""
+def validate(tree: Path, changed: list[str], settings: Settings, env: str) -> list[str]:
+    """Everything wrong with the tree, each naming the file; empty when it may be deployed.
+    Every spec must parse; the specs this commit deploys are checked deeper (`_deep`)."""
     problems = []
     for path in sorted(tree.rglob("*.y*ml")):
         if is_template(path):
@@ -141,12 +153,58 @@ def validate(tree: Path, changed: list[str], settings: Settings) -> list[str]:
         for issue in linter.run(path.read_text(), _yamllint_config(), str(relative)):
             if issue.level == "error":
                 problems.append(f"{relative}:{issue.line}: {issue.desc} ({issue.rule})")
-    for spec in sorted(tree.glob("envs/*/model.yaml")):
+    for old in sorted(tree.glob("envs/*/model.yaml")):
+        relative = old.relative_to(tree)
+        problems.append(f"{relative}: one spec per model now: `git mv {relative} "
+                        f"{relative.parent}/models/<model>.yaml` (the file named as its model)")
+    specs = {}
+    for path in sorted(tree.glob("envs/*/models/*.yaml")):
         try:
-            load_spec(spec)
+            specs[path] = load_spec(path)
         except SpecError as error:
             problems.append(str(error).replace(str(tree) + "/", ""))
+    for path, spec in specs.items():
+        if path.parent.parent.name == env and _deploys(spec, path, tree, changed):
+            problems += [f"{path.relative_to(tree)}: {problem}" for problem in _deep(spec, tree)]
     problems += _render_changed_values(tree, changed, settings)
+    return problems
+
+
+def _deploys(spec: ModelSpec, path: Path, tree: Path, changed: list[str]) -> bool:
+    """Whether the commit changed what the model is made of: its spec, its data file in the
+    repository, or the folder of its training code."""
+    made_of = {path.relative_to(tree).as_posix()}
+    if spec.data is not None and spec.data.in_repo:
+        made_of.add(Path(spec.data.source).as_posix())
+    code = spec.training.entrypoint_file if spec.training is not None else None
+    # Code at the repository's root is just its file; code in a folder is the whole folder
+    # (the modules it imports beside it).
+    folder = (Path(code).parent.as_posix() + "/") if code and "/" in code else None
+    if code:
+        made_of.add(code)
+    return any(p in made_of or (folder is not None and p.startswith(folder)) for p in changed)
+
+
+def _deep(spec: ModelSpec, tree: Path) -> list[str]:
+    """What can be known before training: the data file readable with the columns named, the
+    training code's entry point, the trainer's parameters. Object stores are read at
+    training."""
+    from onecommit.lifecycle import data, training
+
+    problems = []
+    if spec.data is not None and spec.data.builtin is None and not spec.data.is_s3:
+        try:
+            data.table(data.read_frame(spec.data, tree), spec.data, spec.task)
+        except data.DataError as error:
+            problems.append(str(error))
+    if spec.training is not None and spec.training.entrypoint is not None:
+        problem = training.entrypoint_problem(spec.training, tree)
+        problems += [problem] if problem else []
+    elif spec.training is not None and spec.data is not None:
+        try:
+            training.estimator(spec.training, spec.task, spec.data.seed)
+        except training.TrainingError as error:
+            problems.append(str(error))
     return problems
 
 
@@ -196,40 +254,47 @@ def helm_binary(settings: Settings) -> str | None:
     return str(installed) if installed.exists() else shutil.which("helm")
 
 
-def deploy_spec(tree: Path, env: str) -> dict[str, Any]:
-    spec: dict[str, Any] = yaml.safe_load((tree / "envs" / env / "model.yaml").read_text())
-    return spec
-
-
-def sync_commit(settings: Settings, repo: Path, sha: str, env: str) -> SyncRecord:
-    """Validate one commit and trigger its deploy when its env's model spec changed."""
+def sync_commit(settings: Settings, repo: Path, sha: str, env: str,
+                origin: str) -> SyncRecord:
+    """Validate one commit and trigger a deploy of each model of the env it changed."""
     record = SyncRecord(sha=sha, env=env, changed=changed_files(repo, sha))
     with checkout(repo, sha) as tree:
-        record.problems = validate(tree, record.changed, settings)
+        record.problems = validate(tree, record.changed, settings, env)
         if record.problems:
             record.action = "rejected"
             _notify_rejected(settings, record)
             return record
-        if f"envs/{env}/model.yaml" not in record.changed:
-            return record
-        record.dag_run_id = _trigger(settings, sha, env, deploy_spec(tree, env))
-    record.action, record.triggered_at = "triggered", _now()
+        for path in spec_files(tree, env):
+            spec = load_spec(path)
+            if _deploys(spec, path, tree, record.changed):
+                data: dict[str, Any] = yaml.safe_load(path.read_text())
+                record.deploys[spec.model] = _trigger(settings, sha, env, data, origin)
+    if record.deploys:
+        record.action, record.triggered_at = "triggered", _now()
     return record
 
 
-def _trigger(settings: Settings, sha: str, env: str, spec: dict[str, Any]) -> str:
-    run_id = dag_run_id(sha, env)
+def _trigger(settings: Settings, sha: str, env: str, spec: dict[str, Any], origin: str) -> str:
+    run_id = dag_run_id(sha, env, spec["model"])
     client = platform_client(settings)
     try:
         client.wait_for_dag(DEPLOY_DAG)
         try:
-            client.trigger(DEPLOY_DAG, {"git_sha": sha, "env": env, "spec": spec}, run_id)
+            client.trigger(DEPLOY_DAG, {"git_sha": sha, "env": env, "spec": spec,
+                                        "repo": origin}, run_id)
         except AirflowError as error:
             if " 409:" not in str(error):  # 409: this commit's run exists already.
                 raise
     finally:
         client.close()
     return run_id
+
+
+def record_failure(settings: Settings, sha: str, env: str, model: str, reason: str) -> None:
+    """A deploy's training refused the commit (its data or code): the reason goes on the
+    commit's sync record, as a validation problem would."""
+    _append(settings, SyncRecord(sha=sha, env=env, changed=[], action="failed",
+                                 problems=[f"{model}: {reason}"]))
 
 
 def _notify_rejected(settings: Settings, record: SyncRecord) -> None:
@@ -252,14 +317,16 @@ def _sync_lock(settings: Settings) -> Iterator[Path]:
         yield marker
 
 
-def sync(settings: Settings, repo: Path, sha: str, env: str) -> list[SyncRecord]:
-    """Sync every commit up to `sha` that has not been synced yet, oldest first."""
+def sync(settings: Settings, repo: Path, sha: str, env: str,
+         origin: str | None = None) -> list[SyncRecord]:
+    """Sync every commit up to `sha` that has not been synced yet, oldest first. `origin` is
+    where deploy runs read the commit from (the repository's path or URL; default `repo`)."""
     records = []
     with _sync_lock(settings) as marker:
         last = marker.read_text().strip() if marker.exists() else None
         for commit in pending_commits(repo, sha, last):
             try:
-                record = sync_commit(settings, repo, commit, env)
+                record = sync_commit(settings, repo, commit, env, origin or str(repo))
             except (SyncError, AirflowError, httpx.HTTPError) as error:
                 # Not marked synced: the next push (or a re-run) tries this commit again.
                 _append(settings, SyncRecord(sha=commit, env=env, changed=[], action="error",
@@ -272,6 +339,7 @@ def sync(settings: Settings, repo: Path, sha: str, env: str) -> list[SyncRecord]
 
 
 def _append(settings: Settings, record: SyncRecord) -> None:
+    syncs_file(settings).parent.mkdir(parents=True, exist_ok=True)
     with syncs_file(settings).open("a") as out:
         out.write(json.dumps(asdict(record)) + "\n")
 
@@ -305,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _local_repo(args.repo) as repo:
             sha = _git(repo, "rev-parse", "--verify", f"{args.sha}^{{commit}}").strip()
-            for record in sync(settings, repo, sha, env):
+            for record in sync(settings, repo, sha, env, args.repo):
                 print(json.dumps(asdict(record)), flush=True)
     except (SyncError, AirflowError) as error:
         print(f"sync failed: {error}", flush=True)

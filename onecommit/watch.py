@@ -25,7 +25,7 @@ from rich.text import Text
 
 from onecommit.airflow_client import AirflowClient, platform_client
 from onecommit.errors import OnecommitError
-from onecommit.lifecycle.gateway import Gateway
+from onecommit.lifecycle.gateway import Gateway, GatewayUnavailable
 from onecommit.loop import ROLLBACK_DAG
 from onecommit.settings import Settings
 from onecommit.sync import DEPLOY_DAG
@@ -91,7 +91,7 @@ def _thresholds_line(thresholds: dict[str, Any]) -> str:
 def lines(snapshot: Snapshot) -> list[tuple[str, str]]:
     """The plain view: (key, line) pairs; a key whose line changed is printed again. Keys
     starting with "figures" hold the per-request figures."""
-    out = [("problem", f"not answering: {snapshot.problem}")] if snapshot.problem else []
+    out = [("problem", snapshot.problem)] if snapshot.problem else []
     out += [(f"run {run['dag_id']}", _run_line(run)) for run in snapshot.runs]
     page = snapshot.page
     if page is None:
@@ -134,7 +134,7 @@ def view(snapshot: Snapshot) -> RenderableType:
     the thresholds, and the latest decisions."""
     parts: list[RenderableType] = []
     if snapshot.problem:
-        parts.append(Text(f"not answering: {snapshot.problem}", style="red"))
+        parts.append(Text(snapshot.problem, style="red"))
     parts += [Text(_run_line(run), style="cyan") for run in snapshot.runs]
     page = snapshot.page
     if page is not None:
@@ -217,22 +217,24 @@ def snapshot(gateway: Gateway, airflow: AirflowClient) -> Snapshot:
     problems = []
     try:
         page = gateway.rollout_page()
-    except OnecommitError as error:
-        problems.append(f"gateway ({error})")
+    except GatewayUnavailable as error:
+        problems.append(f"gateway not answering ({error})")
+    except OnecommitError as error:  # it answered: no page for the model (before its first deploy)
+        problems.append(f"gateway: {error}")
     try:
         runs = _active_runs(airflow)
     except httpx.HTTPError as error:
-        problems.append(f"Airflow ({type(error).__name__})")
+        problems.append(f"Airflow not answering ({type(error).__name__})")
     return Snapshot(page, runs, "; ".join(problems) or None)
 
 
-def watch(settings: Settings, until: Callable[[], bool] = lambda: False,
+def watch(settings: Settings, model: str, until: Callable[[], bool] = lambda: False,
           console: Console | None = None, interval_s: float = 1.0, once: bool = False,
           started: float | None = None) -> None:
-    """Show the rollout live until `until()` holds (or Ctrl-C, for the caller to catch);
-    `once`: what it is now, then return; `started`: only what began then or later."""
+    """Show the model's rollout live until `until()` holds (or Ctrl-C, for the caller to
+    catch); `once`: what it is now, then return; `started`: only what began then or later."""
     out = console or Console()
-    with Gateway(settings, retry_s=1) as gateway, contextlib.closing(
+    with Gateway(settings, model, retry_s=1) as gateway, contextlib.closing(
             platform_client(settings)) as client:
 
         def snapshot_now() -> Snapshot:
@@ -258,15 +260,15 @@ def watch(settings: Settings, until: Callable[[], bool] = lambda: False,
 
 
 @contextlib.contextmanager
-def watching(settings: Settings) -> Iterator[None]:
-    """The live view in a thread for as long as the block runs (demo-commit's)."""
+def watching(settings: Settings, model: str) -> Iterator[None]:
+    """The model's live view in a thread for as long as the block runs (demo-commit's)."""
     done = threading.Event()
     started = time.time()
 
     def view_until_done() -> None:
         # The view must never break the command it accompanies: a failure ends the view only.
         try:
-            watch(settings, done.is_set, started=started)
+            watch(settings, model, done.is_set, started=started)
         except Exception as error:
             print(f"live view stopped: {type(error).__name__}: {error}", flush=True)
 

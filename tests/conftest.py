@@ -8,6 +8,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,7 +20,7 @@ import psutil
 import pytest
 
 from onecommit.bench.models import register_version
-from onecommit.lifecycle import registry, training
+from onecommit.lifecycle import data, registry
 from onecommit.lifecycle.gateway import on_every_worker
 from onecommit.lifecycle.spec import load_spec
 from onecommit.platform import local, supervisor
@@ -29,6 +30,9 @@ from onecommit.settings import PROJECT_ROOT, Settings
 # Airflow reads its configuration at import: keep the test process's Airflow out of ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="onecommit-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# As for the platform's tasks (components.airflow_environment): MLflow's telemetry thread races
+# the registry calls this process makes.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 # Tests reuse the environments `make test` built, keyed by their requirements files.
 SHARED_ENVS = PROJECT_ROOT / ".onecommit" / "envs"
@@ -120,9 +124,16 @@ def platform(tmp_path_factory: pytest.TempPathFactory,
     """The real local platform, started once by the same code as `invoke up`; its
     notifications go to the session's webhook receiver."""
     settings = make_settings(tmp_path_factory.mktemp("platform"), notify_webhook_url=webhook.url)
+    with running(settings):
+        yield settings
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[None]:
+    """A local platform up for the block, and down after it with none of its processes left."""
     try:
         local.up(settings)
-        yield settings
+        yield
     finally:
         ours = process_tree(settings)
         local.down(settings)
@@ -148,8 +159,8 @@ class Served:
         client.set_registered_model_alias(SERVED_MODEL, "champion", str(self.champion))
         client.set_registered_model_alias(SERVED_MODEL, "challenger", str(self.challenger))
         for alias in ("champion", "challenger"):
-            response = httpx.post(f"{self.url}/variant/{alias}/reload", headers=self.admin,
-                                  timeout=30)
+            response = httpx.post(f"{self.url}/models/{SERVED_MODEL}/variant/{alias}/reload",
+                                  headers=self.admin, timeout=30)
             assert response.status_code == 200, response.text
         settled(self.settings, response.json()["revision"])
 
@@ -157,13 +168,18 @@ class Served:
 SERVED_MODEL = "breast-cancer"
 
 
-def settled(settings: Settings, revision: int) -> None:
-    """Wait until every gateway worker routes by desired state at `revision` or later."""
-    on_every_worker(settings, "/traffic", lambda answer: answer["revision"] >= revision)
+def settled(settings: Settings, revision: int, model: str = SERVED_MODEL) -> None:
+    """Wait until every gateway worker routes the model by desired state at `revision` or
+    later."""
+    on_every_worker(settings, f"/models/{model}/traffic",
+                    lambda answer: answer["revision"] >= revision)
 
 
-def _version(settings: Settings, c_value: float, split: training.Split) -> int:
-    spec = load_spec(PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml")
+DEV_SPEC = PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / f"{SERVED_MODEL}.yaml"
+
+
+def _version(settings: Settings, c_value: float, split: data.Split) -> int:
+    spec = load_spec(DEV_SPEC)
     context = registry.RunContext(git_sha=f"c{c_value}", env="dev",
                                   dag_run_id=f"gateway-test-c{c_value}")
     return register_version(settings, spec, split, {"C": c_value}, context)
@@ -173,8 +189,7 @@ def serve_two_versions(platform: Settings) -> Served:
     """Two versions that disagree on some rows, registered (once: their run contexts are
     fixed, so a second call finds the same versions), published and loaded in Triton, and
     pinned as champion and challenger."""
-    split = training.load_split(load_spec(
-        PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml").dataset)
+    split = data.of_spec(load_spec(DEV_SPEC))
     champion, challenger = _version(platform, 1.0, split), _version(platform, 1e-3, split)
     pinned = Served(platform, platform.url(platform.gateway_port),
                     platform.url(platform.mlflow_port),

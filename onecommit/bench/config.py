@@ -25,7 +25,7 @@ class BenchConfig:
     baseline_ref: str | None = None
     out_dir: Path = PROJECT_ROOT / "docs" / "bench"
     name: str = "gateway"
-    spec_path: Path = PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml"
+    spec_path: Path = PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / "breast-cancer.yaml"
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import orjson
 from onecommit.bench import load, report
 from onecommit.bench.config import BenchConfig
 from onecommit.bench.models import register_version
-from onecommit.lifecycle import registry, training
+from onecommit.lifecycle import data, registry
 from onecommit.lifecycle.spec import ModelSpec, load_spec
 from onecommit.platform import local, supervisor
 from onecommit.platform.components import gateway_admin_token
@@ -94,7 +94,7 @@ def ensure_versions(settings: Settings, spec: ModelSpec, say: Say) -> Versions:
     champion = registry.alias_version(client, spec.model, registry.CHAMPION)
     challenger = registry.alias_version(client, spec.model, registry.CHALLENGER)
     registered = []
-    split = training.load_split(spec.dataset)
+    split = data.of_spec(spec)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     if champion is None:
         champion = _register(settings, spec, split, {}, f"bench-{stamp}-champion", say)
@@ -107,14 +107,14 @@ def ensure_versions(settings: Settings, spec: ModelSpec, say: Say) -> Versions:
         registered.append(challenger)
     admin = _admin(settings)
     for alias, version in ((registry.CHAMPION, champion), (registry.CHALLENGER, challenger)):
-        pinned = httpx.post(f"{settings.url(settings.gateway_port)}/variant/{alias}/reload",
-                            headers=admin, timeout=60)
+        pinned = httpx.post(f"{settings.url(settings.gateway_port)}/models/{spec.model}/variant/"
+                            f"{alias}/reload", headers=admin, timeout=60)
         if pinned.status_code != 200 or pinned.json()["version"] != version:
             raise RuntimeError(f"gateway reload of {alias} failed: {pinned.text}")
     return Versions(champion, challenger, registered)
 
 
-def _register(settings: Settings, spec: ModelSpec, split: training.Split,
+def _register(settings: Settings, spec: ModelSpec, split: data.Split,
               params: dict[str, Any], run_id: str, say: Say) -> int:
     context = registry.RunContext(git_sha="bench", env="bench", dag_run_id=run_id)
     version = register_version(settings, spec, split, params, context)
@@ -127,20 +127,22 @@ def _admin(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def traffic_restored(url: str, admin: dict[str, str]) -> Iterator[None]:
-    """Whatever the bench sets, the gateway's traffic policy ends as it was."""
-    answer = httpx.get(f"{url}/traffic", timeout=10).json()
+def traffic_restored(url: str, model: str, admin: dict[str, str]) -> Iterator[None]:
+    """Whatever the bench sets, the model's traffic policy ends as it was."""
+    answer = httpx.get(f"{url}/models/{model}/traffic", timeout=10).json()
     # The policy's own fields; the answer also says its weights, revision and replica.
     before = {k: answer[k] for k in ("strategy", "challenger_weight", "active", "sticky_key",
                                      "experiment")}
     try:
         yield
     finally:
-        httpx.put(f"{url}/traffic", json=before, headers=admin, timeout=10).raise_for_status()
+        httpx.put(f"{url}/models/{model}/traffic", json=before, headers=admin,
+                  timeout=10).raise_for_status()
 
 
-def set_canary(endpoint: Endpoint, weight: float, experiment: str = "bench") -> None:
-    response = httpx.put(f"http://{load.HOST}:{endpoint.port}/traffic", headers=endpoint.admin,
+def set_canary(endpoint: Endpoint, model: str, weight: float, experiment: str = "bench") -> None:
+    response = httpx.put(f"http://{load.HOST}:{endpoint.port}/models/{model}/traffic",
+                         headers=endpoint.admin,
                          json={"strategy": "canary", "challenger_weight": weight,
                                "experiment": experiment}, timeout=10)
     response.raise_for_status()
@@ -264,7 +266,8 @@ def measure(endpoints: list[Endpoint], config: BenchConfig, say: Say) -> list[re
     return cells
 
 
-def reload_under_load(gateway: Endpoint, config: BenchConfig, say: Say) -> report.ReloadRun:
+def reload_under_load(gateway: Endpoint, model: str, config: BenchConfig,
+                      say: Say) -> report.ReloadRun:
     """Scenario 2: reload the challenger `config.reloads` times while steady load runs. The
     same load without reloads, just before, says how much of the worst case is the host's."""
     plan = load.Plan(config.reload_connections, requests=10_000_000,
@@ -274,7 +277,8 @@ def reload_under_load(gateway: Endpoint, config: BenchConfig, say: Say) -> repor
     runner = threading.Thread(target=lambda: outcome.append(
         load.run(gateway.port, gateway.request, plan)))
     runner.start()
-    url = f"http://{load.HOST}:{gateway.port}/variant/{registry.CHALLENGER}/reload"
+    url = (f"http://{load.HOST}:{gateway.port}/models/{model}/variant/{registry.CHALLENGER}"
+           "/reload")
     gap = config.duration_s * 2 / (config.reloads + 2)
     reloaded = 0
     try:
@@ -304,10 +308,11 @@ def _p99(result: load.Result) -> float:
     return report.summarize("", 1, result.latencies_ms, 0, result.elapsed_s).p99_ms
 
 
-def canary_split(gateway: Endpoint, config: BenchConfig, say: Say) -> report.SplitRun:
+def canary_split(gateway: Endpoint, model: str, config: BenchConfig,
+                 say: Say) -> report.SplitRun:
     """Scenario 3: `config.split_requests` routed requests at the canary weight, counted by the
     variant header each response carries."""
-    set_canary(gateway, config.split_weight, experiment="bench-split")
+    set_canary(gateway, model, config.split_weight, experiment="bench-split")
     plan = load.Plan(4, requests=config.split_requests, duration_s=600, warmup=0)
     result = load.run(gateway.port, gateway.request, plan, watch_header=VARIANT_HEADER)
     run = report.SplitRun(requests=result.requests, weight=config.split_weight,
@@ -324,7 +329,8 @@ def run(settings: Settings, config: BenchConfig, say: Say = print) -> dict[str, 
     spec = load_spec(config.spec_path)
     with platform_as_found(settings, say):
         versions = ensure_versions(settings, spec, say)
-        with traffic_restored(settings.url(settings.gateway_port), _admin(settings)):
+        with traffic_restored(settings.url(settings.gateway_port), spec.model,
+                              _admin(settings)):
             cells, reload, split = _scenarios(settings, spec, versions, config, say)
     found = report.targets(cells, reload, split)
     result = {
@@ -353,19 +359,20 @@ def run(settings: Settings, config: BenchConfig, say: Say = print) -> dict[str, 
 
 def _scenarios(settings: Settings, spec: ModelSpec, versions: Versions, config: BenchConfig,
                say: Say) -> tuple[list[report.Summary], report.ReloadRun, report.SplitRun]:
-    row = training.load_split(spec.dataset).x_holdout[0]
+    row = data.of_spec(spec).x_holdout[0]
     endpoints = _endpoints(settings, spec.model, versions, row)
     # Server logs and the other gateways' state stay in the state dir, for diagnosis.
     work = settings.state_dir / "bench"
     with _servers(settings, spec.model, versions, endpoints, config, work) as measured:
         for endpoint in measured:
             if endpoint.admin:
-                set_canary(endpoint, 0.5)
+                set_canary(endpoint, spec.model, 0.5)
         say(f"load average {os.getloadavg()}; {config.duration_s:.0f} s per cell")
         cells = measure(measured, config, say)
     gateway = endpoints[1]
-    set_canary(gateway, 0.5)
-    return cells, reload_under_load(gateway, config, say), canary_split(gateway, config, say)
+    set_canary(gateway, spec.model, 0.5)
+    return (cells, reload_under_load(gateway, spec.model, config, say),
+            canary_split(gateway, spec.model, config, say))
 
 
 def _endpoints(settings: Settings, model: str, versions: Versions,

@@ -35,15 +35,16 @@ def run(settings: Settings, config: LoopConfig, say: Say = print) -> dict[str, A
     load_before = os.getloadavg()
     commits: list[loop.CommitReport] = []
     with platform_as_found(settings, say):
-        spec = parse_spec(loop.valid_spec(settings))
-        if loop.champion_version(settings, spec.model) is None:
+        model = loop.models(settings)[0]
+        spec = parse_spec(loop.valid_spec(settings, model))
+        if loop.champion_version(settings, model) is None:
             say("no champion yet: a first commit deploys one (not counted)")
-            loop.demo_commit(settings, "good", say=say)
+            loop.demo_commit(settings, "good", [model], say=say)
         good: list[loop.CommitKind] = ["good"]
         kinds = good * config.good + ["bad"]
         for index, kind in enumerate(kinds):
             say(f"== commit {index + 1} of {config.good + 1} ({kind}) ==")
-            commits.append(loop.demo_commit(settings, kind, say=say))
+            commits += loop.demo_commit(settings, kind, [model], say=say)
             say(_line(commits[-1]))
         memory_mb = round(sum(s.memory_mb for s in local.statuses(settings).values()), 1)
     summary = summarize(commits)

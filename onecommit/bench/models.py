@@ -6,23 +6,24 @@ from __future__ import annotations
 from typing import Any
 
 from onecommit.lifecycle import registry, serving, training
-from onecommit.lifecycle.export import to_onnx_bytes
+from onecommit.lifecycle.data import Split
 from onecommit.lifecycle.spec import ModelSpec
 from onecommit.settings import Settings
 
 
-def register_version(settings: Settings, spec: ModelSpec, split: training.Split,
+def register_version(settings: Settings, spec: ModelSpec, split: Split,
                      params: dict[str, Any], context: registry.RunContext) -> int:
-    """Train the spec's algorithm with `params` over its own, register the model (alias
+    """Train the spec's trainer with `params` over its own, register the model (alias
     `challenger`) and load it in Triton beside what is served; returns the version."""
-    algorithm = spec.algorithm.model_copy(update={"params": {**spec.algorithm.params, **params}})
-    pipeline = training.train(algorithm, split, spec.dataset.seed)
+    assert spec.training is not None
+    changed = spec.training.model_copy(update={"params": {**spec.training.params, **params}})
+    trained = spec.model_copy(update={"training": changed})
+    onnx_bytes = training.candidate(trained, split, None)
     client = registry.client(settings.url(settings.mlflow_port))
-    candidate = registry.log_candidate(client, spec.model, pipeline, split.x_holdout,
-                                       algorithm.params, training.evaluate(pipeline, split),
-                                       context)
+    artifact = registry.Artifact.trained(onnx_bytes, split.x_holdout, split.feature_names)
+    candidate = registry.log_candidate(client, spec.model, artifact, changed.params,
+                                       training.evaluate(onnx_bytes, split, spec.task), context)
     version, _ = registry.register(client, spec.model, candidate, context)
     serving.load_beside(f"{settings.host}:{settings.triton_grpc_port}",
-                        settings.model_repository, spec.model, version,
-                        to_onnx_bytes(pipeline, split.x_holdout))
+                        settings.model_repository, spec.model, version, onnx_bytes)
     return version

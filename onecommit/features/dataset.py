@@ -42,7 +42,7 @@ def feature_refs() -> list[str]:
 
 
 def patients() -> Patients:
-    """The rows the platform trains on (`training.load_split` reads the same set)."""
+    """The rows the platform trains on (a spec's `builtin:breast_cancer` data is the same set)."""
     from sklearn.datasets import load_breast_cancer
 
     features, labels = load_breast_cancer(return_X_y=True)

@@ -8,6 +8,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -31,7 +32,7 @@ from onecommit.gateway.router import TrafficPolicy, weights
 from onecommit.gateway.settings import GatewaySettings
 from onecommit.gateway.variants import AliasResolver, ServingState
 from onecommit.serving.database import Database
-from onecommit.serving.state import StateError, StateStore
+from onecommit.serving.state import DesiredState, StateError, StateStore
 
 Alias = Literal["champion", "challenger", "previous"]
 Unpinnable = Literal["challenger", "previous"]
@@ -57,14 +58,13 @@ class TrafficBody(BaseModel):
 class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     request_id: str = Field(min_length=1, max_length=256)
-    label: int
+    # A class for classification models, a number for regression models.
+    label: float = Field(allow_inf_nan=False)
 
 
-def _traffic(plane: DataPlane) -> dict[str, Any]:
-    state = plane.serving.get(plane.model)
-    policy = plane.policy(plane.model)
-    return {**policy.__dict__, "weights": weights(policy),
-            "revision": state.revision if state is not None else 0}
+def _traffic(state: DesiredState) -> dict[str, Any]:
+    return {"model": state.model, **asdict(state.policy), "weights": weights(state.policy),
+            "revision": state.revision}
 
 
 def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRouter, APIRouter]:
@@ -104,50 +104,54 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
         # No side effect: lets a token rotation prove a token is accepted, or revoked.
         return {"authorized": True}
 
-    @admin_router.post("/variant/{alias}/reload")
-    async def reload(alias: Alias, plane: Plane) -> dict[str, Any]:
-        variant = await plane.serving.reload(plane.model, alias)
-        state = plane.serving.get(plane.model)
-        return {**variant.as_dict(), "revision": state.revision if state else 0}
+    @open_router.get("/models")
+    async def models(plane: Plane) -> dict[str, Any]:
+        return {"models": await plane.serving.models(), "replica": replica}
 
-    @admin_router.delete("/variant/{alias}")
-    async def unpin(alias: Unpinnable, plane: Plane) -> dict[str, Any]:
-        state = await plane.serving.unpin(plane.model, alias)
-        return {"alias": alias, "version": None, "revision": state.revision}
+    @admin_router.post("/models/{model}/variant/{alias}/reload")
+    async def reload(model: str, alias: Alias, plane: Plane) -> dict[str, Any]:
+        variant, state = await plane.serving.reload(model, alias)
+        return {"model": model, **variant.as_dict(), "revision": state.revision}
 
-    @open_router.get("/variants")
-    async def variants(plane: Plane) -> dict[str, Any]:
-        shares = weights(plane.policy(plane.model))
-        state = plane.serving.get(plane.model)
+    @admin_router.delete("/models/{model}/variant/{alias}")
+    async def unpin(model: str, alias: Unpinnable, plane: Plane) -> dict[str, Any]:
+        state = await plane.serving.unpin(model, alias)
+        return {"model": model, "alias": alias, "version": None, "revision": state.revision}
+
+    @open_router.get("/models/{model}/variants")
+    async def variants(model: str, plane: Plane) -> dict[str, Any]:
+        state = await plane.serving.require(model)
+        shares = weights(state.policy)
         is_ready, reason = await plane.serving.readiness()
-        return {"model": plane.model, "revision": state.revision if state else 0,
+        return {"model": model, "revision": state.revision,
                 "replica": replica, "ready": is_ready, "reason": reason, "variants": {
                     alias: {**v.as_dict(), "weight": shares.get(alias, 0.0)}
-                    for alias, v in (await plane.serving.variants(plane.model)).items()}}
+                    for alias, v in (await plane.serving.variants(model)).items()}}
 
-    @open_router.get("/traffic")
-    async def get_traffic(plane: Plane) -> dict[str, Any]:
-        return {**_traffic(plane), "replica": replica}
+    @open_router.get("/models/{model}/traffic")
+    async def get_traffic(model: str, plane: Plane) -> dict[str, Any]:
+        return {**_traffic(await plane.serving.require(model)), "replica": replica}
 
-    @admin_router.put("/traffic")
-    async def put_traffic(body: TrafficBody, plane: Plane) -> dict[str, Any]:
-        await plane.serving.set_policy(plane.model, TrafficPolicy(**body.model_dump()))
-        return {**_traffic(plane), "replica": replica}
+    @admin_router.put("/models/{model}/traffic")
+    async def put_traffic(model: str, body: TrafficBody, plane: Plane) -> dict[str, Any]:
+        state = await plane.serving.set_policy(model, TrafficPolicy(**body.model_dump()))
+        return {**_traffic(state), "replica": replica}
 
-    @open_router.get("/analysis")
-    async def analysis(plane: Plane, alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
+    @open_router.get("/models/{model}/analysis")
+    async def analysis(model: str, plane: Plane,
+                       # Below 1e-9, 1 - alpha/2 rounds to 1: no normal quantile.
+                       alpha: Annotated[float, Query(ge=1e-9, le=0.5)] = 0.05,
                        sample_size: Annotated[int, Query(ge=0, le=10**9)] = 0
                        ) -> dict[str, Any]:
-        state = plane.serving.get(plane.model)
-        if state is None:
-            return await plane.predictions.analysis(plane.model, 0.0, 0, alpha, sample_size)
-        return await plane.predictions.analysis(plane.model, state.analysis_since,
+        state = await plane.serving.require(model)
+        return await plane.predictions.analysis(model, state.analysis_since,
                                                 state.analysis_revision, alpha, sample_size)
 
-    @admin_router.post("/analysis/reset")
-    async def reset(plane: Plane) -> dict[str, Any]:
-        state = await plane.serving.reset_analysis(plane.model)
-        return {"reset": True, "since": state.analysis_since, "revision": state.revision}
+    @admin_router.post("/models/{model}/analysis/reset")
+    async def reset(model: str, plane: Plane) -> dict[str, Any]:
+        state = await plane.serving.reset_analysis(model)
+        return {"model": model, "reset": True, "since": state.analysis_since,
+                "revision": state.revision}
 
     feedback_router = admin_router if settings.gateway_feedback_needs_token else open_router
 
@@ -156,7 +160,8 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
         joined = await plane.predictions.feedback(body.request_id, body.label)
         if joined is None:
             raise HTTPException(404, f"unknown or expired request id {body.request_id!r}")
-        return {"variant": joined[0], "correct": joined[1]}
+        return {"model": joined.model, "variant": joined.variant, "correct": joined.correct,
+                "abs_error": joined.error}
 
     return open_router, infer_router, admin_router
 
@@ -211,12 +216,12 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
                                on_change=metrics.publish_weights)
         predictions = PredictionLog(database, replica,
                                     retention_s=settings.gateway_prediction_retention_s)
-        plane = DataPlane(backend, serving, predictions, settings.gateway_model, metrics)
+        plane = DataPlane(backend, serving, predictions, metrics)
         app.state.registry = metrics_registry
         app.state.dataplane = plane
         enrichment_file = config_file(settings.state_dir)
         plane.enrichment.restore(enrichment_file)
-        await serving.start((settings.gateway_model,))
+        await serving.start()
         following = asyncio.create_task(follow_config(plane.enrichment, enrichment_file,
                                                       settings.gateway_state_poll_s))
         yield

@@ -17,7 +17,7 @@ from onecommit.gateway.enrichment import Enrichment
 from onecommit.gateway.errors import BackendUnavailable
 from onecommit.gateway.metrics import GatewayMetrics, Series
 from onecommit.gateway.predictions import PredictionLog, Served, prediction
-from onecommit.gateway.router import CHALLENGER, CHAMPION, TrafficPolicy, route
+from onecommit.gateway.router import CHALLENGER, CHAMPION, route
 from onecommit.gateway.tensors import input_mismatch
 from onecommit.gateway.variants import ServingState
 from onecommit.serving.state import DesiredState
@@ -38,12 +38,10 @@ class Answer:
 
 class DataPlane:
     def __init__(self, backend: Backend, serving: ServingState, predictions: PredictionLog,
-                 model: str, metrics: GatewayMetrics) -> None:
+                 metrics: GatewayMetrics) -> None:
         self._backend = backend
         self.serving = serving
         self.predictions = predictions
-        # The model the admin routes act on (`ONECOMMIT_GATEWAY_MODEL`).
-        self.model = model
         self._metrics = metrics
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         # Metric children per label set, looked up once: `labels()` costs more than `inc()`.
@@ -122,8 +120,8 @@ class DataPlane:
                                            "loaded in the inference server; the reconciler is "
                                            "loading it, retry shortly"), True
             return error_response(404, f"version {version} of {model!r} is not served: no "
-                                       "alias pins it; ask GET /variants for the served "
-                                       "versions"), False
+                                       f"alias pins it; ask GET /models/{model}/variants for "
+                                       "the served versions"), False
         if response.status_code >= 500:
             problem = await self._client_mistake(model, version, body, headers)
             if problem is not None:
@@ -179,10 +177,6 @@ class DataPlane:
         if metadata is None or not isinstance(request, dict):
             return None if metadata is None else "request body must be a JSON object"
         return input_mismatch(request.get("inputs"), metadata["inputs"])
-
-    def policy(self, model: str) -> TrafficPolicy:
-        state = self.serving.get(model)
-        return state.policy if state is not None else TrafficPolicy()
 
 
 def _choose(state: DesiredState | None, headers: dict[str, str], request_id: str,

@@ -32,3 +32,15 @@ class StoreUnavailable(GatewayError):
     """Desired state could not be read or written; nothing was changed."""
 
     status_code = 503
+
+
+class ModelNotDeployed(GatewayError):
+    """The model has no desired state: nothing was ever deployed under its name."""
+
+    status_code = 404
+
+
+class InvalidModelName(GatewayError):
+    """A model name in a path that no model spec could have (the spec's naming rule)."""
+
+    status_code = 422

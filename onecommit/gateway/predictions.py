@@ -57,7 +57,8 @@ prediction_rows = Table(
     Column("status", Integer, nullable=False),
     Column("latency_ms", Double, nullable=False),
     Column("infra", Boolean, nullable=False),
-    # The first element of the answer's `label` output; null when nothing was answered.
+    # The first element of the answer's `label` (else `prediction`) output; null when nothing
+    # was answered.
     Column("prediction", Double),
     Column("revision", BigInteger),
     Column("replica", String(128), nullable=False),
@@ -89,25 +90,30 @@ _request_log = logger.bind(kind="request")
 _LATENCY_WINDOW = 5000
 
 
-def _first_element(body: bytes, header_length: int | None, output: str) -> float | None:
+# The serving convention: classification models answer `label` (and optional
+# `probabilities`), regression models `prediction`.
+_PREDICTION_OUTPUTS = ("label", "prediction")
+
+
+def _first_element(body: bytes, header_length: int | None) -> float | None:
     header = orjson.loads(body[:header_length] if header_length else body)
     offset = header_length or 0
+    found: dict[str, float] = {}
     for tensor in header.get("outputs", []):
         size = tensor.get("parameters", {}).get("binary_data_size")
-        if tensor["name"] == output:
-            if size is None:
-                return float(tensor["data"][0])
-            fmt = _BINARY_FORMATS[tensor["datatype"]]
-            return float(struct.unpack_from(f"<{fmt}", body, offset)[0])
+        if tensor["name"] in _PREDICTION_OUTPUTS:
+            found[tensor["name"]] = (float(tensor["data"][0]) if size is None else float(
+                struct.unpack_from(f"<{_BINARY_FORMATS[tensor['datatype']]}", body,
+                                   offset)[0]))
         offset += size or 0
-    return None
+    return next((found[name] for name in _PREDICTION_OUTPUTS if name in found), None)
 
 
-def prediction(body: bytes, header_length: int | None, output: str = "label") -> float | None:
-    """The first element of an output in a v2 response, JSON or binary-tensor; None when the
-    response has no such output or is not a v2 answer."""
+def prediction(body: bytes, header_length: int | None) -> float | None:
+    """The first element of the answer's `label` output, else of its `prediction`, in a v2
+    response, JSON or binary-tensor; None when it has neither or is not a v2 answer."""
     try:
-        return _first_element(body, header_length, output)
+        return _first_element(body, header_length)
     except (ValueError, KeyError, IndexError, TypeError, struct.error):
         return None  # The request still counts; it cannot be judged against ground truth.
 
@@ -129,9 +135,20 @@ class Served(NamedTuple):
 
 
 class _Answer(NamedTuple):
+    model: str
     variant: str
     body: bytes
     header_length: int | None
+
+
+class Judged(NamedTuple):
+    """Feedback joined to the answer it judges."""
+
+    model: str
+    variant: str
+    correct: bool
+    # |prediction - label|; None when the answer had no prediction to judge.
+    error: float | None
 
 
 class PredictionLog:
@@ -158,8 +175,8 @@ class PredictionLog:
     def add(self, served: Served) -> None:
         self._pending.append(served)
         if served.status == 200:
-            self._recent[served.request_id] = _Answer(served.variant, served.body,
-                                                      served.header_length)
+            self._recent[served.request_id] = _Answer(served.model, served.variant,
+                                                      served.body, served.header_length)
             if len(self._recent) > self._recent_size:
                 self._recent.popitem(last=False)
         self._schedule()
@@ -233,12 +250,12 @@ class PredictionLog:
     # -- feedback ---------------------------------------------------------------------------
 
     async def feedback(self, request_id: str, label: float,
-                       wait_s: float = 0.5) -> tuple[str, bool] | None:
+                       wait_s: float = 0.5) -> Judged | None:
         """Join ground truth to a served request, whichever replica served it; None when no
         replica answered that request id (within the retention)."""
         answer = self._recent.get(request_id)
         if answer is not None:
-            variant = answer.variant
+            model, variant = answer.model, answer.variant
             predicted = prediction(answer.body, answer.header_length)
         else:
             # Another replica may not have flushed its batch yet: ask again for a moment.
@@ -247,18 +264,20 @@ class PredictionLog:
                 if time.monotonic() > deadline:
                     return None
                 await asyncio.sleep(self._interval_s)
-            variant, predicted = found
-        self._feedback.append((time.time(), request_id, float(label)))
+            model, variant, predicted = found
+        self._feedback.append((time.time(), request_id, label))
         self._schedule()
-        return variant, predicted == label
+        return Judged(model, variant, predicted == label,
+                      None if predicted is None else abs(predicted - label))
 
-    def _lookup(self, request_id: str) -> tuple[str, float | None] | None:
+    def _lookup(self, request_id: str) -> tuple[str, str, float | None] | None:
         with self._db.engine.connect() as connection:
             row = connection.execute(
-                select(prediction_rows.c.variant, prediction_rows.c.prediction)
+                select(prediction_rows.c.model, prediction_rows.c.variant,
+                       prediction_rows.c.prediction)
                 .where(prediction_rows.c.request_id == request_id, prediction_rows.c.status == 200)
                 .order_by(prediction_rows.c.id.desc()).limit(1)).one_or_none()
-        return None if row is None else (row.variant, row.prediction)
+        return None if row is None else (row.model, row.variant, row.prediction)
 
     # -- analysis ---------------------------------------------------------------------------
 
@@ -290,7 +309,8 @@ class PredictionLog:
                 later.c.id > p.id).exists()
             judged = connection.execute(
                 select(p.variant, func.count(), func.sum(case((p.prediction == f.label, 1),
-                                                              else_=0)))
+                                                              else_=0)),
+                       func.avg(func.abs(p.prediction - f.label)))
                 .select_from(prediction_rows.join(feedback_rows,
                                                   f.request_id == p.request_id))
                 .where(window, p.status == 200, ~superseded).group_by(p.variant)).all()
@@ -300,10 +320,11 @@ class PredictionLog:
             shadow: dict[str, int] = {result: int(n) for result, n in connection.execute(
                 select(s.result, func.count()).where(s.model == model, s.at >= since)
                 .group_by(s.result))}
-        labelled = {variant: (int(n), int(correct or 0)) for variant, n, correct in judged}
+        labelled = {variant: (int(n), int(correct or 0), mae)
+                    for variant, n, correct, mae in judged}
         report: dict[str, Any] = {"since": since, "variants": {
             variant: _summary(int(total), int(infra or 0), int(errors or 0),
-                              latencies[variant], *labelled.get(variant, (0, 0)))
+                              latencies[variant], *labelled.get(variant, (0, 0, None)))
             for variant, total, infra, errors in counts}}
         champion, challenger = labelled.get("champion"), labelled.get("challenger")
         if champion and challenger:
@@ -318,7 +339,7 @@ class PredictionLog:
 
 
 def _summary(total: int, infra: int, errors: int, latencies: list[float], labelled: int,
-             correct: int) -> dict[str, Any]:
+             correct: int, mae: float | None) -> dict[str, Any]:
     # Requests failed by infrastructure are not the model's sample: counted apart.
     requests = total - infra
     return {
@@ -327,6 +348,8 @@ def _summary(total: int, infra: int, errors: int, latencies: list[float], labell
         "latency_ms": {f"p{int(q * 100)}": quantile(latencies, q) for q in (0.5, 0.95, 0.99)},
         "feedback": labelled,
         "online_accuracy": correct / labelled if labelled else None,
+        # Mean |prediction - label| over the judged answers (regression models' measure).
+        "online_mae": None if mae is None else float(mae),
     }
 
 

@@ -13,7 +13,6 @@ from onecommit.settings import Settings
 
 
 class GatewaySettings(Settings):
-    gateway_model: str = "breast-cancer"
     triton_timeout_s: float = Field(default=10.0, gt=0)
     triton_max_connections: int = Field(default=64, ge=1)
     mlflow_timeout_s: float = Field(default=5.0, gt=0)

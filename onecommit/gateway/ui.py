@@ -1,8 +1,9 @@
-"""The rollout page: `GET /ui/` (a vendored HTML page that polls) and `GET /ui/rollout.json`
-(what it shows, and what `invoke watch` draws). Read-only, on the open router: desired state,
-the analysis the rollout judges by, and the rollout's record from the state's history (its
-start and decisions, written through `POST /rollout/events` by the rollout itself). No token,
-no admin action, nothing that is not already open on `/traffic`, `/variants`, `/analysis`.
+"""The rollout page: `GET /ui/` (a vendored HTML page that polls, a section per model) and
+`GET /ui/rollout.json` (every model's page, what the page shows and what `invoke watch` draws).
+Read-only, on the open router: per model, desired state, the analysis the rollout judges by,
+and the rollout's record from the state's history (its start and decisions, written through
+`POST /models/{model}/rollout/events` by the rollout itself). No token, no admin action,
+nothing that is not already open on `/models/{model}/traffic`, `/variants`, `/analysis`.
 
 `page()` and `timeline()` are pure: data in, the page's model out.
 """
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from onecommit.gateway.dataplane import DataPlane
 from onecommit.gateway.router import CHALLENGER, TrafficPolicy, weights
-from onecommit.serving.state import ALIASES
+from onecommit.serving.state import ALIASES, DesiredState
 from onecommit.settings import PROOFS_DIR
 
 PAGE = Path(__file__).with_name("ui") / "index.html"
@@ -121,7 +122,8 @@ def _variant(alias: str, version: int, ready: bool, share: float, window: dict[s
             "requests": stats.get("requests", 0), "errors": stats.get("errors", 0),
             "infra_errors": stats.get("infra_errors", 0), "error_rate": stats.get("error_rate"),
             "p50_ms": latency.get("p50"), "p95_ms": latency.get("p95"),
-            "online_accuracy": stats.get("online_accuracy")}
+            "online_accuracy": stats.get("online_accuracy"),
+            "online_mae": stats.get("online_mae")}
 
 
 def page(model: str, revision: int, policy: TrafficPolicy, pins: dict[str, int],
@@ -153,27 +155,26 @@ def last_proof(root: Path = PROOFS_DIR) -> str | None:
     return str(reports[-1]) if reports else None
 
 
-async def _page(plane: DataPlane, mlflow_url: str) -> dict[str, Any]:
-    model = plane.model
-    state = plane.serving.get(model)
+async def _page(plane: DataPlane, state: DesiredState, mlflow_url: str) -> dict[str, Any]:
+    model = state.model
     variants = await plane.serving.variants(model)
-    since, revision = (state.analysis_since, state.analysis_revision) if state else (0.0, 0)
-    analysis = await plane.predictions.analysis(model, since, revision, 0.05, 0)
+    analysis = await plane.predictions.analysis(model, state.analysis_since,
+                                                state.analysis_revision, 0.05, 0)
     recent = await plane.predictions.analysis(model, time.time() - RATE_WINDOW_S, 0, 0.05, 0)
-    champion = state.pins.get("champion") if state else None
+    champion = state.pins.get("champion")
     links: dict[str, str | None] = {
         "mlflow_model": f"{mlflow_url}/#/models/{model}",
         "mlflow_champion": (f"{mlflow_url}/#/models/{model}/versions/{champion}"
                             if champion else None),
         "proof": last_proof()}
-    return page(model, state.revision if state else 0, plane.policy(model),
-                dict(state.pins) if state else {},
+    return page(model, state.revision, state.policy, dict(state.pins),
                 {alias: v.ready for alias, v in variants.items()}, analysis, recent,
                 await plane.serving.history(model, HISTORY_LIMIT), links)
 
 
 def add_routes(open_router: APIRouter, admin_router: APIRouter, mlflow_url: str) -> None:
-    """`GET /ui/`, `GET /ui/rollout.json` (open); `POST /rollout/events` (admin token)."""
+    """`GET /ui/`, `GET /ui/rollout.json` (open); `POST /models/{model}/rollout/events` (admin
+    token)."""
     html = PAGE.read_text()  # once per worker, not from disk on every request
 
     @open_router.get("/ui/", response_class=HTMLResponse)
@@ -181,11 +182,13 @@ def add_routes(open_router: APIRouter, admin_router: APIRouter, mlflow_url: str)
         return HTMLResponse(html, headers={"cache-control": "no-cache"})
 
     @open_router.get("/ui/rollout.json")
-    async def ui_model(request: Request) -> dict[str, Any]:
-        return await _page(request.app.state.dataplane, mlflow_url)
-
-    @admin_router.post("/rollout/events")
-    async def rollout_event(note: RolloutNote, request: Request) -> dict[str, Any]:
+    async def ui_models(request: Request) -> dict[str, Any]:
         plane: DataPlane = request.app.state.dataplane
-        await plane.serving.note(plane.model, note.model_dump())
-        return {"recorded": True}
+        return {"models": {name: await _page(plane, state, mlflow_url)
+                           for name, state in sorted(plane.serving.all().items())}}
+
+    @admin_router.post("/models/{model}/rollout/events")
+    async def rollout_event(model: str, note: RolloutNote, request: Request) -> dict[str, Any]:
+        plane: DataPlane = request.app.state.dataplane
+        await plane.serving.note(model, note.model_dump())
+        return {"model": model, "recorded": True}

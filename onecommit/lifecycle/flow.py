@@ -4,20 +4,20 @@ small values out. The traffic switch and its endings are in `rollout.py`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 from mlflow.tracking import MlflowClient
 
 from onecommit.errors import OnecommitError
-from onecommit.lifecycle import registry, serving, training
+from onecommit.lifecycle import data, registry, serving, training
 from onecommit.lifecycle.evidence import judge
-from onecommit.lifecycle.export import to_onnx_bytes
 from onecommit.lifecycle.gateway import Gateway
-from onecommit.lifecycle.spec import ModelSpec, parse_spec
+from onecommit.lifecycle.spec import ModelSpec, Source, parse_spec
 from onecommit.settings import Settings
-
-GOLDEN_ROWS = 32
 
 
 class StepFailed(OnecommitError):
@@ -32,32 +32,160 @@ def _grpc(settings: Settings) -> str:
     return f"{settings.host}:{settings.triton_grpc_port}"
 
 
-def train(settings: Settings, spec_data: dict[str, Any],
+def needs_tree(spec: ModelSpec) -> bool:
+    """Whether training reads the commit's files: a data file or training code in the repo."""
+    in_repo = spec.data is not None and spec.data.in_repo
+    return in_repo or (spec.training is not None and spec.training.entrypoint is not None)
+
+
+@contextmanager
+def commit_tree(spec: ModelSpec, repo: str | None, sha: str) -> Iterator[Path | None]:
+    """The deployed commit's tree when training reads it (code and config of one commit train
+    together), else nothing to check out."""
+    if not needs_tree(spec):
+        yield None
+        return
+    if not repo:
+        raise StepFailed("the spec reads files of its commit, but the deploy run names no "
+                         "gitops repository (conf `repo`)")
+    from onecommit.sync import commit_checkout
+
+    with commit_checkout(repo, sha) as tree:
+        yield tree
+
+
+def training_split(settings: Settings, spec: ModelSpec,
+                    tree: Path | None) -> tuple[data.Split, str]:
+    """The split and where its rows came from: Feast's offline store (a point-in-time join) for
+    the built-in breast-cancer set while the Optional layer is attached, else the spec's data.
+    Both hold the same rows in the same order, so the holdout stays the champion's."""
+    assert spec.data is not None
+    if spec.data.builtin == "breast_cancer":
+        from onecommit.features import dataset, offline, state
+
+        feature_settings = state.attached_settings(settings)
+        if feature_settings is not None:
+            features, labels = offline.training_set(feature_settings)
+            rows = data.Table(features, labels, dataset.feature_names())
+            return data.split(rows, spec.data, spec.task), "feast"
+    return data.load(spec.data, spec.task, tree), "data"
+
+
+def _trained(settings: Settings, spec: ModelSpec,
+             tree: Path | None) -> tuple[registry.Artifact, data.Split, dict[str, Any]]:
+    split, feature_source = training_split(settings, spec, tree)
+    onnx_bytes = training.candidate(spec, split, tree)
+    assert spec.training is not None
+    assert spec.data is not None
+    artifact = registry.Artifact.trained(onnx_bytes, split.x_holdout, split.feature_names)
+    params = {"task": spec.task, "trainer": spec.training.trainer or spec.training.entrypoint,
+              **spec.training.params, "data": spec.data.source,
+              "test_size": spec.data.test_size, "seed": spec.data.seed,
+              "feature_source": feature_source}
+    return artifact, split, params
+
+
+def _promoted(settings: Settings, spec: ModelSpec, source: Source,
+              ) -> tuple[registry.Artifact, dict[str, Any], dict[str, float]]:
+    """The version another environment validated, fetched from its registry with its checksum
+    checked, and its lineage."""
+    url = settings.promotion_registries.get(source.env)
+    if url is None:
+        raise StepFailed(f"source.env: no registry known for env {source.env!r}: set "
+                         f"ONECOMMIT_PROMOTION_REGISTRIES='{{\"{source.env}\": "
+                         "\"<its MLflow URL>\"}'")
+    upstream = MlflowClient(tracking_uri=url, registry_uri=url)
+    version = source.version or registry.alias_version(upstream, spec.model, registry.CHAMPION)
+    if version is None:
+        raise StepFailed(f"source: {spec.model} has no champion in {source.env} to promote")
+    try:
+        onnx_bytes = registry.load_onnx(upstream, spec.model, version)
+        tags = registry.version_tags(upstream, spec.model, version)
+        golden = registry.golden_rows(upstream, spec.model, version)
+    except Exception as error:  # the other registry's answer, whatever it is, is the reason
+        raise StepFailed(f"source: version {version} of {spec.model} in {source.env} cannot be "
+                         f"fetched from {url}: {error}") from None
+    run = upstream.get_run(str(upstream.get_model_version(spec.model, str(version)).run_id))
+    lineage = {"source_env": source.env, "source_version": str(version),
+               "source_run_id": run.info.run_id, "source_git_sha": tags.get("git_sha", "")}
+    carried: dict[str, str] = {k: tags[k] for k in ("signature", "feature_names") if k in tags}
+    artifact = registry.Artifact(onnx_bytes, golden, {**carried, **lineage})
+    return artifact, {"task": spec.task, **lineage}, {
+        f"source_{k}": v for k, v in run.data.metrics.items()
+        if not k.startswith(("champion_", "source_"))}
+
+
+def _same_inputs(client: MlflowClient, spec: ModelSpec, champion: int,
+                 artifact: registry.Artifact) -> None:
+    """A challenger must take what its champion takes: clients send the same requests."""
+    theirs = registry.version_tags(client, spec.model, champion)
+    for key in ("signature", "feature_names"):
+        mine = json.loads(artifact.tags.get(key, "null"))
+        recorded = json.loads(theirs.get(key, "null"))
+        if key == "signature":
+            mine, recorded = (mine or {}).get("inputs"), (recorded or {}).get("inputs")
+        if mine != recorded:
+            raise StepFailed(f"inputs differ from the champion's (version {champion}): it takes "
+                             f"{recorded}, this candidate {mine}; a model's inputs cannot change "
+                             "under its name: deploy it as a new model (a new spec file)")
+
+
+def train(settings: Settings, conf: dict[str, Any],
           context: registry.RunContext) -> dict[str, Any]:
-    """Train, evaluate against the champion on the same holdout, gate, and log the candidate.
-    A re-run of the same DAG run reuses the candidate it logged the first time."""
-    spec = parse_spec(spec_data)
+    """Train (or fetch the promoted version), evaluate against the champion on the same
+    holdout, gate, and log the candidate. A re-run of the same DAG run reuses the candidate it
+    logged the first time."""
+    spec = parse_spec(conf["spec"])
     client = _mlflow(settings)
     earlier = registry.logged_candidate(client, spec.model, context)
     if earlier is not None:
         return {"model": spec.model, "run_id": earlier.run_id, "model_uri": earlier.model_uri}
-    split, feature_source = training.training_split(settings, spec.dataset)
-    pipeline = training.train(spec.algorithm, split, spec.dataset.seed)
-    metrics = training.evaluate(pipeline, split)
+    logged: dict[str, float] = {}
+    split: data.Split | None = None
+    if spec.source is not None:
+        artifact, params, logged = _promoted(settings, spec, spec.source)
+        if spec.data is not None:
+            split = data.load(spec.data, spec.task, None)
+    else:
+        with commit_tree(spec, conf.get("repo"), context.git_sha) as tree:
+            artifact, split, params = _trained(settings, spec, tree)
     champion = registry.alias_version(client, spec.model, registry.CHAMPION)
-    champion_metrics = (training.evaluate(registry.load_model(client, spec.model, champion),
-                                          split)
+    if champion is not None:
+        _same_inputs(client, spec, champion, artifact)
+    if split is not None:
+        logged |= _gated(client, spec, artifact, split, champion)
+    candidate = registry.log_candidate(client, spec.model, artifact, params, logged, context)
+    return {"model": spec.model, "run_id": candidate.run_id, "model_uri": candidate.model_uri}
+
+
+def _gated(client: MlflowClient, spec: ModelSpec, artifact: registry.Artifact,
+           split: data.Split, champion: int | None) -> dict[str, float]:
+    """The candidate's holdout metrics and the champion's on the same rows, once the
+    candidate passed the quality gate."""
+    metrics = training.evaluate(artifact.onnx_bytes, split, spec.task)
+    champion_metrics = (training.evaluate(registry.load_onnx(client, spec.model, champion),
+                                          split, spec.task)
                         if champion is not None else None)
-    failures = training.gate(spec.quality_gate, metrics, champion_metrics)
+    failures = training.gate(spec, metrics, champion_metrics)
     if failures:
         raise StepFailed(f"quality gate: {'; '.join(failures)}")
-    logged = {**metrics, **{f"champion_{k}": v for k, v in (champion_metrics or {}).items()}}
-    params = {"algorithm": spec.algorithm.name, **spec.algorithm.params,
-              "test_size": spec.dataset.test_size, "seed": spec.dataset.seed,
-              "feature_source": feature_source}
-    candidate = registry.log_candidate(client, spec.model, pipeline, split.x_holdout, params,
-                                       logged, context)
-    return {"model": spec.model, "run_id": candidate.run_id, "model_uri": candidate.model_uri}
+    return {**metrics, **{f"champion_{k}": v for k, v in (champion_metrics or {}).items()}}
+
+
+# The commit's own faults: its data, its code, its model or the gate. Final, never retried.
+REFUSALS = (data.DataError, training.TrainingError, StepFailed)
+
+
+def refused(settings: Settings, conf: dict[str, Any], reason: str) -> None:
+    """Tell why training refused the commit, on its sync record and in a notification;
+    nothing was registered, nothing that serves changed."""
+    from onecommit.lifecycle.notify import send
+    from onecommit.sync import record_failure
+
+    model = str(conf["spec"].get("model"))
+    record_failure(settings, conf["git_sha"], conf["env"], model, reason)
+    send(settings, "train refused", f"{model} at {conf['git_sha'][:12]}: {reason}",
+         {"model": model, "git_sha": conf["git_sha"], "env": conf["env"], "reason": reason})
 
 
 def register(settings: Settings, trained: dict[str, Any],
@@ -69,12 +197,11 @@ def register(settings: Settings, trained: dict[str, Any],
 
 
 def publish(settings: Settings, spec: ModelSpec, version: int) -> None:
-    """Export the registered model to ONNX and load it in Triton beside the served one."""
-    split = training.load_split(spec.dataset)
-    model = registry.load_model(_mlflow(settings), spec.model, version)
+    """Load the registered ONNX model (its checksum checked) in Triton beside the served one."""
+    onnx_bytes = registry.load_onnx(_mlflow(settings), spec.model, version)
     faults = spec.faults.model_dump() if spec.faults.error_rate > 0 else None
     serving.load_beside(_grpc(settings), settings.model_repository, spec.model, version,
-                        to_onnx_bytes(model, split.x_holdout), faults=faults)
+                        onnx_bytes, faults=faults)
 
 
 def ready(settings: Settings, model: str, version: int) -> dict[str, Any] | None:
@@ -88,11 +215,14 @@ def ready(settings: Settings, model: str, version: int) -> dict[str, Any] | None
 
 
 def smoke(settings: Settings, spec: ModelSpec, version: int) -> dict[str, Any]:
-    """Triton's answers on the golden rows against the registry model's; the comparison is
-    the evidence of criterion `smoke`. A difference fails the step (and tags the version)."""
-    golden = training.load_split(spec.dataset).x_holdout[:GOLDEN_ROWS]
-    reference = registry.load_model(_mlflow(settings), spec.model, version)
-    comparison = serving.smoke(_grpc(settings), spec.model, version, reference, golden)
+    """Triton's answers on the version's golden rows against the registry model's own, run in
+    ONNX Runtime here; the comparison is the evidence of criterion `smoke`. A difference fails
+    the step (and tags the version)."""
+    client = _mlflow(settings)
+    golden = registry.golden_rows(client, spec.model, version)
+    reference = training.OnnxModel(registry.load_onnx(client, spec.model, version))
+    comparison = serving.smoke(_grpc(settings), spec.model, version,
+                               reference.outputs(golden), golden)
     if comparison.problems:
         _fail(settings, spec.model, version, f"smoke test: {'; '.join(comparison.problems)}")
     return {"version": version, **comparison.as_dict()}
@@ -104,9 +234,9 @@ def _fail(settings: Settings, model: str, version: int, reason: str) -> NoReturn
     raise StepFailed(reason)
 
 
-def reload_challenger(settings: Settings, version: int) -> dict[str, Any]:
+def reload_challenger(settings: Settings, model: str, version: int) -> dict[str, Any]:
     """The gateway pins the challenger; what it pinned is the evidence of `gateway_reload`."""
-    with Gateway(settings) as gateway:
+    with Gateway(settings, model) as gateway:
         return gateway.reload(registry.CHALLENGER, version)
 
 

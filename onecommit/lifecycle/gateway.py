@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -31,7 +31,9 @@ class GatewayUnavailable(OnecommitError):
 _TRANSIENT = {502, 503, 504}
 
 
-class Gateway:
+class GatewayClient:
+    """The gateway as a whole: what holds for every model it serves."""
+
     def __init__(self, settings: Settings, retry_s: float | None = None) -> None:
         self._http = gateway_client(settings)
         self._retry_s = settings.gateway_retry_s if retry_s is None else retry_s
@@ -39,7 +41,7 @@ class Gateway:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> Gateway:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -67,46 +69,70 @@ class Gateway:
                                f"{_error(response)}")
         return response.json()
 
+    def models(self) -> dict[str, Any]:
+        """Every model with desired state: its pins, strategy, revision and whether its
+        champion is served now (`invoke status`)."""
+        answer: dict[str, Any] = self._call("GET", "/models")
+        return answer
+
+    def rollout_pages(self) -> dict[str, dict[str, Any]]:
+        """What the rollout page shows, per model (`invoke watch` draws one)."""
+        pages: dict[str, dict[str, Any]] = self._call("GET", "/ui/rollout.json")["models"]
+        return pages
+
+
+class Gateway(GatewayClient):
+    """One model's admin API: every call goes to `/models/{model}/...`."""
+
+    def __init__(self, settings: Settings, model: str, retry_s: float | None = None) -> None:
+        super().__init__(settings, retry_s)
+        self.model = model
+        self._prefix = f"/models/{model}"
+
     def reload(self, alias: str, expected_version: int) -> dict[str, Any]:
         """Pin the alias's version; returns what the gateway pinned (the evidence)."""
-        pinned: dict[str, Any] = self._call("POST", f"/variant/{alias}/reload")
+        pinned: dict[str, Any] = self._call("POST", f"{self._prefix}/variant/{alias}/reload")
         if pinned["version"] != expected_version:
-            raise GatewayRefused(f"gateway pinned {alias} to version {pinned['version']}, "
-                               f"expected {expected_version}")
+            raise GatewayRefused(f"gateway pinned {alias} of {self.model!r} to version "
+                                 f"{pinned['version']}, expected {expected_version}")
         return pinned
 
     def unpin(self, alias: str) -> None:
-        self._call("DELETE", f"/variant/{alias}")
+        self._call("DELETE", f"{self._prefix}/variant/{alias}")
 
     def traffic(self, **policy: Any) -> dict[str, Any]:
-        answer: dict[str, Any] = self._call("PUT", "/traffic", json=policy)
+        answer: dict[str, Any] = self._call("PUT", f"{self._prefix}/traffic", json=policy)
         return answer
 
     def reset_analysis(self) -> None:
-        self._call("POST", "/analysis/reset")
+        self._call("POST", f"{self._prefix}/analysis/reset")
 
     def analysis(self, alpha: float = 0.05, sample_size: int = 0) -> dict[str, Any]:
-        report: dict[str, Any] = self._call("GET", "/analysis",
+        report: dict[str, Any] = self._call("GET", f"{self._prefix}/analysis",
                                             params={"alpha": alpha, "sample_size": sample_size})
         return report
 
     def note(self, kind: str, version: int, detail: dict[str, Any]) -> None:
         """Record a rollout's start or decision in desired state's history (the rollout page's
         timeline)."""
-        self._call("POST", "/rollout/events",
+        self._call("POST", f"{self._prefix}/rollout/events",
                    json={"kind": kind, "version": version, "detail": detail})
 
     def rollout_page(self) -> dict[str, Any]:
-        """What the rollout page shows (`invoke watch` draws it in the terminal)."""
-        answer: dict[str, Any] = self._call("GET", "/ui/rollout.json")
-        return answer
+        """What the rollout page shows for this model."""
+        pages = self.rollout_pages()
+        if self.model not in pages:
+            raise GatewayRefused(f"the gateway has no rollout page for {self.model!r}: it has "
+                                 "no desired state until its first deploy (models served: "
+                                 f"{', '.join(pages) or 'none'})")
+        return pages[self.model]
 
     def variants(self) -> dict[str, Any]:
-        answer: dict[str, Any] = self._call("GET", "/variants")
+        answer: dict[str, Any] = self._call("GET", f"{self._prefix}/variants")
         return answer
 
     def get_traffic(self) -> dict[str, Any]:
-        answer: dict[str, Any] = self._call("GET", "/traffic")
+        answer: dict[str, Any] = self._call("GET", f"{self._prefix}/traffic")
         return answer
 
 

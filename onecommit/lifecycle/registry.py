@@ -6,21 +6,64 @@ Every version records `before_version` (the champion when it was registered) and
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import io
+import json
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from numpy.typing import NDArray
 
+from onecommit.errors import OnecommitError
+
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
-# What loading a logged pipeline needs, pinned to what trained it. Given, MLflow skips inferring
-# them, which imports the model in a subprocess and cost 12 s of every training task.
+# What loading a logged ONNX model needs, pinned to what exported it. Given, MLflow skips
+# inferring them, which imports the model in a subprocess and cost 12 s of every training task.
 _SERVING_REQUIREMENTS = [f"{name}=={importlib.metadata.version(name)}"
-                         for name in ("scikit-learn", "skops", "numpy", "scipy")]
+                         for name in ("onnx", "onnxruntime", "numpy")]
+# The golden rows a version is smoke-tested on, logged beside the model in its run.
+GOLDEN, GOLDEN_ROWS = "golden/rows.npy", 32
+# Tags every version carries from its run: the served artifact's checksum, its signature, and
+# where it came from when it was promoted from another environment.
+CHECKSUM = "onnx_sha256"
+_CARRIED = (CHECKSUM, "signature", "feature_names", "source_env", "source_version",
+            "source_run_id", "source_git_sha")
+
+
+class RegistryError(OnecommitError):
+    """The registry does not hold what a step needs, or holds something else than recorded."""
+
+
+def checksum(onnx_bytes: bytes) -> str:
+    return hashlib.sha256(onnx_bytes).hexdigest()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What a candidate run logs: the ONNX model, the rows it is smoke-tested on, and tags
+    (its signature, features and, when promoted, its lineage)."""
+
+    onnx_bytes: bytes
+    golden: NDArray[Any]
+    tags: dict[str, str]
+
+    @classmethod
+    def trained(cls, onnx_bytes: bytes, holdout: NDArray[Any],
+                feature_names: list[str]) -> Artifact:
+        """A model trained here: smoke-tested on the first holdout rows."""
+        from onecommit.lifecycle.export import signature
+
+        return cls(onnx_bytes, holdout[:GOLDEN_ROWS], {
+            "signature": json.dumps(signature(onnx_bytes)),
+            "feature_names": json.dumps(feature_names)})
 
 
 @dataclass(frozen=True)
@@ -55,20 +98,32 @@ def alias_version(mlflow_client: MlflowClient, model: str, alias: str) -> int | 
         return None
 
 
-def log_candidate(mlflow_client: MlflowClient, model_name: str, pipeline: Any,
-                  x_example: NDArray[Any], params: dict[str, Any], metrics: dict[str, float],
+def log_candidate(mlflow_client: MlflowClient, model_name: str, artifact: Artifact,
+                  params: dict[str, Any], metrics: dict[str, float],
                   context: RunContext) -> Candidate:
-    """One MLflow run with params, metrics, the model, its signature and input example."""
+    """One MLflow run with params, metrics, the ONNX model with its signature, the golden rows
+    and the artifact's checksum."""
+    import onnx
+
+    from onecommit.lifecycle.training import OnnxModel
+
     experiment = mlflow.set_experiment(model_name)
     before = alias_version(mlflow_client, model_name, CHAMPION)
-    tags = {**context.tags(), "before_version": str(before or "")}
+    tags = {**context.tags(), **artifact.tags, "before_version": str(before or ""),
+            CHECKSUM: checksum(artifact.onnx_bytes)}
     with mlflow.start_run(experiment_id=experiment.experiment_id, tags=tags) as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
-        signature = infer_signature(x_example, pipeline.predict_proba(x_example))
-        logged = mlflow.sklearn.log_model(pipeline, name="model", signature=signature,
-                                          input_example=x_example[:3],
-                                          pip_requirements=_SERVING_REQUIREMENTS)
+        example = artifact.golden[:3]
+        signature = infer_signature(example, OnnxModel(artifact.onnx_bytes).outputs(example))
+        logged = mlflow.onnx.log_model(onnx.load_from_string(artifact.onnx_bytes), name="model",
+                                       signature=signature,
+                                       pip_requirements=_SERVING_REQUIREMENTS,
+                                       save_as_external_data=False)
+        with tempfile.TemporaryDirectory() as scratch:
+            rows = Path(scratch) / Path(GOLDEN).name
+            np.save(rows, artifact.golden)
+            mlflow.log_artifact(str(rows), str(Path(GOLDEN).parent))
         mlflow.set_tag("model_uri", logged.model_uri)
     return Candidate(run_id=str(run.info.run_id), model_uri=str(logged.model_uri))
 
@@ -107,7 +162,10 @@ def register(mlflow_client: MlflowClient, model_name: str, candidate: Candidate,
     if earlier is not None:
         return earlier
     before = alias_version(mlflow_client, model_name, CHAMPION)
-    tags = {**context.tags(), "before_version": str(before or ""), "status": "registered"}
+    carried = {k: v for k, v in mlflow_client.get_run(candidate.run_id).data.tags.items()
+               if k in _CARRIED}
+    tags = {**context.tags(), **carried, "before_version": str(before or ""),
+            "status": "registered"}
     version = mlflow.register_model(candidate.model_uri, model_name, tags=tags)
     mlflow_client.set_registered_model_alias(model_name, CHALLENGER, version.version)
     return int(version.version), before
@@ -148,7 +206,36 @@ def restore(mlflow_client: MlflowClient, model_name: str, before_version: int | 
     return str(recorded)
 
 
-def load_model(mlflow_client: MlflowClient, model_name: str, version: int) -> Any:
-    """The registered sklearn model, downloaded from the client's tracking server."""
+def load_onnx(mlflow_client: MlflowClient, model_name: str, version: int) -> bytes:
+    """The version's ONNX model as the registry holds it, checked against the checksum
+    recorded when it was logged: what is served is what was evaluated."""
+    recorded = version_tags(mlflow_client, model_name, version).get(CHECKSUM)
     uri = mlflow_client.get_model_version_download_uri(model_name, str(version))
-    return mlflow.sklearn.load_model(uri)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=scratch, tracking_uri=mlflow_client.tracking_uri))
+        files = sorted(folder.rglob("*.onnx"))
+        if len(files) != 1:
+            raise RegistryError(f"version {version} of {model_name} holds {len(files)} ONNX "
+                                "files, expected one: it was not logged by onecommit")
+        onnx_bytes = files[0].read_bytes()
+    if recorded != checksum(onnx_bytes):
+        raise RegistryError(f"version {version} of {model_name}: the registry's ONNX model has "
+                            f"checksum {checksum(onnx_bytes)[:12]}, the one recorded at "
+                            f"training is {str(recorded)[:12]}: it changed since; deploy a "
+                            "new version")
+    return onnx_bytes
+
+
+def golden_rows(mlflow_client: MlflowClient, model_name: str, version: int) -> NDArray[Any]:
+    """The rows the version is smoke-tested on, logged in its run."""
+    run_id = str(mlflow_client.get_model_version(model_name, str(version)).run_id)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = mlflow_client.download_artifacts(run_id, GOLDEN, scratch)
+        rows: NDArray[Any] = np.load(io.BytesIO(Path(path).read_bytes()))
+        return rows
+
+
+def version_tags(mlflow_client: MlflowClient, model_name: str, version: int) -> dict[str, str]:
+    tags: dict[str, str] = mlflow_client.get_model_version(model_name, str(version)).tags
+    return tags

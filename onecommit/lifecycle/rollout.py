@@ -91,9 +91,12 @@ def verdict(spec: ModelSpec, report: dict[str, Any]) -> tuple[str, str]:
     p95 = challenger["latency_ms"]["p95"]
     if p95 is not None and p95 > thresholds.max_p95_latency_ms:
         return "abort", f"p95 latency {p95:.1f} ms > {thresholds.max_p95_latency_ms}"
-    accuracy = challenger["online_accuracy"]
-    if accuracy is not None and accuracy < thresholds.min_online_accuracy:
-        return "abort", f"online accuracy {accuracy:.3f} < {thresholds.min_online_accuracy}"
+    accuracy, least = challenger["online_accuracy"], thresholds.min_online_accuracy
+    if accuracy is not None and least is not None and accuracy < least:
+        return "abort", f"online accuracy {accuracy:.3f} < {least}"
+    mae, most = challenger.get("online_mae"), thresholds.max_online_mae
+    if mae is not None and most is not None and mae > most:
+        return "abort", f"online MAE {mae:.3f} > {most}"
     if isinstance(spec.rollout, ABTest):
         return _ab_verdict(report.get("ab_test"))
     return "continue", "within thresholds"
@@ -211,7 +214,7 @@ def run(settings: Settings, spec: ModelSpec, version: int,
     decisions: list[dict[str, Any]] = []
     client = registry.client(settings.url(settings.mlflow_port))
     try:
-        with Gateway(settings) as gateway:
+        with Gateway(settings, spec.model) as gateway:
             plan = phases(spec, version)
             _note(gateway, "start", version, {
                 "strategy": spec.rollout.kind, "steps": [phase.name for phase in plan],
@@ -254,7 +257,7 @@ def promote(settings: Settings, model: str, version: int) -> dict[str, Any]:
     champion pin (evidence). Versions no alias names any more are unloaded by `retire`."""
     previous = registry.promote(registry.client(settings.url(settings.mlflow_port)), model,
                                 version)
-    with Gateway(settings) as gateway:
+    with Gateway(settings, model) as gateway:
         pinned = gateway.reload(registry.CHAMPION, version)
         if previous is not None:
             gateway.reload(registry.PREVIOUS, previous)
@@ -269,7 +272,7 @@ def rollback(settings: Settings, model: str, before_version: int | None, failed_
     unpinned, the failed version tagged and unloaded once no traffic reaches it. Returns the
     reason recorded on the failed version."""
     client = registry.client(settings.url(settings.mlflow_port))
-    with Gateway(settings) as gateway:
+    with Gateway(settings, model) as gateway:
         gateway.traffic(**CHAMPION_ONLY)
         recorded = registry.restore(client, model, before_version, failed_version, reason)
         if before_version is not None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc as triton_grpc
 from numpy.typing import NDArray
+from tritonclient.utils import triton_to_np_dtype
 
 from onecommit.serving.triton_repo import Target, publish, published_versions, withdraw
 
@@ -53,13 +54,18 @@ def version_ready(grpc_url: str, model_name: str, version: int) -> bool:
 
 
 def predict(grpc_url: str, model_name: str, version: int,
-            rows: NDArray[Any]) -> tuple[NDArray[Any], NDArray[Any]]:
+            rows: NDArray[Any]) -> dict[str, NDArray[Any]]:
+    """Every output of the version for the rows, sent as the input its signature names."""
     client = triton_grpc.InferenceServerClient(grpc_url)
     try:
-        tensor = triton_grpc.InferInput("X", list(rows.shape), "FP32")
-        tensor.set_data_from_numpy(rows.astype(np.float32))
+        metadata = client.get_model_metadata(model_name, str(version), as_json=True)
+        declared = metadata["inputs"][0]
+        tensor = triton_grpc.InferInput(declared["name"], list(rows.shape),
+                                        declared["datatype"])
+        tensor.set_data_from_numpy(rows.astype(triton_to_np_dtype(declared["datatype"])))
         result = client.infer(model_name, [tensor], model_version=str(version))
-        return result.as_numpy("label"), result.as_numpy("probabilities")
+        return {output["name"]: result.as_numpy(output["name"])
+                for output in metadata["outputs"]}
     finally:
         client.close()
 
@@ -88,10 +94,20 @@ class Comparison:
         return asdict(self)
 
 
-def smoke(grpc_url: str, model_name: str, version: int, reference: Any, golden: NDArray[Any],
-          tolerance: float = 1e-4) -> Comparison:
-    labels, probabilities = predict(grpc_url, model_name, version, golden)
-    return Comparison(
-        rows=len(golden), mismatched_labels=int(np.sum(labels != reference.predict(golden))),
-        max_difference=float(np.max(np.abs(probabilities - reference.predict_proba(golden)))),
-        tolerance=tolerance)
+def smoke(grpc_url: str, model_name: str, version: int, reference: dict[str, NDArray[Any]],
+          golden: NDArray[Any], tolerance: float = 1e-4) -> Comparison:
+    """Triton's answers on the golden rows against the registry model's (`reference`), output
+    by output: integer outputs (the classes) must be equal, real ones within `tolerance`."""
+    served = predict(grpc_url, model_name, version, golden)
+    mismatched, difference = 0, 0.0
+    for name, expected in reference.items():
+        answered = served.get(name)
+        if answered is None or answered.shape != expected.shape:
+            mismatched = len(golden)  # a missing or reshaped output differs on every row
+            continue
+        if np.issubdtype(expected.dtype, np.integer):
+            mismatched += int(np.sum(answered != expected))
+        else:
+            difference = max(difference, float(np.max(np.abs(answered - expected))))
+    return Comparison(rows=len(golden), mismatched_labels=mismatched,
+                      max_difference=difference, tolerance=tolerance)

@@ -1,4 +1,5 @@
-"""The model spec a commit changes (`gitops/envs/<env>/model.yaml`), and its validation."""
+"""The model specs a commit changes (`gitops/envs/<env>/models/<model>.yaml`, one file per model),
+and their validation."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from onecommit.errors import OnecommitError
+from onecommit.lifecycle.catalog import (
+    BUILTIN_DATASETS,
+    DATA_SUFFIXES,
+    METRICS,
+    MODEL_NAME,
+    PRIMARY_METRIC,
+    TRAINERS,
+    Task,
+    trainer_class,
+    trainers_for,
+)
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
@@ -18,28 +30,96 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Dataset(_Strict):
-    name: Literal["breast_cancer"] = "breast_cancer"
+class Data(_Strict):
+    """Where the rows come from, which column is the label and which are the features."""
+
+    # `builtin:<name>` (scikit-learn's bundled sets, for demos), a CSV or Parquet file in the
+    # gitops repository (a relative path) or on this machine (an absolute path), or an object
+    # store URI (`s3://bucket/key.csv`: MinIO on clusters).
+    source: Annotated[str, Field(min_length=1)]
+    label: Annotated[str, Field(min_length=1)] = "target"
+    # Default: every column but the label. All must be numeric.
+    features: Annotated[list[str], Field(min_length=1)] | None = None
     test_size: Annotated[float, Field(gt=0, lt=1)] = 0.25
     seed: int = 42
 
+    @property
+    def builtin(self) -> str | None:
+        return self.source.removeprefix("builtin:") if self.source.startswith("builtin:") else None
 
-class Algorithm(_Strict):
-    name: Literal["logistic_regression", "random_forest", "gradient_boosting"]
-    params: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+    @property
+    def is_s3(self) -> bool:
+        return self.source.startswith("s3://")
+
+    @property
+    def in_repo(self) -> bool:
+        """A file of the gitops repository, read from the deployed commit's tree."""
+        return self.builtin is None and not self.is_s3 and not Path(self.source).is_absolute()
+
+    @model_validator(mode="after")
+    def _known_source(self) -> Data:
+        name = self.builtin
+        if name is not None:
+            if name not in BUILTIN_DATASETS:
+                raise ValueError(f"data.source: no built-in data set {name!r}; known: "
+                                 f"{', '.join(f'builtin:{n}' for n in BUILTIN_DATASETS)}")
+            return self
+        if self.is_s3 and len(self.source.removeprefix("s3://").split("/", 1)) != 2:
+            raise ValueError(f"data.source: {self.source!r} names no object: write "
+                             "s3://<bucket>/<key>")
+        if not self.source.endswith(DATA_SUFFIXES):
+            raise ValueError(f"data.source: {self.source!r} is neither CSV nor Parquet: name a "
+                             f"file ending in {' or '.join(DATA_SUFFIXES)}")
+        if self.features is not None and self.label in self.features:
+            raise ValueError(f"data.features: the label column {self.label!r} cannot also be a "
+                             "feature")
+        return self
+
+
+Param = float | int | str | bool | None
+
+
+class Training(_Strict):
+    """A built-in trainer, or the user's own function in the commit (`path.py:function`)."""
+
+    trainer: str | None = None
+    entrypoint: Annotated[str, Field(pattern=r"^[^:\s]+\.py:[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    params: dict[str, Param] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Training:
+        if (self.trainer is None) == (self.entrypoint is None):
+            raise ValueError("training: give either `trainer` (one of "
+                             f"{', '.join(TRAINERS)}) or `entrypoint` (path/to/file.py:function)")
+        if self.trainer is not None and self.trainer not in TRAINERS:
+            raise ValueError(f"training.trainer: unknown trainer {self.trainer!r}; known: "
+                             f"{', '.join(TRAINERS)}")
+        return self
+
+    @property
+    def entrypoint_file(self) -> str | None:
+        return None if self.entrypoint is None else self.entrypoint.split(":")[0]
 
 
 class QualityGate(_Strict):
-    min_accuracy: Fraction = 0.9
-    min_roc_auc: Fraction = 0.9
-    # How much worse than the champion on the same holdout the candidate may be.
-    max_regression: Fraction = 0.02
+    """Holdout metrics the candidate must reach, and how much worse than the champion it may
+    be on the same holdout."""
+
+    min: dict[str, float] = Field(default_factory=dict)
+    max: dict[str, float] = Field(default_factory=dict)
+    # Allowed regression against the champion on `compare` (in that metric's units).
+    max_regression: Annotated[float, Field(ge=0)] = 0.02
+    # Default: the task's primary metric (accuracy for classification, rmse for regression).
+    compare: str | None = None
 
 
 class Analysis(_Strict):
     max_error_rate: Fraction = 0.01
     max_p95_latency_ms: Annotated[float, Field(gt=0)] = 250
-    min_online_accuracy: Fraction = 0.85
+    # Online metrics from the feedback: accuracy for classifiers, mean absolute error for
+    # regressors. Unset: not judged.
+    min_online_accuracy: Fraction | None = None
+    max_online_mae: Annotated[float, Field(gt=0)] | None = None
     min_requests: Annotated[int, Field(ge=1)] = 50
     # How long a step's analysis may stay paused on infrastructure faults (the inference
     # server or the gateway not answering) before the rollout aborts for want of a fair sample.
@@ -66,7 +146,8 @@ class BlueGreen(_Strict):
 class ABTest(_Strict):
     kind: Literal["ab"]
     sample_size: Annotated[int, Field(ge=10)] = 400
-    significance: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    # As the gateway's analysis takes it (smaller has no normal quantile in floating point).
+    significance: Annotated[float, Field(ge=1e-9, lt=0.5)] = 0.05
     sticky_key: str = "x-user-id"
 
 
@@ -89,28 +170,114 @@ class ServingFaults(_Strict):
     after_requests: Annotated[int, Field(ge=0)] = 10
 
 
+class Source(_Strict):
+    """Promotion: deploy a version another environment validated, without retraining."""
+
+    env: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+    # A version number, or the version an alias of that environment's registry names.
+    version: Annotated[int, Field(ge=1)] | None = None
+    alias: Literal["champion"] | None = None
+
+    @model_validator(mode="after")
+    def _one_version(self) -> Source:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("source: give either `version: <n>` or `alias: champion`")
+        return self
+
+
 class ModelSpec(_Strict):
-    model: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{1,62}$")]
-    dataset: Dataset = Dataset()
-    algorithm: Algorithm
+    model: Annotated[str, Field(pattern=MODEL_NAME)]
+    task: Task
+    data: Data | None = None
+    training: Training | None = None
+    source: Source | None = None
     quality_gate: QualityGate = QualityGate()
     rollout: Rollout
     analysis: Analysis = Analysis()
     faults: ServingFaults = ServingFaults()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        for problem in (self._origin_problem(), self._data_problem(), self._trainer_problem(),
+                        self._gate_problem(), self._online_problem(), self._rollout_problem()):
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    def _origin_problem(self) -> str | None:
+        if self.source is not None:
+            if self.training is not None:
+                return ("training: a promoted model (`source`) is not retrained: remove "
+                        "`training`, or `source` to train here")
+            return None
+        missing = [name for name in ("data", "training") if getattr(self, name) is None]
+        if missing:
+            return (f"{missing[0]}: required (or `source: {{env: dev, alias: champion}}` to "
+                    "promote a version another environment validated)")
+        return None
+
+    def _data_problem(self) -> str | None:
+        builtin = self.data.builtin if self.data is not None else None
+        if builtin is not None and BUILTIN_DATASETS[builtin] != self.task:
+            return (f"data.source: builtin:{builtin} is a {BUILTIN_DATASETS[builtin]} data set, "
+                    f"but task is {self.task}")
+        return None
+
+    def _trainer_problem(self) -> str | None:
+        trainer = self.training.trainer if self.training is not None else None
+        if trainer is not None and trainer_class(trainer, self.task) is None:
+            return (f"training.trainer: {trainer} does not train {self.task} models; for "
+                    f"{self.task}: {', '.join(trainers_for(self.task))}")
+        return None
+
+    def _gate_problem(self) -> str | None:
+        known = METRICS[self.task]
+        gate = self.quality_gate
+        for bound, named in (("min", gate.min), ("max", gate.max),
+                             ("compare", [gate.compare] if gate.compare else [])):
+            for metric in named:
+                if metric not in known:
+                    return (f"quality_gate.{bound}: unknown metric {metric!r} for a {self.task} "
+                            f"model; known: {', '.join(known)}")
+        return None
+
+    def _online_problem(self) -> str | None:
+        analysis = self.analysis
+        if self.task == "regression" and analysis.min_online_accuracy is not None:
+            return ("analysis.min_online_accuracy: a regression model has no accuracy; use "
+                    "max_online_mae")
+        if self.task != "regression" and analysis.max_online_mae is not None:
+            return ("analysis.max_online_mae: a classifier is judged by accuracy; use "
+                    "min_online_accuracy")
+        return None
+
+    def _rollout_problem(self) -> str | None:
+        if self.task == "regression" and self.rollout.kind in ("ab", "shadow"):
+            return (f"rollout.kind: {self.rollout.kind} compares predicted classes, which a "
+                    "regression model has not; use canary or bluegreen")
+        return None
+
+    @property
+    def compare_metric(self) -> str:
+        return self.quality_gate.compare or PRIMARY_METRIC[self.task]
 
 
 class SpecError(OnecommitError, ValueError):
     """The spec is invalid; the message names the field and what is wrong with it."""
 
 
+def _problem(error: Any) -> str:
+    where = ".".join(str(p) for p in error["loc"])
+    # A check across fields names its field itself.
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
 def parse_spec(data: Any, source: str = "model spec") -> ModelSpec:
     try:
         return ModelSpec.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in error.errors()
-        )
+        problems = "; ".join(_problem(e) for e in error.errors())
         raise SpecError(f"{source} is invalid: {problems}") from None
 
 
@@ -133,4 +300,13 @@ def load_spec(path: Path) -> ModelSpec:
         raise SpecError(f"{path} is not valid YAML: {error}") from None
     except OSError as error:
         raise SpecError(f"cannot read model spec {path}: {error.strerror}") from None
-    return parse_spec(data, str(path))
+    spec = parse_spec(data, str(path))
+    if spec.model != path.stem:  # the sync finds a model's spec by its name
+        raise SpecError(f"{path} is invalid: model: {spec.model!r} differs from the file's name; "
+                        f"name the file {spec.model}.yaml, or the model {path.stem!r}")
+    return spec
+
+
+def spec_files(tree: Path, env: str) -> list[Path]:
+    """The env's model specs in a gitops tree, one per model."""
+    return sorted((tree / "envs" / env / "models").glob("*.yaml"))

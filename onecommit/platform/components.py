@@ -130,6 +130,10 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
         "PYTHONPATH": f"{PROGRAM_PYTHONPATH}:{AIRFLOW_SETTINGS}",
         "MLFLOW_TRACKING_URI": settings.url(settings.mlflow_port),
+        # MLflow's usage telemetry (nowhere to send it offline) sets and unsets an environment
+        # variable from its own thread, and a registry call reading it at that moment failed a
+        # task with KeyError('_MLFLOW_TELEMETRY_SESSION_ID').
+        "MLFLOW_DISABLE_TELEMETRY": "true",
         # Tasks run the lifecycle library, which needs every port and path of this platform.
         **settings.as_environment(),
     }

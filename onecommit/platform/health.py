@@ -10,7 +10,7 @@ import psutil
 
 from onecommit.airflow_client import platform_client
 from onecommit.errors import OnecommitError
-from onecommit.lifecycle.gateway import Gateway
+from onecommit.lifecycle.gateway import GatewayClient
 from onecommit.platform import supervisor
 from onecommit.platform.components import Component
 from onecommit.settings import Settings
@@ -78,22 +78,32 @@ def version(settings: Settings, component: Component) -> str | None:
 
 
 def serving(settings: Settings) -> dict[str, Any]:
-    """What the gateway serves, as it observes it now: per alias the pinned version and whether
-    Triton has it READY, the traffic weights, and whether (and why not) it is ready."""
+    """What the gateway serves, as it observes it now: per model the champion, challenger and
+    previous versions, the strategy, and whether the champion is served (READY in Triton)."""
     try:
-        with Gateway(settings, retry_s=2) as gateway:
-            return gateway.variants()
+        with GatewayClient(settings, retry_s=2) as gateway:
+            models: dict[str, Any] = gateway.models()["models"]
+            return {"models": models}
     except OnecommitError as error:
-        return {"ready": False, "reason": str(error), "variants": {}}
+        return {"models": {}, "error": str(error)}
 
 
-def describe_serving(serving: dict[str, Any]) -> str:
-    """One line per served model for `invoke status`."""
-    pins = ", ".join(f"{alias} v{v['version']} ({'READY' if v['ready'] else 'NOT loaded'}, "
-                     f"{v['weight']:.0%})" for alias, v in serving["variants"].items())
-    state = "serving" if serving["ready"] else f"NOT serving: {serving['reason']}"
-    return (f"model {serving.get('model', '?')}: {pins or 'nothing pinned yet'} — {state}"
-            + (f" (revision {serving['revision']})" if "revision" in serving else ""))
+def describe_serving(serving: dict[str, Any]) -> list[str]:
+    """One line per model for `invoke status`."""
+    if "error" in serving:
+        return [f"models: not known ({serving['error']})"]
+    if not serving["models"]:
+        return ["models: none deployed yet"]
+    return [f"model {name}: "
+            + (", ".join(f"{alias} v{m[alias]}" for alias in ("champion", "challenger",
+                                                             "previous")
+                         if m[alias] is not None) or "nothing pinned")
+            + f", {m['strategy']} — "
+            + ("serving" if m["serving"] else "NOT serving: " + (
+                "the champion is not loaded" if m["champion"] is not None
+                else "no champion pinned"))
+            + f" (revision {m['revision']})"
+            for name, m in sorted(serving["models"].items())]
 
 
 def tree_memory_mb(pid: int) -> float:

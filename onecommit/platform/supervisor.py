@@ -45,8 +45,18 @@ def log_file(settings: Settings, program: str) -> Path:
 
 
 def _environment(values: dict[str, str]) -> str:
-    # Supervisor's own syntax: comma-separated, values quoted, `%` escaped.
-    return ",".join(f'{k}="{v.replace("%", "%%")}"' for k, v in values.items())
+    # Supervisor's own syntax: comma-separated, `%` escaped, values quoted with the quote they do
+    # not hold (its lexer knows no escapes: a JSON value goes in single quotes).
+    return ",".join(f"{k}={_quoted(k, v.replace('%', '%%'))}" for k, v in values.items())
+
+
+def _quoted(name: str, value: str) -> str:
+    if '"' not in value:
+        return f'"{value}"'
+    if "'" not in value:
+        return f"'{value}'"
+    raise ValueError(f"{name} holds both quote characters, which supervisor cannot pass on: "
+                     "drop one of them from its value")
 
 
 def write_config(settings: Settings, components: list[Component]) -> Path:

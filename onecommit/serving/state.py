@@ -10,6 +10,7 @@ the reconciler notice a change by its revision and the events are the state's hi
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -32,12 +33,16 @@ from sqlalchemy.exc import IntegrityError
 
 from onecommit.errors import OnecommitError
 from onecommit.gateway.router import CHALLENGER, CHAMPION, TrafficPolicy
+from onecommit.lifecycle import catalog
 from onecommit.serving.database import METADATA
 
 PREVIOUS = "previous"
 # The aliases desired state pins: champion serves, challenger is under test, previous is kept
 # warm for an instant flip back.
 ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
+# A model's name, as its spec writes it and as desired state, the registry and the gateway's
+# paths key it.
+MODEL_NAME = re.compile(catalog.MODEL_NAME)
 
 serving_state = Table(
     "serving_state", METADATA,

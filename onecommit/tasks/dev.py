@@ -7,7 +7,6 @@ import sys
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from onecommit.lifecycle.spec import parse_spec
 from onecommit.platform import local
 from onecommit.platform.envs import COMPONENTS, OPTIONAL_COMPONENTS, ensure_env
 from onecommit.progress import Progress
@@ -55,18 +54,20 @@ def demo(c: Context) -> None:
     settings = load_settings()
     with Progress() as report:
         local.up(settings, report)
-    model = parse_spec(loop.valid_spec(settings)).model
-    if loop.champion_version(settings, model) is None:
-        print(f"no champion for {model} yet: the first commit deploys one directly")
-        run_commit(settings, "good")
+    models = loop.models(settings)
+    first = [model for model in models if loop.champion_version(settings, model) is None]
+    if first:
+        print(f"\n== first deploy of {', '.join(first)} (one commit; no champion yet) ==")
+        run_commit(settings, "good", first)
     for kind in ("good", "bad"):
-        print(f"\n== demo commit ({kind}) ==")
-        run_commit(settings, kind)
-    directory, invariants = proof.prove(settings, model)
+        print(f"\n== demo commit ({kind}) of {models[0]} ==")
+        run_commit(settings, kind, models[:1])
+    directory, invariants = proof.prove(settings, models)
     for invariant in invariants:
         print(f"{'ok  ' if invariant.holds else 'FAIL'} {invariant.name}")
-    print(f"champion: version {loop.champion_version(settings, model)} of {model}, served by "
-          f"the gateway as version {loop.served_version(settings, model)}")
+    for model in models:
+        print(f"champion: version {loop.champion_version(settings, model)} of {model}, served "
+              f"by the gateway as version {loop.served_version(settings, model)}")
     status(c)
     print_urls(settings)
     print(f"Proof:       {directory / 'proof.md'}")

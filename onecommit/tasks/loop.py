@@ -1,4 +1,4 @@
-"""`invoke demo-commit / watch / proof`: the one-commit loop on the local profile."""
+"""`invoke demo-commit / watch / proof`: the one-commit loop, on any local or compose platform."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from onecommit.lifecycle.gateway import Gateway
-from onecommit.lifecycle.spec import parse_spec
+from onecommit.lifecycle.gateway import GatewayClient
 from onecommit.settings import Settings
 from onecommit.tasks import task
 from onecommit.tasks.platform import load_settings
@@ -21,40 +20,62 @@ if TYPE_CHECKING:
 
 @task(help={"bad": "a commit that passes offline evaluation, then fails under live traffic",
             "invalid": "a commit whose model spec the sync must reject",
-            "json": "print the outcome as JSON",
-            "profile": "the platform's profile: local (default) or compose"})
+            "model": "a model whose spec the commit changes (repeat for several in one "
+                     "commit; default: the env's first model)",
+            "json": "print the outcomes as a JSON list, one report per model",
+            "profile": "the platform's profile: local (default) or compose"},
+      iterable=["model"])
 def demo_commit(c: Context, bad: bool = False, invalid: bool = False,
-                json_: bool = False, profile: str | None = None) -> None:
-    """Change the model spec in the gitops clone, commit, push, and follow the loop to its end
-    under live traffic. Exits 0 when the outcome is the one asked for."""
+                model: list[str] | None = None, json_: bool = False,
+                profile: str | None = None) -> None:
+    """Change model specs in the gitops clone, commit, push, and follow the loop to its end
+    under live traffic. Exits 0 when every outcome is the one asked for."""
     if bad and invalid:
         raise Exit("choose one of --bad and --invalid", code=2)
     kind: CommitKind = "bad" if bad else "invalid" if invalid else "good"
-    run_commit(load_settings(profile=profile), kind, as_json=json_)
+    settings = load_settings(profile=profile)
+    run_commit(settings, kind, chosen_models(settings, model or []), as_json=json_)
 
 
-def run_commit(settings: Settings, kind: CommitKind, as_json: bool = False) -> None:
-    """One demo commit followed to its end; exits non-zero unless the outcome is `kind`'s."""
+def chosen_models(settings: Settings, asked: list[str]) -> list[str]:
+    """The models asked for, each checked against the env's specs; default the first."""
+    from onecommit import loop
+
+    known = loop.models(settings)
+    if not known:
+        raise Exit(f"error: no model specs in envs/{settings.gitops_env}/models/ of the gitops "
+                   "clone: add one (see the README's Bring your own model)", code=2)
+    unknown = [name for name in asked if name not in known]
+    if unknown:
+        raise Exit(f"error: no model {unknown[0]!r} in envs/{settings.gitops_env}/models/; "
+                   f"the env's models: {', '.join(known)}", code=2)
+    return asked or known[:1]
+
+
+def run_commit(settings: Settings, kind: CommitKind, models: list[str],
+               as_json: bool = False) -> None:
+    """One demo commit followed to its end; exits non-zero unless every outcome is `kind`'s."""
     from onecommit import loop
     from onecommit import watch as watching
 
     if as_json:
-        report = loop.demo_commit(settings, kind, say=lambda _: None)
+        reports = loop.demo_commit(settings, kind, models, say=lambda _: None)
+        print(json.dumps([report.as_dict() for report in reports], indent=2))
     else:
-        with watching.watching(settings):
-            report = loop.demo_commit(settings, kind, say=print)
-    if as_json:
-        print(json.dumps(report.as_dict(), indent=2))
-    else:
-        print_report(report)
-    if not report.as_expected:
-        raise Exit(f"expected {loop.EXPECTED[kind]}, got {report.outcome}"
-                   + (f": {report.reason}" if report.reason else "")
+        # The live view follows one model: the commit's first.
+        with watching.watching(settings, models[0]):
+            reports = loop.demo_commit(settings, kind, models, say=print)
+        for report in reports:
+            print_report(report)
+    unexpected = [r for r in reports if not r.as_expected]
+    if unexpected:
+        raise Exit("; ".join(f"{r.model}: expected {loop.EXPECTED[kind]}, got {r.outcome}"
+                             + (f": {r.reason}" if r.reason else "") for r in unexpected)
                    + " (see the Airflow UI or `invoke logs airflow`)", code=1)
 
 
 def print_report(report: CommitReport) -> None:
-    print(f"commit {report.git_sha[:12]}: {report.outcome}"
+    print(f"{report.model} at {report.git_sha[:12]}: {report.outcome}"
           + (f" ({report.reason})" if report.reason else ""))
     print(f"champion version {report.champion_version}, challenger version "
           f"{report.challenger_version}; live traffic {report.traffic}")
@@ -67,21 +88,26 @@ def print_report(report: CommitReport) -> None:
 
 
 # `--model`, not a positional: invoke has no optional positional arguments.
-@task(help={"model": "the model whose rollout to watch (default: the one the gateway serves)",
+@task(help={"model": "the model whose rollout to watch (default: the gateway's only model)",
             "once": "show the rollout as it is now, then exit"})
 def watch(c: Context, model: str = "", once: bool = False) -> None:
-    """Show the rollout live: the deploy run and task, the step and weights, each variant's
-    figures against the thresholds, the decisions. Changes nothing; Ctrl-C detaches."""
+    """Show a model's rollout live: the deploy run and task, the step and weights, each
+    variant's figures against the thresholds, the decisions. Changes nothing; Ctrl-C
+    detaches."""
     from onecommit import watch as watching
 
     settings = load_settings()
-    with Gateway(settings, retry_s=5) as gateway:
-        served = gateway.rollout_page()["model"]
-    if model and model != served:
-        raise Exit(f"error: the gateway serves {served!r}, not {model!r}: "
-                   f"run `invoke watch --model {served}`", code=2)
+    with GatewayClient(settings, retry_s=5) as gateway:
+        served = sorted(gateway.models()["models"])
+    if not model and len(served) != 1:
+        raise Exit("error: " + (f"the gateway serves {', '.join(served)}: run `invoke watch "
+                                f"--model <one of them>`" if served else
+                                "the gateway serves no model yet: deploy one first"), code=2)
+    if model and model not in served:
+        raise Exit(f"error: the gateway serves {', '.join(served) or 'no model yet'}, not "
+                   f"{model!r}", code=2)
     try:
-        watching.watch(settings, once=once)
+        watching.watch(settings, model or served[0], once=once)
     except KeyboardInterrupt:
         print("detached; the rollout goes on")
 
@@ -106,8 +132,7 @@ def proof_(c: Context, profile: str | None = None) -> None:
     from onecommit import loop, proof
 
     settings = load_settings(profile=profile)
-    model = parse_spec(loop.valid_spec(settings)).model
-    directory, invariants = proof.prove(settings, model)
+    directory, invariants = proof.prove(settings, loop.models(settings))
     for invariant in invariants:
         print(f"{'ok  ' if invariant.holds else 'FAIL'} {invariant.name}: {invariant.detail}")
     failed = [i.name for i in invariants if not i.holds]

@@ -80,9 +80,11 @@ def status(c: Context, json_: bool = False, profile: str | None = None) -> None:
     served = health.serving(settings) if report["gateway"].pid else None
     total = round(sum(s.memory_mb for s in report.values()) + optional["memory_mb"], 1)
     if json_:
+        # "models" per model (champion, challenger, strategy, serving); "error" when the
+        # gateway did not say.
         print(json.dumps({"components": {n: s.as_dict() for n, s in report.items()},
-                          "serving": served, "optional": optional, "total_memory_mb": total},
-                         indent=2))
+                          **(served or {"models": {}}), "optional": optional,
+                          "total_memory_mb": total}, indent=2))
     else:
         print(f"{'component':<10} {'healthy':<8} {'pid':>8} {'mem_mb':>8}  {'version':<10} url")
         for name, s in report.items():
@@ -90,7 +92,7 @@ def status(c: Context, json_: bool = False, profile: str | None = None) -> None:
                   f"{s.memory_mb:>8.1f}  {s.version or '-':<10} {s.url}"
                   + ("" if s.healthy else f"  ({s.detail})"))
         if served is not None:
-            print(health.describe_serving(served))
+            print("\n".join(health.describe_serving(served)))
         print(optional_layer.describe(optional))
         if settings.profile == "compose":
             from onecommit.platform import compose

@@ -19,7 +19,6 @@ import httpx
 import pytest
 
 from onecommit import loop
-from onecommit.lifecycle.spec import parse_spec
 from onecommit.settings import Settings
 from tests.conftest import free_ports, make_settings
 
@@ -77,19 +76,24 @@ def test_error_rate_alert_loaded(compose_platform: Settings) -> None:
     assert ERROR_RATE_ALERT in alerts
 
 
+def _model(settings: Settings) -> str:
+    """The env's first model: one is enough to run the loop in containers."""
+    return loop.models(settings)[0]
+
+
 def test_good_commit_promoted(compose_platform: Settings) -> None:
-    model = parse_spec(loop.valid_spec(compose_platform)).model
+    model = _model(compose_platform)
     if loop.champion_version(compose_platform, model) is None:
-        first = loop.demo_commit(compose_platform, "good")
+        (first,) = loop.demo_commit(compose_platform, "good", [model])
         assert first.outcome == "promoted", first.reason
-    report = loop.demo_commit(compose_platform, "good")
+    (report,) = loop.demo_commit(compose_platform, "good", [model])
     assert report.outcome == "promoted", report.reason
     assert loop.champion_version(compose_platform, model) == report.challenger_version
     assert loop.served_version(compose_platform, model) == str(report.challenger_version)
 
 
 def test_bad_commit_rolled_back_while_the_alert_fires(compose_platform: Settings) -> None:
-    model = parse_spec(loop.valid_spec(compose_platform)).model
+    model = _model(compose_platform)
     before = loop.champion_version(compose_platform, model)
     assert before is not None, "the good commit's test leaves a champion"
     firing: list[dict[str, str]] = []
@@ -97,7 +101,7 @@ def test_bad_commit_rolled_back_while_the_alert_fires(compose_platform: Settings
     watcher = threading.Thread(target=_watch_alerts, args=(compose_platform, firing, done))
     watcher.start()
     try:
-        report = loop.demo_commit(compose_platform, "bad")
+        (report,) = loop.demo_commit(compose_platform, "bad", [model])
     finally:
         done.set()
         watcher.join()

@@ -37,6 +37,7 @@ from onecommit.settings import Settings
 
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(1800)]
 MODEL = "breast-cancer"
+ADMIN_API = f"/models/{MODEL}"
 RECOVERY_S = 10.0
 # Enough steps that each serving fault lands in one of its own.
 LONG_CANARY = {"kind": "canary", "steps": [5, 10, 20, 35, 50, 65, 80, 100], "pause_s": 6}
@@ -61,7 +62,7 @@ class Rollout:
             assert record["action"] == "triggered", record
             airflow = platform_client(self.platform)
             try:
-                self.outcome = airflow.wait_for_run(sync.DEPLOY_DAG, record["dag_run_id"],
+                self.outcome = airflow.wait_for_run(sync.DEPLOY_DAG, record["deploys"][MODEL],
                                                     timeout_s=1500)
             finally:
                 airflow.close()
@@ -80,13 +81,14 @@ def _ensure_champion(platform: Settings) -> None:
     """A champion for the canary to be judged against (the session may have none yet)."""
     if _champion(platform) is not None:
         return
-    spec = loop.valid_spec(platform)
-    sha = loop.push_spec(platform, spec | {"rollout": CANARY}, "First model for the fault tests")
+    spec = loop.valid_spec(platform, MODEL)
+    sha = loop.push_specs(platform, {MODEL: spec | {"rollout": CANARY}},
+                          "First model for the fault tests")
     airflow = platform_client(platform)
     try:
         record = loop.wait_for_sync(platform, sha)
         assert record["action"] == "triggered", record
-        assert airflow.wait_for_run(sync.DEPLOY_DAG, record["dag_run_id"]) == "success"
+        assert airflow.wait_for_run(sync.DEPLOY_DAG, record["deploys"][MODEL]) == "success"
     finally:
         airflow.close()
 
@@ -95,12 +97,12 @@ def _ensure_champion(platform: Settings) -> None:
 def _deploy_under_traffic(platform: Settings, canary: dict[str, Any],
                           why: str) -> Iterator[Rollout]:
     _ensure_champion(platform)
-    spec, message = loop.edit_spec(loop.valid_spec(platform), "good")
+    spec, message = loop.edit_spec(loop.valid_spec(platform, MODEL), "good")
     spec = {**spec, "rollout": canary,
             "analysis": {**spec["analysis"], "min_requests": 10, "max_infra_pause_s": 300}}
-    with loop.live_traffic(platform, parse_spec(spec)) as traffic:
+    with loop.live_traffic(platform, [parse_spec(spec)]) as (traffic,):
         deploy = Rollout(platform, traffic)
-        deploy.sha = loop.push_spec(platform, spec, f"{message} ({why})")
+        deploy.sha = loop.push_specs(platform, {MODEL: spec}, f"{message} ({why})")
         threading.Thread(target=deploy.follow, daemon=True).start()
         yield deploy
         deploy.done.wait(timeout=1500)
@@ -126,7 +128,7 @@ def _mid_canary(deploy: Rollout, timeout_s: float = 600) -> float:
     while time.monotonic() < deadline:
         assert not deploy.done.is_set(), f"the deploy ended ({deploy.outcome}) before the fault"
         try:
-            traffic = httpx.get(f"{deploy.platform.gateway_url}/traffic", timeout=2,
+            traffic = httpx.get(f"{deploy.platform.gateway_url}{ADMIN_API}/traffic", timeout=2,
                                 verify=deploy.platform.gateway_verify()).json()
         except httpx.HTTPError:
             traffic = {}
@@ -150,7 +152,7 @@ def _restarted(platform: Settings, program: str, old_pid: int) -> float:
 
 
 def _pinned_champion(platform: Settings) -> str:
-    variants = httpx.get(f"{platform.gateway_url}/variants", timeout=10).json()
+    variants = httpx.get(f"{platform.gateway_url}{ADMIN_API}/variants", timeout=10).json()
     return str(variants["variants"]["champion"]["version"])
 
 
@@ -215,7 +217,7 @@ def test_down_and_up_mid_rollout(orchestration_rollout: Rollout) -> None:
     in_force: dict[str, Any] = {}
 
     def down_up() -> float:
-        in_force.update(httpx.get(f"{deploy.platform.gateway_url}/traffic").json())
+        in_force.update(httpx.get(f"{deploy.platform.gateway_url}{ADMIN_API}/traffic").json())
         local.down(deploy.platform)
         local.up(deploy.platform, report=lambda _: None)
         return time.monotonic()
@@ -223,7 +225,7 @@ def test_down_and_up_mid_rollout(orchestration_rollout: Rollout) -> None:
     _strike(deploy, "invoke down + invoke up", down_up)
     # The restarted gateway served the policy that was in force (unless the resumed rollout
     # has moved it on since, which bumps the revision).
-    after = httpx.get(f"{deploy.platform.gateway_url}/traffic").json()
+    after = httpx.get(f"{deploy.platform.gateway_url}{ADMIN_API}/traffic").json()
     if after["revision"] == in_force["revision"]:
         assert after["challenger_weight"] == in_force["challenger_weight"]
 
@@ -240,8 +242,8 @@ def _ended_recorded(deploy: Rollout, tmp_path: Path) -> None:
     assert deploy.error is None, deploy.error
     assert deploy.outcome in ("success", "failed")
     if deploy.outcome == "failed":
-        report = loop.CommitReport(git_sha=deploy.sha, kind="good",
-                                   dag_run_id=sync.dag_run_id(deploy.sha, "dev"))
+        report = loop.CommitReport(git_sha=deploy.sha, kind="good", model=MODEL,
+                                   dag_run_id=sync.dag_run_id(deploy.sha, "dev", MODEL))
         airflow = platform_client(deploy.platform)
         try:
             loop.follow(deploy.platform, airflow, report, time.time(), MODEL)
@@ -251,5 +253,5 @@ def _ended_recorded(deploy: Rollout, tmp_path: Path) -> None:
         assert report.reason, report
     print(f"\ndeploy outcome: {deploy.outcome}; traffic {deploy.traffic.sent} sent, "
           f"{deploy.traffic.failed} failed")
-    _, invariants = proof.prove(deploy.platform, MODEL, root=tmp_path)
+    _, invariants = proof.prove(deploy.platform, loop.models(deploy.platform), root=tmp_path)
     assert all(i.holds for i in invariants), invariants

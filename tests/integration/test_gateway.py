@@ -26,6 +26,8 @@ from tests.conftest import Served, free_ports, settled
 
 pytestmark = pytest.mark.platform
 MODEL = "breast-cancer"
+# The model's admin and open control routes.
+ADMIN_API = f"/models/{MODEL}"
 
 
 def _body(rows: np.ndarray, datatype: str = "FP32") -> dict[str, object]:
@@ -35,7 +37,8 @@ def _body(rows: np.ndarray, datatype: str = "FP32") -> dict[str, object]:
 
 def _in_force(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Traffic policy and pins, whichever worker answers (each names itself as `replica`)."""
-    answers = (httpx.get(f"{url}/traffic").json(), httpx.get(f"{url}/variants").json())
+    answers = (httpx.get(f"{url}{ADMIN_API}/traffic").json(),
+               httpx.get(f"{url}{ADMIN_API}/variants").json())
     for answer in answers:
         answer.pop("replica")
     return answers
@@ -43,7 +46,7 @@ def _in_force(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _traffic(s: Served, **policy: object) -> None:
     """Change the policy and wait until every worker routes by it."""
-    response = httpx.put(f"{s.url}/traffic", json=policy, headers=s.admin)
+    response = httpx.put(f"{s.url}{ADMIN_API}/traffic", json=policy, headers=s.admin)
     assert response.status_code == 200, response.text
     settled(s.settings, response.json()["revision"])
 
@@ -63,10 +66,17 @@ def test_tritonclient_through_gateway_equals_direct(served: Served, platform: Se
 
 
 def test_variants_show_pinned_versions(served: Served) -> None:
-    body = httpx.get(f"{served.url}/variants").json()
+    body = httpx.get(f"{served.url}{ADMIN_API}/variants").json()
     assert body["variants"]["champion"]["version"] == served.champion
     assert body["variants"]["challenger"]["version"] == served.challenger
     assert body["variants"]["challenger"]["ready"] is True
+
+
+def test_models_lists_the_served_model_as_triton_serves_it(served: Served) -> None:
+    listed = httpx.get(f"{served.url}/models").json()["models"][MODEL]
+    assert (listed["champion"], listed["challenger"], listed["serving"]) == (
+        served.champion, served.challenger, True)
+    assert listed["revision"] == httpx.get(f"{served.url}{ADMIN_API}/traffic").json()["revision"]
 
 
 def test_canary_split_and_version_headers(served: Served) -> None:
@@ -112,8 +122,8 @@ def test_reloads_and_strategy_changes_under_load_lose_no_request(served: Served)
         thread.start()
     try:
         for step in range(5):
-            reloaded = httpx.post(f"{served.url}/variant/challenger/reload", headers=served.admin,
-                                  timeout=30)
+            reloaded = httpx.post(f"{served.url}{ADMIN_API}/variant/challenger/reload",
+                                  headers=served.admin, timeout=30)
             assert reloaded.status_code == 200
             _traffic(served, strategy="bluegreen", active="challenger" if step % 2 else "champion")
             _traffic(served, strategy="canary", challenger_weight=0.2 * step)
@@ -133,7 +143,8 @@ def _analysed(s: Served, holds: Callable[[dict[str, Any]], bool],
     deadline = time.monotonic() + timeout_s
     answer: dict[str, Any]
     with httpx.Client(base_url=s.url) as gateway:
-        while not holds((answer := gateway.get("/analysis").json())["variants"]["champion"]):
+        while not holds((answer := gateway.get(f"{ADMIN_API}/analysis").json())["variants"][
+                "champion"]):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -142,7 +153,7 @@ def _analysed(s: Served, holds: Callable[[dict[str, Any]], bool],
 
 def test_feedback_gives_online_accuracy(served: Served) -> None:
     _traffic(served, strategy="canary", challenger_weight=0.0, experiment="feedback")
-    reset = httpx.post(f"{served.url}/analysis/reset", headers=served.admin)
+    reset = httpx.post(f"{served.url}{ADMIN_API}/analysis/reset", headers=served.admin)
     settled(served.settings, reset.json()["revision"])
     with httpx.Client(base_url=served.url) as client:
         for i in range(40):
@@ -163,7 +174,7 @@ def test_shadow_mirrors_and_records_agreement(served: Served) -> None:
             response = client.post(f"/v2/models/{MODEL}/infer", json=_body(served.rows[i:i + 1]))
             assert response.headers["x-onecommit-variant"] == "champion"
     time.sleep(1)
-    assert httpx.get(f"{served.url}/analysis").json()["shadow_agreement"] is not None
+    assert httpx.get(f"{served.url}{ADMIN_API}/analysis").json()["shadow_agreement"] is not None
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs", "status"), [
@@ -177,16 +188,22 @@ def test_shadow_mirrors_and_records_agreement(served: Served) -> None:
     ("post", "/v2/models/no-such-model/infer", {"json": {"inputs": []}}, 404),
     ("post", f"/v2/models/{MODEL}/versions/999/infer", {"json": {"inputs": []}}, 404),
     ("post", f"/v2/models/{MODEL}/infer", {"content": b"0" * (9 * 2**20)}, 413),
-    ("put", "/traffic", {"json": {"strategy": "canary"}}, 401),
-    ("post", "/variant/challenger/reload", {"headers": {"Authorization": "Bearer wrong"}}, 401),
-    ("put", "/traffic", {"json": {"strategy": "canary", "challenger_weight": 2}, "admin": True},
+    ("put", f"{ADMIN_API}/traffic", {"json": {"strategy": "canary"}}, 401),
+    ("post", f"{ADMIN_API}/variant/challenger/reload",
+     {"headers": {"Authorization": "Bearer wrong"}}, 401),
+    ("put", f"{ADMIN_API}/traffic",
+     {"json": {"strategy": "canary", "challenger_weight": 2}, "admin": True}, 422),
+    ("post", f"{ADMIN_API}/variant/nonexistent/reload", {"admin": True}, 422),
+    ("delete", f"{ADMIN_API}/variant/champion", {"admin": True}, 422),
+    ("get", f"{ADMIN_API}/analysis?alpha=2", {}, 422),
+    ("put", "/models/Breast-Cancer/traffic", {"json": {"strategy": "canary"}, "admin": True},
      422),
-    ("post", "/variant/nonexistent/reload", {"admin": True}, 422),
-    ("delete", "/variant/champion", {"admin": True}, 422),
-    ("get", "/analysis?alpha=2", {}, 422),
+    ("post", "/models/no-such-model/analysis/reset", {"admin": True}, 404),
+    ("post", "/models/no-such-model/variant/challenger/reload", {"admin": True}, 409),
     ("post", "/feedback", {"json": {"request_id": "x"}, "admin": True}, 422),
     ("post", "/feedback", {"json": {"request_id": "never-served", "label": 1}, "admin": True},
      404),
+    ("post", "/feedback", {"json": {"request_id": "x", "label": "one"}, "admin": True}, 422),
     # Found by a fuzzer: an input name that is not a string.
     ("post", f"/v2/models/{MODEL}/infer",
      {"json": {"inputs": [{"name": {}, "shape": [], "datatype": "", "data": []}]}}, 400),
@@ -327,12 +344,12 @@ def _fresh(method: str, url: str, **kwargs: Any) -> httpx.Response:
 def test_two_workers_route_alike_and_join_feedback_across_workers(served: Served,
                                                                    platform: Settings) -> None:
     assert platform.gateway_workers == 2
-    changed = httpx.put(f"{served.url}/traffic", headers=served.admin, json={
+    changed = httpx.put(f"{served.url}{ADMIN_API}/traffic", headers=served.admin, json={
         "strategy": "canary", "challenger_weight": 0.5, "experiment": "workers"})
     revision, started = changed.json()["revision"], time.monotonic()
     seen: dict[str, int] = {}
     while len(seen) < 2 or set(seen.values()) != {revision}:
-        answer = _fresh("GET", f"{served.url}/traffic").json()
+        answer = _fresh("GET", f"{served.url}{ADMIN_API}/traffic").json()
         late = time.monotonic() - started
         assert answer["revision"] == revision or late < 1.0, \
             f"replica {answer['replica']} still at revision {answer['revision']} after {late:.2f} s"
@@ -363,7 +380,7 @@ def test_two_workers_route_alike_and_join_feedback_across_workers(served: Served
             "SELECT request_id, replica FROM feedback WHERE request_id LIKE 'workers-%'"))
     assert len(set(served_by.values())) == 2
     assert any(received_by[i] != served_by[i] for i in received_by)
-    report = httpx.get(f"{served.url}/analysis").json()
+    report = httpx.get(f"{served.url}{ADMIN_API}/analysis").json()
     assert sum(v["feedback"] for v in report["variants"].values()) >= len(ids)
 
 
@@ -405,7 +422,7 @@ def test_a_gateway_started_before_the_registry_is_not_ready_until_it_has_seeded(
                 while (after := await client.get("/v2/health/ready")).status_code != 200:
                     assert time.monotonic() < deadline, after.text
                     await asyncio.sleep(0.1)
-                variants = (await client.get("/variants")).json()
+                variants = (await client.get(f"{ADMIN_API}/variants")).json()
             finally:
                 proxy.shutdown()
                 proxy.server_close()

@@ -6,30 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from pydantic import SecretStr
 from skl2onnx import to_onnx
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from onecommit.gateway.app import create_app
 from onecommit.gateway.router import TrafficPolicy
 from onecommit.gateway.settings import GatewaySettings
 from onecommit.serving.database import open_engine
 from onecommit.serving.state import StateStore
 from onecommit.serving.triton_repo import publish
 from tests.conftest import free_ports
+from tests.in_process_gateway import onnx_settings, started
 
 MODEL = "cancer"
 ADMIN = {"Authorization": "Bearer replica-test"}
+TRAFFIC = f"/models/{MODEL}/traffic"
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +47,7 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np
 
 def _settings(state_dir: Path, repository: Path) -> GatewaySettings:
     (mlflow,) = free_ports(1)  # Nothing listens: desired state alone says what to serve.
-    return GatewaySettings(state_dir=state_dir, gateway_backend="onnx",
-                           gateway_onnx_model_dir=repository, gateway_model=MODEL,
-                           gateway_admin_token=SecretStr("replica-test"), mlflow_port=mlflow,
-                           mlflow_timeout_s=0.5, gateway_state_poll_s=0.1)
-
-
-@asynccontextmanager
-async def _replica(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
+    return onnx_settings(state_dir, repository, mlflow, "replica-test")
 
 
 def _body(row: np.ndarray) -> dict[str, object]:
@@ -88,23 +75,23 @@ def test_replicas_route_alike_share_feedback_and_survive_a_restart(
 
     async def scenario() -> None:
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(_replica(settings))
-            b = await stack.enter_async_context(_replica(settings))
-            assert (await a.get("/traffic")).json()["revision"] == 1
+            a = await stack.enter_async_context(started(settings))
+            b = await stack.enter_async_context(started(settings))
+            assert (await a.get(TRAFFIC)).json()["revision"] == 1
             assert await _routes(a, features, range(200)) == await _routes(b, features,
                                                                             range(200))
             # A policy change on one replica reaches the other within a second.
-            changed = await a.put("/traffic", headers=ADMIN,
+            changed = await a.put(TRAFFIC, headers=ADMIN,
                                   json={"strategy": "canary", "challenger_weight": 0.1})
             assert changed.status_code == 200, changed.text
-            revision, started = changed.json()["revision"], time.monotonic()
-            while (await b.get("/traffic")).json()["revision"] != revision:
-                assert time.monotonic() - started < 1.0, "the change did not reach replica b"
+            revision, changed_at = changed.json()["revision"], time.monotonic()
+            while (await b.get(TRAFFIC)).json()["revision"] != revision:
+                assert time.monotonic() - changed_at < 1.0, "the change did not reach replica b"
                 await asyncio.sleep(0.02)
-            assert (await b.get("/traffic")).json()["challenger_weight"] == 0.1
-            reset = await a.post("/analysis/reset", headers=ADMIN)
+            assert (await b.get(TRAFFIC)).json()["challenger_weight"] == 0.1
+            reset = await a.post(f"/models/{MODEL}/analysis/reset", headers=ADMIN)
             assert reset.status_code == 200
-            while (await b.get("/traffic")).json()["revision"] != reset.json()["revision"]:
+            while (await b.get(TRAFFIC)).json()["revision"] != reset.json()["revision"]:
                 await asyncio.sleep(0.02)
             routed_a = await _routes(a, features, range(1000, 1100))
             assert routed_a == await _routes(b, features, range(1000, 1100))
@@ -118,16 +105,16 @@ def test_replicas_route_alike_share_feedback_and_survive_a_restart(
             unknown = await b.post("/feedback", headers=ADMIN,
                                    json={"request_id": "never-served", "label": 1})
             assert unknown.status_code == 404
-            report_a, report_b = (await a.get("/analysis")).json(), \
-                (await b.get("/analysis")).json()
+            report_a, report_b = (await a.get(f"/models/{MODEL}/analysis")).json(), \
+                (await b.get(f"/models/{MODEL}/analysis")).json()
             assert report_a["variants"] == report_b["variants"]
             served = sum(v["requests"] for v in report_a["variants"].values())
             assert served == 200  # both replicas' requests since the reset
             assert sum(v["feedback"] for v in report_a["variants"].values()) == 40
             # A restarted replica serves the policy in force from its first request.
             await stack.aclose()
-        async with _replica(settings) as restarted:
-            traffic = (await restarted.get("/traffic")).json()
+        async with started(settings) as restarted:
+            traffic = (await restarted.get(TRAFFIC)).json()
             assert (traffic["strategy"], traffic["challenger_weight"]) == ("canary", 0.1)
             assert await _routes(restarted, features, range(1000, 1100)) == routed_a
             ready = await restarted.get("/v2/health/ready")

@@ -2,38 +2,56 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
-from onecommit.lifecycle import registry, serving, training
-from onecommit.lifecycle.export import to_onnx_bytes
-from onecommit.lifecycle.spec import load_spec
+from onecommit.lifecycle import data, registry, serving, training
+from onecommit.lifecycle.spec import ModelSpec, load_spec
 from onecommit.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.platform
-SPEC = load_spec(PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml")
+SPEC = load_spec(PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / "breast-cancer.yaml")
+SPLIT = data.of_spec(SPEC)
 
 
-def _candidate(settings: Settings, name: str, c_value: float, sha: str) -> tuple[int, object]:
-    algorithm = SPEC.algorithm.model_copy(update={"params": {"C": c_value, "max_iter": 500}})
-    split = training.load_split(SPEC.dataset)
-    pipeline = training.train(algorithm, split, SPEC.dataset.seed)
-    metrics = training.evaluate(pipeline, split)
+def _with_c(c_value: float) -> ModelSpec:
+    assert SPEC.training is not None
+    changed = SPEC.training.model_copy(update={"params": {"C": c_value, "max_iter": 500}})
+    return SPEC.model_copy(update={"training": changed})
+
+
+def _candidate(settings: Settings, name: str, c_value: float, sha: str) -> tuple[int, bytes]:
+    onnx_bytes = training.candidate(_with_c(c_value), SPLIT, None)
+    metrics = training.evaluate(onnx_bytes, SPLIT, SPEC.task)
     client = registry.client(settings.url(settings.mlflow_port))
     context = registry.RunContext(git_sha=sha, env="dev", dag_run_id=f"test-{sha}")
-    candidate = registry.log_candidate(client, name, pipeline, split.x_holdout,
-                                       {"C": c_value}, metrics, context)
+    artifact = registry.Artifact.trained(onnx_bytes, SPLIT.x_holdout, SPLIT.feature_names)
+    candidate = registry.log_candidate(client, name, artifact, {"C": c_value}, metrics, context)
     version, _ = registry.register(client, name, candidate, context)
-    return version, pipeline
+    return version, onnx_bytes
 
 
-def _reference(settings: Settings, name: str, version: int) -> object:
-    return registry.load_model(registry.client(settings.url(settings.mlflow_port)), name, version)
+def _reference(settings: Settings, name: str, version: int,
+               golden: np.ndarray) -> dict[str, np.ndarray]:
+    client = registry.client(settings.url(settings.mlflow_port))
+    return training.OnnxModel(registry.load_onnx(client, name, version)).outputs(golden)
 
 
-def test_register_promote_and_restore_move_aliases(platform: Settings) -> None:
-    client = registry.client(platform.url(platform.mlflow_port))
+@pytest.fixture
+def aliases_model(platform: Settings) -> Iterator[str]:
+    """A model whose aliases the test moves in the registry alone: deleted after it, since a
+    champion never published would be seeded by a gateway recovering an empty store."""
     name = "aliases-model"
+    yield name
+    registry.client(platform.url(platform.mlflow_port)).delete_registered_model(name)
+
+
+def test_register_promote_and_restore_move_aliases(platform: Settings, aliases_model: str) -> None:
+    client = registry.client(platform.url(platform.mlflow_port))
+    name = aliases_model
     first, _ = _candidate(platform, name, 1.0, "aaa1")
     assert registry.alias_version(client, name, registry.CHALLENGER) == first
     registry.promote(client, name, first)
@@ -56,27 +74,29 @@ def test_register_promote_and_restore_move_aliases(platform: Settings) -> None:
 
 def test_published_version_matches_registry_model_on_golden_rows(platform: Settings) -> None:
     name = "smoke-model"
-    version, pipeline = _candidate(platform, name, 1.0, "ddd4")
-    golden = training.load_split(SPEC.dataset).x_holdout[:32]
+    version, onnx_bytes = _candidate(platform, name, 1.0, "ddd4")
+    client = registry.client(platform.url(platform.mlflow_port))
+    golden = registry.golden_rows(client, name, version)
+    np.testing.assert_array_equal(golden, SPLIT.x_holdout[:registry.GOLDEN_ROWS])
+    tags = client.get_model_version(name, str(version)).tags
+    assert tags[registry.CHECKSUM] == registry.checksum(onnx_bytes)
+    assert json.loads(tags["feature_names"]) == SPLIT.feature_names
     grpc_url = f"127.0.0.1:{platform.triton_grpc_port}"
-    serving.load_beside(grpc_url, platform.model_repository, name, version,
-                        to_onnx_bytes(pipeline, golden))
+    serving.load_beside(grpc_url, platform.model_repository, name, version, onnx_bytes)
     assert serving.version_ready(grpc_url, name, version)
-    reference = _reference(platform, name, version)
+    reference = _reference(platform, name, version, golden)
     assert serving.smoke(grpc_url, name, version, reference, golden).problems == []
 
 
 def test_smoke_catches_a_tampered_model(platform: Settings) -> None:
     name = "tampered-model"
     version, _ = _candidate(platform, name, 1.0, "eee5")
-    golden = training.load_split(SPEC.dataset).x_holdout[:32]
+    golden = SPLIT.x_holdout[:32]
     # An ONNX file from a different model: loads fine, answers wrong.
-    other = training.train(SPEC.algorithm.model_copy(update={"params": {"C": 1e-4}}),
-                           training.load_split(SPEC.dataset), 0)
+    other = training.candidate(_with_c(1e-4), SPLIT, None)
     grpc_url = f"127.0.0.1:{platform.triton_grpc_port}"
-    serving.load_beside(grpc_url, platform.model_repository, name, version,
-                        to_onnx_bytes(other, golden))
-    problems = serving.smoke(grpc_url, name, version, _reference(platform, name, version),
-                             golden).problems
+    serving.load_beside(grpc_url, platform.model_repository, name, version, other)
+    problems = serving.smoke(grpc_url, name, version,
+                             _reference(platform, name, version, golden), golden).problems
     assert problems
     assert np.any(["probabilities differ" in p for p in problems])

@@ -33,18 +33,18 @@ def airflow(platform: Settings) -> Iterator[AirflowClient]:
 def _wait_deployed(platform: Settings, airflow: AirflowClient, sha: str) -> str:
     record = loop.wait_for_sync(platform, sha)
     assert record["action"] == "triggered", record
-    return airflow.wait_for_run(sync.DEPLOY_DAG, record["dag_run_id"])
+    return airflow.wait_for_run(sync.DEPLOY_DAG, record["deploys"][MODEL])
 
 
 @pytest.fixture(scope="module")
 def short_canary(platform: Settings, airflow: AirflowClient) -> Settings:
     """A commit that shortens the canary for these tests. It is itself a deploy through the
     loop: on an empty registry, the first model, promoted directly."""
-    spec = loop.valid_spec(platform)
+    spec = loop.valid_spec(platform, MODEL)
     spec["rollout"] = {"kind": "canary", "steps": [50, 100], "pause_s": 3}
     spec["analysis"] = {**spec["analysis"], "min_requests": 10}
-    sha = loop.push_spec(platform, spec, "Shorter canary for the test suite")
-    with loop.live_traffic(platform, parse_spec(spec)):
+    sha = loop.push_specs(platform, {MODEL: spec}, "Shorter canary for the test suite")
+    with loop.live_traffic(platform, [parse_spec(spec)]):
         assert _wait_deployed(platform, airflow, sha) == "success"
     return platform
 
@@ -55,19 +55,19 @@ def _champion(platform: Settings, alias: str = registry.CHAMPION) -> int | None:
 
 
 def _proof_holds(platform: Settings, tmp_path: Path) -> None:
-    directory, invariants = proof.prove(platform, MODEL, root=tmp_path)
+    directory, invariants = proof.prove(platform, loop.models(platform), root=tmp_path)
     assert all(i.holds for i in invariants), invariants
     assert (directory / "proof.json").exists()
     assert "## Invariants" in (directory / "proof.md").read_text()
     # The latest rollout's timeline, drawn and linked.
-    assert (directory / "rollout.png").read_bytes()[:4] == b"\x89PNG"
-    assert "![rollout timeline](rollout.png)" in (directory / "proof.md").read_text()
+    assert (directory / f"rollout-{MODEL}.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"![rollout timeline](rollout-{MODEL}.png)" in (directory / "proof.md").read_text()
 
 
 def _page_shows_the_rollout(platform: Settings, version: int, state: str) -> None:
     """What the rollout recorded while it ran is what the gateway's rollout page shows: its
     version, each decision the version's tag holds, and how it ended."""
-    with Gateway(platform) as gateway:
+    with Gateway(platform, MODEL) as gateway:
         page = gateway.rollout_page()
     client = registry.client(platform.url(platform.mlflow_port))
     decisions = json.loads(client.get_model_version(MODEL, str(version)).tags[
@@ -81,7 +81,7 @@ def _page_shows_the_rollout(platform: Settings, version: int, state: str) -> Non
 def test_good_commit_is_promoted(short_canary: Settings, tmp_path: Path) -> None:
     platform = short_canary
     before = _champion(platform)
-    report = loop.demo_commit(platform, "good")
+    (report,) = loop.demo_commit(platform, "good", [MODEL])
     assert report.outcome == "promoted", report
     assert report.champion_version == report.challenger_version
     assert report.champion_version != before
@@ -107,7 +107,7 @@ def test_bad_commit_is_rolled_back(short_canary: Settings, webhook: WebhookRecei
                                    tmp_path: Path) -> None:
     platform = short_canary
     champion = _champion(platform)
-    report = loop.demo_commit(platform, "bad")
+    (report,) = loop.demo_commit(platform, "bad", [MODEL])
     assert report.outcome == "rolled_back", report
     assert report.champion_version == champion
     assert loop.served_version(platform, MODEL) == str(champion)
@@ -129,11 +129,11 @@ def test_invalid_commit_is_rejected_and_triggers_nothing(
     platform = short_canary
     runs = {r["dag_run_id"] for r in airflow.runs(sync.DEPLOY_DAG, limit=100)}
     champion = _champion(platform)
-    report = loop.demo_commit(platform, "invalid")
+    (report,) = loop.demo_commit(platform, "invalid", [MODEL])
     assert report.outcome == "rejected"
     assert report.reason is not None
-    assert "envs/dev/model.yaml" in report.reason
-    assert "algorithm.name" in report.reason
+    assert f"envs/dev/models/{MODEL}.yaml" in report.reason
+    assert "training.trainer" in report.reason
     assert report.dag_run_id is None
     assert {r["dag_run_id"] for r in airflow.runs(sync.DEPLOY_DAG, limit=100)} == runs
     assert _champion(platform) == champion
@@ -144,19 +144,19 @@ def test_invalid_commit_is_rejected_and_triggers_nothing(
 def test_two_commits_pushed_back_to_back_deploy_in_order(short_canary: Settings,
                                                          airflow: AirflowClient) -> None:
     platform = short_canary
-    first = loop.commit_and_push(platform, "good")
-    second = loop.commit_and_push(platform, "good")
-    with loop.live_traffic(platform, parse_spec(loop.valid_spec(platform))):
+    first = loop.commit_and_push(platform, "good", [MODEL])
+    second = loop.commit_and_push(platform, "good", [MODEL])
+    with loop.live_traffic(platform, [parse_spec(loop.valid_spec(platform, MODEL))]):
         assert _wait_deployed(platform, airflow, first) == "success"
         assert _wait_deployed(platform, airflow, second) == "success"
     shas = [r["sha"] for r in sync.read_syncs(platform)]
     assert shas.index(first) < shas.index(second)
-    runs = {sha: airflow.get(f"/dags/{sync.DEPLOY_DAG}/dagRuns/{sync.dag_run_id(sha, 'dev')}")
-            for sha in (first, second)}
+    runs = {sha: airflow.get(f"/dags/{sync.DEPLOY_DAG}/dagRuns/"
+                             f"{sync.dag_run_id(sha, 'dev', MODEL)}") for sha in (first, second)}
     assert runs[first]["end_date"] <= runs[second]["start_date"]
     client = registry.client(platform.url(platform.mlflow_port))
     versions = {sha: registry.registered_version(client, MODEL, registry.RunContext(
-        git_sha=sha, env="dev", dag_run_id=sync.dag_run_id(sha, "dev"))) for sha in runs}
+        git_sha=sha, env="dev", dag_run_id=sync.dag_run_id(sha, "dev", MODEL))) for sha in runs}
     assert _champion(platform) == versions[second][0]  # type: ignore[index]
     assert _champion(platform, registry.PREVIOUS) == versions[first][0]  # type: ignore[index]
 

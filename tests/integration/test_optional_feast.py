@@ -16,17 +16,17 @@ import pytest
 from onecommit.features import dataset, layer
 from onecommit.features.settings import FeatureSettings
 from onecommit.features.state import read_state
-from onecommit.lifecycle import serving, training
-from onecommit.lifecycle.export import to_onnx_bytes
-from onecommit.lifecycle.spec import Algorithm, Dataset
+from onecommit.lifecycle import data, flow, serving, training
+from onecommit.lifecycle.spec import load_spec
 from onecommit.platform import supervisor
 from onecommit.platform.envs import ensure_env, env_dir
-from onecommit.settings import Settings
+from onecommit.settings import PROJECT_ROOT, Settings
 from tests.conftest import free_ports
 
 pytestmark = pytest.mark.platform
 # A model of its own, so routing and aliases of the other tests never touch these requests.
 MODEL, VERSION = "breast-cancer-features", 1
+SPEC = load_spec(PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / "breast-cancer.yaml")
 ROWS = [0, 7, 568]
 
 
@@ -43,11 +43,9 @@ def _redis_server(settings: Settings) -> Path:
 def features(platform: Settings) -> Iterator[FeatureSettings]:
     """The layer attached (Redis online store) with a model served beside it; always detached
     again at the end."""
-    split = training.load_split(Dataset())
-    pipeline = training.train(Algorithm(name="logistic_regression",
-                                        params={"max_iter": 500}), split, 0)
+    onnx_bytes = training.candidate(SPEC, data.of_spec(SPEC), None)
     serving.load_beside(f"{platform.host}:{platform.triton_grpc_port}", platform.model_repository,
-                        MODEL, VERSION, to_onnx_bytes(pipeline, split.x_holdout))
+                        MODEL, VERSION, onnx_bytes)
     ensure_env(platform, "feast")
     feast_port, redis_port = free_ports(2)
     settings = FeatureSettings(**platform.model_dump(exclude_none=True), feast_port=feast_port,
@@ -108,8 +106,8 @@ def test_feature_server_down_refuses_entity_ids_and_serves_vectors(
 
 
 def test_training_set_comes_from_feast_with_the_same_rows(features: FeatureSettings) -> None:
-    split, source = training.training_split(features, Dataset())
-    assert (source, np.array_equal(split.x_train, training.load_split(Dataset()).x_train)) == (
+    split, source = flow.training_split(features, SPEC, None)
+    assert (source, np.array_equal(split.x_train, data.of_spec(SPEC).x_train)) == (
         "feast", True)
 
 

@@ -16,7 +16,7 @@ from onecommit.browser import chromium, shows
 from onecommit.lint.tools import ToolError, ensure_chromium
 from onecommit.platform.components import gateway_admin_token
 from onecommit.settings import Settings
-from tests.conftest import Served, serve_two_versions, settled
+from tests.conftest import SERVED_MODEL, Served, serve_two_versions, settled
 
 pytestmark = pytest.mark.platform
 
@@ -46,12 +46,13 @@ def served(platform: Settings) -> Served:
 def canary(served: Served) -> Iterator[float]:
     """A 30 % canary in force on every worker; the default policy again afterwards."""
     weight = 0.3
-    response = httpx.put(f"{served.url}/traffic", headers=served.admin,
+    response = httpx.put(f"{served.url}/models/{SERVED_MODEL}/traffic", headers=served.admin,
                          json={"strategy": "canary", "challenger_weight": weight})
     assert response.status_code == 200, response.text
     settled(served.settings, response.json()["revision"])
     yield weight
-    httpx.put(f"{served.url}/traffic", json={"strategy": "canary"}, headers=served.admin)
+    httpx.put(f"{served.url}/models/{SERVED_MODEL}/traffic", json={"strategy": "canary"},
+              headers=served.admin)
 
 
 def test_the_page_shows_the_versions_and_the_canary_weight(
@@ -59,15 +60,15 @@ def test_the_page_shows_the_versions_and_the_canary_weight(
     browser.get(f"{served.url}/ui/")
     weight = f"challenger {canary:.1%}"
     try:
-        shows(browser, "policy", weight, timeout_s=20)
+        shows(browser, f"#policy-{SERVED_MODEL}", weight, timeout_s=20)
     finally:
         shot = tmp_path / "rollout-page.png"
         browser.save_screenshot(str(shot))
         print(f"\nscreenshot of the rollout page: {shot}")
-    versions = browser.find_element(By.ID, "versions").text
+    versions = browser.find_element(By.ID, f"versions-{SERVED_MODEL}").text
     assert f"champion v{served.champion}" in versions
     assert f"challenger v{served.challenger}" in versions
-    rows = browser.find_element(By.ID, "variants").text
+    rows = browser.find_element(By.ID, f"variants-{SERVED_MODEL}").text
     assert f"challenger v{served.challenger} {canary:.1%}" in rows
     assert "gateway not answering" not in browser.find_element(By.ID, "stale").text
 
@@ -79,7 +80,7 @@ def test_the_page_and_its_data_are_open_and_hold_no_token(served: Served, canary
     assert page.status_code == data.status_code == 200
     assert token not in page.text
     assert token not in data.text
-    shown = data.json()
+    shown = data.json()["models"][SERVED_MODEL]
     assert shown["versions"]["champion"] == served.champion
     assert shown["policy"]["weights"]["challenger"] == pytest.approx(canary)
     latest = shown["timeline"][-1]
@@ -88,11 +89,11 @@ def test_the_page_and_its_data_are_open_and_hold_no_token(served: Served, canary
 
 def test_recording_a_rollout_event_needs_the_token_and_a_valid_body(served: Served) -> None:
     note = {"kind": "decision", "version": served.challenger, "detail": {}}
-    refused = httpx.post(f"{served.url}/rollout/events", json=note)
+    events = f"{served.url}/models/{SERVED_MODEL}/rollout/events"
+    refused = httpx.post(events, json=note)
     assert refused.status_code == 401
     assert "error" in refused.json()
-    invalid = httpx.post(f"{served.url}/rollout/events", headers=served.admin,
-                         json={**note, "kind": "verdict"})
+    invalid = httpx.post(events, headers=served.admin, json={**note, "kind": "verdict"})
     assert invalid.status_code == 422
     assert invalid.json()["error"].startswith("body.kind")
 

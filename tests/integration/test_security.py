@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from onecommit.lifecycle.gateway import Gateway
+from onecommit.lifecycle.gateway import Gateway, GatewayRefused
 from onecommit.platform import local
 from onecommit.platform.components import components, gateway_admin_token
 from onecommit.secrets import SecretsError
@@ -204,9 +204,11 @@ def test_https_verifies_against_the_internal_ca(tls_gateway: Settings) -> None:
 
 
 def test_the_lifecycle_client_speaks_https(tls_gateway: Settings) -> None:
-    with Gateway(tls_gateway) as gateway:
-        gateway.reset_analysis()  # an admin call: token and certificate both checked
-        assert "variants" in gateway.analysis()
+    with Gateway(tls_gateway, "not-deployed", retry_s=5) as gateway:
+        assert gateway.models()["models"] == {}
+        # An admin call: past the certificate and the token, the gateway itself answers.
+        with pytest.raises(GatewayRefused, match=r"\(404\).*its first deploy"):
+            gateway.reset_analysis()
 
 
 def test_without_the_ca_the_certificate_is_refused(tls_gateway: Settings) -> None:

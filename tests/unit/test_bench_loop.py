@@ -15,7 +15,8 @@ def _commit(kind: loop.CommitKind, outcome: loop.Outcome, serving_s: float,
     if outcome == "rolled_back":
         stages["abort_to_champion"] = 0.02
     return loop.CommitReport(
-        git_sha="0123456789ab", kind=kind, outcome=outcome, stage_seconds=stages,
+        git_sha="0123456789ab", kind=kind, model="breast-cancer", outcome=outcome,
+        stage_seconds=stages,
         mandated_seconds=45.0, overhead_seconds=overhead_s,
         task_seconds={"train": {"queued": 0.5, "run": serving_s - 5}},
         timeline=[loop.Span("sync", "sync", 0.5, 1.0), loop.Span("train", "queued", 1.0, 1.5),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -33,3 +34,18 @@ def test_the_migration_key_follows_the_database_revision_and_the_installation(
     _database(settings.state_dir, "d2f4e1b3c5a7")
     (envs / "platform" / ".requirements.sha256").write_text("bbb")  # Airflow reinstalled
     assert _migration_key(settings) != migrated
+
+
+def test_every_setting_reaches_a_program_as_supervisor_reads_it() -> None:
+    """Supervisor's lexer knows no escapes: a JSON setting (promotion registries) and a `%`
+    still arrive as set."""
+    from supervisor.datatypes import dict_of_key_value_pairs
+
+    from onecommit.platform.supervisor import _environment
+
+    settings = Settings(promotion_registries={"dev": "http://127.0.0.1:5000"})
+    environment = {**settings.as_environment(), "RATE": "50%"}
+    parsed = dict_of_key_value_pairs(_environment(environment))
+    assert json.loads(parsed["ONECOMMIT_PROMOTION_REGISTRIES"]) == {"dev": "http://127.0.0.1:5000"}
+    assert parsed["RATE"] == "50%%"  # supervisor's own interpolation turns it back into 50%
+    assert parsed == {k: v.replace("%", "%%") for k, v in environment.items()}

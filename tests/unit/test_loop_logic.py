@@ -16,7 +16,8 @@ from onecommit.lifecycle import rollout as strategy
 from onecommit.lifecycle.spec import SpecError, dump_spec, parse_spec
 from onecommit.settings import PROJECT_ROOT, Settings
 
-DEV_SPEC = PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml"
+DEV_SPEC = PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / "breast-cancer.yaml"
+SPEC_FILE = "envs/dev/models/breast-cancer.yaml"
 
 
 def _spec_data(**changes: Any) -> dict[str, Any]:
@@ -25,12 +26,21 @@ def _spec_data(**changes: Any) -> dict[str, Any]:
     return data
 
 
-def test_good_edit_changes_c_and_clears_faults() -> None:
+def test_good_edit_changes_a_trainer_parameter_and_clears_faults() -> None:
     edited, message = loop.edit_spec(_spec_data(faults={"error_rate": 0.5}), "good")
     spec = parse_spec(edited)
-    assert spec.algorithm.params["C"] != _spec_data()["algorithm"]["params"]["C"]
+    assert spec.training is not None
+    assert spec.training.params["C"] != _spec_data()["training"]["params"]["C"]
     assert spec.faults.error_rate == 0
     assert "C=" in message
+    wine = yaml.safe_load((DEV_SPEC.parent / "wine.yaml").read_text())
+    assert "n_estimators=" in loop.edit_spec(wine, "good")[1]
+
+
+def test_a_demo_commit_refuses_a_model_with_its_own_training_code() -> None:
+    own = _spec_data(training={"entrypoint": "training/m.py:train"})
+    with pytest.raises(loop.LoopError, match="its own code"):
+        loop.edit_spec(own, "good")
 
 
 def test_bad_edit_passes_validation_and_injects_serving_faults() -> None:
@@ -40,7 +50,7 @@ def test_bad_edit_passes_validation_and_injects_serving_faults() -> None:
 
 def test_invalid_edit_is_refused_naming_the_field() -> None:
     broken, _ = loop.edit_spec(_spec_data(), "invalid")
-    with pytest.raises(SpecError, match=r"algorithm\.name"):
+    with pytest.raises(SpecError, match=r"training\.trainer"):
         parse_spec(broken)
 
 
@@ -73,6 +83,15 @@ def test_canary_verdict(challenger: dict[str, Any] | None, decision: str) -> Non
     spec = parse_spec(_spec_data())
     report = {"variants": {} if challenger is None else {"challenger": challenger}}
     assert strategy.verdict(spec, report)[0] == decision
+
+
+def test_a_regression_canary_is_judged_by_its_online_mae() -> None:
+    spec = parse_spec(yaml.safe_load((PROJECT_ROOT / "examples" / "diabetes-lightgbm" / "envs" /
+                                      "dev" / "models" / "diabetes.yaml").read_text()))
+    close, far = ({**_variant(100, accuracy=None), "online_mae": mae} for mae in (40.0, 95.5))
+    assert strategy.verdict(spec, {"variants": {"challenger": close}})[0] == "continue"
+    assert strategy.verdict(spec, {"variants": {"challenger": far}}) == (
+        "abort", "online MAE 95.500 > 70.0")
 
 
 def test_ab_verdict_waits_for_sample_size_and_aborts_only_when_significantly_worse() -> None:
@@ -124,27 +143,27 @@ def _commit(work: Path, path: str, text: str) -> str:
 
 def test_pending_commits_are_oldest_first_and_never_twice(tmp_path: Path) -> None:
     _git(tmp_path, "init", "-q", "-b", "main")
-    shas = [_commit(tmp_path, "envs/dev/model.yaml", f"n: {i}\n") for i in range(3)]
+    shas = [_commit(tmp_path, SPEC_FILE, f"n: {i}\n") for i in range(3)]
     repo = tmp_path / ".git"
     # With no sync history (a cluster's sync Job), only the commit asked for.
     assert sync.pending_commits(repo, shas[2], None) == [shas[2]]
     assert sync.pending_commits(repo, shas[2], shas[0]) == shas[1:]
     # A sync that arrives after a later push's sync already covered its commit does nothing.
     assert sync.pending_commits(repo, shas[1], shas[2]) == []
-    assert sync.changed_files(repo, shas[1]) == ["envs/dev/model.yaml"]
+    assert sync.changed_files(repo, shas[1]) == [SPEC_FILE]
 
 
 def test_validate_names_the_file_for_spec_and_yaml_errors(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path / "state")
-    (tmp_path / "envs" / "dev").mkdir(parents=True)
-    spec = tmp_path / "envs" / "dev" / "model.yaml"
+    spec = tmp_path / SPEC_FILE
+    spec.parent.mkdir(parents=True)
     spec.write_text(dump_spec(_spec_data()))
-    assert sync.validate(tmp_path, ["envs/dev/model.yaml"], settings) == []
+    assert sync.validate(tmp_path, [SPEC_FILE], settings, "dev") == []
     spec.write_text(dump_spec(loop.edit_spec(_spec_data(), "invalid")[0]))
-    problems = sync.validate(tmp_path, ["envs/dev/model.yaml"], settings)
-    assert any("envs/dev/model.yaml" in p and "algorithm.name" in p for p in problems)
+    problems = sync.validate(tmp_path, [SPEC_FILE], settings, "dev")
+    assert any(SPEC_FILE in p and "training.trainer" in p for p in problems)
     (tmp_path / "envs" / "dev" / "extra.yaml").write_text("key: [unclosed\n")
-    problems = sync.validate(tmp_path, [], settings)
+    problems = sync.validate(tmp_path, [], settings, "dev")
     assert any(p.startswith("envs/dev/extra.yaml:") for p in problems)
 
 
@@ -152,7 +171,7 @@ def test_the_project_gitops_tree_passes_the_sync(tmp_path: Path) -> None:
     """The tree `invoke up` seeds the gitops remote with is deployable as it is (Helm
     templates in it are YAML only once rendered)."""
     settings = Settings(state_dir=tmp_path / "state")
-    assert sync.validate(PROJECT_ROOT / "gitops", ["envs/dev/model.yaml"], settings) == []
+    assert sync.validate(PROJECT_ROOT / "gitops", [SPEC_FILE], settings, "dev") == []
 
 
 def test_stage_seconds_from_task_timestamps() -> None:
@@ -202,9 +221,9 @@ def test_validate_renders_the_chart_whose_values_changed(tmp_path: Path) -> None
         source = PROJECT_ROOT / "gitops" / "envs" / "dev" / "values" / f"{chart}.yaml"
         (values / f"{chart}.yaml").write_text(source.read_text())
     changed = ["envs/dev/values/gateway.yaml", "envs/dev/values/airflow.yaml"]
-    assert sync.validate(tree, changed, settings) == []
+    assert sync.validate(tree, changed, settings, "dev") == []
     (values / "gateway.yaml").write_text("replicaCount: many\n")
-    problems = sync.validate(tree, changed, settings)
+    problems = sync.validate(tree, changed, settings, "dev")
     assert len(problems) == 1
     assert problems[0].startswith("envs/dev/values/gateway.yaml: helm template gateway failed")
 

@@ -1,39 +1,96 @@
+"""The model spec: the committed specs are valid, and every mistake is refused naming its field
+and, where there is one, the fix."""
+
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from onecommit.lifecycle.spec import SpecError, load_spec, parse_spec
+from onecommit.lifecycle.spec import SpecError, load_spec, parse_spec, spec_files
 from onecommit.settings import PROJECT_ROOT
+
+GITOPS = PROJECT_ROOT / "gitops"
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
-def test_committed_specs_are_valid(env: str) -> None:
-    spec = load_spec(PROJECT_ROOT / "gitops" / "envs" / env / "model.yaml")
-    assert spec.model == "breast-cancer"
+def test_committed_specs_are_valid_and_named_as_their_model(env: str) -> None:
+    specs = [load_spec(path) for path in spec_files(GITOPS, env)]
+    assert "breast-cancer" in [spec.model for spec in specs]
 
 
-def _dev() -> dict[str, object]:
-    data: dict[str, object] = yaml.safe_load(
-        (PROJECT_ROOT / "gitops" / "envs" / "dev" / "model.yaml").read_text())
-    return data
+def test_dev_deploys_several_models_of_different_tasks() -> None:
+    tasks = {spec.model: spec.task for spec in map(load_spec, spec_files(GITOPS, "dev"))}
+    assert tasks == {"breast-cancer": "binary", "wine": "multiclass"}
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"algorithm": {"name": "svm"}}, "algorithm.name"),
-    ({"quality_gate": {"min_acuracy": 0.9}}, "quality_gate.min_acuracy"),
-    ({"quality_gate": {"min_accuracy": 1.5}}, "quality_gate.min_accuracy"),
-    ({"rollout": {"kind": "canary", "steps": [50, 20]}}, "rollout.canary"),
-    ({"rollout": {"kind": "rainbow"}}, "rollout"),
-    ({"rollout": {"kind": "ab", "significance": 0.9}}, "rollout.ab.significance"),
-    ({"model": "Bad Name!"}, "model"),
-    ({"faults": {"error_rate": -1}}, "faults.error_rate"),
+def _dev(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(
+        (GITOPS / "envs" / "dev" / "models" / "breast-cancer.yaml").read_text())
+    return {**data, **changes}
+
+
+REGRESSION = {"task": "regression", "data": {"source": "builtin:diabetes"},
+              "training": {"trainer": "lightgbm"}, "quality_gate": {"max": {"rmse": 80}},
+              "analysis": {"max_online_mae": 60}}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"training": {"trainer": "svm"}}, r"training\.trainer: unknown trainer 'svm'; known: "),
+    ({"training": {"trainer": "linear_regression"}},
+     r"training\.trainer: linear_regression does not train binary models; for binary: "),
+    ({"training": {"trainer": "xgboost", "entrypoint": "t.py:train"}}, r"training: give either"),
+    ({"training": {"entrypoint": "train.py"}}, r"training\.entrypoint: String should match"),
+    ({"quality_gate": {"min": {"rocauc": 0.9}}},
+     r"quality_gate\.min: unknown metric 'rocauc' for a binary model; known: accuracy, f1, "),
+    ({"quality_gate": {"compare": "rmse"}}, r"quality_gate\.compare: unknown metric 'rmse'"),
+    ({"quality_gate": {"min_accuracy": 0.9}}, r"quality_gate\.min_accuracy: Extra inputs"),
+    ({"task": "ranking"}, r"task: Input should be 'binary', 'multiclass' or 'regression'"),
+    ({"task": "multiclass"}, r"data\.source: builtin:breast_cancer is a binary data set"),
+    ({"data": {"source": "builtin:mnist"}}, r"data\.source: no built-in data set 'mnist'"),
+    ({"data": {"source": "data/rows.xlsx"}}, r"data\.source: 'data/rows\.xlsx' is neither"),
+    ({"data": {"source": "s3://bucket"}}, r"data\.source: 's3://bucket' names no object"),
+    ({"data": {"source": "d.csv", "label": "y", "features": ["a", "y"]}},
+     r"data\.features: the label column 'y' cannot also be a feature"),
+    ({"data": None}, r"data: required \(or `source: "),
+    ({"source": {"env": "dev", "alias": "champion"}},
+     r"training: a promoted model \(`source`\) is not retrained"),
+    ({"source": {"env": "dev"}, "training": None}, r"source: give either `version: <n>`"),
+    ({"rollout": {"kind": "canary", "steps": [50, 20]}}, r"rollout\.canary: "),
+    ({"rollout": {"kind": "rainbow"}}, r"rollout: "),
+    ({"rollout": {"kind": "ab", "significance": 0.9}}, r"rollout\.ab\.significance: "),
+    ({"analysis": {"max_online_mae": 3}}, r"analysis\.max_online_mae: a classifier is judged"),
+    ({"model": "Bad Name!"}, r"model: "),
+    ({"faults": {"error_rate": -1}}, r"faults\.error_rate: "),
+    ({**REGRESSION, "analysis": {"min_online_accuracy": 0.9}},
+     r"analysis\.min_online_accuracy: a regression model has no accuracy"),
+    ({**REGRESSION, "rollout": {"kind": "ab"}}, r"rollout\.kind: ab compares predicted classes"),
 ])
-def test_invalid_spec_names_the_field(change: dict[str, object], field: str) -> None:
-    with pytest.raises(SpecError, match=rf"{field}: "):
-        parse_spec({**_dev(), **change})
+def test_invalid_spec_names_the_field(change: dict[str, Any], message: str) -> None:
+    data = {key: value for key, value in _dev(**change).items() if value is not None}
+    with pytest.raises(SpecError, match=message):
+        parse_spec(data, "envs/dev/models/breast-cancer.yaml")
+
+
+def test_each_task_type_parses_with_its_metrics() -> None:
+    regression = parse_spec(_dev(**REGRESSION))
+    assert regression.compare_metric == "rmse"
+    wine = parse_spec(_dev(task="multiclass", data={"source": "builtin:wine"},
+                           quality_gate={"min": {"f1_macro": 0.9}}))
+    assert wine.compare_metric == "accuracy"
+    promoted = parse_spec(_dev(source={"env": "dev", "version": 7}, training=None))
+    assert promoted.source is not None
+    assert promoted.source.version == 7
+
+
+def test_the_file_is_named_as_its_model(tmp_path: Path) -> None:
+    misnamed = tmp_path / "cancer.yaml"
+    misnamed.write_text(yaml.safe_dump(_dev()))
+    with pytest.raises(SpecError, match=r"model: 'breast-cancer' differs from the file's name; "
+                                        r"name the file breast-cancer\.yaml"):
+        load_spec(misnamed)
 
 
 def test_unreadable_and_non_yaml_specs(tmp_path: Path) -> None:

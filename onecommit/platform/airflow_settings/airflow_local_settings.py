@@ -19,11 +19,13 @@ import importlib
 import sys
 
 CONNECT_ARGS = {"timeout": 30}
-# The lifecycle library the tasks run, and what MLflow imports only at a step's first call in
-# every task that logs or loads a model: skops (MLflow's scikit-learn serialisation, 2.5 s:
-# it enumerates every scikit-learn estimator) and GitPython (a run's source version).
+# The lifecycle library the tasks run, what it imports only where used (the ONNX export and
+# runtime, scikit-learn's metrics), and what MLflow imports only at a step's first call in
+# every task that logs or loads a model: its ONNX flavour and GitPython (a run's source
+# version). XGBoost and LightGBM stay out: only their models' training tasks need them.
 PRELOADED = ("onecommit.lifecycle.flow", "onecommit.lifecycle.notify",
-             "onecommit.lifecycle.rollout", "mlflow.sklearn", "skops.io", "git")
+             "onecommit.lifecycle.rollout", "onnxruntime", "skl2onnx", "sklearn.metrics",
+             "mlflow.onnx", "git")
 
 if sys.argv[1:2] == ["scheduler"]:
     for module in PRELOADED:

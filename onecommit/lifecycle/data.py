@@ -1,0 +1,185 @@
+"""A spec's data as a table of numeric features and a label column: read from a built-in data
+set, a CSV or Parquet file in the commit's tree or on this machine, or an object store; checked
+for what training needs; split into the training rows and the holdout every candidate and its
+champion are judged on."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from onecommit.errors import OnecommitError
+from onecommit.lifecycle.catalog import Task
+from onecommit.lifecycle.spec import Data, ModelSpec
+
+
+class DataError(OnecommitError):
+    """The data cannot be used; the message names the source, the column and the fix."""
+
+
+@dataclass(frozen=True)
+class Table:
+    features: NDArray[np.float32]
+    labels: NDArray[Any]
+    feature_names: list[str]
+
+
+@dataclass(frozen=True)
+class Split:
+    x_train: NDArray[np.float32]
+    x_holdout: NDArray[np.float32]
+    y_train: NDArray[Any]
+    y_holdout: NDArray[Any]
+    feature_names: list[str]
+
+
+def _builtin(name: str) -> pd.DataFrame:
+    from sklearn import datasets  # not at import: the sync loads this module
+
+    bunch = getattr(datasets, f"load_{name}")(as_frame=True)
+    frame: pd.DataFrame = bunch.frame
+    return frame.rename(columns=lambda column: str(column).replace(" ", "_"))
+
+
+def _s3_bytes(uri: str) -> bytes:
+    """The object's bytes, through MinIO's client: endpoint from ONECOMMIT_S3_ENDPOINT_URL
+    (MLflow's MLFLOW_S3_ENDPOINT_URL otherwise), keys from the usual AWS variables."""
+    from urllib.parse import urlparse
+
+    from minio import Minio
+    from minio.error import MinioException
+
+    endpoint = os.environ.get("ONECOMMIT_S3_ENDPOINT_URL",
+                              os.environ.get("MLFLOW_S3_ENDPOINT_URL", ""))
+    if not endpoint:
+        raise DataError(f"data.source {uri}: no object store configured: set "
+                        "ONECOMMIT_S3_ENDPOINT_URL (and AWS_ACCESS_KEY_ID, "
+                        "AWS_SECRET_ACCESS_KEY)")
+    where = urlparse(endpoint)
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    client = Minio(where.netloc, access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+                   secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                   secure=where.scheme == "https")
+    try:
+        response = client.get_object(bucket, key)
+        try:
+            return bytes(response.read())
+        finally:
+            response.close()
+            response.release_conn()
+    except (MinioException, OSError) as error:
+        raise DataError(f"data.source {uri}: cannot read it from {endpoint}: {error}") from None
+
+
+def _read(source: str, content: bytes | Path) -> pd.DataFrame:
+    handle = io.BytesIO(content) if isinstance(content, bytes) else content
+    try:
+        if source.endswith(".parquet"):
+            return pd.read_parquet(handle)
+        return pd.read_csv(handle)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data.source {source}: the file is empty: commit rows with a header "
+                        "line") from None
+    except (ValueError, OSError, UnicodeDecodeError) as error:
+        kind = "Parquet" if source.endswith(".parquet") else "CSV"
+        raise DataError(f"data.source {source}: not readable as {kind}: {error}") from None
+
+
+def file_path(data: Data, tree: Path | None) -> Path | None:
+    """The data file on disk: in the commit's tree (a relative source) or on this machine;
+    None for built-in sets and object stores."""
+    if data.builtin is not None or data.is_s3:
+        return None
+    if not data.in_repo:
+        return Path(data.source)
+    if tree is None:
+        raise DataError(f"data.source {data.source} is a path in the gitops repository, which "
+                        "is not checked out here")
+    return tree / data.source
+
+
+def read_frame(data: Data, tree: Path | None) -> pd.DataFrame:
+    if data.builtin is not None:
+        return _builtin(data.builtin)
+    if data.is_s3:
+        return _read(data.source, _s3_bytes(data.source))
+    path = file_path(data, tree)
+    assert path is not None
+    if not path.is_file():
+        where = "in the commit" if data.in_repo else "on this machine"
+        raise DataError(f"data.source {data.source}: no such file {where}: commit it, or fix "
+                        "the path (relative paths start at the gitops repository's root)")
+    return _read(data.source, path)
+
+
+def table(frame: pd.DataFrame, data: Data, task: Task) -> Table:
+    """The columns the spec names, checked: the label present and suited to the task, the
+    features present and numeric, at least a row per holdout."""
+    columns = [str(c) for c in frame.columns]
+    if data.label not in columns:
+        raise DataError(f"data.label: no column {data.label!r} in {data.source}; its columns: "
+                        f"{', '.join(columns[:20])}")
+    names = data.features or [c for c in columns if c != data.label]
+    missing = [name for name in names if name not in columns]
+    if missing:
+        raise DataError(f"data.features: {', '.join(map(repr, missing))} not in {data.source}")
+    if len(frame) < 10:
+        raise DataError(f"data.source {data.source}: {len(frame)} rows; training and a "
+                        "holdout need at least 10")
+    text = [name for name in names if not pd.api.types.is_numeric_dtype(frame[name])]
+    if text:
+        raise DataError(f"data.features: {', '.join(map(repr, text[:5]))} in {data.source} "
+                        "are not numeric: encode them, or leave them out of data.features")
+    labels = frame[data.label]
+    if not pd.api.types.is_numeric_dtype(labels) or labels.isna().any():
+        raise DataError(f"data.label: column {data.label!r} in {data.source} must be numbers "
+                        "without gaps (classes as integers 0..k-1)")
+    if task != "regression":
+        labels = _classes(labels, data, task)
+    return Table(frame[names].to_numpy(dtype=np.float32), labels.to_numpy(), names)
+
+
+def _classes(labels: pd.Series, data: Data, task: Task) -> pd.Series:
+    classes = sorted(labels.unique())
+    if any(float(c) != int(c) for c in classes) or classes != list(range(len(classes))):
+        raise DataError(f"data.label: a {task} label must hold the classes as integers "
+                        f"0..k-1; column {data.label!r} holds {classes[:10]}")
+    if task == "binary" and len(classes) != 2:
+        raise DataError(f"data.label: a binary task needs 2 classes, column {data.label!r} "
+                        f"has {len(classes)}: use task: multiclass")
+    return labels.astype(np.int64)
+
+
+def split(rows: Table, data: Data, task: Task) -> Split:
+    """The holdout is fixed by the spec's seed and size, so a candidate and its champion are
+    judged on the same rows."""
+    from sklearn.model_selection import train_test_split
+
+    stratify = rows.labels if task != "regression" else None
+    try:
+        parts = train_test_split(rows.features, rows.labels, test_size=data.test_size,
+                                 random_state=data.seed, stratify=stratify)
+    except ValueError as error:  # a class too rare to be in both parts, say
+        raise DataError(f"data: cannot split {data.source} into training rows and a holdout of "
+                        f"{data.test_size}: {error}") from None
+    x_train, x_holdout, y_train, y_holdout = parts
+    return Split(x_train, x_holdout, y_train, y_holdout, rows.feature_names)
+
+
+def load(data: Data, task: Task, tree: Path | None) -> Split:
+    return split(table(read_frame(data, tree), data, task), data, task)
+
+
+def of_spec(spec: ModelSpec, tree: Path | None = None) -> Split:
+    """The spec's split (its holdout replayed as traffic by the loop, a bench or a test)."""
+    if spec.data is None:
+        raise DataError(f"{spec.model}: the spec names no data (a promotion without `data`): "
+                        "add `data` to replay its holdout")
+    return load(spec.data, spec.task, tree)
