@@ -1,16 +1,18 @@
 """The Docker engine the compose profile runs on: the one that answers, or, as root on Debian,
 Debian's `docker.io` installed and `dockerd` started (with the vfs storage driver, the one that
-works where overlay mounts are refused, e.g. inside another container). The engine, once
-started, stays: it is the machine's, like its package, and keeps the image cache for the next
-run."""
+works where overlay mounts are refused, e.g. inside another container). Started by `invoke up`
+or `invoke engine`, it stays: it is the machine's, like its package. Started for one run (a
+test's), it is stopped afterwards; its image cache stays on disk for the next run either way."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -50,12 +52,40 @@ def unavailable() -> str | None:
 
 
 def ensure(report: Callable[[str], None] = print) -> docker.DockerClient:
-    """The engine that answers, else Debian's installed and started."""
+    """The engine that answers, else Debian's installed and started (and left running)."""
     try:
         return client()
     except EngineError:
-        if why := unavailable():
-            raise EngineError(why) from None
+        _start(report)
+        return _answering()
+
+
+@contextmanager
+def session(report: Callable[[str], None] = print) -> Iterator[docker.DockerClient]:
+    """The engine for one run: the one that answers, else one started here and stopped at the
+    end (with its containerd: the whole process group)."""
+    try:
+        running = client()
+    except EngineError:
+        running = None
+    if running is not None:
+        yield running
+        return
+    started = _start(report)
+    try:
+        yield _answering()
+    finally:
+        os.killpg(started.pid, signal.SIGTERM)
+        try:
+            started.wait(timeout=_START_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(started.pid, signal.SIGKILL)
+            started.wait()
+
+
+def _start(report: Callable[[str], None]) -> subprocess.Popen[bytes]:
+    if why := unavailable():
+        raise EngineError(why)
     missing = [p for p, tool in zip(_PACKAGES, ("dockerd", "debootstrap"), strict=True)
                if shutil.which(tool) is None]
     if missing:
@@ -65,9 +95,12 @@ def ensure(report: Callable[[str], None] = print) -> docker.DockerClient:
             _run(argv)
     report(f"starting dockerd --storage-driver=vfs (log: {DOCKERD_LOG})")
     with DOCKERD_LOG.open("ab") as log:
-        # Its own session: it outlives this command, as the machine's engine.
-        subprocess.Popen(["dockerd", "--storage-driver=vfs"], stdout=log, stderr=log,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
+        # Its own session: it outlives the command that started it, unless stopped.
+        return subprocess.Popen(["dockerd", "--storage-driver=vfs"], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _answering() -> docker.DockerClient:
     deadline = time.monotonic() + _START_TIMEOUT_S
     while True:
         try:

@@ -45,21 +45,22 @@ def compose_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setti
     _engine_or_skip()
     from onecommit.platform import compose, engine, images
 
-    client = engine.ensure()
-    postgres, prometheus, alertmanager = free_ports(3)
-    settings = make_settings(
-        tmp_path_factory.mktemp("compose"), profile="compose",
-        image_base=images.reachable_base(client),
-        image_ca_bundle=HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None,
-        postgres_port=postgres, prometheus_port=prometheus, alertmanager_port=alertmanager)
-    try:
-        compose.up(settings)
-        yield settings
-    finally:
-        compose.down(settings, volumes=True)
-        left = client.containers.list(
-            all=True, filters={"label": f"com.docker.compose.project={compose.project(settings)}"})
-        assert not left, f"containers left after down: {[c.name for c in left]}"
+    # An engine started here is stopped at the end; its image cache stays for the next run.
+    with engine.session() as client:
+        postgres, prometheus, alertmanager = free_ports(3)
+        settings = make_settings(
+            tmp_path_factory.mktemp("compose"), profile="compose",
+            image_base=images.reachable_base(client),
+            image_ca_bundle=HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None,
+            postgres_port=postgres, prometheus_port=prometheus, alertmanager_port=alertmanager)
+        try:
+            compose.up(settings)
+            yield settings
+        finally:
+            compose.down(settings, volumes=True)
+            left = client.containers.list(all=True, filters={
+                "label": f"com.docker.compose.project={compose.project(settings)}"})
+            assert not left, f"containers left after down: {[c.name for c in left]}"
 
 
 def test_every_service_healthy(compose_platform: Settings) -> None:
