@@ -43,6 +43,10 @@ def app_from_environment() -> FastAPI:
 
 def main() -> None:
     settings = GatewaySettings()
+    if settings.gateway_workers > 1:
+        from onecommit.gateway.metrics import share_between_workers
+
+        share_between_workers(settings.state_dir / "gateway-metrics")
     # With a certificate the gateway speaks HTTPS only: plain HTTP on its port fails the handshake.
     uvicorn.run("onecommit.gateway.__main__:app_from_environment", factory=True,
                 workers=settings.gateway_workers, host=settings.host,

@@ -26,7 +26,7 @@ from onecommit.gateway.dataplane import DataPlane, is_decimal
 from onecommit.gateway.enrichment import add_routes, config_file, follow_config
 from onecommit.gateway.errors import GatewayError
 from onecommit.gateway.fastpath import InferenceRoutes
-from onecommit.gateway.metrics import GatewayMetrics
+from onecommit.gateway.metrics import GatewayMetrics, exposed
 from onecommit.gateway.predictions import PredictionLog
 from onecommit.gateway.router import TrafficPolicy, weights
 from onecommit.gateway.settings import GatewaySettings
@@ -91,7 +91,7 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
 
     @open_router.get("/metrics")
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(request.app.state.registry),
+        return Response(generate_latest(exposed(request.app.state.registry)),
                         media_type=CONTENT_TYPE_LATEST)
 
     @infer_router.get("/v2/models/{path:path}")

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton_http
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from onecommit.gateway.app import create_app
@@ -382,6 +383,25 @@ def test_two_workers_route_alike_and_join_feedback_across_workers(served: Served
     assert any(received_by[i] != served_by[i] for i in received_by)
     report = httpx.get(f"{served.url}{ADMIN_API}/analysis").json()
     assert sum(v["feedback"] for v in report["variants"].values()) >= len(ids)
+
+
+def _requests_counted(url: str) -> float:
+    """The model's inference count as one scrape of /metrics answers it (either worker's)."""
+    families = text_string_to_metric_families(_fresh("GET", f"{url}/metrics").text)
+    return sum(sample.value for family in families if family.name == "onecommit_gateway_requests"
+               for sample in family.samples
+               if sample.name.endswith("_total") and sample.labels["model"] == MODEL)
+
+
+def test_every_scrape_counts_the_requests_of_both_workers(served: Served,
+                                                           platform: Settings) -> None:
+    assert platform.gateway_workers == 2
+    before = _requests_counted(served.url)
+    for n in range(40):  # each on a new connection: both workers answer some
+        response = _fresh("POST", f"{served.url}/v2/models/{MODEL}/infer",
+                          json=_body(served.rows[n: n + 1]))
+        assert response.status_code == 200, response.text
+    assert {_requests_counted(served.url) for _ in range(8)} == {before + 40}
 
 
 class _RegistryProxy(ThreadingHTTPServer):
