@@ -39,7 +39,7 @@ def exposed(registry: CollectorRegistry) -> CollectorRegistry:
     if directory is None:
         return registry
     merged = CollectorRegistry()
-    multiprocess.MultiProcessCollector(merged, directory)
+    multiprocess.MultiProcessCollector(merged, directory)  # type: ignore[no-untyped-call]
     return merged
 
 

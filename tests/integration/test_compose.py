@@ -1,7 +1,7 @@
 """The compose profile end to end, on a real Docker engine: the images built (the engine's
 cache makes a second run seconds), `up` by the same code as `invoke up --profile compose`, a
 good commit promoted under a canary and a bad one rolled back, with the gateway's error-rate
-alert loaded in Prometheus and firing during the bad commit.
+alert loaded in Prometheus, pending for the bad version while its rollout ran, then firing.
 
 Without an engine (and no way to start one: root on Debian) it is skipped with the reason;
 with CI=true that fails instead, so CI can never pass without having run it."""
@@ -9,9 +9,9 @@ with CI=true that fails instead, so CI can never pass without having run it."""
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,12 @@ from onecommit import loop
 from onecommit.settings import Settings
 from tests.conftest import free_ports, make_settings
 
-pytestmark = pytest.mark.compose
+# The first test's setup builds the images: about 30 minutes cold on 2 cores, seconds warm.
+pytestmark = [pytest.mark.compose, pytest.mark.timeout(3600)]
 
 ERROR_RATE_ALERT = "OnecommitGatewayVariantErrorRateHigh"
+# After the rollback, how long the alert may take to turn from pending to firing.
+ALERT_WAIT_S = 60.0
 # The host's trust store: on a network whose TLS a proxy re-signs, the only one pip accepts.
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -93,36 +96,40 @@ def test_good_commit_promoted(compose_platform: Settings) -> None:
     assert loop.served_version(compose_platform, model) == str(report.challenger_version)
 
 
-def test_bad_commit_rolled_back_while_the_alert_fires(compose_platform: Settings) -> None:
+def test_bad_commit_rolled_back_and_its_version_alerts(compose_platform: Settings) -> None:
     model = _model(compose_platform)
     before = loop.champion_version(compose_platform, model)
     assert before is not None, "the good commit's test leaves a champion"
-    firing: list[dict[str, str]] = []
-    done = threading.Event()
-    watcher = threading.Thread(target=_watch_alerts, args=(compose_platform, firing, done))
-    watcher.start()
-    try:
-        (report,) = loop.demo_commit(compose_platform, "bad", [model])
-    finally:
-        done.set()
-        watcher.join()
+    pushed = time.time()
+    (report,) = loop.demo_commit(compose_platform, "bad", [model])
+    returned = time.time()
     assert report.outcome == "rolled_back", report.reason
     assert loop.champion_version(compose_platform, model) == before
-    assert any(a["variant"] == "challenger" for a in firing), (
-        f"{ERROR_RATE_ALERT} never fired for the challenger while the bad commit ran")
+    alert = _firing(compose_platform, model, str(report.challenger_version))
+    active = datetime.fromisoformat(alert["activeAt"]).timestamp()
+    print(f"\n{ERROR_RATE_ALERT} for {model} v{report.challenger_version}: pending "
+          f"{active - pushed:.0f} s after the push, the rollback done {returned - pushed:.0f} s "
+          f"after it; firing at {alert['value']} of its requests failed")
+    # Its condition held while the commit's rollout ran, not after.
+    assert pushed < active < returned
 
 
-def _watch_alerts(settings: Settings, firing: list[dict[str, str]],
-                  done: threading.Event) -> None:
-    """Collect the error-rate alert's labels each time Prometheus reports it firing."""
-    while not done.is_set():
-        try:
-            alerts = _prometheus(settings, "/api/v1/alerts")["alerts"]
-        except httpx.HTTPError:
-            alerts = []
-        firing += [a["labels"] for a in alerts
-                   if a["labels"]["alertname"] == ERROR_RATE_ALERT and a["state"] == "firing"]
+def _firing(settings: Settings, model: str, version: str) -> dict[str, Any]:
+    """The error-rate alert for the model's version once Prometheus reports it firing (the
+    compose rules hold it 5 s; the ratio it fires on spans 5 minutes)."""
+    deadline = time.monotonic() + ALERT_WAIT_S
+    seen: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        seen = [a for a in _prometheus(settings, "/api/v1/alerts")["alerts"]
+                if a["labels"]["alertname"] == ERROR_RATE_ALERT]
+        for alert in seen:
+            labels = alert["labels"]
+            if (labels["model"], labels["version"], alert["state"]) == (model, version,
+                                                                        "firing"):
+                return alert
         time.sleep(1)
+    raise AssertionError(f"{ERROR_RATE_ALERT} did not fire for {model} v{version} within "
+                         f"{ALERT_WAIT_S:.0f} s of the rollback; its alerts: {seen}")
 
 
 def _prometheus(settings: Settings, path: str) -> dict[str, Any]:
