@@ -109,7 +109,7 @@ def test_bad_commit_rolled_back_and_its_version_alerts(compose_platform: Setting
     active = datetime.fromisoformat(alert["activeAt"]).timestamp()
     print(f"\n{ERROR_RATE_ALERT} for {model} v{report.challenger_version}: pending "
           f"{active - pushed:.0f} s after the push, the rollback done {returned - pushed:.0f} s "
-          f"after it; firing at {alert['value']} of its requests failed")
+          f"after it; firing with {float(alert['value']):.0%} of its requests failed")
     # Its condition held while the commit's rollout ran, not after.
     assert pushed < active < returned
 
