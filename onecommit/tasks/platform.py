@@ -44,12 +44,7 @@ def up(c: Context, profile: str | None = None, tls: bool = False, dry_run: bool 
     if _kind_profile(settings, kind.up, dry_run):
         return
     with Progress() as report:
-        if settings.profile == "compose":
-            from onecommit.platform import compose
-
-            compose.up(settings, report)
-        else:
-            local.up(settings, report)
+        profiles.up(settings, report)
     print_urls(settings)
 
 
@@ -62,12 +57,7 @@ def down(c: Context, profile: str | None = None, volumes: bool = False,
     settings = load_settings(profile=profile)
     if _kind_profile(settings, kind.down, dry_run):
         return
-    if settings.profile == "compose":
-        from onecommit.platform import compose
-
-        compose.down(settings, volumes=volumes)
-    else:
-        local.down(settings)
+    profiles.down(settings, volumes=volumes)
     print("platform stopped")
 
 
