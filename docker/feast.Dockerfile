@@ -1,6 +1,8 @@
-# The Feast feature server of the optional layer (charts/feast): `feast serve` on the feature repo
-# optional/feast. Its own pinned requirements file (Feast needs numpy>=2), the same one the local
-# profile's feast environment is built from.
+# The Feast feature server of the optional layer (charts/feast; compose's `optional` profile):
+# `feast serve` on the feature repo optional/feast. Its own pinned requirements file (Feast needs
+# numpy>=2), the same one the local profile's feast environment is built from, installed in a
+# virtual environment at FEAST_ENV: the platform image copies it from here to run Feast jobs
+# (training sets for DAG tasks) beside Airflow, whose environment pins numpy<2.
 # Build from the repository root: docker build -f docker/feast.Dockerfile -t onecommit/feast .
 # BASE_IMAGE: `invoke images` passes onecommit/base (docker/base.Dockerfile).
 ARG BASE_IMAGE=python:3.11.11-slim-bookworm
@@ -10,14 +12,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONPATH=/app
+    PYTHONPATH=/app \
+    FEAST_ENV=/opt/onecommit/envs/feast
+ENV PATH=${FEAST_ENV}/bin:$PATH
 
 COPY requirements/feast.txt /app/requirements.txt
-RUN pip install -r /app/requirements.txt
-
-# features.py imports onecommit.features (the data set's schema).
-COPY onecommit /app/onecommit
-COPY optional/feast /app/optional/feast
+RUN python -m venv ${FEAST_ENV} && ${FEAST_ENV}/bin/pip install -r /app/requirements.txt
 
 # UID/GID 10001: the chart's securityContext.runAsUser; HOME is /tmp (emptyDir).
 RUN groupadd --gid 10001 feast \
@@ -26,3 +26,9 @@ USER 10001:10001
 WORKDIR /app/optional/feast
 EXPOSE 6566
 CMD ["feast", "-f", "feature_store.cluster.yaml", "serve", "--host", "0.0.0.0"]
+
+# The feature repo, and the code last: features.py and the Feast jobs import onecommit.features
+# only (the data set's schema), so a change elsewhere in onecommit/ rebuilds nothing here.
+COPY optional/feast /app/optional/feast
+COPY onecommit/__init__.py /app/onecommit/__init__.py
+COPY onecommit/features /app/onecommit/features

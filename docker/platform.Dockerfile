@@ -2,8 +2,11 @@
 # of the official chart (charts/airflow, KubernetesExecutor task pods included) and the PostSync
 # sync Job. Same pinned requirements file as the local profile's platform environment.
 # Build from the repository root: docker build -f docker/platform.Dockerfile -t onecommit/platform .
-# BASE_IMAGE: `invoke images` passes onecommit/base (docker/base.Dockerfile).
+# BASE_IMAGE: `invoke images` passes onecommit/base (docker/base.Dockerfile); FEAST_IMAGE,
+# built first from the same base, onecommit/feast (docker/feast.Dockerfile).
 ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+ARG FEAST_IMAGE=onecommit/feast:0.1.0
+FROM ${FEAST_IMAGE} AS feast
 FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -24,6 +27,10 @@ RUN pip install -r /app/requirements.txt
 # large one above stays cached when only these change.
 COPY requirements/platform-cluster.txt /app/requirements-cluster.txt
 RUN pip install -r /app/requirements-cluster.txt
+# Feast's environment (numpy>=2, beside Airflow's numpy<2), where DAG tasks run the training-set
+# join while the optional layer is attached (onecommit.features.offline). The same base image
+# makes its interpreter links valid here; ONECOMMIT_ENVS_PATH=/opt/onecommit/envs finds it.
+COPY --from=feast /opt/onecommit/envs/feast /opt/onecommit/envs/feast
 
 # UID/GID 50000: the official Airflow chart's uid (values: airflow.uid/gid) and our chart's.
 RUN groupadd --gid 50000 airflow \
@@ -36,7 +43,9 @@ EXPOSE 8080
 # (`bash -c "exec airflow scheduler"`, `airflow db check-migrations`, task pods' `airflow tasks run`).
 CMD ["airflow", "version"]
 
-# The code last: a change to it rebuilds these two layers only.
+# The feature repo (Feast's training-set job reads it), then the code: a change to the code
+# rebuilds its two layers only.
+COPY optional/feast /app/optional/feast
 COPY onecommit /app/onecommit
 # The official chart's default DAG folder is $AIRFLOW_HOME/dags.
 COPY --chown=50000:50000 dags /opt/airflow/dags

@@ -1,9 +1,13 @@
-"""Attach (`on`) and detach (`off`) the Feast layer to the running local platform.
+"""Attach (`on`) and detach (`off`) the Feast layer to the running platform.
 
-On: feast environment → Redis (when chosen) → apply + materialise unless the same data is
-already materialised → feature server → gateway enrichment switched on, live.
+On: Redis (when chosen) → apply + materialise unless the same data is already materialised →
+feature server → gateway enrichment switched on, live.
 Off: gateway enrichment off first → feature server and Redis stopped; the registry, the offline
 file and the online data stay, so the next `on` serves at once.
+
+The steps are the same on either profile; where the programs run is a `Runtime`: the local
+profile's supervisor (`Supervised`, with the feast environment) or compose's containers
+(`onecommit.features.containers`).
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import httpx
 
@@ -31,6 +36,7 @@ from onecommit.lifecycle.gateway import on_every_worker
 from onecommit.platform import health, supervisor
 from onecommit.platform.components import Component, Program, components, gateway_admin_token
 from onecommit.platform.envs import ensure_env, env_dir
+from onecommit.platform.health import ComponentStatus
 from onecommit.platform.local import PlatformError, Report, port_free, start_component, tail
 from onecommit.settings import Settings
 
@@ -48,18 +54,28 @@ class Attached:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def serve_arguments(settings: FeatureSettings) -> list[str]:
+    """`feast serve`'s arguments after the repo's and the YAML's, on either profile."""
+    return ["serve", "--host", settings.host, "--port", str(settings.feast_port),
+            "--workers", "1", "--no-access-log",
+            # A worker recycled after N requests leaves the only worker's queue waiting.
+            "--max-requests", "0"]
+
+
+def feature_server(settings: FeatureSettings, programs: list[Program] | None = None,
+                   ) -> Component:
+    """The feature server as `invoke status` probes it."""
+    return Component(name="feast", env="feast", url=settings.url(settings.feast_port),
+                     health_path="/health", version_path="/health", programs=programs or [])
+
+
 def layer_components(settings: FeatureSettings) -> list[Component]:
     """The supervised programs: Redis (for the Redis online store), then the feature server."""
     feast = str(env_dir(settings, "feast") / "bin" / "feast")
     serve = [feast, "--chdir", str(settings.feast_repo), "--feature-store-yaml",
-             str(settings.store_yaml()), "serve", "--host", settings.host,
-             "--port", str(settings.feast_port), "--workers", "1", "--no-access-log",
-             # A worker recycled after N requests leaves the only worker's queue waiting.
-             "--max-requests", "0"]
-    server = Component(
-        name="feast", env="feast", url=settings.url(settings.feast_port), health_path="/health",
-        version_path="/health", programs=[Program(FEATURE_SERVER, serve,
-                                                  settings.feast_environment())])
+             str(settings.store_yaml()), *serve_arguments(settings)]
+    server = feature_server(settings, [Program(FEATURE_SERVER, serve,
+                                               settings.feast_environment())])
     binary = settings.redis_server()
     if settings.online_store() != "redis" or binary is None:
         return [server]
@@ -73,65 +89,163 @@ def layer_components(settings: FeatureSettings) -> list[Component]:
     return [redis, server]
 
 
-def _check(settings: FeatureSettings) -> None:
-    """Refuse early, with the fix, what would fail half-way."""
-    if supervisor.supervisord_pid(settings) is None:
-        raise PlatformError("the platform is not running: start it with `invoke up` first")
-    binary = settings.redis_server()
-    if settings.online_store() == "redis" and (binary is None or not binary.is_file()):
-        raise PlatformError(f"no redis-server binary at {binary or 'PATH'}: install Redis, set "
-                            "ONECOMMIT_FEAST_REDIS_SERVER, or ONECOMMIT_FEAST_ONLINE_STORE=sqlite")
-    running = supervisor.processes(settings)
+class Runtime(Protocol):
+    """Where the layer's programs (REDIS, FEATURE_SERVER) run."""
+
+    def check(self) -> None:
+        """Refuse early, with the fix, what would fail half-way."""
+
+    def running(self) -> set[str]:
+        """The layer's programs running now."""
+
+    def start_store(self, report: Report) -> None:
+        """Start the online store's server (none for SQLite); return once it answers."""
+
+    def prepare(self) -> dict[str, float]:
+        """Write the offline file, apply the definitions, materialise: Feast's own timings."""
+
+    def start_server(self, report: Report) -> None:
+        """Start the feature server; return once it is healthy."""
+
+    def stop(self, program: str) -> None:
+        """Stop one program gracefully (Redis flushes its append-only file on SIGTERM)."""
+
+    def server_status(self) -> ComponentStatus:
+        """The feature server's health; its memory counts Redis's too."""
+
+    def server_log(self) -> tuple[str, str]:
+        """Where the feature server's log is, and its tail."""
+
+
+def runtime(settings: FeatureSettings) -> Runtime:
+    if settings.profile == "compose":
+        from onecommit.features.containers import Containers  # the Docker SDK only there
+
+        return Containers(settings)
+    return Supervised(settings)
+
+
+@dataclass(frozen=True)
+class Supervised:
+    """The local profile: the programs under the platform's supervisord, from the feast
+    environment (built on the first `on`)."""
+
+    settings: FeatureSettings
+
+    def check(self) -> None:
+        settings = self.settings
+        if supervisor.supervisord_pid(settings) is None:
+            raise PlatformError("the platform is not running: start it with `invoke up` first")
+        binary = settings.redis_server()
+        if settings.online_store() == "redis" and (binary is None or not binary.is_file()):
+            raise PlatformError(f"no redis-server binary at {binary or 'PATH'}: install Redis, "
+                                "set ONECOMMIT_FEAST_REDIS_SERVER, or "
+                                "ONECOMMIT_FEAST_ONLINE_STORE=sqlite")
+        refuse_taken_ports(settings, [p.name for c in layer_components(settings)
+                                      for p in c.programs], self.running())
+
+    def running(self) -> set[str]:
+        return {name for name, info in supervisor.processes(self.settings).items()
+                if info.state == "RUNNING" and name in (FEATURE_SERVER, REDIS)}
+
+    def start_store(self, report: Report) -> None:
+        report(f"environment feast: ready at {ensure_env(self.settings, 'feast')}")
+        layer = layer_components(self.settings)
+        self._register(layer)
+        if any(c.name == "redis" for c in layer):
+            self._wait_redis(report)
+
+    def prepare(self) -> dict[str, float]:
+        return run_job(self.settings, "prepare")
+
+    def start_server(self, report: Report) -> None:
+        start_component(self.settings, layer_components(self.settings)[-1], report)
+
+    def stop(self, program: str) -> None:
+        info = supervisor.processes(self.settings).get(program)
+        if info is not None and info.state in {"RUNNING", "STARTING", "BACKOFF"}:
+            supervisor.rpc(self.settings).supervisor.stopProcess(program, True)
+
+    def server_status(self) -> ComponentStatus:
+        running = supervisor.processes(self.settings)
+        server = health.status(self.settings, layer_components(self.settings)[-1], running)
+        redis = running.get(REDIS)
+        if redis is None or not redis.pid:
+            return server
+        return replace(server, memory_mb=server.memory_mb + health.tree_memory_mb(redis.pid))
+
+    def server_log(self) -> tuple[str, str]:
+        log = supervisor.log_file(self.settings, FEATURE_SERVER)
+        return str(log), tail(log)
+
+    def _register(self, layer: list[Component]) -> None:
+        """Add the layer's programs to the platform's supervisord, replacing changed
+        definitions."""
+        settings = self.settings
+        for component in layer:
+            component.prepare()
+        supervisor.write_config(settings, [*components(settings), *layer])
+        supervisor.ensure_running(settings)
+        rpc = supervisor.rpc(settings).supervisor
+        _added, changed, _removed = rpc.reloadConfig()[0]
+        ours = {p.name for c in layer for p in c.programs}
+        for name in set(changed) & ours:
+            self.stop(name)
+            rpc.removeProcessGroup(name)
+            rpc.addProcessGroup(name)
+
+    def _wait_redis(self, report: Report) -> None:
+        settings = self.settings
+        supervisor.start(settings, REDIS)
+
+        def exited() -> tuple[str, str] | None:
+            state = supervisor.processes(settings).get(REDIS)
+            if state is None or state.state in {"FATAL", "EXITED", "BACKOFF", "STOPPED"}:
+                log = supervisor.log_file(settings, REDIS)
+                return str(log), tail(log)
+            return None
+
+        wait_ready(settings, REDIS, redis_ready(settings), exited, report)
+
+
+def refuse_taken_ports(settings: FeatureSettings, programs: list[str],
+                       running: set[str]) -> None:
+    """A port another process holds fails the start half-way: refuse it first, with the fix."""
     ports = {FEATURE_SERVER: ("FEAST", settings.feast_port),
              REDIS: ("FEAST_REDIS", settings.feast_redis_port)}
-    for component in layer_components(settings):
-        for program in component.programs:
-            info = running.get(program.name)
-            variable, port = ports[program.name]
-            if (info is None or info.state != "RUNNING") and not port_free(settings.host, port):
-                raise PlatformError(f"port {port} ({program.name}) on {settings.host} is in use "
-                                    f"by another process: free it or set "
-                                    f"ONECOMMIT_{variable}_PORT to a free port")
+    for program in programs:
+        variable, port = ports[program]
+        if program not in running and not port_free(settings.host, port):
+            raise PlatformError(f"port {port} ({program}) on {settings.host} is in use by "
+                                f"another process: free it or set ONECOMMIT_{variable}_PORT to "
+                                "a free port")
 
 
-def _register(settings: FeatureSettings, layer: list[Component]) -> None:
-    """Add the layer's programs to the platform's supervisord, replacing changed definitions."""
-    for component in layer:
-        component.prepare()
-    supervisor.write_config(settings, [*components(settings), *layer])
-    supervisor.ensure_running(settings)
-    rpc = supervisor.rpc(settings).supervisor
-    _added, changed, _removed = rpc.reloadConfig()[0]
-    ours = {p.name for c in layer for p in c.programs}
-    for name in set(changed) & ours:
-        _stop(settings, name)
-        rpc.removeProcessGroup(name)
-        rpc.addProcessGroup(name)
+# Answers "" once ready, else why not.
+Readiness = Callable[[], str]
+# None while the program runs, else where its log is and the log's tail.
+Exited = Callable[[], tuple[str, str] | None]
 
 
-def _stop(settings: Settings, program: str) -> None:
-    info = supervisor.processes(settings).get(program)
-    if info is not None and info.state in {"RUNNING", "STARTING", "BACKOFF"}:
-        # Waits for the graceful stop: Redis flushes its append-only file on SIGTERM.
-        supervisor.rpc(settings).supervisor.stopProcess(program, True)
-
-
-def _wait_redis(settings: FeatureSettings, report: Report) -> None:
-    supervisor.start(settings, REDIS)
+def wait_ready(settings: FeatureSettings, program: str, ready: Readiness, exited: Exited,
+               report: Report) -> None:
+    """Until `ready` answers ""; a program that exits, or the deadline, fails with the cause."""
     deadline = time.monotonic() + settings.health_timeout_s
     why = "not answering"
     while time.monotonic() < deadline:
-        state = supervisor.processes(settings).get(REDIS)
-        if state is None or state.state in {"FATAL", "EXITED", "BACKOFF", "STOPPED"}:
-            log = supervisor.log_file(settings, REDIS)
-            raise PlatformError(f"redis exited at start: see {log}", detail=tail(log))
-        why = _ping(settings)
+        dead = exited()
+        if dead is not None:
+            raise PlatformError(f"{program} exited at start: see {dead[0]}", detail=dead[1])
+        why = ready()
         if why == "":
-            report(f"redis: ready at {settings.host}:{settings.feast_redis_port}")
+            report(f"{program}: ready")
             return
         time.sleep(0.2)
-    raise PlatformError(f"redis not ready after {settings.health_timeout_s:.0f} s ({why}): see "
-                        f"{supervisor.log_file(settings, REDIS)}")
+    raise PlatformError(f"{program} not ready after {settings.health_timeout_s:.0f} s ({why})")
+
+
+def redis_ready(settings: FeatureSettings) -> Readiness:
+    return lambda: _ping(settings)
 
 
 def _ping(settings: FeatureSettings) -> str:
@@ -160,7 +274,7 @@ def enrichment_config(settings: FeatureSettings) -> EnrichmentConfig:
                             timeout_s=settings.feast_timeout_s)
 
 
-def _online_rows_present(settings: FeatureSettings) -> bool:
+def _online_rows_present(settings: FeatureSettings, runtime: Runtime) -> bool:
     """The first and last patient read back through the feature server."""
     config = enrichment_config(settings)
     ids = [0, len(dataset.patients().ids) - 1]
@@ -170,9 +284,9 @@ def _online_rows_present(settings: FeatureSettings) -> bool:
                                     "features": config.features})
         response.raise_for_status()
     except httpx.HTTPError as error:
-        log = supervisor.log_file(settings, FEATURE_SERVER)
+        log, last = runtime.server_log()
         raise PlatformError(f"the feature server failed a read of the online store ({error}): "
-                            f"see {log}", detail=tail(log)) from None
+                            f"see {log}", detail=last) from None
     try:
         feature_rows(response.json(), config, ids)
     except EnrichmentError:
@@ -205,34 +319,30 @@ def _settled(settings: FeatureSettings, config: EnrichmentConfig) -> None:
 def on(settings: Settings, report: Report = print) -> Attached:
     """Attach the layer; idempotent. Anything it started is stopped again if a step fails."""
     feature = feature_settings(settings)
-    _check(feature)
-    report(f"environment feast: ready at {ensure_env(feature, 'feast')}")
-    layer = layer_components(feature)
-    before = {n for n, i in supervisor.processes(feature).items() if i.state == "RUNNING"}
+    where = runtime(feature)
+    where.check()
+    before = where.running()
     try:
-        return _attach(feature, layer, report)
+        return _attach(feature, where, report)
     except Exception:
-        for component in reversed(layer):
-            for program in component.programs:
-                if program.name not in before:
-                    _stop(feature, program.name)
+        for program in (FEATURE_SERVER, REDIS):
+            if program not in before:
+                where.stop(program)
         raise
 
 
-def _attach(settings: FeatureSettings, layer: list[Component], report: Report) -> Attached:
-    _register(settings, layer)
-    if any(c.name == "redis" for c in layer):
-        _wait_redis(settings, report)
+def _attach(settings: FeatureSettings, where: Runtime, report: Report) -> Attached:
+    where.start_store(report)
     stamp, timings = _stamp(settings), {}
     materialized = read_state(settings).get("stamp") != stamp
     if materialized:
-        timings = run_job(settings, "prepare")
+        timings = where.prepare()
         report(f"feast: applied in {timings['apply_s']} s, materialised in "
                f"{timings['materialize_s']} s ({settings.online_store()} online store)")
     else:
         report("feast: online store already materialised from the same data; skipped")
-    start_component(settings, layer[-1], report)
-    if not _online_rows_present(settings):
+    where.start_server(report)
+    if not _online_rows_present(settings, where):
         raise PlatformError("the online store lacks materialised rows though its record says "
                             f"otherwise: delete {state_file(settings)} and run "
                             "`invoke optional --on` again to re-materialise")
@@ -258,8 +368,9 @@ def off(settings: Settings, report: Report = print) -> None:
     write_state(feature, attached=False)
     report("gateway: enrichment off" if switched else
            "gateway: not running (it starts with enrichment off)")
+    where = runtime(feature)
     for program in (FEATURE_SERVER, REDIS):
-        _stop(feature, program)
+        where.stop(program)
     report(f"feast: feature server and redis stopped; data kept in {feature.features_dir}")
 
 
@@ -267,14 +378,10 @@ def status(settings: Settings) -> dict[str, Any]:
     """Attached or detached, the online store, and the feature server's health and memory."""
     feature = feature_settings(settings)
     state = read_state(feature)
-    running = supervisor.processes(feature)
-    layer = layer_components(feature)
-    server = health.status(feature, layer[-1], running)
-    redis = running.get(REDIS)
-    rss = server.memory_mb + (health.tree_memory_mb(redis.pid) if redis and redis.pid else 0.0)
+    server = runtime(feature).server_status()
     return {"attached": bool(state.get("attached")), "online_store": state.get("online_store"),
             "feature_server": server.url, "healthy": server.healthy, "detail": server.detail,
-            "memory_mb": round(rss, 1)}
+            "memory_mb": round(server.memory_mb, 1)}
 
 
 def describe(status: dict[str, Any]) -> str:

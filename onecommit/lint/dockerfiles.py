@@ -65,9 +65,11 @@ def _install_args(command: str) -> Iterator[list[str]]:
             words = shlex.split(part)
         except ValueError:  # a quote spans a separator: not an install command of ours
             words = part.split()
+        # A virtual environment's installer counts too: /opt/venv/bin/pip install ...
+        commands = [PurePosixPath(word).name for word in words]
         for installer in _INSTALLERS:
             for i in range(len(words) - len(installer) + 1):
-                if tuple(words[i:i + len(installer)]) == installer:
+                if tuple(commands[i:i + len(installer)]) == installer:
                     yield words[i + len(installer):]
 
 

@@ -28,6 +28,8 @@ from pydantic import SecretStr
 
 from onecommit import gitops_remote
 from onecommit.errors import OnecommitError
+from onecommit.features.layer import FEATURE_SERVER, REDIS, feature_server
+from onecommit.features.state import feature_settings, read_state
 from onecommit.lifecycle.notify import notifications_file
 from onecommit.platform import engine, images
 from onecommit.platform.components import (
@@ -52,6 +54,10 @@ CONTAINER_UID = 50000
 # production) would never fire within one, so compose's Prometheus holds each alert this long.
 ALERT_FOR = "5s"
 _ROLES = ("superuser", "airflow", "mlflow", "serving")
+# compose.yaml's profile of the optional layer (Feast + Redis), up only while it is attached.
+OPTIONAL = "optional"
+# Where docker/platform.Dockerfile puts Feast's environment (its own numpy>=2).
+IMAGE_ENVS = "/opt/onecommit/envs"
 
 
 class ComposeError(OnecommitError):
@@ -92,6 +98,11 @@ def parts(settings: Settings) -> list[Part]:
         Part("alertmanager", ("alertmanager",),
              monitor("alertmanager", settings.alertmanager_port)),
     ]
+
+
+def optional_part(component: Component | None = None) -> Part:
+    """The optional layer's services (compose.yaml's `optional` profile)."""
+    return Part("feast", (REDIS, FEATURE_SERVER), component)
 
 
 def project(settings: Settings) -> str:
@@ -144,6 +155,10 @@ def onecommit_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _database(settings, "airflow",
                                                          "postgresql+psycopg2"),
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        # DAG tasks run Feast's training-set join in the image's feast environment.
+        "ONECOMMIT_ENVS_PATH": IMAGE_ENVS,
+        **{f"ONECOMMIT_{name.upper()}_PORT": str(port)
+           for name, port in _ports(settings).items() if name.startswith("feast")},
         # The containers' user has no home in the images.
         "HOME": "/tmp",  # noqa: S108 (the images already give their users /tmp as home)
     }
@@ -161,13 +176,17 @@ def compose_environment(settings: Settings) -> dict[str, str]:
         "ONECOMMIT_MLFLOW_BACKEND_URI": _database(settings, "mlflow", "postgresql+psycopg2"),
         **{f"ONECOMMIT_PG_{role.upper()}_PASSWORD": passwords[role] for role in _ROLES},
         **{f"ONECOMMIT_{name.upper()}_PORT": str(port) for name, port in _ports(settings).items()},
+        "ONECOMMIT_FEAST_DATA": str(feature_settings(settings).feast_data_dir),
     }
 
 
 def _ports(settings: Settings) -> dict[str, int]:
+    feature = feature_settings(settings)
     return settings.ports | {"postgres": settings.postgres_port,
                              "prometheus": settings.prometheus_port,
-                             "alertmanager": settings.alertmanager_port}
+                             "alertmanager": settings.alertmanager_port,
+                             "feast": feature.feast_port,
+                             "feast_redis": feature.feast_redis_port}
 
 
 def prometheus_config(settings: Settings) -> dict[str, Any]:
@@ -234,13 +253,19 @@ def _share(settings: Settings, monitoring: Path) -> None:
     """The containers' user owns the state dir, but for the gitops remote and its clone: git
     refuses a repository another user owns, and only the host's commands use them. The
     monitoring images' users read their configuration (the only files they get)."""
-    uid, gid = _uid_gid()
     host_only = gitops_remote.remote_dir(settings).parent
-    os.chown(settings.state_dir, uid, gid)
+    own(settings.state_dir)
     for path in settings.state_dir.rglob("*"):
         if not path.is_symlink() and host_only not in (path, *path.parents):
-            os.chown(path, uid, gid)
+            own(path)
     monitoring.chmod(0o755)
+
+
+def own(path: Path) -> None:
+    """Make `path` the containers' user's (a directory made first if missing)."""
+    if not path.exists():
+        path.mkdir(parents=True)
+    os.chown(path, *_uid_gid())
 
 
 def _cli() -> str:
@@ -252,10 +277,12 @@ def _cli() -> str:
     return binary
 
 
-def compose(settings: Settings, *args: str, capture: bool = True) -> str:
-    """Run the compose CLI on this state dir's project; a failure says what and shows why."""
+def compose(settings: Settings, *args: str, capture: bool = True, optional: bool = False) -> str:
+    """Run the compose CLI on this state dir's project (`optional`: with the optional layer's
+    services); a failure says what and shows why."""
+    profiles = ["--profile", OPTIONAL] if optional else []
     argv = [_cli(), "--project-name", project(settings), "--file", str(COMPOSE_FILE),
-            "--env-file", str(_compose_dir(settings) / "compose.env"), *args]
+            "--env-file", str(_compose_dir(settings) / "compose.env"), *profiles, *args]
     result = subprocess.run(argv, capture_output=capture, text=True, check=False)
     if result.returncode != 0:
         raise ComposeError(f"docker-compose {args[0]} failed (exit {result.returncode}): see "
@@ -272,8 +299,10 @@ def up(settings: Settings, report: Callable[[str], None] = print) -> None:
     prepare(settings)
     report(f"starting compose project {project(settings)}{WORKING}")
     started = time.monotonic()
-    compose(settings, "up", "--detach", "--remove-orphans")
-    wait_healthy(settings, report, started + settings.health_timeout_s)
+    # An attached optional layer comes back with the platform (its record is the desired state).
+    attached = bool(read_state(settings).get("attached"))
+    compose(settings, "up", "--detach", "--remove-orphans", optional=attached)
+    wait_healthy(settings, report, started + settings.health_timeout_s, attached)
     gitops_remote.ensure(settings)
     report(f"every service healthy {time.monotonic() - started:.0f} s after `compose up`")
 
@@ -283,12 +312,17 @@ def _quiet(report: Callable[[str], None]) -> Callable[[str], None]:
     return lambda line: None if ": Step " in line else report(line)
 
 
-def wait_healthy(settings: Settings, report: Callable[[str], None], deadline: float) -> None:
-    """Until every component is healthy as observed; the deadline fails with the first sick
-    one's reason and its log's tail."""
+def wait_healthy(settings: Settings, report: Callable[[str], None], deadline: float,
+                 optional: bool = False) -> None:
+    """Until every component (and the optional layer's, when `optional`) is healthy as
+    observed; the deadline fails with the first sick one's reason and its log's tail."""
     waiting = ""
     while True:
-        sick = {name: s for name, s in statuses(settings).items() if not s.healthy}
+        observed = statuses(settings)
+        if optional:
+            layer = optional_part(feature_server(feature_settings(settings)))
+            observed[layer.name] = part_status(settings, layer)
+        sick = {name: s for name, s in observed.items() if not s.healthy}
         if not sick:
             return
         name, first = next(iter(sick.items()))
@@ -307,7 +341,21 @@ def down(settings: Settings, volumes: bool = False) -> None:
     """Stop and remove every container of this project (and its volumes when asked)."""
     if not (_compose_dir(settings) / "compose.env").is_file():
         return  # never started from this state dir
-    compose(settings, "down", "--remove-orphans", *(["--volumes"] if volumes else []))
+    compose(settings, "down", "--remove-orphans", *(["--volumes"] if volumes else []),
+            optional=True)
+
+
+def running_services(settings: Settings) -> set[str]:
+    return {s for s, c in _containers(settings).items() if c.attrs["State"]["Status"] == "running"}
+
+
+def service_state(settings: Settings, service: str) -> str:
+    """`healthy`, or what the service's container is instead (see `_state`)."""
+    return _state(_containers(settings).get(service))
+
+
+def part_status(settings: Settings, part: Part) -> ComponentStatus:
+    return _status(settings, part, _containers(settings))
 
 
 def _containers(settings: Settings) -> dict[str, Any]:
@@ -364,10 +412,11 @@ def _state(container: Any) -> str:
 
 
 def services(settings: Settings, name: str) -> tuple[str, ...]:
-    for part in parts(settings):
+    every = [*parts(settings), optional_part()]
+    for part in every:
         if part.name == name:
             return part.services
-    known = ", ".join(p.name for p in parts(settings))
+    known = ", ".join(p.name for p in every)
     raise ComposeError(f"unknown component {name!r}: choose one of {known}")
 
 
@@ -375,4 +424,4 @@ def logs(settings: Settings, name: str, lines: int = 50, follow: bool = False) -
     """The component's containers' logs (printed as they come when following)."""
     args = ["logs", "--no-color", "--tail", str(lines), *(["--follow"] if follow else []),
             *services(settings, name)]
-    return compose(settings, *args, capture=not follow)
+    return compose(settings, *args, capture=not follow, optional=True)

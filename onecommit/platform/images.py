@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,11 +60,15 @@ IMAGES = (
     Image("base", "every image's parent: Python, the CA bundle"),
     Image("postgres", "PostgreSQL 15 (Debian) for Airflow, MLflow and the serving state"),
     Image("mlflow", "MLflow server, requirements/mlflow.txt"),
-    Image("platform", "Airflow 3 and the lifecycle, requirements/platform(-cluster).txt"),
+    # Before the platform image, which copies its environment.
+    Image("feast", "the Feast feature server (optional layer), requirements/feast.txt"),
+    Image("platform", "Airflow 3, the lifecycle and Feast's environment, "
+          "requirements/platform(-cluster).txt"),
     Image("triton", "tritonserver from the nvidia-pytriton wheel, requirements/triton.txt"),
     Image("gateway", "the gateway and the Triton reconciler, requirements/gateway.txt"),
     Image("prometheus", "Prometheus (Debian) with the project's alert rules"),
     Image("alertmanager", "Alertmanager (Debian)"),
+    Image("redis", "Redis (Debian), the optional layer's online store"),
 )
 
 
@@ -139,17 +143,43 @@ def build(base: ImageBase = "python", ca_bundle: Path | None = None,
     parent = debian_base(client, report) if base == "debian" else PUBLIC_BASE
     built = []
     for image in IMAGES:
-        arguments = {"BASE_IMAGE": parent if image.name == "base"
-                     else tag(IMAGES[0])}
+        arguments = _arguments(image, parent)
         started = time.monotonic()
+        before = _image_id(client, tag(image))
         with _context(image, ca_bundle) as context:
             _build(client, image, tag(image), context, arguments, report, cached)
+        _remove_replaced(client, tag(image), before)
         size = client.images.get(tag(image)).attrs["Size"] / 2**20
         built.append(Built(tag(image), round(time.monotonic() - started, 1),
                            round(size, 1)))
         report(f"{tag(image)} ({image.what}): {built[-1].seconds:.1f} s, "
                f"{built[-1].size_mb:.0f} MB")
     return built
+
+
+def _arguments(image: Image, parent: str) -> dict[str, str]:
+    """Build arguments: every image's parent, and the image the platform copies Feast from."""
+    if image.name == "base":
+        return {"BASE_IMAGE": parent}
+    built = {i.name: tag(i) for i in IMAGES}
+    return {"BASE_IMAGE": built["base"], "FEAST_IMAGE": built["feast"]}
+
+
+def _image_id(client: docker.DockerClient, name: str) -> str | None:
+    try:
+        return str(client.images.get(name).id)
+    except ImageNotFound:
+        return None
+
+
+def _remove_replaced(client: docker.DockerClient, name: str, before: str | None) -> None:
+    """The image a rebuild replaced, unless a container still runs it: every code change
+    would otherwise leave a platform image's worth of disk behind."""
+    if before is None or before == _image_id(client, name):
+        return
+    # In use (a running platform) or the parent of another image: it stays.
+    with suppress(APIError):
+        client.images.remove(before)
 
 
 @contextmanager

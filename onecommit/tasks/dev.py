@@ -7,7 +7,7 @@ import sys
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from onecommit.platform import local
+from onecommit.platform import profiles
 from onecommit.platform.envs import COMPONENTS, OPTIONAL_COMPONENTS, ensure_env
 from onecommit.progress import Progress
 from onecommit.settings import PROJECT_ROOT
@@ -45,15 +45,18 @@ def test(c: Context, pytest_args: str = "") -> None:
     c.run(f"{bin_dir}/pytest -p no:cacheprovider {pytest_args}", echo=True, pty=False)
 
 
-@task
-def demo(c: Context) -> None:
+@task(help={"profile": "local (default) or compose"})
+def demo(c: Context, profile: str | None = None) -> None:
     """The whole promise on this machine: start the platform, push a good commit (promoted
     under a canary), then a bad one (rolled back automatically), and write the proof."""
     from onecommit import loop, proof
 
-    settings = load_settings()
+    settings = load_settings(profile=profile)
+    if settings.profile == "kind":
+        raise Exit("`invoke demo` runs on the local or compose profile: give --profile local "
+                   "or --profile compose", code=2)
     with Progress() as report:
-        local.up(settings, report)
+        profiles.up(settings, report)
     models = loop.models(settings)
     first = [model for model in models if loop.champion_version(settings, model) is None]
     if first:
@@ -68,7 +71,7 @@ def demo(c: Context) -> None:
     for model in models:
         print(f"champion: version {loop.champion_version(settings, model)} of {model}, served "
               f"by the gateway as version {loop.served_version(settings, model)}")
-    status(c)
+    status(c, profile=settings.profile)
     print_urls(settings)
     print(f"Proof:       {directory / 'proof.md'}")
     if not all(i.holds for i in invariants):

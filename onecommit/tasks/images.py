@@ -29,7 +29,8 @@ def images(c: Context, base: str = "", ca_bundle: str = "", no_cache: bool = Fal
 @task
 def engine(c: Context) -> None:
     """Make sure a Docker engine answers: as root on Debian, install docker.io and start
-    dockerd (vfs storage) when none does. It stays running, as the machine's engine."""
+    dockerd (fuse-overlayfs storage where FUSE is available, else vfs) when none does. It
+    stays running, as the machine's engine."""
     from onecommit.platform import engine as docker_engine
 
     version = docker_engine.ensure().version()

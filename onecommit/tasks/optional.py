@@ -21,13 +21,15 @@ def _flip_toggle(env: str, attach: bool) -> None:
 @task(help={"on": "attach: feature server, Redis if chosen, gateway enrichment on",
             "off": "detach: gateway enrichment off, then stop the feature server and Redis "
                    "(registry, offline and online data are kept)",
+            "profile": "local (default), compose (its `optional` services) or kind",
             "env": "kind profile: the gitops env whose toggle is flipped (default dev)"})
-def optional(c: Context, on: bool = False, off: bool = False, env: str = "dev") -> None:
+def optional(c: Context, on: bool = False, off: bool = False, profile: str | None = None,
+             env: str = "dev") -> None:
     """Attach or detach the Optional layer: Feast online features for the gateway and training."""
     if on == off:
         raise Exit("choose one: `invoke optional --on` or `invoke optional --off`", code=2)
-    settings = feature_settings(load_settings())
-    if settings.profile != "local":
+    settings = feature_settings(load_settings(profile=profile))
+    if settings.profile == "kind":
         _flip_toggle(env, on)
         return
     if off:

@@ -96,7 +96,7 @@ def status(c: Context, json_: bool = False, profile: str | None = None) -> None:
 
 
 @task(help={"name": "mlflow, airflow, triton or gateway (compose: also postgres, prometheus, "
-                    "alertmanager)", "lines": "lines to show", "follow": "keep following",
+                    "alertmanager, feast)", "lines": "lines to show", "follow": "keep following",
             "profile": PROFILE})
 def logs(c: Context, name: str, lines: int = 50, follow: bool = False,
          profile: str | None = None) -> None:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from onecommit import loop
+from onecommit.features.settings import FeatureSettings
 from onecommit.settings import Settings
 from tests.conftest import free_ports, make_settings
 
@@ -50,12 +51,15 @@ def compose_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setti
 
     # An engine started here is stopped at the end; its image cache stays for the next run.
     with engine.session() as client:
-        postgres, prometheus, alertmanager = free_ports(3)
-        settings = make_settings(
+        postgres, prometheus, alertmanager, feast, feast_redis = free_ports(5)
+        core = make_settings(
             tmp_path_factory.mktemp("compose"), profile="compose",
             image_base=images.reachable_base(client),
             image_ca_bundle=HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None,
             postgres_port=postgres, prometheus_port=prometheus, alertmanager_port=alertmanager)
+        # The optional layer's ports too: every port of this platform is free and its own.
+        settings = FeatureSettings(**core.model_dump(exclude_none=True), feast_port=feast,
+                                   feast_redis_port=feast_redis)
         try:
             compose.up(settings)
             yield settings
@@ -112,6 +116,106 @@ def test_bad_commit_rolled_back_and_its_version_alerts(compose_platform: Setting
           f"after it; firing with {float(alert['value']):.0%} of its requests failed")
     # Its condition held while the commit's rollout ran, not after.
     assert pushed < active < returned
+
+
+def test_optional_layer_enriches_survives_its_server_and_trains_from_feast(
+        compose_platform: Settings) -> None:
+    """`invoke optional --on --profile compose`: Redis and the feature server in containers,
+    the gateway enriching entity ids; its server's container stopped (ids refused, vectors
+    served) and attached again; a DAG task training from Feast in the platform image."""
+    from onecommit.features import layer
+
+    model = _model(compose_platform)
+    started = time.monotonic()
+    attached = layer.on(compose_platform)
+    print(f"\noptional layer attached in {time.monotonic() - started:.0f} s ({attached.timings})")
+    try:
+        assert (attached.online_store, attached.materialized) == ("redis", True)
+        status = layer.status(compose_platform)
+        assert (status["attached"], status["healthy"], status["memory_mb"] > 0) == (
+            True, True, True), status
+        assert _outputs(_by_ids(compose_platform, model, PATIENTS)) == _outputs(
+            _by_vectors(compose_platform, model, PATIENTS))
+        _stopped_server_refuses_ids_and_serves_vectors(compose_platform, model)
+        (report,) = loop.demo_commit(compose_platform, "good", [model])
+        assert report.outcome == "promoted", report.reason
+        assert _training_params(compose_platform, model, report.challenger_version)[
+            "feature_source"] == "feast"
+        _up_brings_the_attached_layer_back(compose_platform, model)
+    finally:
+        layer.off(compose_platform)
+    refused = _by_ids(compose_platform, model, [0])
+    assert (refused.status_code, "optional --on" in refused.json()["error"]) == (422, True)
+    assert layer.status(compose_platform)["attached"] is False
+
+
+# The first, a middle and the last patient of the data set.
+PATIENTS = [0, 7, 568]
+
+
+def _stopped_server_refuses_ids_and_serves_vectors(settings: Settings, model: str) -> None:
+    from onecommit.features import layer
+    from onecommit.platform import compose
+
+    compose.compose(settings, "kill", layer.FEATURE_SERVER, optional=True)
+    try:
+        refused = _by_ids(settings, model, [0])
+        served = _by_vectors(settings, model, [0])
+    finally:
+        again = layer.on(settings)
+    assert (refused.status_code, "unreachable" in refused.json()["error"],
+            served.status_code) == (503, True, 200)
+    assert not again.materialized  # Redis kept the data
+    assert _outputs(_by_ids(settings, model, PATIENTS)) == _outputs(
+        _by_vectors(settings, model, PATIENTS))
+
+
+def _up_brings_the_attached_layer_back(settings: Settings, model: str) -> None:
+    """Its containers stopped, `up` starts them again: the layer's record is desired state."""
+    from onecommit.features import layer
+    from onecommit.platform import compose
+
+    compose.compose(settings, "stop", layer.FEATURE_SERVER, layer.REDIS, optional=True)
+    assert layer.status(settings)["healthy"] is False
+    compose.up(settings)
+    assert layer.status(settings)["healthy"] is True
+    assert _outputs(_by_ids(settings, model, PATIENTS)) == _outputs(
+        _by_vectors(settings, model, PATIENTS))
+
+
+def _infer(settings: Settings, model: str, inputs: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{settings.gateway_url}/v2/models/{model}/infer",
+                      json={"inputs": [inputs]}, timeout=30)
+
+
+def _by_ids(settings: Settings, model: str, ids: list[int]) -> httpx.Response:
+    from onecommit.features import dataset
+
+    return _infer(settings, model, {"name": dataset.ENTITY, "datatype": "INT64",
+                                    "shape": [len(ids)], "data": ids})
+
+
+def _by_vectors(settings: Settings, model: str, ids: list[int]) -> httpx.Response:
+    from onecommit.features import dataset
+
+    rows = dataset.patients().features[ids].astype("float32")
+    return _infer(settings, model, {"name": "X", "datatype": "FP32", "shape": list(rows.shape),
+                                    "data": rows.ravel().tolist()})
+
+
+def _outputs(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    return {o["name"]: o["data"] for o in response.json()["outputs"]}
+
+
+def _training_params(settings: Settings, model: str, version: int | None) -> dict[str, str]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.url(settings.mlflow_port))
+    run_id = client.get_model_version(model, str(version)).run_id
+    assert run_id is not None
+    params: dict[str, str] = client.get_run(run_id).data.params
+    return params
 
 
 def _firing(settings: Settings, model: str, version: str) -> dict[str, Any]:

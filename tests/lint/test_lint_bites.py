@@ -85,6 +85,11 @@ def _drop_user(root: Path) -> None:
 _mlflow_by_name = _edit("docker/mlflow.Dockerfile", "RUN pip install -r /app/requirements.txt",
                         "RUN pip install mlflow==3.17.2")
 
+# An installer inside a virtual environment is an installer too.
+_feast_by_name = _edit("docker/feast.Dockerfile",
+                       "${FEAST_ENV}/bin/pip install -r /app/requirements.txt",
+                       "${FEAST_ENV}/bin/pip install feast==0.50.0")
+
 _sealed_elsewhere = _edit("gitops/envs/dev/sealed/gateway-admin-token.yaml",
                           "namespace: onecommit-dev", "namespace: onecommit-prod", count=2)
 
@@ -195,6 +200,9 @@ SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
     "dockerfile-package-by-name": (
         _mlflow_by_name, "docker/mlflow.Dockerfile", "image mlflow line",
         "installs 'mlflow==3.17.2' outside"),
+    "dockerfile-venv-package-by-name": (
+        _feast_by_name, "docker/feast.Dockerfile", "image feast line",
+        "installs 'feast==0.50.0' outside"),
     "dockerfile-as-root": (
         _drop_user, "docker/gateway.Dockerfile", "image gateway", "final stage runs as root"),
     "compose-service-unchecked": (

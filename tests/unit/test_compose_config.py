@@ -58,3 +58,33 @@ def test_one_project_per_state_dir(tmp_path: Path) -> None:
     one, other = _settings(tmp_path / "a"), _settings(tmp_path / "b")
     assert compose.project(one) != compose.project(other)
     assert compose.project(one) == compose.project(_settings(tmp_path / "a"))
+
+
+def test_feature_server_runs_as_on_the_local_profile_with_redis(tmp_path: Path) -> None:
+    from onecommit.features.layer import FEATURE_SERVER, serve_arguments
+    from onecommit.features.state import feature_settings
+
+    settings = feature_settings(_settings(tmp_path))
+    assert settings.online_store() == "redis"
+    variables = compose.compose_environment(settings)
+    service = yaml.safe_load(compose.COMPOSE_FILE.read_text())["services"][FEATURE_SERVER]
+    command = [_interpolate(word, variables) for word in service["command"]]
+    yaml_at = command.index("--feature-store-yaml") + 1
+    assert command[yaml_at] == settings.store_yaml().name
+    assert command[yaml_at + 1:] == serve_arguments(settings)
+    assert service["profiles"] == [compose.OPTIONAL]
+    assert variables["ONECOMMIT_FEAST_DATA"] == str(settings.feast_data_dir)
+
+
+def test_dag_tasks_find_feast_in_the_platform_image(tmp_path: Path) -> None:
+    environment = compose.onecommit_environment(_settings(tmp_path))
+    assert environment["ONECOMMIT_ENVS_PATH"] == compose.IMAGE_ENVS
+    dockerfile = (compose.PROJECT_ROOT / "docker" / "platform.Dockerfile").read_text()
+    assert f"COPY --from=feast {compose.IMAGE_ENVS}/feast {compose.IMAGE_ENVS}/feast" in dockerfile
+    assert {"ONECOMMIT_FEAST_PORT", "ONECOMMIT_FEAST_REDIS_PORT"} <= environment.keys()
+
+
+def _interpolate(word: str, variables: dict[str, str]) -> str:
+    for name, value in variables.items():
+        word = word.replace(f"${{{name}:?}}", value)
+    return word
