@@ -76,6 +76,15 @@ def test_every_service_healthy(compose_platform: Settings) -> None:
     report = compose.statuses(compose_platform)
     assert {n: s.detail for n, s in report.items() if not s.healthy} == {}
     assert all(s.memory_mb > 0 for s in report.values())
+    _print_memory(compose_platform)
+
+
+def _print_memory(settings: Settings) -> None:
+    """What `invoke status --profile compose` prints per service, for the README's figures."""
+    from onecommit.platform import compose
+
+    memory = compose.service_memory(settings)
+    print(f"\nmemory per service (MB): {memory}; total {sum(memory.values()):.0f} MB")
 
 
 def test_error_rate_alert_loaded(compose_platform: Settings) -> None:
@@ -134,6 +143,7 @@ def test_optional_layer_enriches_survives_its_server_and_trains_from_feast(
         status = layer.status(compose_platform)
         assert (status["attached"], status["healthy"], status["memory_mb"] > 0) == (
             True, True, True), status
+        _print_memory(compose_platform)
         assert _outputs(_by_ids(compose_platform, model, PATIENTS)) == _outputs(
             _by_vectors(compose_platform, model, PATIENTS))
         _stopped_server_refuses_ids_and_serves_vectors(compose_platform, model)
