@@ -88,3 +88,20 @@ def _interpolate(word: str, variables: dict[str, str]) -> str:
     for name, value in variables.items():
         word = word.replace(f"${{{name}:?}}", value)
     return word
+
+
+def test_the_layer_on_compose_refuses_sqlite_and_a_stopped_platform_in_one_line(
+        tmp_path: Path) -> None:
+    import pytest
+
+    from onecommit.features.containers import Containers
+    from onecommit.features.settings import FeatureSettings
+    from onecommit.platform.local import PlatformError
+
+    base = _settings(tmp_path).model_dump(exclude_none=True)
+    with pytest.raises(PlatformError, match="unset ONECOMMIT_FEAST_ONLINE_STORE"):
+        Containers(FeatureSettings(**base, feast_online_store="sqlite")).check()
+    # No compose project of this state dir runs (or no engine answers at all).
+    with pytest.raises(PlatformError, match=r"gateway not created\): start it with `invoke up "
+                                            r"--profile compose`"):
+        Containers(FeatureSettings(**base)).check()
