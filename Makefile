@@ -1,16 +1,20 @@
-# The two commands of a fresh clone: `make demo` and `make test`. Everything else is `invoke`.
+# The two commands of a fresh clone: `make demo` and `make test`; `make test-e2e` is the test
+# suite's second tier (README: The test suite). Everything else is `invoke`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bootstrap
+.PHONY: demo test test-e2e bootstrap
 
 demo: bootstrap
 	$(BIN)/invoke demo
 
 test: bootstrap
 	$(BIN)/invoke test
+
+test-e2e: bootstrap
+	$(BIN)/invoke test --tier e2e
 
 bootstrap: $(STAMP)
 

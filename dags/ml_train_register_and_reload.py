@@ -31,8 +31,8 @@ the spec's rollout strategy, judged step by step → promote → retire the vers
 Any failure from publishing to promote triggers `rollback_to_before_version`; any failure at all is
 notified. Runs are processed one at a time, in the order they were triggered.
 """
-# Environment only (no I/O): the sensor's timing is platform configuration.
-_SENSOR = Settings()
+# Environment only (no I/O): the sensor's timing and the retry delay are platform configuration.
+_PLATFORM = Settings()
 
 
 def _run_context() -> Any:
@@ -59,8 +59,10 @@ def _spec() -> Any:
     doc_md=DOC,
     params={"git_sha": Param("manual", type="string"), "env": Param("dev", type="string"),
             "spec": Param({}, type="object"), "repo": Param("", type="string")},
-    # A retried step (a platform fault) runs again after 15 s, not Airflow's default 5 min.
-    default_args={"retries": 0, "retry_delay": timedelta(seconds=15)},
+    # A retried step (a platform fault) runs again after `deploy_retry_delay_s` (15 s), not
+    # Airflow's default 5 min.
+    default_args={"retries": 0,
+                  "retry_delay": timedelta(seconds=_PLATFORM.deploy_retry_delay_s)},
 )
 def ml_train_register_and_reload() -> None:
     @task(retries=1)
@@ -96,7 +98,7 @@ def ml_train_register_and_reload() -> None:
 
         flow.publish(Settings(), _spec(), registered["version"])
 
-    @task.sensor(poke_interval=_SENSOR.ready_poke_s, timeout=_SENSOR.ready_timeout_s,
+    @task.sensor(poke_interval=_PLATFORM.ready_poke_s, timeout=_PLATFORM.ready_timeout_s,
                  mode="poke")
     def ready(registered: dict[str, Any]) -> PokeReturnValue:
         """Its value is what it saw when READY held: the evidence of criterion `ready`."""

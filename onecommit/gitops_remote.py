@@ -51,7 +51,7 @@ def ensure(settings: Settings) -> None:
         raise RemoteError("git is not installed: install git (e.g. `apt-get install git`)")
     remote = remote_dir(settings)
     if not (remote / "HEAD").exists():
-        _seed(remote)
+        _seed(remote, settings.gitops_seed)
         # The seed is the state the platform starts from, not a change to deploy.
         sync.last_synced_file(settings).write_text(head(settings))
     _write_hook(settings, remote)
@@ -62,16 +62,16 @@ def ensure(settings: Settings) -> None:
         git("config", "user.email", "user@onecommit.localhost", cwd=work)
 
 
-def _seed(remote: Path) -> None:
-    """A bare repository whose first commit is the project's gitops tree. Built beside the
-    final path and renamed, so an interrupted seed leaves no half repository."""
+def _seed(remote: Path, seed: Path) -> None:
+    """A bare repository whose first commit is the seed tree (the project's `gitops/`). Built
+    beside the final path and renamed, so an interrupted seed leaves no half repository."""
     remote.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".remote.", dir=remote.parent))
     try:
         git("init", "--quiet", "--bare", "--initial-branch", BRANCH, str(staging))
         with tempfile.TemporaryDirectory(prefix="onecommit-seed-") as scratch:
             tree = Path(scratch) / "gitops"
-            shutil.copytree(PROJECT_ROOT / "gitops", tree)
+            shutil.copytree(seed, tree)
             git("init", "--quiet", "--initial-branch", BRANCH, cwd=tree)
             git("add", "--all", cwd=tree)
             git(*_IDENTITY, "commit", "--quiet", "-m", "Seed the gitops remote from the "

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     # Where a promotion (`source: {env: dev, ...}` in a model spec) fetches a version another
     # environment validated: env → that environment's MLflow URL, as JSON.
     promotion_registries: dict[str, str] = Field(default_factory=dict)
+    # The tree a new gitops remote's first commit holds (the test suite seeds shorter rollouts).
+    gitops_seed: Path = Field(default=PROJECT_ROOT / "gitops")
+    # How long a deploy step that failed on a platform fault (its process killed, say) waits
+    # before it runs again.
+    deploy_retry_delay_s: float = Field(default=15.0, gt=0, le=3600)
     # The deploy DAG's READY sensor: how often it asks and how long it waits.
     ready_poke_s: float = Field(default=2.0, gt=0)
     ready_timeout_s: float = Field(default=300.0, gt=0)
@@ -97,7 +102,7 @@ class Settings(BaseSettings):
     secrets_file: Path = Field(default=PROJECT_ROOT / "secrets.local.yaml")
 
     @field_validator("state_dir", "shared_dir", "envs_path", "sealing_cert", "secrets_file",
-                     "image_ca_bundle")
+                     "image_ca_bundle", "gitops_seed")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         # Supervisor and the services run with other working directories.

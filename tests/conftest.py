@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,11 +21,12 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+import yaml
 
 from onecommit.bench.models import register_version
 from onecommit.lifecycle import data, registry
 from onecommit.lifecycle.gateway import on_every_worker
-from onecommit.lifecycle.spec import load_spec
+from onecommit.lifecycle.spec import dump_spec, load_spec
 from onecommit.platform import local, supervisor
 from onecommit.platform.components import gateway_admin_token
 from onecommit.settings import PROJECT_ROOT, Settings
@@ -50,6 +54,26 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+# What a test deploy's rollout is: two canary steps of 3 s, judged on 10 requests. The seed's
+# own (steps of 15 to 60 s, judged on 30 to 200 requests) would add minutes to every deploy
+# and prove nothing more; the compose test keeps them (its alert needs the longer step).
+TEST_ROLLOUT = {"kind": "canary", "steps": [50, 100], "pause_s": 3}
+TEST_MIN_REQUESTS = 10
+
+
+@functools.cache
+def gitops_seed_for_tests() -> Path:
+    """The tests' gitops seed: the project's tree with every model's rollout shortened."""
+    seed = Path(tempfile.mkdtemp(prefix="onecommit-seed-")) / "gitops"
+    shutil.copytree(PROJECT_ROOT / "gitops", seed)
+    for path in seed.glob("envs/*/models/*.yaml"):
+        spec = yaml.safe_load(path.read_text())
+        spec["rollout"] = TEST_ROLLOUT
+        spec["analysis"]["min_requests"] = TEST_MIN_REQUESTS
+        path.write_text(dump_spec(spec))
+    return seed
+
+
 def make_settings(state_dir: Path, **overrides: object) -> Settings:
     mlflow, airflow, http, grpc, metrics, gateway = free_ports(6)
     values: dict[str, object] = {
@@ -61,6 +85,9 @@ def make_settings(state_dir: Path, **overrides: object) -> Settings:
         # The gateway as replicas sharing desired state and the prediction log, as on a
         # cluster: every platform test runs against two workers on one port.
         "gateway_workers": 2,
+        "gitops_seed": gitops_seed_for_tests(),
+        # A step retried after a fault the tests strike, and the READY sensor: seconds sooner.
+        "deploy_retry_delay_s": 2, "ready_poke_s": 0.5,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -106,26 +133,23 @@ class WebhookReceiver(ThreadingHTTPServer):
 
         super().__init__(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server_address[1]}/services/T000/B000/test"
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
 
 
-@pytest.fixture(scope="session")
-def webhook() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
-    thread.start()
-    yield receiver
-    receiver.shutdown()
-    receiver.server_close()
-
-
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory,
-             webhook: WebhookReceiver) -> Iterator[Settings]:
-    """The real local platform, started once by the same code as `invoke up`; its
-    notifications go to the session's webhook receiver."""
-    settings = make_settings(tmp_path_factory.mktemp("platform"), notify_webhook_url=webhook.url)
-    with running(settings):
-        yield settings
+def platform_processes(settings: Settings) -> set[int]:
+    """Every process of a platform: supervisord's tree, and whatever runs naming its state dir
+    (the syncs the gitops remote's hook starts in the background, outside supervisord)."""
+    named = str(settings.state_dir)
+    ours = process_tree(settings)
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if any(named in part for part in process.info["cmdline"] or ()):
+            ours.add(process.info["pid"])
+    return ours - {os.getpid()}
 
 
 @contextmanager
@@ -135,9 +159,91 @@ def running(settings: Settings) -> Iterator[None]:
         local.up(settings)
         yield
     finally:
-        ours = process_tree(settings)
-        local.down(settings)
-        assert not alive(ours), f"processes left after down: {alive(ours)}"
+        stop_platform(settings)
+
+
+def stop_platform(settings: Settings) -> None:
+    """`invoke down`, then no process of the platform may be left: a hook's sync still running
+    gets a bounded while to finish (it fails fast once Airflow is gone)."""
+    local.down(settings)
+    deadline = time.monotonic() + 60
+    while (left := alive(platform_processes(settings))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"processes left after down: {_describe(left)}"
+
+
+def _describe(pids: set[int]) -> list[str]:
+    described = []
+    for pid in sorted(pids):
+        try:
+            described.append(f"{pid}: {' '.join(psutil.Process(pid).cmdline())[:200]}")
+        except psutil.NoSuchProcess:
+            continue
+    return described
+
+
+class SessionPlatform:
+    """The session's real local platform, started by the same code as `invoke up` in a
+    background thread as soon as collection shows a test needs it: its start (two minutes of
+    mostly waiting) overlaps the unit and lint tests, which run first. Its notifications go to
+    the session's webhook receiver. Stopped at the session's end, whether or not a test got to
+    use it."""
+
+    def __init__(self) -> None:
+        self.webhook = WebhookReceiver()
+        self.settings = make_settings(Path(tempfile.mkdtemp(prefix="onecommit-platform-")),
+                                      notify_webhook_url=self.webhook.url)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._up, name="platform-up", daemon=True)
+        self._thread.start()
+
+    def _up(self) -> None:
+        try:
+            local.up(self.settings, report=lambda _: None)
+        except BaseException as error:  # handed to the first test that needs the platform
+            self._error = error
+
+    def ready(self) -> Settings:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.settings
+
+    def stop(self) -> None:
+        self._thread.join()
+        try:
+            stop_platform(self.settings)
+        finally:
+            self.webhook.stop()
+
+
+_SESSION: dict[str, SessionPlatform] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    if any("platform" in getattr(item, "fixturenames", ()) for item in session.items):
+        _SESSION["platform"] = SessionPlatform()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    started = _SESSION.pop("platform", None)
+    if started is not None:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def webhook() -> WebhookReceiver:
+    if "platform" not in _SESSION:
+        pytest.fail("the webhook receiver belongs to the session platform: use `platform` too")
+    return _SESSION["platform"].webhook
+
+
+@pytest.fixture(scope="session")
+def platform() -> Settings:
+    """The real local platform, started once per session (see SessionPlatform)."""
+    return _SESSION["platform"].ready()
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import cast
 
 from invoke.context import Context
 from invoke.exceptions import Exit
+from invoke.runners import Promise
 
 from onecommit.platform import profiles
 from onecommit.platform.envs import COMPONENTS, OPTIONAL_COMPONENTS, ensure_env
@@ -34,15 +36,36 @@ def lint(c: Context) -> None:
           f"--state-dir {settings.state_dir}", echo=True, env={"PYTHONPATH": str(PROJECT_ROOT)})
 
 
-@task(help={"pytest_args": "extra arguments for pytest, e.g. '-k gateway -x'"})
-def test(c: Context, pytest_args: str = "") -> None:
-    """Static checks, then the whole test suite against the real platform; the suite runs the
-    offline lint on this tree (and on copies with a mistake seeded for each check)."""
+# The two tiers of the suite (README: The test suite). `fast` is `make test`: the static checks,
+# unit and lint tests, and one proof of each capability on one local platform; `e2e` is
+# `make test-e2e`: compose, faults, the examples, the prod promotion, Feast and the benches.
+TIERS = {"fast": "not e2e", "e2e": "e2e", "all": "e2e or not e2e"}
+
+
+@task(help={"tier": f"which tests: {', '.join(TIERS)} (default fast: what `make test` runs)",
+            "pytest_args": "extra arguments for pytest, e.g. '-k gateway -x'"})
+def test(c: Context, tier: str = "fast", pytest_args: str = "") -> None:
+    """The test suite against the real platform; the fast tier also runs ruff and mypy beside
+    pytest (the suite itself runs the offline lint on this tree and on seeded copies)."""
+    if tier not in TIERS:
+        raise Exit(f"unknown tier {tier!r}: choose one of {', '.join(TIERS)}", code=2)
     envs(c)
     bin_dir = f"{sys.prefix}/bin"
-    c.run(f"{bin_dir}/ruff check onecommit tests dags tasks.py", echo=True)
-    c.run(f"{bin_dir}/mypy onecommit", echo=True)
-    c.run(f"{bin_dir}/pytest -p no:cacheprovider {pytest_args}", echo=True, pty=False)
+    # The static checks take a core for a minute while pytest's first tests and the session's
+    # platform start use the other: they run side by side, and report after pytest.
+    static = [] if tier == "e2e" else [
+        cast(Promise, c.run(command, asynchronous=True, warn=True, hide=True)) for command in (
+            f"{bin_dir}/ruff check onecommit tests dags tasks.py", f"{bin_dir}/mypy onecommit")]
+    tests = c.run(f"{bin_dir}/pytest -p no:cacheprovider -m '{TIERS[tier]}' {pytest_args}",
+                  echo=True, pty=False, warn=True)
+    failed = [] if tests.ok else [f"pytest (exit {tests.exited})"]
+    for check in static:
+        result = check.join()
+        print(f"$ {result.command}\n{result.stdout}{result.stderr}", end="")
+        if not result.ok:
+            failed.append(result.command.split()[0].rsplit("/", 1)[-1])
+    if failed:
+        raise Exit(f"failed: {', '.join(failed)}", code=1)
 
 
 @task(help={"profile": "local (default) or compose"})

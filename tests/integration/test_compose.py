@@ -20,11 +20,11 @@ import pytest
 
 from onecommit import loop
 from onecommit.features.settings import FeatureSettings
-from onecommit.settings import Settings
+from onecommit.settings import PROJECT_ROOT, Settings
 from tests.conftest import free_ports, make_settings
 
 # The first test's setup builds the images: about 30 minutes cold on 2 cores, seconds warm.
-pytestmark = [pytest.mark.compose, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.compose, pytest.mark.timeout(3600)]
 
 ERROR_RATE_ALERT = "OnecommitGatewayVariantErrorRateHigh"
 # After the rollback, how long the alert may take to turn from pending to firing.
@@ -56,7 +56,9 @@ def compose_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setti
             tmp_path_factory.mktemp("compose"), profile="compose",
             image_base=images.reachable_base(client),
             image_ca_bundle=HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None,
-            postgres_port=postgres, prometheus_port=prometheus, alertmanager_port=alertmanager)
+            postgres_port=postgres, prometheus_port=prometheus, alertmanager_port=alertmanager,
+            # The project's own rollouts: the error-rate alert needs their 15 s canary step.
+            gitops_seed=PROJECT_ROOT / "gitops")
         # The optional layer's ports too: every port of this platform is free and its own.
         settings = FeatureSettings(**core.model_dump(exclude_none=True), feast_port=feast,
                                    feast_redis_port=feast_redis)

@@ -35,7 +35,7 @@ from onecommit.lifecycle.traffic import TrafficGenerator
 from onecommit.platform import local, supervisor
 from onecommit.settings import Settings
 
-pytestmark = [pytest.mark.platform, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.e2e, pytest.mark.platform, pytest.mark.timeout(1800)]
 MODEL = "breast-cancer"
 ADMIN_API = f"/models/{MODEL}"
 RECOVERY_S = 10.0

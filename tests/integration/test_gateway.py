@@ -95,14 +95,22 @@ def test_canary_split_and_version_headers(served: Served) -> None:
     assert 90 <= seen[("challenger", str(served.challenger))] <= 210
 
 
-def test_ab_is_sticky_by_header(served: Served) -> None:
-    _traffic(served, strategy="ab", challenger_weight=0.5, sticky_key="x-user-id")
+def test_ab_is_sticky_by_header_and_splits_users_evenly(served: Served) -> None:
+    _traffic(served, strategy="ab", challenger_weight=0.5, sticky_key="x-user-id",
+             experiment="sticky")
+    users: dict[str, set[str]] = {}
     with httpx.Client(base_url=served.url) as client:
-        for user in ("alice", "bob", "carol"):
-            variants = {client.post(f"/v2/models/{MODEL}/infer", json=_body(served.rows[:1]),
-                                    headers={"x-user-id": user}).headers["x-onecommit-variant"]
-                        for _ in range(10)}
-            assert len(variants) == 1
+        for _ in range(3):
+            for n in range(200):
+                response = client.post(f"/v2/models/{MODEL}/infer", json=_body(served.rows[:1]),
+                                       headers={"x-user-id": f"user-{n}"})
+                assert response.status_code == 200, response.text
+                users.setdefault(f"user-{n}", set()).add(response.headers["x-onecommit-variant"])
+    assert all(len(variants) == 1 for variants in users.values()), "a user changed variant"
+    on_challenger = sum(variants == {"challenger"} for variants in users.values())
+    # Binomial(200, 0.5): 100 ± 4.3 standard deviations (about 1 in 60,000 outside by chance,
+    # and the hash is deterministic: this split is the same on every run).
+    assert 70 <= on_challenger <= 130, f"{on_challenger} of 200 users on the challenger"
 
 
 def test_reloads_and_strategy_changes_under_load_lose_no_request(served: Served) -> None:
@@ -168,14 +176,33 @@ def test_feedback_gives_online_accuracy(served: Served) -> None:
     assert champion["latency_ms"]["p95"] > 0
 
 
-def test_shadow_mirrors_and_records_agreement(served: Served) -> None:
-    _traffic(served, strategy="shadow")
+def _label(s: Served, client: httpx.Client, version: int, row: np.ndarray) -> int:
+    answer = client.post(f"/v2/models/{MODEL}/versions/{version}/infer", json=_body(row))
+    assert answer.status_code == 200, answer.text
+    outputs = {output["name"]: output["data"] for output in answer.json()["outputs"]}
+    return int(outputs["label"][0])
+
+
+def test_shadow_mirrors_and_records_the_agreement_of_what_it_sent(served: Served) -> None:
+    _traffic(served, strategy="shadow", experiment="shadow-agreement")
+    reset = httpx.post(f"{served.url}{ADMIN_API}/analysis/reset", headers=served.admin)
+    settled(served.settings, reset.json()["revision"])
+    rows = [served.rows[i:i + 1] for i in range(40)]
     with httpx.Client(base_url=served.url) as client:
-        for i in range(30):
-            response = client.post(f"/v2/models/{MODEL}/infer", json=_body(served.rows[i:i + 1]))
+        agreeing = sum(_label(served, client, served.champion, row)
+                       == _label(served, client, served.challenger, row) for row in rows)
+        # The two versions disagree on some of these rows: the agreement is not trivially 1.
+        assert 0 < agreeing < len(rows)
+        for row in rows:
+            response = client.post(f"/v2/models/{MODEL}/infer", json=_body(row))
             assert response.headers["x-onecommit-variant"] == "champion"
-    time.sleep(1)
-    assert httpx.get(f"{served.url}{ADMIN_API}/analysis").json()["shadow_agreement"] is not None
+    deadline = time.monotonic() + 30
+    while (report := httpx.get(f"{served.url}{ADMIN_API}/analysis").json())[
+            "shadow_comparisons"] < len(rows):
+        assert time.monotonic() < deadline, f"{report['shadow_comparisons']} mirrored"
+        time.sleep(0.1)
+    assert report["shadow_comparisons"] == len(rows)
+    assert report["shadow_agreement"] == pytest.approx(agreeing / len(rows))
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs", "status"), [
@@ -349,12 +376,10 @@ def test_two_workers_route_alike_and_join_feedback_across_workers(served: Served
         "strategy": "canary", "challenger_weight": 0.5, "experiment": "workers"})
     revision, started = changed.json()["revision"], time.monotonic()
     seen: dict[str, int] = {}
+    # Every worker comes to the new revision (how fast: `invoke bench gateway`).
     while len(seen) < 2 or set(seen.values()) != {revision}:
         answer = _fresh("GET", f"{served.url}{ADMIN_API}/traffic").json()
-        late = time.monotonic() - started
-        assert answer["revision"] == revision or late < 1.0, \
-            f"replica {answer['replica']} still at revision {answer['revision']} after {late:.2f} s"
-        assert late < 30, f"only replicas {seen} answered"
+        assert time.monotonic() - started < 30, f"replicas and their revisions: {seen}"
         seen[answer["replica"]] = answer["revision"]
     # Every worker routes a request id the same way, and feedback joins wherever it lands.
     ids = [f"workers-{i}" for i in range(120)]
@@ -372,13 +397,19 @@ def test_two_workers_route_alike_and_join_feedback_across_workers(served: Served
             "request_id": request_id, "label": int(served.labels[n % 50])})
         assert joined.status_code == 200, joined.text
         assert {joined.json()["variant"]} == routes[request_id]
-    # The shared log shows both workers answering, and feedback received by the other one.
-    time.sleep(0.5)
-    with sqlite3.connect(platform.serving_db.removeprefix("sqlite:///")) as db:
-        served_by = dict(db.execute(
-            "SELECT request_id, replica FROM predictions WHERE request_id LIKE 'workers-%'"))
-        received_by = dict(db.execute(
-            "SELECT request_id, replica FROM feedback WHERE request_id LIKE 'workers-%'"))
+    # The shared log shows both workers answering, and feedback received by the other one
+    # (each worker writes its log in batches, off the hot path).
+    deadline = time.monotonic() + 30
+    while True:
+        with sqlite3.connect(platform.serving_db.removeprefix("sqlite:///")) as db:
+            served_by = dict(db.execute(
+                "SELECT request_id, replica FROM predictions WHERE request_id LIKE 'workers-%'"))
+            received_by = dict(db.execute(
+                "SELECT request_id, replica FROM feedback WHERE request_id LIKE 'workers-%'"))
+        if len(received_by) == len(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert set(received_by) == set(ids)
     assert len(set(served_by.values())) == 2
     assert any(received_by[i] != served_by[i] for i in received_by)
     report = httpx.get(f"{served.url}{ADMIN_API}/analysis").json()

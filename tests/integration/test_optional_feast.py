@@ -23,7 +23,7 @@ from onecommit.platform.envs import ensure_env, env_dir
 from onecommit.settings import PROJECT_ROOT, Settings
 from tests.conftest import free_ports
 
-pytestmark = pytest.mark.platform
+pytestmark = [pytest.mark.e2e, pytest.mark.platform]
 # A model of its own, so routing and aliases of the other tests never touch these requests.
 MODEL, VERSION = "breast-cancer-features", 1
 SPEC = load_spec(PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / "breast-cancer.yaml")

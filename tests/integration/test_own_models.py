@@ -21,7 +21,7 @@ from onecommit.lifecycle.notify import notifications_file
 from onecommit.lifecycle.spec import dump_spec, parse_spec
 from onecommit.settings import PROJECT_ROOT, Settings
 
-pytestmark = [pytest.mark.platform, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.e2e, pytest.mark.platform, pytest.mark.timeout(1800)]
 EXAMPLES = {"iris": "iris-xgboost", "diabetes": "diabetes-lightgbm", "churn": "churn-own-code"}
 
 

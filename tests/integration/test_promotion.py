@@ -19,7 +19,7 @@ from onecommit.lifecycle.spec import dump_spec
 from onecommit.settings import Settings
 from tests.conftest import make_settings, running
 
-pytestmark = [pytest.mark.platform, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.e2e, pytest.mark.platform, pytest.mark.timeout(1800)]
 MODEL = "breast-cancer"
 
 

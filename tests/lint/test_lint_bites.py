@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,8 @@ def run_lint(python: Path, root: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_real_tree_is_clean(lint_python: Path) -> None:
-    result = run_lint(lint_python, PROJECT_ROOT)
+def test_real_tree_is_clean(lint_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    result = lint_runs["real"]
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
 
@@ -236,27 +237,42 @@ SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
 APPLICATION_SEEDS = frozenset({"forbidden-namespace", "application-chart-path"})
 
 
-def _seeded_tree_output(python: Path, root: Path, seeds: list[str]) -> str:
+def _seeded_tree(root: Path, seeds: list[str]) -> Path:
     _copy_tree(root)
     for mutate in {id(m): m for m, *_ in (SEEDS[s] for s in seeds)}.values():  # shared ones once
         mutate(root)
     _allow_listed(root)
-    result = run_lint(python, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def lint_runs(lint_python: Path, tmp_path_factory: pytest.TempPathFactory
+              ) -> dict[str, subprocess.CompletedProcess[str]]:
+    """The lint over the real tree and over the two seeded ones, run at the same time: each
+    is a process of its own, mostly waiting on helm and checkov, and the two cores share them."""
+    trees = {"real": PROJECT_ROOT,
+             "seeded": _seeded_tree(tmp_path_factory.mktemp("seeded"),
+                                    sorted(set(SEEDS) - APPLICATION_SEEDS)),
+             "applications": _seeded_tree(tmp_path_factory.mktemp("applications"),
+                                          sorted(APPLICATION_SEEDS))}
+    with ThreadPoolExecutor(len(trees)) as pool:
+        runs = {name: pool.submit(run_lint, lint_python, root) for name, root in trees.items()}
+        return {name: run.result() for name, run in runs.items()}
+
+
+def _findings(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 1, result.stdout + result.stderr
     return result.stdout
 
 
 @pytest.fixture(scope="module")
-def seeded_output(lint_python: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    return _seeded_tree_output(lint_python, tmp_path_factory.mktemp("seeded"),
-                               sorted(set(SEEDS) - APPLICATION_SEEDS))
+def seeded_output(lint_runs: dict[str, subprocess.CompletedProcess[str]]) -> str:
+    return _findings(lint_runs["seeded"])
 
 
 @pytest.fixture(scope="module")
-def application_seeded_output(lint_python: Path,
-                              tmp_path_factory: pytest.TempPathFactory) -> str:
-    return _seeded_tree_output(lint_python, tmp_path_factory.mktemp("applications"),
-                               sorted(APPLICATION_SEEDS))
+def application_seeded_output(lint_runs: dict[str, subprocess.CompletedProcess[str]]) -> str:
+    return _findings(lint_runs["applications"])
 
 
 @pytest.mark.parametrize("seed", sorted(SEEDS))
