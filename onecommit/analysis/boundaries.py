@@ -3,16 +3,16 @@ bench judges ten thousand rollouts at once with the same functions a single roll
 
 - Robbins' **normal mixture** (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon 2021,
   "Time-uniform, nonparametric, nonasymptotic confidence sequences", Ann. Statist. 49(2),
-  eq. (14)). For a process S with variance process V such that exp(λS − λ²V/2) is a
-  (super)martingale for every λ, mixing λ over N(0, 1/ρ) gives the test martingale
-      M = sqrt(ρ / (V + ρ)) · exp(S² / (2 (V + ρ))),
-  and Ville's inequality gives P(∃t: M_t ≥ 1/α) ≤ α, i.e. P(∃t: |S_t| ≥ u(V_t)) ≤ α with
-      u(V) = sqrt((V + ρ) · log((V + ρ) / (ρ α²))).
+  eq. (14)). For a process S with variance process V such that exp(λS - λ²V/2) is a
+  (super)martingale for every λ, mixing λ over N(0, 1/rho) gives the test martingale
+      M = sqrt(rho / (V + rho)) · exp(S² / (2 (V + rho))),
+  and Ville's inequality gives P(∃t: M_t ≥ 1/alpha) ≤ alpha, i.e. P(∃t: |S_t| ≥ u(V_t)) ≤ alpha with
+      u(V) = sqrt((V + rho) · log((V + rho) / (rho alpha²))).
   M is the e-value (the mixture likelihood ratio of the mSPRT, Johari et al. 2022).
 - The **beta-binomial mixture** for a proportion (Robbins 1970; Howard et al. 2021 §3.1): the
   Bayes factor of a Beta(a, b) mixture against the point null p0,
-      E(p0) = B(a + s, b + n − s) / B(a, b) / (p0^s (1 − p0)^(n − s)),
-  is a test martingale under p = p0; its confidence sequence is every p0 with E(p0) < 1/α.
+      E(p0) = B(a + s, b + n - s) / B(a, b) / (p0^s (1 - p0)^(n - s)),
+  is a test martingale under p = p0; its confidence sequence is every p0 with E(p0) < 1/alpha.
 """
 
 from __future__ import annotations
@@ -33,20 +33,20 @@ BISECTIONS = 60
 
 @cache
 def tightest_ratio(alpha: float) -> float:
-    """The ratio V/ρ at which the normal mixture boundary, in units of sqrt(V), is narrowest:
-    the minimiser of (1 + 1/r) · log((1 + r) / α²); about 8 at α = 0.05. A test tuned for an
-    intrinsic time V* takes ρ = V* / tightest_ratio(α)."""
+    """The ratio V/rho at which the normal mixture boundary, in units of sqrt(V), is narrowest:
+    the minimiser of (1 + 1/r) · log((1 + r) / alpha²); about 8 at alpha = 0.05. A test tuned
+    for an intrinsic time V* takes rho = V* / tightest_ratio(alpha)."""
     def squared_width(log_r: float) -> float:
         r = float(np.exp(log_r))
         return (1 + 1 / r) * (float(np.log1p(r)) - 2 * float(np.log(alpha)))
 
     found = minimize_scalar(squared_width, bounds=(-5.0, 10.0), method="bounded")
-    return float(np.exp(found.x))
+    return float(np.exp(float(found.x)))
 
 
 def radius(intrinsic: ArrayLike, alpha: float, rho: ArrayLike) -> Array:
-    """u(V): the two-sided normal mixture boundary at intrinsic time V with mixing precision ρ
-    (|S| crosses it at some time with probability at most α)."""
+    """u(V): the two-sided normal mixture boundary at intrinsic time V with mixing precision rho
+    (|S| crosses it at some time with probability at most alpha)."""
     v, r = np.asarray(intrinsic, dtype=float), np.asarray(rho, dtype=float)
     w = v + r
     return np.asarray(np.sqrt(w * np.log(w / (r * alpha ** 2))), dtype=float)
@@ -66,7 +66,7 @@ def bisect(gap: Callable[[Array], Array], low: ArrayLike, high: ArrayLike) -> Ar
         above = gap(middle) > 0
         hi = np.where(above, middle, hi)
         lo = np.where(above, lo, middle)
-    return 0.5 * (lo + hi)
+    return np.asarray(0.5 * (lo + hi), dtype=float)
 
 
 def log_beta_marginal(successes: ArrayLike, trials: ArrayLike, prior: tuple[float, float]
@@ -79,7 +79,7 @@ def log_beta_marginal(successes: ArrayLike, trials: ArrayLike, prior: tuple[floa
 
 
 def log_likelihood(successes: ArrayLike, trials: ArrayLike, p: ArrayLike) -> Array:
-    """log p^s (1 − p)^(n − s), with 0·log 0 = 0."""
+    """log p^s (1 - p)^(n - s), with 0·log 0 = 0."""
     s, n, q = (np.asarray(x, dtype=float) for x in (successes, trials, p))
     return np.asarray(xlogy(s, q) + xlogy(n - s, 1 - q), dtype=float)
 
@@ -87,7 +87,7 @@ def log_likelihood(successes: ArrayLike, trials: ArrayLike, p: ArrayLike) -> Arr
 def beta_interval(successes: ArrayLike, trials: ArrayLike, alpha: float,
                   prior: tuple[float, float]) -> tuple[Array, Array]:
     """The beta-binomial confidence sequence at s successes in n trials: every p0 whose Bayes
-    factor is below 1/α. Bounds are found by bisection on each side of the estimate."""
+    factor is below 1/alpha. Bounds are found by bisection on each side of the estimate."""
     s, n = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
     level = -np.log(alpha) - log_beta_marginal(s, n, prior)
     estimate = np.where(n > 0, s / np.maximum(n, 1), 0.5)

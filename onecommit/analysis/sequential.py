@@ -9,10 +9,10 @@ A test judges a statistic against a threshold from one side:
 - fail: the whole interval is on the bad side (the challenger is worse beyond the margin, or
   beyond the bound, with confidence);
 - undecided otherwise.
-The interval covers the truth at every time at once with probability ≥ 1 − α, so each of pass
-and fail is wrong with probability ≤ α however often it is looked at. The e-value is the
+The interval covers the truth at every time at once with probability ≥ 1 - alpha, so each of pass
+and fail is wrong with probability ≤ alpha however often it is looked at. The e-value is the
 mixture martingale against "the statistic sits at the threshold"; the outcome is decided
-exactly when it reaches 1/α (the interval then excludes the threshold).
+exactly when it reaches 1/alpha (the interval then excludes the threshold).
 
 Methods:
 - `MeanComparison`, challenger minus champion: the asymptotic confidence sequence of
@@ -77,14 +77,14 @@ class Sums:
     def of(cls, n: ArrayLike, total: ArrayLike, squares: ArrayLike | None = None) -> Sums:
         count = np.asarray(n, dtype=float)
         summed = np.asarray(total, dtype=float)
-        if np.any(count < 0) or np.any(summed < 0):
-            raise ValueError("counts and sums must not be negative")
+        if np.any(count < 0):
+            raise ValueError("a sample's size must not be negative")
         return cls(count, summed, summed if squares is None else np.asarray(squares, float))
 
     @classmethod
     def bernoulli(cls, n: ArrayLike, successes: ArrayLike) -> Sums:
-        if np.any(np.asarray(successes) > np.asarray(n)):
-            raise ValueError("more successes than trials")
+        if np.any(np.asarray(successes) < 0) or np.any(np.asarray(successes) > np.asarray(n)):
+            raise ValueError("successes must be between 0 and the number of trials")
         return cls.of(n, successes)
 
 
@@ -151,7 +151,7 @@ class MeanComparison:
         self.alpha, self.higher_is_better, self.bernoulli = alpha, higher_is_better, bernoulli
         self.threshold = -margin if higher_is_better else margin
         self.tuned_samples, self.min_samples = tuned_samples, min_samples
-        # [champion, challenger] × (n, sum, squares) × shape × strata
+        # [champion, challenger] x (n, sum, squares) x shape x strata
         self._sums = np.zeros((2, 3, *shape, strata))
 
     def update(self, champion: Sums, challenger: Sums, stratum: ArrayLike = 0) -> None:
@@ -221,8 +221,8 @@ class ProportionBound:
 
     def __init__(self, alpha: float, bound: float, higher_is_better: bool,
                  shape: tuple[int, ...] = (), prior: tuple[float, float] = UNIFORM) -> None:
-        if not 0 < alpha < 1 or not 0 < bound < 1:
-            raise ValueError("need 0 < alpha < 1 and 0 < bound < 1")
+        if not 0 < alpha < 1 or not 0 <= bound <= 1:
+            raise ValueError("need 0 < alpha < 1 and 0 ≤ bound ≤ 1")
         self.alpha, self.threshold, self.higher_is_better = alpha, bound, higher_is_better
         self.prior = prior
         self._successes, self._trials = np.zeros(shape), np.zeros(shape)
