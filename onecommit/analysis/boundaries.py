@@ -1,18 +1,22 @@
 """The two mixtures every sequential test here is built on, vectorised over numpy arrays (the
 bench judges ten thousand rollouts at once with the same functions a single rollout uses).
 
-- Robbins' **normal mixture** (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon 2021,
-  "Time-uniform, nonparametric, nonasymptotic confidence sequences", Ann. Statist. 49(2),
-  eq. (14)). For a process S with variance process V such that exp(λS - λ²V/2) is a
-  (super)martingale for every λ, mixing λ over N(0, 1/rho) gives the test martingale
-      M = sqrt(rho / (V + rho)) · exp(S² / (2 (V + rho))),
-  and Ville's inequality gives P(∃t: M_t ≥ 1/alpha) ≤ alpha, i.e. P(∃t: |S_t| ≥ u(V_t)) ≤ alpha with
-      u(V) = sqrt((V + rho) · log((V + rho) / (rho alpha²))).
-  M is the e-value (the mixture likelihood ratio of the mSPRT, Johari et al. 2022).
+- Robbins' **normal mixture**, one-sided (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon
+  2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences", Ann. Statist.
+  49(2), §3 and Proposition 6). For a process S with variance process V such that
+  exp(λS - λ²V/2) is a (super)martingale for every λ ≥ 0, mixing λ over a half-normal of
+  precision rho gives the test martingale
+      M+ = 2 sqrt(rho / (V + rho)) · exp(S² / (2 (V + rho))) · Φ(S / sqrt(V + rho)),
+  and Ville's inequality gives P(∃t: M+_t ≥ 1/alpha) ≤ alpha: S stays below the boundary u(V)
+  where M+ = 1/alpha at every time with probability ≥ 1 - alpha. M+ is the e-value (the
+  mixture likelihood ratio of the mSPRT, Johari et al. 2022, over one side). Each decision
+  is one-sided (shown within a margin, or shown beyond it), so each has its own alpha; the
+  two bounds together are a 1 - 2 alpha two-sided sequence.
 - The **beta-binomial mixture** for a proportion (Robbins 1970; Howard et al. 2021 §3.1): the
   Bayes factor of a Beta(a, b) mixture against the point null p0,
       E(p0) = B(a + s, b + n - s) / B(a, b) / (p0^s (1 - p0)^(n - s)),
-  is a test martingale under p = p0; its confidence sequence is every p0 with E(p0) < 1/alpha.
+  is a test martingale under p = p0; its confidence sequence is every p0 with E(p0) < 1/alpha
+  (two-sided at alpha, so each of its bounds holds with probability ≥ 1 - alpha too).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from functools import cache
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize_scalar
-from scipy.special import betaln, xlogy
+from scipy.special import betaln, log_ndtr, xlogy
 
 Array = NDArray[np.float64]
 
@@ -44,18 +48,30 @@ def tightest_ratio(alpha: float) -> float:
     return float(np.exp(float(found.x)))
 
 
+def log_mixture(sums: ArrayLike, intrinsic: ArrayLike, rho: ArrayLike) -> Array:
+    """log M+: the one-sided (half-normal) mixture martingale's logarithm at S = sums,
+    V = intrinsic (Howard et al. 2021, Proposition 6). It grows with evidence of a positive
+    drift; at -S it is its mirror image, for evidence of a negative one."""
+    s, v, r = (np.asarray(x, dtype=float) for x in (sums, intrinsic, rho))
+    w = v + r
+    return np.asarray(np.log(2.0) + 0.5 * np.log(r / w) + s ** 2 / (2 * w)
+                      + log_ndtr(s / np.sqrt(w)), dtype=float)
+
+
 def radius(intrinsic: ArrayLike, alpha: float, rho: ArrayLike) -> Array:
-    """u(V): the two-sided normal mixture boundary at intrinsic time V with mixing precision rho
-    (|S| crosses it at some time with probability at most alpha)."""
+    """u(V): the one-sided normal mixture boundary at intrinsic time V with mixing precision
+    rho, where M+ reaches 1/alpha: S crosses it upwards at some time with probability at most
+    alpha, and -S likewise. No closed form: found by bisection between 0 (where M+ is at most
+    1) and a value where M+ is at least 1/alpha."""
     v, r = np.asarray(intrinsic, dtype=float), np.asarray(rho, dtype=float)
     w = v + r
-    return np.asarray(np.sqrt(w * np.log(w / (r * alpha ** 2))), dtype=float)
+    level = -np.log(alpha)
+    high = np.sqrt(2 * w * (level + 0.5 * np.log(w / r)))
 
+    def excess(s: Array) -> Array:
+        return np.asarray(log_mixture(s, v, r) - level, dtype=float)
 
-def log_mixture(sums: ArrayLike, intrinsic: ArrayLike, rho: ArrayLike) -> Array:
-    """log M: the normal mixture martingale's logarithm at S = sums, V = intrinsic."""
-    s, v, r = (np.asarray(x, dtype=float) for x in (sums, intrinsic, rho))
-    return np.asarray(0.5 * np.log(r / (v + r)) + s ** 2 / (2 * (v + r)), dtype=float)
+    return bisect(excess, np.zeros_like(w), high)
 
 
 def bisect(gap: Callable[[Array], Array], low: ArrayLike, high: ArrayLike) -> Array:

@@ -165,14 +165,14 @@ def _interval_text(state: SequenceState, alpha: float, proportion: bool, unit: s
     lower, upper = _finite(float(state.lower)), _finite(float(state.upper))
     if lower is None or upper is None:
         return "no interval yet (too few samples)"
-    return (f"{(1 - alpha) * 100:g} % anytime-valid interval "
+    return (f"{(1 - alpha) * 100:g} % anytime-valid bounds "
             f"[{_fraction(lower, proportion)}, {_fraction(upper, proportion)}]{unit}")
 
 
 def _text(metric: Metric, state: SequenceState, what: str, proportion: bool,
           bound: float | None) -> str:
     """"challenger accuracy from feedback 2.1 points lower than the champion's, 95 %
-    anytime-valid interval [-3.4, -0.8] points, margin 1.0 points" and the like."""
+    anytime-valid bounds [-3.4, -0.8] points, margin 1.0 points" and the like."""
     estimate = float(state.estimate)
     if not math.isfinite(estimate):
         return f"{what}: no data yet"

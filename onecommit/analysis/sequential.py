@@ -9,10 +9,10 @@ A test judges a statistic against a threshold from one side:
 - fail: the whole interval is on the bad side (the challenger is worse beyond the margin, or
   beyond the bound, with confidence);
 - undecided otherwise.
-The interval covers the truth at every time at once with probability ≥ 1 - alpha, so each of pass
-and fail is wrong with probability ≤ alpha however often it is looked at. The e-value is the
-mixture martingale against "the statistic sits at the threshold"; the outcome is decided
-exactly when it reaches 1/alpha (the interval then excludes the threshold).
+Each bound of the interval holds at every time at once with probability ≥ 1 - alpha, so each of
+pass and fail is wrong with probability ≤ alpha however often it is looked at. The e-value is
+the mixture martingale against "the statistic sits at the threshold", on the estimate's side;
+the outcome is decided exactly when it reaches 1/alpha (a bound then crosses the threshold).
 
 Methods:
 - `MeanComparison`, challenger minus champion: the asymptotic confidence sequence of
@@ -131,7 +131,8 @@ def _normal_state(estimate: Array, information: Array, tuned_information: Array,
     center = np.where(ok, estimate, 0.0)
     lower = np.where(ok, center - half, -np.inf)
     upper = np.where(ok, center + half, np.inf)
-    log_e = log_mixture(info * (center - threshold), info, rho)
+    # The e-value on the estimate's side of the threshold: the one its decision would take.
+    log_e = log_mixture(np.abs(info * (center - threshold)), info, rho)
     return SequenceState(
         estimate=np.where(ok, estimate, np.nan), lower=lower, upper=upper,
         e_value=np.where(ok, np.exp(np.minimum(log_e, 700.0)), 1.0),

@@ -49,7 +49,7 @@ class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     action: Action
     # Names the statistic it rests on, e.g. "challenger accuracy from feedback 2.1 points lower
-    # than the champion's, 95 % anytime-valid interval [-3.4, -0.8] points, margin 1.0 points".
+    # than the champion's, 95 % anytime-valid bounds [-3.4, -0.8] points, margin 1.0 points".
     reason: str
     # For an inconclusive end: what it does.
     then: Literal["rollback", "hold"] | None = None
@@ -122,7 +122,8 @@ def _explained(action: Action, spec: AnalysisSpec, report: AnalysisReport, infra
         return Decision(action=action, reason=f"{early}{_texts(shown)}")
     if action == "inconclusive":
         holds = {m.name for m in spec.metrics if m.inconclusive == "hold"}
-        then = "hold" if undecided and all(r.metric in holds for r in undecided) else "rollback"
+        then: Literal["rollback", "hold"] = (
+            "hold" if undecided and all(r.metric in holds for r in undecided) else "rollback")
         return Decision(action=action, then=then,
                         reason=(f"limits reached ({elapsed.rollout_s:.0f} s, {labelled} labelled "
                                 f"requests) with {_texts(undecided)}: {then}"))
