@@ -131,11 +131,15 @@ class AnalysisReport(_Counts):
     metrics: list[MetricResult]
 
 
-def analyse(spec: AnalysisSpec, observed: Observations) -> AnalysisReport:
-    """Every metric of the spec evaluated on what was observed."""
-    return AnalysisReport(observed=observed,
-                          metrics=[_EVALUATORS[metric.measure](metric, observed)
-                                   for metric in spec.metrics])
+def analyse(spec: AnalysisSpec, observed: Observations,
+            previous: AnalysisReport | None = None) -> AnalysisReport:
+    """Every metric of the spec evaluated on what was observed. Given the report of the
+    rollout's previous look, each anytime-valid interval is intersected with the one before
+    (still valid), so a decision once reached stays reached."""
+    earlier = {r.metric: r for r in previous.metrics} if previous is not None else {}
+    return AnalysisReport(observed=observed, metrics=[
+        _EVALUATORS[metric.measure](metric, observed, earlier.get(metric.name))
+        for metric in spec.metrics])
 
 
 def sequential_test(metric: Metric, strata: int, bernoulli: bool, shape: tuple[int, ...] = ()
@@ -211,8 +215,19 @@ def _threshold(metric: Metric) -> float:
     return -margin if metric.higher_is_better else margin
 
 
+def _narrowed(state: SequenceState, metric: Metric, threshold: float,
+              earlier: MetricResult | None) -> SequenceState:
+    if earlier is None:
+        return state
+    lower = -np.inf if earlier.lower is None else earlier.lower
+    upper = np.inf if earlier.upper is None else earlier.upper
+    return state.narrowed(lower, upper, threshold, metric.higher_is_better)
+
+
 def _judged(metric: Metric, state: SequenceState, statistic: str,
-            extra: dict[str, float] | None = None) -> MetricResult:
+            earlier: MetricResult | None, extra: dict[str, float] | None = None
+            ) -> MetricResult:
+    state = _narrowed(state, metric, _threshold(metric), earlier)
     proportion = metric.measure in PROPORTIONS
     text = _text(metric, state, UNITS[metric.measure], proportion, metric.bound)
     return _result(metric, state, statistic, text, _threshold(metric), extra)
@@ -228,7 +243,8 @@ def _arm_sums(metric: Metric, arm: ArmCounts) -> Sums:
     return Sums.of(arm.labelled, arm.abs_error_sum, arm.abs_error_squares)
 
 
-def _counted(metric: Metric, observed: Observations) -> MetricResult:
+def _counted(metric: Metric, observed: Observations,
+             earlier: MetricResult | None) -> MetricResult:
     """Accuracy, error rate, MAE and estimated accuracy: from the variants' counts."""
     bernoulli = metric.measure != "online_mae"
     test = sequential_test(metric, len(observed.strata), bernoulli)
@@ -244,12 +260,14 @@ def _counted(metric: Metric, observed: Observations) -> MetricResult:
     what = UNITS[metric.measure]
     statistic = (f"challenger - champion {what}" if metric.judged == "vs_champion"
                  else f"challenger {what}")
-    return _judged(metric, test.state(), statistic)
+    return _judged(metric, test.state(), statistic, earlier)
 
 
-def _latency(metric: Metric, observed: Observations) -> MetricResult:
+def _latency(metric: Metric, observed: Observations,
+             earlier: MetricResult | None) -> MetricResult:
     """A bound on a quantile is a bound on the share of requests slower than it (Howard &
-    Ramdas 2022); a comparison is Mann-Whitney U with the Hodges-Lehmann shift."""
+    Ramdas 2022); a comparison is Mann-Whitney U with the Hodges-Lehmann shift. Both judge the
+    current step's window only, and are not narrowed by earlier looks."""
     champion, challenger = (observed.current.champion.latencies_ms,
                             observed.current.challenger.latencies_ms)
     if metric.judged == "bound":
@@ -261,8 +279,11 @@ def _latency(metric: Metric, observed: Observations) -> MetricResult:
         quantile = f"{np.quantile(challenger, metric.quantile):.1f} ms" if challenger else "-"
         text = (f"challenger p{metric.quantile * 100:g} latency {quantile}; " + _text(
             metric, state, f"share slower than {metric.bound:g} ms", True, slow_share))
+        # Over the step's most recent latencies, a window that slides: exact for that
+        # window, not a sequence over the rollout (latency moves with the load of each step).
         return _result(metric, state, f"share of challenger requests slower than "
-                       f"{metric.bound:g} ms", text, slow_share)
+                       f"{metric.bound:g} ms", text, slow_share).model_copy(
+                           update={"anytime_valid": False})
     assert metric.margin is not None
     found = compare_latency(champion, challenger, metric.margin, metric.alpha)
     if found is None:
@@ -284,21 +305,25 @@ def _latency(metric: Metric, observed: Observations) -> MetricResult:
               f"p={found.p_value:.3g}"))
 
 
-def _shadow_correctness(metric: Metric, observed: Observations) -> MetricResult:
+def _shadow_correctness(metric: Metric, observed: Observations,
+                        earlier: MetricResult | None) -> MetricResult:
     pairs = observed.shadow.paired
     state = paired_comparison(pairs, metric.alpha, metric.margin or 0.0)
     return _judged(metric, state, "challenger - champion accuracy on the same requests",
-                   extra={"mcnemar_p_value": mcnemar_exact(pairs)})
+                   earlier, extra={"mcnemar_p_value": mcnemar_exact(pairs)})
 
 
-def _shadow_agreement(metric: Metric, observed: Observations) -> MetricResult:
+def _shadow_agreement(metric: Metric, observed: Observations,
+                      earlier: MetricResult | None) -> MetricResult:
     test = sequential_test(metric, 1, bernoulli=True)
     assert isinstance(test, ProportionBound)
     test.update(observed.shadow.compared, observed.shadow.agree)
-    return _judged(metric, test.state(), "share of mirrored requests answered alike")
+    return _judged(metric, test.state(), "share of mirrored requests answered alike",
+                   earlier)
 
 
-def _input_drift(metric: Metric, observed: Observations) -> MetricResult:
+def _input_drift(metric: Metric, observed: Observations,
+                 earlier: MetricResult | None) -> MetricResult:
     """The largest PSI against the bound; a drift counts only when its KS test also rejects
     at alpha (a large index on a handful of rows is noise). Not sequential: a drift is a fact of
     the inputs to watch, not a comparison that could be peeked into significance."""
@@ -322,7 +347,8 @@ def _input_drift(metric: Metric, observed: Observations) -> MetricResult:
               f"p={worst.ks_p_value:.3g} over {worst.live_rows} live rows"))
 
 
-_EVALUATORS: dict[str, Callable[[Metric, Observations], MetricResult]] = {
+_EVALUATORS: dict[str, Callable[[Metric, Observations, MetricResult | None],
+                              MetricResult]] = {
     "online_accuracy": _counted, "online_mae": _counted, "error_rate": _counted,
     "estimated_accuracy": _counted, "latency": _latency,
     "shadow_correctness": _shadow_correctness, "shadow_agreement": _shadow_agreement,

@@ -13,6 +13,8 @@ Each bound of the interval holds at every time at once with probability ≥ 1 - 
 pass and fail is wrong with probability ≤ alpha however often it is looked at. The e-value is
 the mixture martingale against "the statistic sits at the threshold", on the estimate's side;
 the outcome is decided exactly when it reaches 1/alpha (a bound then crosses the threshold).
+Each look's bounds are intersected with the previous looks' (Ville's running intersection,
+itself a confidence sequence), so a decision once reached stays reached.
 
 Methods:
 - `MeanComparison`, challenger minus champion: the asymptotic confidence sequence of
@@ -33,7 +35,7 @@ Methods:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -99,6 +101,15 @@ class SequenceState:
     outcome: Outcomes
     samples: Array
 
+    def narrowed(self, lower: ArrayLike, upper: ArrayLike, threshold: float,
+                 higher_is_better: bool) -> SequenceState:
+        """Intersected with earlier bounds (Ville's running intersection: still a confidence
+        sequence, so a decision once reached stays reached), and judged again."""
+        low = np.maximum(self.lower, np.asarray(lower, dtype=float))
+        high = np.minimum(self.upper, np.asarray(upper, dtype=float))
+        return replace(self, lower=low, upper=high,
+                       outcome=judge(low, high, threshold, higher_is_better))
+
 
 def judge(lower: Array, upper: Array, threshold: float, higher_is_better: bool) -> Outcomes:
     """PASS when the interval is wholly on the good side of the threshold, FAIL when wholly
@@ -139,7 +150,25 @@ def _normal_state(estimate: Array, information: Array, tuned_information: Array,
         outcome=judge(lower, upper, threshold, higher_is_better), samples=samples)
 
 
-class MeanComparison:
+class _Sequential:
+    """What every test shares: its side, its threshold, and the running intersection of its
+    bounds over the looks so far (each `state()` is a look)."""
+
+    def __init__(self, alpha: float, threshold: float, higher_is_better: bool,
+                 shape: tuple[int, ...]) -> None:
+        if not 0 < alpha < 1:
+            raise ValueError("need 0 < alpha < 1")
+        self.alpha, self.threshold, self.higher_is_better = alpha, threshold, higher_is_better
+        self._lower, self._upper = np.full(shape, -np.inf), np.full(shape, np.inf)
+
+    def _looked(self, current: SequenceState) -> SequenceState:
+        state = current.narrowed(self._lower, self._upper, self.threshold,
+                                 self.higher_is_better)
+        self._lower, self._upper = state.lower, state.upper
+        return state
+
+
+class MeanComparison(_Sequential):
     """Challenger minus champion, the difference of two means, judged for non-inferiority
     within `margin` (see the module's docstring for the method). `higher_is_better` says which
     way is worse: accuracy (True), error rate and absolute error (False)."""
@@ -147,10 +176,11 @@ class MeanComparison:
     def __init__(self, alpha: float, margin: float, higher_is_better: bool, bernoulli: bool,
                  strata: int, shape: tuple[int, ...] = (),
                  tuned_samples: int = TUNED_SAMPLES, min_samples: int = MIN_SAMPLES) -> None:
-        if not 0 < alpha < 1 or margin < 0 or strata < 1:
-            raise ValueError("need 0 < alpha < 1, margin ≥ 0 and at least one stratum")
-        self.alpha, self.higher_is_better, self.bernoulli = alpha, higher_is_better, bernoulli
-        self.threshold = -margin if higher_is_better else margin
+        if margin < 0 or strata < 1:
+            raise ValueError("need margin ≥ 0 and at least one stratum")
+        super().__init__(alpha, -margin if higher_is_better else margin, higher_is_better,
+                         shape)
+        self.bernoulli = bernoulli
         self.tuned_samples, self.min_samples = tuned_samples, min_samples
         # [champion, challenger] x (n, sum, squares) x shape x strata
         self._sums = np.zeros((2, 3, *shape, strata))
@@ -183,20 +213,19 @@ class MeanComparison:
             estimate = np.where(both, info * means, 0.0).sum(-1) / information
         ready = (champion.n >= self.min_samples) & (challenger.n >= self.min_samples)
         tuned = self.tuned_samples / (var_a + var_b)
-        return _normal_state(estimate, information, tuned, ready, self.alpha, self.threshold,
-                             self.higher_is_better, champion.n + challenger.n)
+        return self._looked(_normal_state(estimate, information, tuned, ready, self.alpha,
+                                          self.threshold, self.higher_is_better,
+                                          champion.n + challenger.n))
 
 
-class MeanBound:
+class MeanBound(_Sequential):
     """One mean against a fixed bound (the absolute error's mean, the paired difference of
     shadow correctness), by the asymptotic confidence sequence for one sample."""
 
     def __init__(self, alpha: float, bound: float, higher_is_better: bool,
                  shape: tuple[int, ...] = (), tuned_samples: int = TUNED_SAMPLES,
                  min_samples: int = MIN_SAMPLES) -> None:
-        if not 0 < alpha < 1:
-            raise ValueError("need 0 < alpha < 1")
-        self.alpha, self.threshold, self.higher_is_better = alpha, bound, higher_is_better
+        super().__init__(alpha, bound, higher_is_better, shape)
         self.tuned_samples, self.min_samples = tuned_samples, min_samples
         self._sums = np.zeros((3, *shape))
 
@@ -210,21 +239,22 @@ class MeanBound:
         with np.errstate(divide="ignore", invalid="ignore"):
             estimate = sums.total / sums.n
             information = sums.n / variance
-        return _normal_state(estimate, np.nan_to_num(information), self.tuned_samples / variance,
-                             sums.n >= self.min_samples, self.alpha, self.threshold,
-                             self.higher_is_better, sums.n)
+        return self._looked(_normal_state(
+            estimate, np.nan_to_num(information), self.tuned_samples / variance,
+            sums.n >= self.min_samples, self.alpha, self.threshold, self.higher_is_better,
+            sums.n))
 
 
-class ProportionBound:
+class ProportionBound(_Sequential):
     """One proportion against a fixed bound (an error rate at most 1 %, a share of requests
     slower than the p95 bound at most 5 %, an accuracy floor), by the beta-binomial mixture:
     exact at every sample size."""
 
     def __init__(self, alpha: float, bound: float, higher_is_better: bool,
                  shape: tuple[int, ...] = (), prior: tuple[float, float] = UNIFORM) -> None:
-        if not 0 < alpha < 1 or not 0 <= bound <= 1:
-            raise ValueError("need 0 < alpha < 1 and 0 ≤ bound ≤ 1")
-        self.alpha, self.threshold, self.higher_is_better = alpha, bound, higher_is_better
+        if not 0 <= bound <= 1:
+            raise ValueError("need 0 ≤ bound ≤ 1")
+        super().__init__(alpha, bound, higher_is_better, shape)
         self.prior = prior
         self._successes, self._trials = np.zeros(shape), np.zeros(shape)
 
@@ -239,7 +269,7 @@ class ProportionBound:
         log_e = log_beta_marginal(s, n, self.prior) - log_likelihood(s, n, self.threshold)
         with np.errstate(divide="ignore", invalid="ignore"):
             estimate = np.where(n > 0, s / n, np.nan)
-        return SequenceState(estimate=estimate, lower=lower, upper=upper,
-                             e_value=np.exp(np.minimum(log_e, 700.0)),
-                             outcome=judge(lower, upper, self.threshold, self.higher_is_better),
-                             samples=n)
+        return self._looked(SequenceState(
+            estimate=estimate, lower=lower, upper=upper,
+            e_value=np.exp(np.minimum(log_e, 700.0)),
+            outcome=judge(lower, upper, self.threshold, self.higher_is_better), samples=n))
