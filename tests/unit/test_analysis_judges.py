@@ -58,8 +58,10 @@ def test_latency_judged_against_its_tolerance() -> None:
     champion = _latencies(rng, 1000, 1.0)
     slower = compare_latency(champion, _latencies(rng, 1000, 1.4), 0.1, 0.05)
     same = compare_latency(champion, _latencies(rng, 1000, 1.0), 0.1, 0.05)
-    assert slower is not None and slower.outcome == FAIL
-    assert same is not None and same.outcome == PASS
+    assert slower is not None
+    assert slower.outcome == FAIL
+    assert same is not None
+    assert same.outcome == PASS
     assert compare_latency(champion, [5.0] * 3, 0.1, 0.05) is None
 
 
@@ -98,8 +100,10 @@ def test_drift_is_found_where_the_inputs_moved() -> None:
     training = rng.normal(0, 1, (5000, 2))
     live = np.column_stack([rng.normal(0, 1, 2000), rng.normal(1.0, 1, 2000)])
     stable, moved = feature_drift(training, live, ["a", "b"])
-    assert stable.psi < 0.05 and stable.ks_p_value > 0.001
-    assert moved.psi > 0.25 and moved.ks_p_value < 1e-6
+    assert stable.psi < 0.05
+    assert stable.ks_p_value > 0.001
+    assert moved.psi > 0.25
+    assert moved.ks_p_value < 1e-6
     assert population_stability_index(training[:, 0], training[:, 0]) == pytest.approx(0)
     with pytest.raises(ValueError, match="one column per feature"):
         feature_drift(training, live, ["a"])

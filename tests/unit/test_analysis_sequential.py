@@ -148,7 +148,8 @@ def test_too_few_samples_give_no_interval() -> None:
     test.update(Sums.bernoulli(10, 9), Sums.bernoulli(10, 1))
     state = test.state()
     assert state.outcome == UNDECIDED
-    assert np.isinf(state.lower) and np.isinf(state.upper)
+    assert np.isinf(state.lower)
+    assert np.isinf(state.upper)
     assert state.e_value == 1.0
 
 

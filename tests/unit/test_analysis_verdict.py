@@ -57,7 +57,8 @@ def test_todays_canary_keys_become_guards_with_the_same_bounds() -> None:
                            min_online_accuracy=0.8, min_requests=70)
     by_name = {m.name: m for m in mapped.metrics}
     assert by_name["error_rate bound"].bound == 0.01
-    assert by_name["latency bound"].bound == 250 and by_name["latency bound"].quantile == 0.95
+    assert by_name["latency bound"].bound == 250
+    assert by_name["latency bound"].quantile == 0.95
     assert by_name["online_accuracy bound"].bound == 0.8
     assert not any(m.is_gate for m in mapped.metrics)
     assert mapped.limits.min_requests == 70
@@ -71,7 +72,8 @@ def test_todays_ab_and_shadow_keys_keep_their_meaning() -> None:
     assert ab.limits.step_labelled == 1000
     shadow = _spec_mapping({"kind": "shadow", "min_agreement": 0.9})
     agreement = next(m for m in shadow.metrics if m.measure == "shadow_agreement")
-    assert agreement.bound == 0.9 and not agreement.is_gate
+    assert agreement.bound == 0.9
+    assert not agreement.is_gate
 
 
 @pytest.mark.parametrize(("metric", "problem"), [
@@ -126,7 +128,8 @@ def test_non_inferiority_advances_early_after_the_minimum_dwell() -> None:
 def test_an_undecided_gate_waits_and_ends_inconclusive_with_its_action() -> None:
     few = _observed(900, 890, labelled=1000)
     waiting = _decide(few, step_s=60)
-    assert waiting.action == "wait" and waiting.reason.startswith("undecided: challenger")
+    assert waiting.action == "wait"
+    assert waiting.reason.startswith("undecided: challenger")
     assert _decide(few, step_s=60, rollout_s=600).then == "rollback"
     holding = AnalysisSpec(metrics=[ACCURACY.model_copy(update={"inconclusive": "hold"}),
                                     ERRORS], limits=SPEC.limits)
@@ -187,7 +190,8 @@ def test_the_report_round_trips_as_json() -> None:
     report = analyse(SPEC, _observed(900, 880, labelled=30))  # too few: no interval yet
     again = AnalysisReport.model_validate_json(report.model_dump_json())
     assert again == report
-    assert report.metrics[0].lower is None and report.metrics[0].outcome == "undecided"
+    assert report.metrics[0].lower is None
+    assert report.metrics[0].outcome == "undecided"
 
 
 def test_counts_that_cannot_be_are_refused() -> None:

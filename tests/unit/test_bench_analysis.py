@@ -48,4 +48,4 @@ def test_short_run_writes_every_policys_figures(tmp_path: Path) -> None:
             shares = (row["promoted"] + row["rolled_back"] + row["inconclusive"]
                       + row["undecided_at_horizon"])
             assert abs(shares - 1) <= 2e-4  # four shares, each rounded to 4 places
-    assert [t["name"] for t in written["targets"]][0].startswith("sequential: 2-points-worse")
+    assert next(t["name"] for t in written["targets"]).startswith("sequential: 2-points-worse")
