@@ -88,6 +88,8 @@ class DataPlane:
         body, headers = await self.enrichment.apply(body, headers)
         request_id = headers.get("x-request-id") or uuid.uuid4().hex
         state = self.serving.get(model)
+        # Only traffic the policy routed is mirrored: a request pinning a version asked for it.
+        routed = version is None
         variant, version = _choose(state, headers, request_id, version)
         started = time.perf_counter()
         try:
@@ -102,8 +104,8 @@ class DataPlane:
                                                   response)
         self._account(model, request_id, variant, version, response.status_code, infra,
                       started, response.body, response.headers, state)
-        if (variant == CHAMPION and state is not None and state.policy.strategy == "shadow"
-                and response.status_code == 200):
+        if (routed and variant == CHAMPION and state is not None
+                and state.policy.strategy == "shadow" and response.status_code == 200):
             self._mirror(model, state, body, headers, response)
         return Answer(response, request_id, variant, version)
 
