@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     # bundle (PEM) every image trusts, for networks whose TLS an inspecting proxy re-signs.
     image_base: ImageBase = "python"
     image_ca_bundle: Path | None = None
+    # Where the local profile's MLflow server keeps artifacts: a folder in the state dir, or an
+    # s3://bucket/prefix URI in an object store (endpoint MLFLOW_S3_ENDPOINT_URL and keys
+    # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from `invoke up`'s environment), as on clusters.
+    mlflow_artifacts_destination: str | None = Field(
+        default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
     # Gateway processes serving on the one port (uvicorn workers); they share desired state
     # and the prediction log through the serving database, as replicas on a cluster do.
     gateway_workers: int = Field(default=1, ge=1, le=64)
