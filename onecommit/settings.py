@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Profile = Literal["local", "kind", "compose"]
 # What the compose profile's images are built on (onecommit/platform/images.py).
 ImageBase = Literal["python", "debian"]
+# The CA bundle every image trusts beside the public CAs: the host's trust store where it
+# exists, none, or a PEM file.
+ImageCaBundle = Literal["host", "none"] | Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # `invoke proof` writes here; the gateway's rollout page links the latest.
 PROOFS_DIR = PROJECT_ROOT / "proofs"
@@ -51,10 +54,16 @@ class Settings(BaseSettings):
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
     # The compose profile's images (`invoke images`): built on the public Python image, or on
-    # one made from Debian's packages where no image registry is reachable; with an extra CA
-    # bundle (PEM) every image trusts, for networks whose TLS an inspecting proxy re-signs.
-    image_base: ImageBase = "python"
-    image_ca_bundle: Path | None = None
+    # one made from Debian's packages where no image registry answers (unset: a quick probe of
+    # the public registry decides); trusting the host's CA bundle by default, which holds the
+    # CA of a TLS-inspecting proxy the host trusts ("none", or another PEM file).
+    image_base: ImageBase | None = None
+    image_ca_bundle: ImageCaBundle = "host"
+    # Where the local profile's MLflow server keeps artifacts: a folder in the state dir, or an
+    # s3://bucket/prefix URI in an object store (endpoint MLFLOW_S3_ENDPOINT_URL and keys
+    # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from `invoke up`'s environment), as on clusters.
+    mlflow_artifacts_destination: str | None = Field(
+        default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
     # Gateway processes serving on the one port (uvicorn workers); they share desired state
     # and the prediction log through the serving database, as replicas on a cluster do.
     gateway_workers: int = Field(default=1, ge=1, le=64)
@@ -104,9 +113,9 @@ class Settings(BaseSettings):
     @field_validator("state_dir", "shared_dir", "envs_path", "sealing_cert", "secrets_file",
                      "image_ca_bundle", "gitops_seed")
     @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
+    def _absolute(cls, value: Path | str | None) -> Path | str | None:
         # Supervisor and the services run with other working directories.
-        return None if value is None else value.expanduser().resolve()
+        return value.expanduser().resolve() if isinstance(value, Path) else value
 
     @model_validator(mode="after")
     def _profile_state_dir(self) -> Settings:

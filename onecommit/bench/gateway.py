@@ -195,12 +195,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def mlflow_serve(settings: Settings, model: str, version: int, port: int,
                  logs: Path) -> AbstractContextManager[None]:
-    """`mlflow models serve` of the same version, one worker like the gateway."""
-    bin_dir = env_dir(settings, "mlflow") / "bin"
+    """`mlflow models serve` of the same version, one worker like the gateway, from the
+    platform environment: the one that logged the model, whose onnx, onnxruntime and numpy
+    are the requirements the model records. (The mlflow environment is the tracking server's
+    and has no ONNX Runtime, which serving an ONNX model needs.)"""
+    bin_dir = env_dir(settings, "platform") / "bin"
     command = [str(bin_dir / "mlflow"), "models", "serve",
                "-m", f"models:/{model}/{version}", "--env-manager", "local",
                "-h", load.HOST, "-p", str(port), "--workers", "1"]
-    # It starts `uvicorn` by name: the mlflow environment's bin comes first on PATH.
+    # It starts `uvicorn` by name: the platform environment's bin comes first on PATH.
     environment = {**os.environ, "MLFLOW_TRACKING_URI": settings.url(settings.mlflow_port),
                    "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     return server(command, environment, port, "/ping", logs / "mlflow-serve.log")
@@ -341,7 +344,8 @@ def run(settings: Settings, config: BenchConfig, say: Say = print) -> dict[str, 
                    "connections": list(config.connections), "baseline_ref": config.baseline_ref,
                    "gateway": "routed, canary 50/50 champion/challenger",
                    "triton_direct": f"version {versions.champion}, pinned path",
-                   "mlflow_serve": f"version {versions.champion}, --env-manager local, 1 worker",
+                   "mlflow_serve": f"version {versions.champion}, --env-manager local (the "
+                                   "platform environment), 1 worker",
                    "client": "onecommit.bench.load: 1 thread per keep-alive connection"},
         "cells": cells, "reload": reload,
         "canary_split": {**split.__dict__, "share": round(split.share, 4)},

@@ -9,7 +9,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ from numpy.typing import NDArray
 from onecommit.errors import OnecommitError
 from onecommit.lifecycle.catalog import Task
 from onecommit.lifecycle.spec import Data, ModelSpec
+
+if TYPE_CHECKING:
+    from minio import Minio
 
 
 class DataError(OnecommitError):
@@ -48,13 +51,22 @@ def _builtin(name: str) -> pd.DataFrame:
     return frame.rename(columns=lambda column: str(column).replace(" ", "_"))
 
 
-def _s3_bytes(uri: str) -> bytes:
-    """The object's bytes, through MinIO's client: endpoint from ONECOMMIT_S3_ENDPOINT_URL
-    (MLflow's MLFLOW_S3_ENDPOINT_URL otherwise), keys from the usual AWS variables."""
+# What the object store's refusals mean for the user: the S3 error code → the fix.
+_S3_REFUSALS = {
+    "NoSuchKey": "no such object: upload it, or fix the key in data.source",
+    "NoSuchBucket": "no such bucket: create it, or fix the bucket in data.source",
+    "InvalidAccessKeyId": "the store does not know the access key: check AWS_ACCESS_KEY_ID",
+    "SignatureDoesNotMatch": "the store refused the secret key: check AWS_SECRET_ACCESS_KEY",
+    "AccessDenied": "access denied: give AWS_ACCESS_KEY_ID's user read access to the object",
+}
+
+
+def _object_store(uri: str) -> tuple[Minio, str]:
+    """MinIO's client for the configured object store, and the store named by scheme, host
+    and port only (an endpoint URL may carry credentials)."""
     from urllib.parse import urlparse
 
     from minio import Minio
-    from minio.error import MinioException
 
     endpoint = os.environ.get("ONECOMMIT_S3_ENDPOINT_URL",
                               os.environ.get("MLFLOW_S3_ENDPOINT_URL", ""))
@@ -63,10 +75,31 @@ def _s3_bytes(uri: str) -> bytes:
                         "ONECOMMIT_S3_ENDPOINT_URL (and AWS_ACCESS_KEY_ID, "
                         "AWS_SECRET_ACCESS_KEY)")
     where = urlparse(endpoint)
+    if where.scheme not in ("http", "https") or not where.hostname:
+        raise DataError(f"data.source {uri}: the object store's endpoint is no "
+                        "http(s)://host[:port] URL: fix ONECOMMIT_S3_ENDPOINT_URL "
+                        "(or MLFLOW_S3_ENDPOINT_URL)")
+    host = f"{where.hostname}{f':{where.port}' if where.port else ''}"
+    store = f"{where.scheme}://{host}"
+    try:
+        return Minio(host, access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+                     secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                     secure=where.scheme == "https"), store
+    except ValueError as error:  # an access key without its secret, say
+        raise DataError(f"data.source {uri}: cannot use the object store {store}: "
+                        f"{error}") from None
+
+
+def _s3_bytes(uri: str) -> bytes:
+    """The object's bytes, through MinIO's client: endpoint from ONECOMMIT_S3_ENDPOINT_URL
+    (MLflow's MLFLOW_S3_ENDPOINT_URL otherwise), keys from the usual AWS variables. A failure
+    is one line naming the cause and the fix; it never quotes a key, a response body or the
+    object."""
+    import urllib3
+    from minio.error import InvalidResponseError, MinioException, S3Error
+
+    client, store = _object_store(uri)
     bucket, key = uri.removeprefix("s3://").split("/", 1)
-    client = Minio(where.netloc, access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
-                   secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-                   secure=where.scheme == "https")
     try:
         response = client.get_object(bucket, key)
         try:
@@ -74,8 +107,17 @@ def _s3_bytes(uri: str) -> bytes:
         finally:
             response.close()
             response.release_conn()
-    except (MinioException, OSError) as error:
-        raise DataError(f"data.source {uri}: cannot read it from {endpoint}: {error}") from None
+    except S3Error as error:
+        why = _S3_REFUSALS.get(str(error.code), f"{error.code}: {error.message}")
+        raise DataError(f"data.source {uri}: {store} refused it ({error.code}): {why}") from None
+    except InvalidResponseError:  # no S3 error body: an anonymous request refused, say
+        raise DataError(f"data.source {uri}: {store} refused it without an S3 error: is it an "
+                        "S3 server, and are AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                        "set?") from None
+    except (MinioException, urllib3.exceptions.HTTPError, OSError) as error:
+        raise DataError(f"data.source {uri}: cannot read it from {store} "
+                        f"({type(error).__name__}): is the object store up at that address?"
+                        ) from None
 
 
 def _read(source: str, content: bytes | Path) -> pd.DataFrame:

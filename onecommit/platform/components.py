@@ -80,7 +80,8 @@ def _mlflow(settings: Settings) -> Component:
         _bin(settings, "mlflow", "mlflow"), "server",
         "--host", settings.host, "--port", str(settings.mlflow_port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-        "--artifacts-destination", str(home / "artifacts"), "--serve-artifacts",
+        "--artifacts-destination", settings.mlflow_artifacts_destination or str(
+            home / "artifacts"), "--serve-artifacts",
     ]
     return Component(
         name="mlflow", env="mlflow", url=settings.url(settings.mlflow_port),

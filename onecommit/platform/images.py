@@ -2,10 +2,11 @@
 
 Every image starts from `onecommit/base` (docker/base.Dockerfile): the pinned public Python
 image, or for machines that reach no image registry one made from Debian's packages
-(`debootstrap` + `docker import`, `--base debian`), plus an extra CA bundle for networks whose
-TLS is re-signed by an inspecting proxy. The engine's own build cache keeps every layer, and the
-Dockerfiles install requirements before copying code, so a code change rebuilds seconds of
-layers, not the environments.
+(`debootstrap` + `docker import`), plus the host's CA bundle, which holds the CA of a proxy
+that re-signs TLS if the host trusts one. Unforced, a probe of the public registry with a
+bounded timeout picks the base; each choice is said in one line. The engine's own build cache
+keeps every layer, and the Dockerfiles install requirements before copying code, so a code
+change rebuilds seconds of layers, not the environments.
 """
 
 from __future__ import annotations
@@ -22,14 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import httpx
 from docker.errors import APIError, BuildError, ImageNotFound
 
 from onecommit.errors import OnecommitError
 from onecommit.platform import engine
 from onecommit.platform.kind import Tree
-from onecommit.settings import PROJECT_ROOT, ImageBase
+from onecommit.settings import PROJECT_ROOT, ImageBase, ImageCaBundle, tls_context
 
 PUBLIC_BASE = "python:3.11.11-slim-bookworm"  # docker/base.Dockerfile's default, pinned
+# Where the engine pulls PUBLIC_BASE from (Docker Hub's registry API: 401 when it answers), and
+# how long the probe waits for it: a closed network fails at once on DNS, a filtered one by this.
+PUBLIC_REGISTRY = "https://registry-1.docker.io/v2/"
+REGISTRY_PROBE_S = 3.0
+# The host's trust store (Debian's ca-certificates): what pip, curl and the engine trust here.
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEBIAN_BASE = "onecommit/debian:bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # Debian's Python in a virtual environment on PATH: `python` and `pip` then behave as in the
@@ -77,19 +85,59 @@ def tag(image: Image) -> str:
     return f"onecommit/{image.name}:{Tree().image_tag}"
 
 
-def reachable_base(client: docker.DockerClient) -> ImageBase:
-    """`python` when the public Python image is here or can be pulled, else `debian`."""
+def registry_silence(url: str = PUBLIC_REGISTRY, timeout_s: float = REGISTRY_PROBE_S,
+                     ca_bundle: Path = HOST_CA_BUNDLE) -> str | None:
+    """Why the registry at `url` did not answer within `timeout_s` (None: it answered, with
+    any HTTP status), its certificate checked against the host's trust store as the engine
+    checks it."""
+    verify = tls_context(ca_bundle if ca_bundle.is_file() else None)
     try:
-        client.images.get(PUBLIC_BASE)
-        return "python"
-    except ImageNotFound:
-        pass
-    repository, _, version = PUBLIC_BASE.partition(":")
-    try:
-        client.images.pull(repository, tag=version)
-    except APIError:
-        return "debian"
-    return "python"
+        httpx.get(url, timeout=timeout_s, verify=verify)
+    except httpx.HTTPError as error:
+        reason = " ".join(str(error).split()) or "no answer"
+        return f"{type(error).__name__}: {reason[:120]}"
+    return None
+
+
+def choose_base(forced: ImageBase | None, public_cached: Callable[[], bool],
+                silence: Callable[[], str | None]) -> tuple[ImageBase, str]:
+    """The base to build on and the line that says why: as forced; else the public image when
+    the engine has it or the registry answers; else Debian's packages."""
+    if forced is not None:
+        return forced, f"image base: {forced} (forced by --base / ONECOMMIT_IMAGE_BASE)"
+    if public_cached():
+        return "python", (f"image base: python ({PUBLIC_BASE} is in the engine's cache; "
+                          "--base debian forces Debian's packages)")
+    host = httpx.URL(PUBLIC_REGISTRY).host
+    why = silence()
+    if why is None:
+        return "python", (f"image base: python (the public registry answered at {host}; "
+                          "--base debian forces Debian's packages)")
+    return "debian", (f"image base: debian (no registry answered at {host}: {why}; "
+                      "--base python forces it)")
+
+
+def choose_ca_bundle(setting: ImageCaBundle,
+                     host: Path = HOST_CA_BUNDLE) -> tuple[Path | None, str]:
+    """The CA bundle the images trust and the line that says why: the host's trust store
+    unless another PEM file or none is forced."""
+    if isinstance(setting, Path):
+        if not setting.is_file():
+            raise ImageError(f"CA bundle {setting} does not exist: give a PEM file, e.g. "
+                             f"{HOST_CA_BUNDLE}, or --ca-bundle none")
+        return setting, (f"image CA bundle: {setting} (forced by --ca-bundle / "
+                         "ONECOMMIT_IMAGE_CA_BUNDLE)")
+    if setting == "none":
+        return None, "image CA bundle: none (forced by --ca-bundle none: the public CAs only)"
+    if host.is_file():
+        return host, (f"image CA bundle: {host} (the host's, so a TLS-inspecting proxy the "
+                      "host trusts is trusted in the images; --ca-bundle none leaves it out)")
+    return None, (f"image CA bundle: none (no {host} on this host; --ca-bundle PEM adds "
+                  "one)")
+
+
+def _public_cached(client: docker.DockerClient) -> bool:
+    return _image_id(client, PUBLIC_BASE) is not None
 
 
 def debian_base(client: docker.DockerClient, report: Callable[[str], None]) -> str:
@@ -132,21 +180,23 @@ class Built:
     size_mb: float
 
 
-def build(base: ImageBase = "python", ca_bundle: Path | None = None,
+def build(base: ImageBase | None = None, ca_bundle: ImageCaBundle = "host",
           report: Callable[[str], None] = print, cached: bool = True) -> list[Built]:
-    """Build every image of the compose profile, in dependency order; without the engine's
-    cache when not `cached` (a cold build's time)."""
-    if ca_bundle is not None and not ca_bundle.is_file():
-        raise ImageError(f"CA bundle {ca_bundle} does not exist: give a PEM file, e.g. "
-                         "/etc/ssl/certs/ca-certificates.crt")
+    """Build every image of the compose profile, in dependency order, on the base and with the
+    CA bundle chosen (each said in one line); without the engine's cache when not `cached` (a
+    cold build's time)."""
+    trusted, line = choose_ca_bundle(ca_bundle)
     client = engine.client()
-    parent = debian_base(client, report) if base == "debian" else PUBLIC_BASE
+    chosen, base_line = choose_base(base, lambda: _public_cached(client), registry_silence)
+    report(base_line)
+    report(line)
+    parent = debian_base(client, report) if chosen == "debian" else PUBLIC_BASE
     built = []
     for image in IMAGES:
         arguments = _arguments(image, parent)
         started = time.monotonic()
         before = _image_id(client, tag(image))
-        with _context(image, ca_bundle) as context:
+        with _context(image, trusted) as context:
             _build(client, image, tag(image), context, arguments, report, cached)
         _remove_replaced(client, tag(image), before)
         size = client.images.get(tag(image)).attrs["Size"] / 2**20

@@ -8,10 +8,12 @@ from onecommit.tasks import task
 from onecommit.tasks.platform import load_settings
 
 
-@task(help={"base": "python (the pinned public image, default) or debian (debootstrap: for "
-                    "machines that reach no image registry); = ONECOMMIT_IMAGE_BASE",
-            "ca_bundle": "a PEM bundle every image trusts, e.g. a TLS-inspecting proxy's "
-                         "(/etc/ssl/certs/ca-certificates.crt); = ONECOMMIT_IMAGE_CA_BUNDLE",
+@task(help={"base": "python (the pinned public image) or debian (debootstrap); default: "
+                    "python if the engine has it or the public registry answers within 3 s, "
+                    "else debian; = ONECOMMIT_IMAGE_BASE",
+            "ca_bundle": "the PEM bundle every image trusts beside the public CAs (a "
+                         "TLS-inspecting proxy's CA), or none; default: the host's "
+                         "/etc/ssl/certs/ca-certificates.crt; = ONECOMMIT_IMAGE_CA_BUNDLE",
             "no_cache": "build every layer again (a cold build's time; the Debian base image "
                         "stays)"})
 def images(c: Context, base: str = "", ca_bundle: str = "", no_cache: bool = False) -> None:

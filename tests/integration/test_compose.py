@@ -12,7 +12,6 @@ import os
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,8 +28,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.compose, pytest.mark.timeout(3600)]
 ERROR_RATE_ALERT = "OnecommitGatewayVariantErrorRateHigh"
 # After the rollback, how long the alert may take to turn from pending to firing.
 ALERT_WAIT_S = 60.0
-# The host's trust store: on a network whose TLS a proxy re-signs, the only one pip accepts.
-HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def _engine_or_skip() -> None:
@@ -47,15 +44,15 @@ def _engine_or_skip() -> None:
 @pytest.fixture(scope="module")
 def compose_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     _engine_or_skip()
-    from onecommit.platform import compose, engine, images
+    from onecommit.platform import compose, engine
 
     # An engine started here is stopped at the end; its image cache stays for the next run.
     with engine.session() as client:
         postgres, prometheus, alertmanager, feast, feast_redis = free_ports(5)
+        # No image base or CA bundle given: chosen as for a user (images.choose_base, and the
+        # host's trust store, which pip in a container needs behind a TLS-inspecting proxy).
         core = make_settings(
             tmp_path_factory.mktemp("compose"), profile="compose",
-            image_base=images.reachable_base(client),
-            image_ca_bundle=HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None,
             postgres_port=postgres, prometheus_port=prometheus, alertmanager_port=alertmanager,
             # The project's own rollouts: the error-rate alert needs their 15 s canary step.
             gitops_seed=PROJECT_ROOT / "gitops")
