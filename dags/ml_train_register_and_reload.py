@@ -20,6 +20,7 @@ from airflow.sdk import (
     task,
 )
 
+from onecommit.lifecycle.dags import DEPLOY_DAG, ROLLBACK_DAG
 from onecommit.settings import Settings
 
 DOC = """
@@ -51,7 +52,7 @@ def _spec() -> Any:
 
 
 @dag(
-    dag_id="ml_train_register_and_reload",
+    dag_id=DEPLOY_DAG,
     schedule=None,
     catchup=False,
     max_active_runs=1,
@@ -70,11 +71,14 @@ def ml_train_register_and_reload() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from onecommit.lifecycle import flow
+        from onecommit.sync import record_failure
 
         settings, params = Settings(), get_current_context()["params"]
         try:
             return flow.train(settings, params, _run_context())
         except flow.REFUSALS as refused:
+            record_failure(settings, params["git_sha"], params["env"],
+                           str(params["spec"].get("model")), str(refused))
             flow.refused(settings, params, str(refused))
             raise AirflowFailException(str(refused)) from None
 
@@ -184,7 +188,7 @@ def ml_train_register_and_reload() -> None:
     pulled = "ti.xcom_pull(task_ids='register')"
     rollback = TriggerDagRunOperator(
         task_id="trigger_rollback",
-        trigger_dag_id="rollback_to_before_version",
+        trigger_dag_id=ROLLBACK_DAG,
         trigger_rule=TriggerRule.ONE_FAILED,
         conf={"model": f"{{{{ {pulled}['model'] }}}}",
               "before_version": f"{{{{ {pulled}['before_version'] }}}}",

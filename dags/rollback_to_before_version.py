@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from onecommit.lifecycle.dags import ROLLBACK_DAG
+
 
 @dag(
-    dag_id="rollback_to_before_version",
+    dag_id=ROLLBACK_DAG,
     schedule=None,
     catchup=False,
     tags=["onecommit", "lifecycle", "rollback"],

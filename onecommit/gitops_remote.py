@@ -11,7 +11,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from onecommit import sync
 from onecommit.errors import OnecommitError
 from onecommit.settings import PROJECT_ROOT, Settings
 
@@ -30,6 +29,11 @@ def remote_dir(settings: Settings) -> Path:
 
 def work_dir(settings: Settings) -> Path:
     return settings.state_dir / "gitops" / "work"
+
+
+def last_synced_file(settings: Settings) -> Path:
+    """The last commit the sync took up (`onecommit.sync`); the remote's seed counts as one."""
+    return settings.state_dir / "gitops" / "last_synced"
 
 
 def sync_log(settings: Settings) -> Path:
@@ -53,7 +57,7 @@ def ensure(settings: Settings) -> None:
     if not (remote / "HEAD").exists():
         _seed(remote)
         # The seed is the state the platform starts from, not a change to deploy.
-        sync.last_synced_file(settings).write_text(head(settings))
+        last_synced_file(settings).write_text(head(settings))
     _write_hook(settings, remote)
     work = work_dir(settings)
     if not (work / ".git").exists():

@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     def envs_dir(self) -> Path:
         return self.envs_path or self.state_dir / "envs"
 
+    def env_dir(self, component: str) -> Path:
+        """A component's virtual environment (`onecommit.platform.envs` builds it)."""
+        return self.envs_dir / component
+
     @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"

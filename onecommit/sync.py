@@ -31,15 +31,17 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from onecommit.airflow_client import AirflowError, platform_client
+from onecommit.clients.airflow import AirflowError, platform_client
+from onecommit.commands import CommandError
+from onecommit.commits import checkout, local_repo
 from onecommit.errors import OnecommitError
+from onecommit.gitops_remote import last_synced_file
+from onecommit.lifecycle.dags import DEPLOY_DAG
 from onecommit.lifecycle.notify import send
 from onecommit.lifecycle.spec import ModelSpec, SpecError, load_spec, spec_files
 from onecommit.lint import upstream
 from onecommit.lint.helm import is_template
 from onecommit.settings import PROJECT_ROOT, Settings
-
-DEPLOY_DAG = "ml_train_register_and_reload"
 
 
 def _now() -> str:
@@ -114,26 +116,6 @@ def pending_commits(repo: Path, sha: str, last_synced: str | None) -> list[str]:
 def _git_ok(repo: Path, *args: str) -> bool:
     return subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True,
                           check=False).returncode == 0
-
-
-@contextmanager
-def commit_checkout(repo: str, sha: str) -> Iterator[Path]:
-    """The commit's tree from a repository path or URL (a deploy's training reads its data
-    and code from it)."""
-    with _local_repo(repo) as local, checkout(local, sha) as tree:
-        yield tree
-
-
-@contextmanager
-def checkout(repo: Path, sha: str) -> Iterator[Path]:
-    """The commit's tree in a temporary directory."""
-    with tempfile.TemporaryDirectory(prefix="onecommit-sync-") as scratch:
-        archive = subprocess.run(["git", "--git-dir", str(repo), "archive", sha],
-                                 capture_output=True, check=False)
-        if archive.returncode != 0:
-            raise SyncError(f"cannot read commit {sha}: {archive.stderr.decode().strip()}")
-        subprocess.run(["tar", "-x", "-C", scratch], input=archive.stdout, check=True)
-        yield Path(scratch)
 
 
 @cache
@@ -303,10 +285,6 @@ def _notify_rejected(settings: Settings, record: SyncRecord) -> None:
                           "problems": "\n".join(record.problems[:5])})
 
 
-def last_synced_file(settings: Settings) -> Path:
-    return settings.state_dir / "gitops" / "last_synced"
-
-
 @contextmanager
 def _sync_lock(settings: Settings) -> Iterator[Path]:
     """One sync at a time per platform; yields the file holding the last synced commit."""
@@ -327,7 +305,7 @@ def sync(settings: Settings, repo: Path, sha: str, env: str,
         for commit in pending_commits(repo, sha, last):
             try:
                 record = sync_commit(settings, repo, commit, env, origin or str(repo))
-            except (SyncError, AirflowError, httpx.HTTPError) as error:
+            except (SyncError, CommandError, AirflowError, httpx.HTTPError) as error:
                 # Not marked synced: the next push (or a re-run) tries this commit again.
                 _append(settings, SyncRecord(sha=commit, env=env, changed=[], action="error",
                                              problems=[f"{type(error).__name__}: {error}"]))
@@ -344,20 +322,6 @@ def _append(settings: Settings, record: SyncRecord) -> None:
         out.write(json.dumps(asdict(record)) + "\n")
 
 
-@contextmanager
-def _local_repo(repo: str) -> Iterator[Path]:
-    """A bare repository path for `repo`: itself when local, else a fresh bare clone."""
-    if Path(repo).is_dir():
-        yield Path(repo).resolve()
-        return
-    with tempfile.TemporaryDirectory(prefix="onecommit-repo-") as scratch:
-        result = subprocess.run(["git", "clone", "--quiet", "--bare", repo, scratch],
-                                capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise SyncError(f"cannot clone {repo}: {result.stderr.strip()}")
-        yield Path(scratch)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m onecommit.sync", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -371,11 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     for variable in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
         os.environ.pop(variable, None)
     try:
-        with _local_repo(args.repo) as repo:
+        with local_repo(args.repo) as repo:
             sha = _git(repo, "rev-parse", "--verify", f"{args.sha}^{{commit}}").strip()
             for record in sync(settings, repo, sha, env, args.repo):
                 print(json.dumps(asdict(record)), flush=True)
-    except (SyncError, AirflowError) as error:
+    except (SyncError, CommandError, AirflowError) as error:
         print(f"sync failed: {error}", flush=True)
         return 1
     return 0

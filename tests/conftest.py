@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from onecommit.bench.models import register_version
+from onecommit.clients.gateway import on_every_worker
 from onecommit.lifecycle import data, registry
-from onecommit.lifecycle.gateway import on_every_worker
 from onecommit.lifecycle.spec import load_spec
 from onecommit.platform import local, supervisor
 from onecommit.platform.components import gateway_admin_token

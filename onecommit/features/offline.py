@@ -15,7 +15,6 @@ from numpy.typing import NDArray
 
 from onecommit.errors import OnecommitError
 from onecommit.features.settings import FeatureSettings
-from onecommit.platform.envs import env_python
 
 
 class FeastJobError(OnecommitError):
@@ -36,7 +35,7 @@ def job_report(stdout: str) -> dict[str, float]:
 
 def run_job(settings: FeatureSettings, command: str, *args: str) -> dict[str, float]:
     """Run `onecommit.features.feast_job <command>` in the feast environment; its JSON report."""
-    python = env_python(settings, "feast")
+    python = settings.env_dir("feast") / "bin" / "python"
     if not python.exists():
         raise FeastJobError(f"the feast environment is missing at {python.parent.parent}: run "
                             "`invoke envs --name feast` or `invoke optional --on`")

@@ -11,6 +11,9 @@ from pydantic import Field, field_validator
 from onecommit.settings import PROGRAM_PYTHONPATH, PROJECT_ROOT, Settings
 
 OnlineStore = Literal["sqlite", "redis"]
+# The layer's two programs, as the local profile's supervisor and compose.yaml name them.
+FEATURE_SERVER = "feast-server"
+REDIS = "feast-redis"
 
 
 class FeatureSettings(Settings):

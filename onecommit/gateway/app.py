@@ -9,7 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,21 +21,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from onecommit import __version__
 from onecommit.gateway import ui
 from onecommit.gateway.auth import require_bearer
-from onecommit.gateway.backends import make_backend
+from onecommit.gateway.backend_factory import make_backend
 from onecommit.gateway.dataplane import DataPlane, is_decimal
 from onecommit.gateway.enrichment import add_routes, config_file, follow_config
 from onecommit.gateway.errors import GatewayError
 from onecommit.gateway.fastpath import InferenceRoutes
 from onecommit.gateway.metrics import GatewayMetrics, exposed
 from onecommit.gateway.predictions import PredictionLog
-from onecommit.gateway.router import TrafficPolicy, weights
+from onecommit.gateway.router import weights
 from onecommit.gateway.settings import GatewaySettings
 from onecommit.gateway.variants import AliasResolver, ServingState
 from onecommit.serving.database import Database
 from onecommit.serving.state import DesiredState, StateError, StateStore
-
-Alias = Literal["champion", "challenger", "previous"]
-Unpinnable = Literal["challenger", "previous"]
+from onecommit.vocabulary import CHAMPION, Active, Role, Strategy, TrafficPolicy, Unpinnable
 
 
 def _plane(request: Request) -> DataPlane:
@@ -48,9 +46,9 @@ Plane = Annotated[DataPlane, Depends(_plane)]
 
 class TrafficBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    strategy: Literal["ab", "canary", "bluegreen", "shadow"]
+    strategy: Strategy
     challenger_weight: float = Field(default=0.0, ge=0, le=1)
-    active: Literal["champion", "challenger"] = "champion"
+    active: Active = CHAMPION
     sticky_key: str = Field(default="x-user-id", min_length=1, max_length=128)
     experiment: str = Field(default="default", max_length=256)
 
@@ -109,7 +107,7 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
         return {"models": await plane.serving.models(), "replica": replica}
 
     @admin_router.post("/models/{model}/variant/{alias}/reload")
-    async def reload(model: str, alias: Alias, plane: Plane) -> dict[str, Any]:
+    async def reload(model: str, alias: Role, plane: Plane) -> dict[str, Any]:
         variant, state = await plane.serving.reload(model, alias)
         return {"model": model, **variant.as_dict(), "revision": state.revision}
 

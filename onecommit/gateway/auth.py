@@ -16,7 +16,7 @@ from typing import Protocol
 
 from fastapi import HTTPException, Request
 
-from onecommit.secrets.files import read_lines
+from onecommit.files import read_lines
 
 # (inode, mtime, size) of a file, or None when it does not exist.
 Stamp = tuple[int, int, int] | None

@@ -17,10 +17,11 @@ from onecommit.gateway.enrichment import Enrichment
 from onecommit.gateway.errors import BackendUnavailable
 from onecommit.gateway.metrics import GatewayMetrics, Series
 from onecommit.gateway.predictions import PredictionLog, Served, prediction
-from onecommit.gateway.router import CHALLENGER, CHAMPION, route
+from onecommit.gateway.router import route
 from onecommit.gateway.tensors import input_mismatch
 from onecommit.gateway.variants import ServingState
 from onecommit.serving.state import DesiredState
+from onecommit.vocabulary import CHALLENGER, CHAMPION, ROLES
 
 
 def is_decimal(text: str) -> bool:
@@ -115,7 +116,7 @@ class DataPlane:
         the inference server does not serve, perhaps loading or unloading it: 404; Triton
         answers some client mistakes with a 500: 400), or the model's (as answered)?"""
         if version is not None and not await self._backend.version_ready(model, version):
-            if variant in (CHAMPION, CHALLENGER, "previous"):
+            if variant in ROLES:
                 return error_response(503, f"version {version} of {model!r} ({variant}) is not "
                                            "loaded in the inference server; the reconciler is "
                                            "loading it, retry shortly"), True

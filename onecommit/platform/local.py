@@ -9,11 +9,11 @@ from pathlib import Path
 
 from onecommit import gitops_remote
 from onecommit.errors import OnecommitError
+from onecommit.files import PRIVATE_DIR
 from onecommit.platform import supervisor
 from onecommit.platform.components import Component, components, triton_paths
 from onecommit.platform.envs import ensure_env, is_current
 from onecommit.platform.health import ComponentStatus, probe, status
-from onecommit.secrets.files import PRIVATE_DIR
 from onecommit.settings import Settings
 
 

@@ -15,8 +15,8 @@ from typing import Any, cast
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from onecommit.files import write_private
 from onecommit.platform.components import Component
-from onecommit.secrets.files import write_private
 from onecommit.settings import Settings
 
 
@@ -158,6 +158,11 @@ def processes(settings: Settings) -> dict[str, ProcessInfo]:
                                   info["stdout_logfile"])
         for info in rpc(settings).supervisor.getAllProcessInfo()
     }
+
+
+def is_running(settings: Settings, program: str) -> bool:
+    info = processes(settings).get(program)
+    return info is not None and info.state == "RUNNING"
 
 
 def start(settings: Settings, program: str) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from onecommit.features import gitops, layer
+from onecommit.features import gitops
 from onecommit.features.state import feature_settings
+from onecommit.platform import optional_layer
 from onecommit.tasks import task
 from onecommit.tasks.platform import load_settings
 
@@ -33,9 +34,9 @@ def optional(c: Context, on: bool = False, off: bool = False, profile: str | Non
         _flip_toggle(env, on)
         return
     if off:
-        layer.off(settings)
+        optional_layer.off(settings)
         return
-    attached = layer.on(settings)
+    attached = optional_layer.on(settings)
     print(f"optional layer attached: feature server {attached.feature_server}, "
           f"{attached.online_store} online store"
           + ("" if attached.materialized else " (already materialised)"))

@@ -10,8 +10,7 @@ from typing import Any
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from onecommit.features import layer as optional_layer
-from onecommit.platform import health, kind, local, profiles
+from onecommit.platform import health, kind, local, optional_layer, profiles
 from onecommit.progress import Progress
 from onecommit.settings import Settings
 from onecommit.tasks import task

@@ -8,9 +8,9 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
+from onecommit.files import write_private
 from onecommit.gateway.auth import StaticTokens, TokenFiles, require_bearer, token_matches
 from onecommit.gateway.settings import GatewaySettings
-from onecommit.secrets.files import write_private
 from onecommit.secrets.local_store import gateway_token_files
 
 

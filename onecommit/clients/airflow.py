@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 
 from onecommit.errors import OnecommitError
+from onecommit.secrets.catalog import AIRFLOW_USER
+from onecommit.secrets.local_store import airflow_password
 from onecommit.settings import Settings, tls_context
 
 
@@ -120,7 +122,5 @@ def platform_client(settings: Settings) -> AirflowClient:
     if settings.airflow_api_url and settings.airflow_password:
         return AirflowClient(settings.airflow_api_url, settings.airflow_username,
                              settings.airflow_password.get_secret_value())
-    from onecommit.platform.components import AIRFLOW_USER, airflow_password
-
     return AirflowClient(settings.url(settings.airflow_port), AIRFLOW_USER,
-                         airflow_password(settings))
+                         airflow_password(settings.state_dir))
