@@ -42,6 +42,8 @@ def test(c: Context, pytest_args: str = "") -> None:
     bin_dir = f"{sys.prefix}/bin"
     c.run(f"{bin_dir}/ruff check onecommit tests dags tasks.py", echo=True)
     c.run(f"{bin_dir}/mypy onecommit", echo=True)
+    # The import contracts of pyproject.toml: layers downwards, no circles, the gateway apart.
+    c.run(f"{bin_dir}/lint-imports", echo=True)
     c.run(f"{bin_dir}/pytest -p no:cacheprovider {pytest_args}", echo=True, pty=False)
 
 
