@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from onecommit.commands import run
 from onecommit.errors import OnecommitError
 from onecommit.settings import PROJECT_ROOT, Settings
 
@@ -41,11 +41,7 @@ def sync_log(settings: Settings) -> Path:
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                            check=False)
-    if result.returncode != 0:
-        raise RemoteError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout.strip()
+    return run(["git", *args], cwd=cwd).stdout.strip()
 
 
 def ensure(settings: Settings) -> None:

@@ -30,6 +30,7 @@ import httpx
 import numpy as np
 import orjson
 
+from onecommit import commands
 from onecommit.bench import load, report
 from onecommit.bench.config import BenchConfig
 from onecommit.bench.models import register_version
@@ -155,8 +156,9 @@ def server(command: list[str], environment: dict[str, str], port: int, health: s
     and stopped (its process group, by the pid we started) when done."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
-        # Started in the log's folder: `python -m` puts its working directory first on
-        # sys.path, and the project root there would shadow the code a process should run.
+        # Not the command runner: a server this context owns and stops. Started in the log's
+        # folder: `python -m` puts its working directory first on sys.path, and the project
+        # root there would shadow the code a process should run.
         process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True, cwd=log.parent)
     try:
@@ -227,10 +229,7 @@ def export_code(ref: str, target: Path) -> Path:
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref, "onecommit"], cwd=PROJECT_ROOT,
-                             capture_output=True, check=False)
-    if archive.returncode != 0:
-        raise RuntimeError(f"cannot export {ref!r}: {archive.stderr.decode().strip()}")
+    archive = commands.run(["git", "archive", ref, "onecommit"], cwd=PROJECT_ROOT, text=False)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as bundle:
         bundle.extractall(target, filter="data")
     return target

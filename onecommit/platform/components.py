@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
 import sqlite3
 import ssl
-import subprocess
 import sys
 import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onecommit.commands import run
 from onecommit.features.settings import FeatureSettings
 from onecommit.files import read_or_create
 from onecommit.platform.envs import environment_digest
@@ -163,12 +162,7 @@ def _prepare_airflow(settings: Settings, airflow: str) -> None:
     done = settings.state_dir / "airflow" / "migrated"
     if done.is_file() and done.read_text() == _migration_key(settings):
         return
-    result = subprocess.run([airflow, "db", "migrate"], env={**os.environ,
-                            **airflow_environment(settings)}, capture_output=True, text=True,
-                            check=False)
-    if result.returncode != 0:
-        tail = " | ".join(result.stderr.strip().splitlines()[-3:])
-        raise RuntimeError(f"airflow db migrate failed: {tail}")
+    run([airflow, "db", "migrate"], env=airflow_environment(settings))
     done.write_text(_migration_key(settings))
 
 

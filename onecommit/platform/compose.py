@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import yaml
 from pydantic import SecretStr
 
 from onecommit import gitops_remote
+from onecommit.commands import CommandError, run
 from onecommit.errors import OnecommitError
 from onecommit.features.settings import FEATURE_SERVER, REDIS
 from onecommit.features.state import feature_settings, read_state
@@ -284,11 +284,12 @@ def compose(settings: Settings, *args: str, capture: bool = True, optional: bool
     profiles = ["--profile", OPTIONAL] if optional else []
     argv = [_cli(), "--project-name", project(settings), "--file", str(COMPOSE_FILE),
             "--env-file", str(_compose_dir(settings) / "compose.env"), *profiles, *args]
-    result = subprocess.run(argv, capture_output=capture, text=True, check=False)
-    if result.returncode != 0:
-        raise ComposeError(f"docker-compose {args[0]} failed (exit {result.returncode}): see "
+    try:
+        result = run(argv, capture=capture)
+    except CommandError as error:
+        raise ComposeError(f"docker-compose {args[0]} failed (exit {error.returncode}): see "
                            "`invoke status --profile compose` and `invoke logs NAME --profile "
-                           "compose`", detail=(result.stderr or "").strip()[-2000:])
+                           "compose`", detail=error.output.strip()[-2000:]) from None
     return result.stdout or ""
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from onecommit.commands import CommandError, last_lines, run
 from onecommit.errors import OnecommitError
 from onecommit.settings import PROJECT_ROOT, Settings
 
@@ -70,12 +70,12 @@ def ensure_env(settings: Settings, name: str) -> Path:
         [uv, "pip", "install", "--quiet", "--python", str(target / "bin" / "python"),
          "-r", str(requirements)],
     ):
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        try:
+            run(command)
+        except CommandError as error:
             raise EnvironmentError_(
-                f"building the {name} environment failed: {' | '.join(tail)}; "
+                f"building the {name} environment failed: {last_lines(error.output, 5)}; "
                 f"check network access to PyPI and {requirements.name}"
-            )
+            ) from None
     stamp.write_text(digest)
     return target

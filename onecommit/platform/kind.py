@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 import tomllib
@@ -24,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from onecommit.commands import run
 from onecommit.errors import OnecommitError
 from onecommit.lint.argocd import root_applications
 from onecommit.settings import PROJECT_ROOT, Settings
@@ -213,7 +213,8 @@ def missing_tools(steps: Sequence[Step], search_path: str | None = None) -> list
 
 
 def _run(step: Step) -> None:
-    result = subprocess.run(step.argv, check=False)  # output goes to the terminal as it comes
+    # The output goes to the terminal as it comes.
+    result = run(step.argv, capture=False, check=False)
     if result.returncode != 0:
         raise KindError(f"step failed (exit {result.returncode}): {step.why}: {step.render()}")
 
@@ -224,7 +225,7 @@ def _poll(step: Step) -> None:
     assert step.until is not None
     deadline = time.monotonic() + step.timeout_s
     while True:
-        result = subprocess.run(step.argv, capture_output=True, text=True, check=False)
+        result = run(step.argv, check=False)
         if result.returncode == 0 and step.until(result.stdout):
             return
         if time.monotonic() > deadline:
@@ -249,8 +250,7 @@ def execute(steps: Sequence[Step], dry_run: bool, out: Callable[[str], None] = p
     for number, step in enumerate(steps, 1):
         out(f"[{number}/{len(steps)}] {step.why}")
         sys.stdout.flush()
-        probe = subprocess.run(step.unless, capture_output=True, check=False) if step.unless \
-            else None
+        probe = run(step.unless, check=False) if step.unless else None
         if probe is not None and probe.returncode == 0:
             out("  already done")
         elif step.until:

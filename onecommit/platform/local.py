@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from onecommit import gitops_remote
+from onecommit.commands import CommandError
 from onecommit.errors import OnecommitError
 from onecommit.files import PRIVATE_DIR
 from onecommit.platform import supervisor
@@ -103,7 +104,7 @@ def up(settings: Settings, report: Report = print,
         for component in platform:
             wait_healthy(settings, component, report, deadline)
         gitops_remote.ensure(settings)
-    except gitops_remote.RemoteError as error:
+    except (gitops_remote.RemoteError, CommandError) as error:
         if fresh:
             supervisor.shutdown(settings)
         raise PlatformError(f"gitops remote: {error}") from None

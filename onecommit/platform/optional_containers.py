@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from onecommit.features.offline import FeastJobError, job_arguments, job_report, last_lines
+from onecommit.commands import last_lines
+from onecommit.features.offline import FeastJobError, job_arguments, job_report
 from onecommit.features.settings import FEATURE_SERVER, REDIS, FeatureSettings
 from onecommit.platform import compose
 from onecommit.platform.components import feature_server

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from onecommit.commands import run
 from onecommit.platform import health, kind, local, optional_layer, profiles
 from onecommit.progress import Progress
 from onecommit.settings import Settings
@@ -109,7 +109,8 @@ def logs(c: Context, name: str, lines: int = 50, follow: bool = False,
     files = [str(p) for p in local.component_log(settings, name) if p.exists()]
     if not files:
         raise Exit(f"no log yet for {name}: start the platform with `invoke up`", code=1)
-    subprocess.run(["tail", "-n", str(lines), *(["-F"] if follow else []), *files], check=False)
+    run(["tail", "-n", str(lines), *(["-F"] if follow else []), *files], capture=False,
+        check=False)
 
 
 def print_urls(settings: Settings, out: Callable[[str], None] = print) -> None:
