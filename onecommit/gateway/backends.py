@@ -14,9 +14,9 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from onecommit.gateway.errors import BackendUnavailable
+from onecommit.gateway.errors import JSON, BackendUnavailable, error_body
 from onecommit.gateway.http1 import Pool, UpstreamError
-from onecommit.gateway.tensors import HEADER_LENGTH, error_body
+from onecommit.gateway.tensors import HEADER_LENGTH
 
 T = TypeVar("T")
 
@@ -76,8 +76,7 @@ async def retrying(call: Callable[[], Awaitable[T]], transient: Callable[[Except
 
 def error_response(status: int, message: str) -> BackendResponse:
     """A v2-style `{"error": ...}` answer."""
-    body, headers = error_body(message)
-    return BackendResponse(status, body, headers)
+    return BackendResponse(status, error_body(message), dict(JSON))
 
 
 def _model_path(model: str, version: int | None) -> str:

@@ -14,7 +14,7 @@ import orjson
 
 from onecommit.gateway.backends import Backend, BackendResponse, error_response
 from onecommit.gateway.enrichment import Enrichment
-from onecommit.gateway.errors import BackendUnavailable
+from onecommit.gateway.errors import BackendUnavailable, BadRequest, BodyTooLarge
 from onecommit.gateway.metrics import GatewayMetrics, Series
 from onecommit.gateway.predictions import PredictionLog, Served, prediction
 from onecommit.gateway.router import route
@@ -27,6 +27,18 @@ from onecommit.vocabulary import CHALLENGER, CHAMPION, ROLES
 def is_decimal(text: str) -> bool:
     """ASCII digits only: str.isdigit also accepts "²", which int() refuses."""
     return text.isascii() and text.isdigit()
+
+
+def check_length(length: str | None, limit: int) -> None:
+    """The request body limit on the declared length, before any byte is read: a 400 for a
+    length that is not a number, a 413 beyond the limit. The app and the inference fast path
+    both check with this."""
+    if length is None:
+        return
+    if not is_decimal(length):
+        raise BadRequest(f"content-length {length!r} is not a number")
+    if int(length) > limit:
+        raise BodyTooLarge(f"request body of {length} bytes exceeds the limit of {limit}")
 
 
 @dataclass(frozen=True)
