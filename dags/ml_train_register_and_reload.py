@@ -62,6 +62,9 @@ def _spec() -> Any:
             "spec": Param({}, type="object"), "repo": Param("", type="string")},
     # A retried step (a platform fault) runs again after 15 s, not Airflow's default 5 min.
     default_args={"retries": 0, "retry_delay": timedelta(seconds=15)},
+    # Templates render to Python values: the rollback's conf carries the versions as integers
+    # and a missing before_version as null, not as the strings "3" and "None".
+    render_template_as_native_obj=True,
 )
 def ml_train_register_and_reload() -> None:
     @task(retries=1)
@@ -91,7 +94,8 @@ def ml_train_register_and_reload() -> None:
         settings, run = Settings(), _run_context()
         registered = flow.register(settings, trained, run)
         send(settings, "deploy started", f"version {registered['version']} of "
-             f"{registered['model']} registered", {**registered, "git_sha": run.git_sha})
+             f"{registered['model']} registered", {**registered, "git_sha": run.git_sha},
+             model=registered["model"], version=registered["version"])
         return registered
 
     @task
@@ -135,7 +139,8 @@ def ml_train_register_and_reload() -> None:
         settings = Settings()
         try:
             return strategy.run(settings, _spec(), registered["version"], on_step=lambda step: (
-                send(settings, "rollout step", f"{step['step']} → {step['decision']}", step)))
+                send(settings, "rollout step", f"{step['step']} → {step['decision']}", step,
+                     model=registered["model"], version=registered["version"])))
         except strategy.RolloutAborted as aborted:
             raise AirflowFailException(str(aborted)) from None
 
@@ -151,7 +156,7 @@ def ml_train_register_and_reload() -> None:
         settings = Settings()
         strategy.promote(settings, registered["model"], registered["version"])
         delivery = send(settings, "promoted", f"version {registered['version']} is champion",
-                        registered)
+                        registered, model=registered["model"], version=registered["version"])
         return flow.record_criteria(settings, registered["model"], registered["version"], {
             "registered": registered, "ready": ready_seen, "smoke": smoke_seen,
             "gateway_reload": reload_seen, "notification_sent": delivery})
@@ -174,7 +179,8 @@ def ml_train_register_and_reload() -> None:
         context = get_current_context()
         send(Settings(), "DAG failure", f"deploy run {context['run_id']} failed",
              {"dag": context["dag"].dag_id, "run": context["run_id"],
-              "git_sha": context["params"]["git_sha"]})
+              "git_sha": context["params"]["git_sha"]},
+             model=context["params"]["spec"].get("model"))
         raise StepFailed("the deploy failed; see the failed task's log")
 
     trained = train()

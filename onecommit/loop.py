@@ -397,8 +397,8 @@ def _followed(settings: Settings, spec: ModelSpec, kind: CommitKind, sha: str,
         airflow.close()
     if report.outcome == "rejected":
         refusals = [p for r in sync.read_syncs(settings) if r["sha"] == sha
-                    and r["action"] == "failed" for p in r["problems"]
-                    if p.startswith(f"{spec.model}: ")]
+                    and r["action"] == "failed" and r.get("model") == spec.model
+                    for p in r["problems"]]
         report.reason = refusals[-1] if refusals else report.reason
     report.mandated_seconds = rollout.mandated_seconds(spec) if serving else 0.0
     if report.outcome == "promoted" and "push_to_promoted" in report.stage_seconds:

@@ -92,8 +92,9 @@ def _notifications(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     lines = path.read_text().splitlines()[-limit:]
-    return [{k: record[k] for k in ("at", "event", "channel", "delivered")} | {
-        "text": record["payload"]["text"]} for record in map(json.loads, lines)]
+    return [{k: record.get(k) for k in ("at", "event", "model", "version", "channel",
+                                        "delivered")} | {"text": record["payload"]["text"]}
+            for record in map(json.loads, lines)]
 
 
 def gather(settings: Settings, models: list[str]) -> dict[str, Any]:
@@ -223,7 +224,7 @@ def _last_deploy_whole(state: dict[str, Any], model: str) -> Invariant:
     tags = known["registry"]["versions"][version]["tags"]
     before = tags.get("before_version") or None
     rolled_back = [n for n in state["notifications"] if n["event"] == "rolled back"
-                   and f"rolled back: {model} back to " in n["text"]]
+                   and n["model"] == model and str(n["version"]) == str(version)]
     holds = (tags.get("status") == "rolled_back" and str(champion) == str(before)
              and bool(rolled_back))
     return Invariant(name, holds, f"run {deploy['run_id']} failed; version {version} status "
@@ -316,6 +317,7 @@ def render(document: dict[str, Any]) -> str:
             f"{t}={s}" for t, s in r["tasks"].items()) for r in runs]
     lines += ["", "## Syncs", ""]
     lines += [f"- `{s['sha'][:12]}` {s['action']}"
+              + (f" {s['model']}" if s.get("model") else "")
               + "".join(f" → {run}" for run in s.get("deploys", {}).values())
               + (f" ({'; '.join(s['problems'])})" if s["problems"] else "")
               for s in document["gitops"]["syncs"]]

@@ -16,13 +16,13 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cache
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from onecommit.clients.airflow import AirflowError, platform_client
-from onecommit.commands import CommandError
+from onecommit.commands import CommandError, last_lines, run
 from onecommit.commits import checkout, local_repo
 from onecommit.errors import OnecommitError
 from onecommit.gitops_remote import last_synced_file
@@ -61,6 +61,8 @@ class SyncRecord:
     action: str = "recorded"
     # Model → its deploy run.
     deploys: dict[str, str] = field(default_factory=dict)
+    # The model a "failed" record is about (its deploy's training refused the commit).
+    model: str | None = None
     # When the sync took up the commit, and when Airflow accepted its deploy run.
     at: str = field(default_factory=_now)
     triggered_at: str | None = None
@@ -85,11 +87,7 @@ def dag_run_id(sha: str, env: str, model: str) -> str:
 
 
 def _git(repo: Path, *args: str) -> str:
-    result = subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True,
-                            text=True, check=False)
-    if result.returncode != 0:
-        raise SyncError(f"git {' '.join(args)} failed in {repo}: {result.stderr.strip()}")
-    return result.stdout
+    return run(["git", "--git-dir", repo, *args]).stdout
 
 
 class SyncError(OnecommitError):
@@ -114,8 +112,7 @@ def pending_commits(repo: Path, sha: str, last_synced: str | None) -> list[str]:
 
 
 def _git_ok(repo: Path, *args: str) -> bool:
-    return subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True,
-                          check=False).returncode == 0
+    return run(["git", "--git-dir", repo, *args], check=False).returncode == 0
 
 
 @cache
@@ -209,12 +206,11 @@ def _render_changed_values(tree: Path, changed: list[str], settings: Settings) -
                 continue
             # Charts over an upstream dependency render without it offline, as in the lint.
             source = upstream.renderable(chart, Path(scratch))
-            result = subprocess.run([helm, "template", chart.name, str(source), "-f",
-                                     str(tree / relative)], capture_output=True, text=True,
-                                    check=False)
+            result = run([helm, "template", chart.name, source, "-f", tree / relative],
+                         check=False)
             if result.returncode != 0:
                 problems.append(f"{relative}: helm template {chart.name} failed: "
-                                f"{result.stderr.strip().splitlines()[-1]}")
+                                f"{last_lines(result.stderr, 1)}")
     return problems
 
 
@@ -229,10 +225,10 @@ def helm_binary(settings: Settings) -> str | None:
             python = ensure_env(settings, "lint") / "bin" / "python"
         except EnvironmentError_:
             return shutil.which("helm")
-        subprocess.run([str(python), "-c", "import sys, pathlib; from onecommit.lint.tools "
-                        "import ensure_tools; ensure_tools(pathlib.Path(sys.argv[1]))",
-                        str(settings.state_dir)], cwd=PROJECT_ROOT, capture_output=True,
-                       check=False)
+        # A failed install leaves helm from PATH, or none: validate() says so.
+        run([python, "-c", "import sys, pathlib; from onecommit.lint.tools import ensure_tools; "
+             "ensure_tools(pathlib.Path(sys.argv[1]))", settings.state_dir], cwd=PROJECT_ROOT,
+            check=False)
     return str(installed) if installed.exists() else shutil.which("helm")
 
 
@@ -265,7 +261,7 @@ def _trigger(settings: Settings, sha: str, env: str, spec: dict[str, Any], origi
             client.trigger(DEPLOY_DAG, {"git_sha": sha, "env": env, "spec": spec,
                                         "repo": origin}, run_id)
         except AirflowError as error:
-            if " 409:" not in str(error):  # 409: this commit's run exists already.
+            if error.status != HTTPStatus.CONFLICT:  # 409: this commit's run exists already.
                 raise
     finally:
         client.close()
@@ -275,8 +271,8 @@ def _trigger(settings: Settings, sha: str, env: str, spec: dict[str, Any], origi
 def record_failure(settings: Settings, sha: str, env: str, model: str, reason: str) -> None:
     """A deploy's training refused the commit (its data or code): the reason goes on the
     commit's sync record, as a validation problem would."""
-    _append(settings, SyncRecord(sha=sha, env=env, changed=[], action="failed",
-                                 problems=[f"{model}: {reason}"]))
+    _append(settings, SyncRecord(sha=sha, env=env, changed=[], action="failed", model=model,
+                                 problems=[reason]))
 
 
 def _notify_rejected(settings: Settings, record: SyncRecord) -> None:

@@ -183,7 +183,8 @@ def refused(settings: Settings, conf: dict[str, Any], reason: str) -> None:
 
     model = str(conf["spec"].get("model"))
     send(settings, "train refused", f"{model} at {conf['git_sha'][:12]}: {reason}",
-         {"model": model, "git_sha": conf["git_sha"], "env": conf["env"], "reason": reason})
+         {"model": model, "git_sha": conf["git_sha"], "env": conf["env"], "reason": reason},
+         model=model)
 
 
 def register(settings: Settings, trained: dict[str, Any],
