@@ -107,7 +107,7 @@ def gather(settings: Settings, models: list[str]) -> dict[str, Any]:
     return {
         "written_at": datetime.now(UTC).isoformat(),
         "gitops": {"head": gitops_remote.head(settings), "syncs": sync.read_syncs(settings)[-10:]},
-        "components": {n: s.as_dict() for n, s in profiles.statuses(settings).items()},
+        "components": {n: s.as_dict() for n, s in profiles.of(settings).status(settings).items()},
         "triton": _triton_models(settings),
         "models": {model: _model_state(settings, model) for model in models},
         "dag_runs": runs,

@@ -26,6 +26,7 @@ import yaml
 from onecommit.commands import run
 from onecommit.errors import OnecommitError
 from onecommit.lint.argocd import root_applications
+from onecommit.platform.health import ComponentStatus
 from onecommit.settings import PROJECT_ROOT, Settings
 
 REGISTRY = "ghcr.io/onecommit"
@@ -257,6 +258,40 @@ def execute(steps: Sequence[Step], dry_run: bool, out: Callable[[str], None] = p
             _poll(step)
         else:
             _run(step)
+
+
+def statuses(tree: Tree | None = None) -> dict[str, ComponentStatus]:
+    """Each Argo CD Application as `invoke status` shows a component: healthy when Synced and
+    Healthy (what `up` waits for)."""
+    tree = tree or Tree()
+    listing = run(_kubectl(tree, "--namespace", ARGOCD_NAMESPACE, "get",
+                           "applications.argoproj.io", "--output", "json"))
+    found: dict[str, ComponentStatus] = {}
+    for item in json.loads(listing.stdout or "{}").get("items") or []:
+        status = item.get("status") or {}
+        sync = status.get("sync", {}).get("status", "Unknown")
+        health = status.get("health", {}).get("status", "Unknown")
+        source = (item.get("spec") or {}).get("source") or {}
+        found[item["metadata"]["name"]] = ComponentStatus(
+            url=str(source.get("repoURL", "")), healthy=(sync, health) == ("Synced", "Healthy"),
+            detail=f"{sync}, {health}", pid=None, version=source.get("targetRevision"),
+            memory_mb=0.0)
+    return found
+
+
+def logs(name: str, lines: int = 50, follow: bool = False, tree: Tree | None = None) -> None:
+    """The logs of the pods labelled `app.kubernetes.io/name=<name>`, in whichever namespace
+    they run, printed as they come."""
+    tree = tree or Tree()
+    selector = f"app.kubernetes.io/name={name}"
+    namespace = run(_kubectl(tree, "get", "pods", "--all-namespaces", "--selector", selector,
+                             "--output", "jsonpath={.items[0].metadata.namespace}"),
+                    check=False).stdout.strip()
+    if not namespace:
+        raise KindError(f"no pod labelled {selector} in cluster {tree.cluster_name}: see "
+                        "`invoke status --profile kind` for the Applications")
+    run(_kubectl(tree, "logs", "--namespace", namespace, "--selector", selector, "--tail",
+                 str(lines), *(["--follow"] if follow else [])), capture=False)
 
 
 def up(dry_run: bool = False, tree: Tree | None = None) -> None:

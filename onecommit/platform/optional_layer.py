@@ -83,14 +83,6 @@ def layer_components(settings: FeatureSettings) -> list[Component]:
     return [redis, server]
 
 
-def runtime(settings: FeatureSettings) -> Runtime:
-    if settings.profile == "compose":
-        from onecommit.platform.optional_containers import Containers  # the Docker SDK only there
-
-        return Containers(settings)
-    return Supervised(settings)
-
-
 @dataclass(frozen=True)
 class Supervised:
     """The local profile: the programs under the platform's supervisord, from the feast
@@ -231,10 +223,10 @@ def _settled(settings: FeatureSettings, config: EnrichmentConfig) -> None:
                     lambda answer: {k: answer.get(k) for k in wanted} == wanted)
 
 
-def on(settings: Settings, report: Report = print) -> Attached:
-    """Attach the layer; idempotent. Anything it started is stopped again if a step fails."""
+def on(settings: Settings, where: Runtime, report: Report = print) -> Attached:
+    """Attach the layer, its programs run by `where` (the profile's runtime); idempotent.
+    Anything it started is stopped again if a step fails."""
     feature = feature_settings(settings)
-    where = runtime(feature)
     where.check()
     before = where.running()
     try:
@@ -272,7 +264,7 @@ def _attach(settings: FeatureSettings, where: Runtime, report: Report) -> Attach
     return Attached(settings.online_store(), config.feature_server_url, materialized, timings)
 
 
-def off(settings: Settings, report: Report = print) -> None:
+def off(settings: Settings, where: Runtime, report: Report = print) -> None:
     """Detach: enrichment off in the gateway first, then stop the feature server and Redis."""
     feature = feature_settings(settings)
     disabled = EnrichmentConfig()
@@ -283,17 +275,16 @@ def off(settings: Settings, report: Report = print) -> None:
     write_state(feature, attached=False)
     report("gateway: enrichment off" if switched else
            "gateway: not running (it starts with enrichment off)")
-    where = runtime(feature)
     for program in (FEATURE_SERVER, REDIS):
         where.stop(program)
     report(f"feast: feature server and redis stopped; data kept in {feature.features_dir}")
 
 
-def status(settings: Settings) -> dict[str, Any]:
+def status(settings: Settings, where: Runtime) -> dict[str, Any]:
     """Attached or detached, the online store, and the feature server's health and memory."""
     feature = feature_settings(settings)
     state = read_state(feature)
-    server = runtime(feature).server_status()
+    server = where.server_status()
     return {"attached": bool(state.get("attached")), "online_store": state.get("online_store"),
             "feature_server": server.url, "healthy": server.healthy, "detail": server.detail,
             "memory_mb": round(server.memory_mb, 1)}

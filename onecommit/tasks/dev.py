@@ -54,11 +54,11 @@ def demo(c: Context, profile: str | None = None) -> None:
     from onecommit import loop, proof
 
     settings = load_settings(profile=profile)
-    if settings.profile == "kind":
+    if not profiles.of(settings).runs_loop:
         raise Exit("`invoke demo` runs on the local or compose profile: give --profile local "
                    "or --profile compose", code=2)
     with Progress() as report:
-        profiles.up(settings, report)
+        profiles.of(settings).up(settings, report)
     models = loop.models(settings)
     first = [model for model in models if loop.champion_version(settings, model) is None]
     if first:

@@ -20,6 +20,8 @@ import pytest
 
 from onecommit import loop
 from onecommit.features.settings import FEATURE_SERVER, REDIS, FeatureSettings
+from onecommit.platform import profiles
+from onecommit.platform.optional_runtime import Runtime
 from onecommit.settings import Settings
 from tests.conftest import free_ports, make_settings
 
@@ -31,6 +33,13 @@ ERROR_RATE_ALERT = "OnecommitGatewayVariantErrorRateHigh"
 ALERT_WAIT_S = 60.0
 # The host's trust store: on a network whose TLS a proxy re-signs, the only one pip accepts.
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def _runtime(settings: Settings) -> Runtime:
+    """Where the profile runs the optional layer's programs, as `invoke optional` finds it."""
+    where = profiles.of(settings).optional_runtime(settings)
+    assert where is not None
+    return where
 
 
 def _engine_or_skip() -> None:
@@ -136,11 +145,11 @@ def test_optional_layer_enriches_survives_its_server_and_trains_from_feast(
 
     model = _model(compose_platform)
     started = time.monotonic()
-    attached = optional_layer.on(compose_platform)
+    attached = optional_layer.on(compose_platform, _runtime(compose_platform))
     print(f"\noptional layer attached in {time.monotonic() - started:.0f} s ({attached.timings})")
     try:
         assert (attached.online_store, attached.materialized) == ("redis", True)
-        status = optional_layer.status(compose_platform)
+        status = optional_layer.status(compose_platform, _runtime(compose_platform))
         assert (status["attached"], status["healthy"], status["memory_mb"] > 0) == (
             True, True, True), status
         _print_memory(compose_platform)
@@ -153,10 +162,10 @@ def test_optional_layer_enriches_survives_its_server_and_trains_from_feast(
             "feature_source"] == "feast"
         _up_brings_the_attached_layer_back(compose_platform, model)
     finally:
-        optional_layer.off(compose_platform)
+        optional_layer.off(compose_platform, _runtime(compose_platform))
     refused = _by_ids(compose_platform, model, [0])
     assert (refused.status_code, "optional --on" in refused.json()["error"]) == (422, True)
-    assert optional_layer.status(compose_platform)["attached"] is False
+    assert optional_layer.status(compose_platform, _runtime(compose_platform))["attached"] is False
 
 
 # The first, a middle and the last patient of the data set.
@@ -171,7 +180,7 @@ def _stopped_server_refuses_ids_and_serves_vectors(settings: Settings, model: st
         refused = _by_ids(settings, model, [0])
         served = _by_vectors(settings, model, [0])
     finally:
-        again = optional_layer.on(settings)
+        again = optional_layer.on(settings, _runtime(settings))
     assert (refused.status_code, "unreachable" in refused.json()["error"],
             served.status_code) == (503, True, 200)
     assert not again.materialized  # Redis kept the data
@@ -184,9 +193,9 @@ def _up_brings_the_attached_layer_back(settings: Settings, model: str) -> None:
     from onecommit.platform import compose, optional_layer
 
     compose.compose(settings, "stop", FEATURE_SERVER, REDIS, optional=True)
-    assert optional_layer.status(settings)["healthy"] is False
+    assert optional_layer.status(settings, _runtime(settings))["healthy"] is False
     compose.up(settings)
-    assert optional_layer.status(settings)["healthy"] is True
+    assert optional_layer.status(settings, _runtime(settings))["healthy"] is True
     assert _outputs(_by_ids(settings, model, PATIENTS)) == _outputs(
         _by_vectors(settings, model, PATIENTS))
 

@@ -18,8 +18,9 @@ from onecommit.features.settings import FEATURE_SERVER, FeatureSettings
 from onecommit.features.state import read_state
 from onecommit.lifecycle import data, flow, training, triton
 from onecommit.lifecycle.spec import load_spec
-from onecommit.platform import optional_layer, supervisor
+from onecommit.platform import optional_layer, profiles, supervisor
 from onecommit.platform.envs import ensure_env
+from onecommit.platform.optional_runtime import Runtime
 from onecommit.settings import PROJECT_ROOT, Settings
 from tests.conftest import free_ports
 
@@ -28,6 +29,13 @@ pytestmark = pytest.mark.platform
 MODEL, VERSION = "breast-cancer-features", 1
 SPEC = load_spec(PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / "breast-cancer.yaml")
 ROWS = [0, 7, 568]
+
+
+def _runtime(settings: Settings) -> Runtime:
+    """Where the profile runs the optional layer's programs, as `invoke optional` finds it."""
+    where = profiles.of(settings).optional_runtime(settings)
+    assert where is not None
+    return where
 
 
 def _redis_server(settings: Settings) -> Path:
@@ -52,11 +60,11 @@ def features(platform: Settings) -> Iterator[FeatureSettings]:
                                feast_redis_port=redis_port,
                                feast_redis_server=_redis_server(platform))
     try:
-        attached = optional_layer.on(settings)
+        attached = optional_layer.on(settings, _runtime(settings))
         assert attached.materialized
         yield settings
     finally:
-        optional_layer.off(settings)
+        optional_layer.off(settings, _runtime(settings))
 
 
 def _infer(settings: Settings, inputs: dict[str, Any]) -> httpx.Response:
@@ -100,7 +108,7 @@ def test_feature_server_down_refuses_entity_ids_and_serves_vectors(
         refused = _by_ids(features, [0])
         served = _by_vectors(features, [0])
     finally:
-        optional_layer.on(features)
+        optional_layer.on(features, _runtime(features))
     assert (refused.status_code, "unreachable" in refused.json()["error"],
             served.status_code) == (503, True, 200)
 
@@ -112,13 +120,13 @@ def test_training_set_comes_from_feast_with_the_same_rows(features: FeatureSetti
 
 
 def test_detach_refuses_entity_ids_keeps_vectors_and_data(features: FeatureSettings) -> None:
-    optional_layer.off(features)
+    optional_layer.off(features, _runtime(features))
     try:
         refused = _by_ids(features, [0])
         served = _by_vectors(features, [0])
         kept = sorted(p.name for p in features.feast_data_dir.iterdir())
     finally:
-        reattached = optional_layer.on(features)
+        reattached = optional_layer.on(features, _runtime(features))
     assert (refused.status_code, "optional --on" in refused.json()["error"],
             served.status_code) == (422, True, 200)
     assert (kept, (features.redis_dir / "appendonly.aof").is_file()) == (
