@@ -20,6 +20,7 @@ from airflow.sdk import (
     task,
 )
 
+from onecommit.lifecycle.dags import DEPLOY_DAG, ROLLBACK_DAG
 from onecommit.settings import Settings
 
 DOC = """
@@ -51,7 +52,7 @@ def _spec() -> Any:
 
 
 @dag(
-    dag_id="ml_train_register_and_reload",
+    dag_id=DEPLOY_DAG,
     schedule=None,
     catchup=False,
     max_active_runs=1,
@@ -63,6 +64,9 @@ def _spec() -> Any:
     # Airflow's default 5 min.
     default_args={"retries": 0,
                   "retry_delay": timedelta(seconds=_PLATFORM.deploy_retry_delay_s)},
+    # Templates render to Python values: the rollback's conf carries the versions as integers
+    # and a missing before_version as null, not as the strings "3" and "None".
+    render_template_as_native_obj=True,
 )
 def ml_train_register_and_reload() -> None:
     @task(retries=1)
@@ -72,11 +76,14 @@ def ml_train_register_and_reload() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from onecommit.lifecycle import flow
+        from onecommit.sync import record_failure
 
         settings, params = Settings(), get_current_context()["params"]
         try:
             return flow.train(settings, params, _run_context())
         except flow.REFUSALS as refused:
+            record_failure(settings, params["git_sha"], params["env"],
+                           str(params["spec"].get("model")), str(refused))
             flow.refused(settings, params, str(refused))
             raise AirflowFailException(str(refused)) from None
 
@@ -89,7 +96,8 @@ def ml_train_register_and_reload() -> None:
         settings, run = Settings(), _run_context()
         registered = flow.register(settings, trained, run)
         send(settings, "deploy started", f"version {registered['version']} of "
-             f"{registered['model']} registered", {**registered, "git_sha": run.git_sha})
+             f"{registered['model']} registered", {**registered, "git_sha": run.git_sha},
+             model=registered["model"], version=registered["version"])
         return registered
 
     @task
@@ -133,7 +141,8 @@ def ml_train_register_and_reload() -> None:
         settings = Settings()
         try:
             return strategy.run(settings, _spec(), registered["version"], on_step=lambda step: (
-                send(settings, "rollout step", f"{step['step']} → {step['decision']}", step)))
+                send(settings, "rollout step", f"{step['step']} → {step['decision']}", step,
+                     model=registered["model"], version=registered["version"])))
         except strategy.RolloutAborted as aborted:
             raise AirflowFailException(str(aborted)) from None
 
@@ -149,7 +158,7 @@ def ml_train_register_and_reload() -> None:
         settings = Settings()
         strategy.promote(settings, registered["model"], registered["version"])
         delivery = send(settings, "promoted", f"version {registered['version']} is champion",
-                        registered)
+                        registered, model=registered["model"], version=registered["version"])
         return flow.record_criteria(settings, registered["model"], registered["version"], {
             "registered": registered, "ready": ready_seen, "smoke": smoke_seen,
             "gateway_reload": reload_seen, "notification_sent": delivery})
@@ -172,7 +181,8 @@ def ml_train_register_and_reload() -> None:
         context = get_current_context()
         send(Settings(), "DAG failure", f"deploy run {context['run_id']} failed",
              {"dag": context["dag"].dag_id, "run": context["run_id"],
-              "git_sha": context["params"]["git_sha"]})
+              "git_sha": context["params"]["git_sha"]},
+             model=context["params"]["spec"].get("model"))
         raise StepFailed("the deploy failed; see the failed task's log")
 
     trained = train()
@@ -186,7 +196,7 @@ def ml_train_register_and_reload() -> None:
     pulled = "ti.xcom_pull(task_ids='register')"
     rollback = TriggerDagRunOperator(
         task_id="trigger_rollback",
-        trigger_dag_id="rollback_to_before_version",
+        trigger_dag_id=ROLLBACK_DAG,
         trigger_rule=TriggerRule.ONE_FAILED,
         conf={"model": f"{{{{ {pulled}['model'] }}}}",
               "before_version": f"{{{{ {pulled}['before_version'] }}}}",

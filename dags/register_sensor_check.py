@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
 
+from onecommit.lifecycle.dags import SENSOR_CHECK_DAG
 from onecommit.settings import Settings
 
 # Environment only (no I/O): the sensor's timing is platform configuration.
@@ -13,7 +14,7 @@ _SENSOR = Settings()
 
 
 @dag(
-    dag_id="register_sensor_check",
+    dag_id=SENSOR_CHECK_DAG,
     schedule=None,
     catchup=False,
     tags=["onecommit", "lifecycle", "check"],

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from onecommit.lifecycle.dags import ROLLBACK_DAG
+from onecommit.vocabulary import MODEL_NAME
+
 
 @dag(
-    dag_id="rollback_to_before_version",
+    dag_id=ROLLBACK_DAG,
     schedule=None,
     catchup=False,
     tags=["onecommit", "lifecycle", "rollback"],
     doc_md="Champion alias back to `before_version`, gateway reload, 100% traffic to champion, "
            "the failed version tagged with the reason, notification.",
-    params={"model": Param(type="string"), "before_version": Param(type=["string", "null"]),
-            "failed_version": Param(type="string"), "reason": Param(type="string")},
+    params={"model": Param(type="string", pattern=MODEL_NAME),
+            # Null when the failed version was the model's first: no champion to restore.
+            "before_version": Param(None, type=["integer", "null"], minimum=1),
+            "failed_version": Param(type="integer", minimum=1),
+            "reason": Param(type="string")},
     default_args={"retries": 2},
 )
 def rollback_to_before_version() -> None:
@@ -25,13 +31,12 @@ def rollback_to_before_version() -> None:
         from onecommit.settings import Settings
 
         params = get_current_context()["params"]
-        before = params["before_version"]
-        before_version = int(before) if before not in (None, "", "None") else None
+        model, before_version = params["model"], params["before_version"]
         settings = Settings()
-        reason = strategy.rollback(settings, params["model"], before_version,
-                                   int(params["failed_version"]), params["reason"])
-        send(settings, "rolled back", f"{params['model']} back to version {before_version}: "
-             f"{reason}", {**params, "reason": reason})
+        reason = strategy.rollback(settings, model, before_version, params["failed_version"],
+                                   params["reason"])
+        send(settings, "rolled back", f"{model} back to version {before_version}: {reason}",
+             {**params, "reason": reason}, model=model, version=params["failed_version"])
 
     restore()
 

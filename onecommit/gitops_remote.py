@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from onecommit import sync
+from onecommit.commands import run
 from onecommit.errors import OnecommitError
 from onecommit.settings import PROJECT_ROOT, Settings
 
@@ -32,16 +31,17 @@ def work_dir(settings: Settings) -> Path:
     return settings.state_dir / "gitops" / "work"
 
 
+def last_synced_file(settings: Settings) -> Path:
+    """The last commit the sync took up (`onecommit.sync`); the remote's seed counts as one."""
+    return settings.state_dir / "gitops" / "last_synced"
+
+
 def sync_log(settings: Settings) -> Path:
     return settings.logs_dir / "sync.log"
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                            check=False)
-    if result.returncode != 0:
-        raise RemoteError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout.strip()
+    return run(["git", *args], cwd=cwd).stdout.strip()
 
 
 def ensure(settings: Settings) -> None:
@@ -53,7 +53,7 @@ def ensure(settings: Settings) -> None:
     if not (remote / "HEAD").exists():
         _seed(remote, settings.gitops_seed)
         # The seed is the state the platform starts from, not a change to deploy.
-        sync.last_synced_file(settings).write_text(head(settings))
+        last_synced_file(settings).write_text(head(settings))
     _write_hook(settings, remote)
     work = work_dir(settings)
     if not (work / ".git").exists():

@@ -8,9 +8,7 @@ file's comments and order, atomically.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from onecommit.errors import OnecommitError
+from onecommit.files import write_file
 
 ATTACHED, DETACHED = "attached", "detached"
 STATES = (ATTACHED, DETACHED)
@@ -43,8 +42,13 @@ def load(path: Path) -> list[AddOn]:
     """The add-ons of a toggle file, validated."""
     if not path.is_file():
         raise ToggleError(f"{path} does not exist: the env has no optional layer")
+    return _addons(path, path.read_text())
+
+
+def _addons(path: Path, text: str) -> list[AddOn]:
+    """The add-ons `text` (the content of `path`, or its rewrite) lists, validated."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ToggleError(f"{path} is not YAML: {error}") from None
     if not isinstance(data, list):
@@ -92,15 +96,9 @@ def set_state(root: Path, env: str, state: str,
     if not changed:
         return []
     text = _rewrite(path.read_text(), dict.fromkeys(changed, state))
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    try:
-        result = {a.component: a.state for a in load(Path(partial))}
-        if any(result[c] != state for c in changed):
-            raise ToggleError(f"{path}: a state line is not `  state: <value>` under its "
-                              "`- component:` line; fix the file's layout")
-        os.replace(partial, path)  # atomic: a reader sees the old or the new file, never half
-    finally:
-        Path(partial).unlink(missing_ok=True)
+    result = {a.component: a.state for a in _addons(path, text)}
+    if any(result[c] != state for c in changed):
+        raise ToggleError(f"{path}: a state line is not `  state: <value>` under its "
+                          "`- component:` line; fix the file's layout")
+    write_file(path, text)
     return changed

@@ -18,19 +18,20 @@ import numpy as np
 import yaml
 
 from onecommit import gitops_remote, sync
-from onecommit.airflow_client import AirflowClient, platform_client
+from onecommit.clients.airflow import AirflowClient, platform_client
 from onecommit.errors import OnecommitError
 from onecommit.lifecycle import data, registry, rollout
+from onecommit.lifecycle.dags import DEPLOY_DAG, ROLLBACK_DAG
 from onecommit.lifecycle.spec import ModelSpec, SpecError, dump_spec, parse_spec, spec_files
-from onecommit.lifecycle.traffic import TrafficGenerator, served_input
 from onecommit.platform.components import gateway_admin_token
 from onecommit.settings import Settings
+from onecommit.traffic_generator import TrafficGenerator, served_input
+from onecommit.vocabulary import CHAMPION
 
 CommitKind = Literal["good", "bad", "invalid"]
 Outcome = Literal["promoted", "rolled_back", "rejected", "failed"]
 EXPECTED: dict[CommitKind, Outcome] = {"good": "promoted", "bad": "rolled_back",
                                        "invalid": "rejected"}
-ROLLBACK_DAG = "rollback_to_before_version"
 # The parameter a demo commit changes per built-in trainer, and the values it cycles through:
 # each is a real change of the model.
 _DEMO_PARAMS: dict[str, tuple[str, tuple[float, ...]]] = {
@@ -102,7 +103,7 @@ def served_version(settings: Settings, model: str) -> str | None:
 
 def champion_version(settings: Settings, model: str) -> int | None:
     return registry.alias_version(registry.client(settings.url(settings.mlflow_port)), model,
-                                  registry.CHAMPION)
+                                  CHAMPION)
 
 
 def spec_path(settings: Settings, model: str) -> Path:
@@ -296,14 +297,14 @@ def follow(settings: Settings, airflow: AirflowClient, report: CommitReport, pus
     """Wait for the deploy run (and its rollback) and fill in the report; `record` is the
     sync's record of the commit."""
     assert report.dag_run_id is not None
-    state = airflow.wait_for_run(sync.DEPLOY_DAG, report.dag_run_id, timeout_s)
-    run = airflow.get(f"/dags/{sync.DEPLOY_DAG}/dagRuns/{report.dag_run_id}")
+    state = airflow.wait_for_run(DEPLOY_DAG, report.dag_run_id, timeout_s)
+    run = airflow.get(f"/dags/{DEPLOY_DAG}/dagRuns/{report.dag_run_id}")
     version, before = _registered(settings, model, report.dag_run_id)
     report.challenger_version = version
     client = registry.client(settings.url(settings.mlflow_port))
     tags = client.get_model_version(model, str(version)).tags if version else {}
     decisions = json.loads(tags.get("rollout.decisions", "[]"))
-    tasks = airflow.task_instances(sync.DEPLOY_DAG, report.dag_run_id)
+    tasks = airflow.task_instances(DEPLOY_DAG, report.dag_run_id)
     report.stage_seconds |= stage_seconds(pushed_at, run, tasks, decisions, record or {})
     report.timeline = timeline(pushed_at, record or {}, run, tasks)
     report.task_seconds = task_seconds(report.timeline)
@@ -323,7 +324,7 @@ def follow(settings: Settings, airflow: AirflowClient, report: CommitReport, pus
             report.timeline.append(Span("rollback", "run", round(begin - pushed_at, 2),
                                         round(end - pushed_at, 2)))
         report.outcome = "rolled_back" if rollback.get("state") == "success" else "failed"
-    champion = registry.alias_version(client, model, registry.CHAMPION)
+    champion = registry.alias_version(client, model, CHAMPION)
     report.champion_version = champion
     if report.outcome == "rolled_back" and champion != before:
         report.outcome, report.reason = "failed", f"champion is {champion}, not {before}"
@@ -388,7 +389,7 @@ def _followed(settings: Settings, spec: ModelSpec, kind: CommitKind, sha: str,
     if report.dag_run_id is None:
         raise LoopError(f"the sync of {sha[:12]} deployed {sorted(record['deploys'])}, not "
                         f"{spec.model}: see {gitops_remote.sync_log(settings)}")
-    say(f"sync triggered {sync.DEPLOY_DAG} run {report.dag_run_id}; following it")
+    say(f"sync triggered {DEPLOY_DAG} run {report.dag_run_id}; following it")
     airflow = platform_client(settings)
     try:
         follow(settings, airflow, report, pushed_at, spec.model, record)
@@ -396,8 +397,8 @@ def _followed(settings: Settings, spec: ModelSpec, kind: CommitKind, sha: str,
         airflow.close()
     if report.outcome == "rejected":
         refusals = [p for r in sync.read_syncs(settings) if r["sha"] == sha
-                    and r["action"] == "failed" for p in r["problems"]
-                    if p.startswith(f"{spec.model}: ")]
+                    and r["action"] == "failed" and r.get("model") == spec.model
+                    for p in r["problems"]]
         report.reason = refusals[-1] if refusals else report.reason
     report.mandated_seconds = rollout.mandated_seconds(spec) if serving else 0.0
     if report.outcome == "promoted" and "push_to_promoted" in report.stage_seconds:

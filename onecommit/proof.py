@@ -14,15 +14,18 @@ import httpx
 import yaml
 
 from onecommit import gitops_remote, loop, rollout_chart, sync
-from onecommit.airflow_client import AirflowClient, platform_client
+from onecommit.clients.airflow import AirflowClient, platform_client
+from onecommit.clients.gateway import Gateway
+from onecommit.commits import checkout
 from onecommit.lifecycle import registry
+from onecommit.lifecycle.dags import DEPLOY_DAG, ROLLBACK_DAG, SENSOR_CHECK_DAG
 from onecommit.lifecycle.evidence import CRITERIA, judge
-from onecommit.lifecycle.gateway import Gateway
 from onecommit.lifecycle.notify import notifications_file
 from onecommit.platform import profiles
 from onecommit.settings import PROOFS_DIR, Settings
+from onecommit.vocabulary import CHALLENGER, CHAMPION, PREVIOUS
 
-DAGS = (sync.DEPLOY_DAG, "rollback_to_before_version", "register_sensor_check")
+DAGS = (DEPLOY_DAG, ROLLBACK_DAG, SENSOR_CHECK_DAG)
 _RUNS_PER_DAG = 20
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
@@ -37,7 +40,7 @@ class Invariant:
 def _registry_state(settings: Settings, model: str) -> dict[str, Any]:
     client = registry.client(settings.url(settings.mlflow_port))
     aliases = {alias: registry.alias_version(client, model, alias)
-               for alias in (registry.CHAMPION, registry.CHALLENGER, registry.PREVIOUS)}
+               for alias in (CHAMPION, CHALLENGER, PREVIOUS)}
     versions = {}
     for version in client.search_model_versions(f"name = '{model}'"):
         metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
@@ -68,7 +71,7 @@ def _model_state(settings: Settings, model: str) -> dict[str, Any]:
     """The registry's record of the model and, once a version of it was deployed, what the
     gateway serves of it."""
     known = _registry_state(settings, model)
-    deployed = known["aliases"][registry.CHAMPION] is not None
+    deployed = known["aliases"][CHAMPION] is not None
     return {"registry": known, "gateway": _gateway_state(settings, model) if deployed else None}
 
 
@@ -89,8 +92,9 @@ def _notifications(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     lines = path.read_text().splitlines()[-limit:]
-    return [{k: record[k] for k in ("at", "event", "channel", "delivered")} | {
-        "text": record["payload"]["text"]} for record in map(json.loads, lines)]
+    return [{k: record.get(k) for k in ("at", "event", "model", "version", "channel",
+                                        "delivered")} | {"text": record["payload"]["text"]}
+            for record in map(json.loads, lines)]
 
 
 def gather(settings: Settings, models: list[str]) -> dict[str, Any]:
@@ -103,7 +107,7 @@ def gather(settings: Settings, models: list[str]) -> dict[str, Any]:
     return {
         "written_at": datetime.now(UTC).isoformat(),
         "gitops": {"head": gitops_remote.head(settings), "syncs": sync.read_syncs(settings)[-10:]},
-        "components": {n: s.as_dict() for n, s in profiles.statuses(settings).items()},
+        "components": {n: s.as_dict() for n, s in profiles.of(settings).status(settings).items()},
         "triton": _triton_models(settings),
         "models": {model: _model_state(settings, model) for model in models},
         "dag_runs": runs,
@@ -113,7 +117,7 @@ def gather(settings: Settings, models: list[str]) -> dict[str, Any]:
 
 def last_deploy(state: dict[str, Any], model: str) -> dict[str, Any] | None:
     """The model's latest finished deploy run, with the version it registered (if any)."""
-    finished = [r for r in state["dag_runs"][sync.DEPLOY_DAG]
+    finished = [r for r in state["dag_runs"][DEPLOY_DAG]
                 if r["model"] == model and r["state"] in ("success", "failed")]
     if not finished:
         return None
@@ -146,8 +150,8 @@ def _champion_served(state: dict[str, Any], model: str) -> Invariant:
     known = state["models"][model]
     if known["gateway"] is None:
         return Invariant(name, True, "no version deployed yet")
-    champion = known["registry"]["aliases"][registry.CHAMPION]
-    gateway = known["gateway"]["variants"]["variants"].get(registry.CHAMPION, {}).get("version")
+    champion = known["registry"]["aliases"][CHAMPION]
+    gateway = known["gateway"]["variants"]["variants"].get(CHAMPION, {}).get("version")
     routed = known["gateway"]["routed_version"]
     ready = _triton_ready(state, model)
     holds = (champion is not None and champion == gateway and str(champion) == routed
@@ -206,7 +210,7 @@ def _last_deploy_whole(state: dict[str, Any], model: str) -> Invariant:
         return Invariant(name, True, "no deploy has finished yet")
     version = deploy["version"]
     known = state["models"][model]
-    champion = known["registry"]["aliases"][registry.CHAMPION]
+    champion = known["registry"]["aliases"][CHAMPION]
     if deploy["state"] == "success":
         unsupported = [c for c in CRITERIA if not deploy["judged"].get(c)]
         holds = (all(deploy["criteria"].values()) and not unsupported
@@ -220,7 +224,7 @@ def _last_deploy_whole(state: dict[str, Any], model: str) -> Invariant:
     tags = known["registry"]["versions"][version]["tags"]
     before = tags.get("before_version") or None
     rolled_back = [n for n in state["notifications"] if n["event"] == "rolled back"
-                   and f"rolled back: {model} back to " in n["text"]]
+                   and n["model"] == model and str(n["version"]) == str(version)]
     holds = (tags.get("status") == "rolled_back" and str(champion) == str(before)
              and bool(rolled_back))
     return Invariant(name, holds, f"run {deploy['run_id']} failed; version {version} status "
@@ -313,6 +317,7 @@ def render(document: dict[str, Any]) -> str:
             f"{t}={s}" for t, s in r["tasks"].items()) for r in runs]
     lines += ["", "## Syncs", ""]
     lines += [f"- `{s['sha'][:12]}` {s['action']}"
+              + (f" {s['model']}" if s.get("model") else "")
               + "".join(f" → {run}" for run in s.get("deploys", {}).values())
               + (f" ({'; '.join(s['problems'])})" if s["problems"] else "")
               for s in document["gitops"]["syncs"]]
@@ -326,6 +331,6 @@ def render(document: dict[str, Any]) -> str:
 def prove(settings: Settings, models: list[str],
           root: Path = PROOFS_DIR) -> tuple[Path, list[Invariant]]:
     state = gather(settings, models)
-    with sync.checkout(gitops_remote.remote_dir(settings), "HEAD") as tree:
+    with checkout(gitops_remote.remote_dir(settings), "HEAD") as tree:
         invariants = check(state, tree)
     return write(state, invariants, root), invariants

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,24 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Profile = Literal["local", "kind", "compose"]
+
+
+@dataclass(frozen=True)
+class ProfileDefaults:
+    """What a profile changes in the settings' defaults (its behaviour is the Profile of
+    onecommit/platform/profiles.py)."""
+
+    # A state dir of its own under the default one (its own registry, model repository and
+    # gitops remote: a state dir shared with another profile would mix their versions); the
+    # environments, built from the same requirements files, stay shared.
+    state_subdir: str | None = None
+    # Its containers' services include Redis: Feast's online store when set to `auto`.
+    redis_included: bool = False
+
+
+PROFILE_DEFAULTS: dict[Profile, ProfileDefaults] = {
+    "local": ProfileDefaults(), "kind": ProfileDefaults(),
+    "compose": ProfileDefaults(state_subdir="compose", redis_included=True)}
 # What the compose profile's images are built on (onecommit/platform/images.py).
 ImageBase = Literal["python", "debian"]
 # The CA bundle every image trusts beside the public CAs: the host's trust store where it
@@ -119,12 +138,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _profile_state_dir(self) -> Settings:
-        # The compose platform has its own registry, model repository and gitops remote: a
-        # state dir shared with the local profile would mix their versions. The environments
-        # (built from the same requirements files) stay shared.
-        if self.profile == "compose" and "state_dir" not in self.model_fields_set:
+        subdir = PROFILE_DEFAULTS[self.profile].state_subdir
+        if subdir is not None and "state_dir" not in self.model_fields_set:
             self.envs_path = self.envs_dir
-            self.state_dir = self.state_dir / "compose"
+            self.state_dir = self.state_dir / subdir
         return self
 
     @property
@@ -142,6 +159,10 @@ class Settings(BaseSettings):
     @property
     def envs_dir(self) -> Path:
         return self.envs_path or self.state_dir / "envs"
+
+    def env_dir(self, component: str) -> Path:
+        """A component's virtual environment (`onecommit.platform.envs` builds it)."""
+        return self.envs_dir / component
 
     @property
     def logs_dir(self) -> Path:

@@ -16,13 +16,13 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cache
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +31,17 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from onecommit.airflow_client import AirflowError, platform_client
+from onecommit.clients.airflow import AirflowError, platform_client
+from onecommit.commands import CommandError, last_lines, run
+from onecommit.commits import checkout, local_repo
 from onecommit.errors import OnecommitError
+from onecommit.gitops_remote import last_synced_file
+from onecommit.lifecycle.dags import DEPLOY_DAG
 from onecommit.lifecycle.notify import send
 from onecommit.lifecycle.spec import ModelSpec, SpecError, load_spec, spec_files
 from onecommit.lint import upstream
 from onecommit.lint.helm import is_template
 from onecommit.settings import PROJECT_ROOT, Settings
-
-DEPLOY_DAG = "ml_train_register_and_reload"
 
 
 def _now() -> str:
@@ -59,6 +61,8 @@ class SyncRecord:
     action: str = "recorded"
     # Model → its deploy run.
     deploys: dict[str, str] = field(default_factory=dict)
+    # The model a "failed" record is about (its deploy's training refused the commit).
+    model: str | None = None
     # When the sync took up the commit, and when Airflow accepted its deploy run.
     at: str = field(default_factory=_now)
     triggered_at: str | None = None
@@ -83,11 +87,7 @@ def dag_run_id(sha: str, env: str, model: str) -> str:
 
 
 def _git(repo: Path, *args: str) -> str:
-    result = subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True,
-                            text=True, check=False)
-    if result.returncode != 0:
-        raise SyncError(f"git {' '.join(args)} failed in {repo}: {result.stderr.strip()}")
-    return result.stdout
+    return run(["git", "--git-dir", repo, *args]).stdout
 
 
 class SyncError(OnecommitError):
@@ -112,28 +112,7 @@ def pending_commits(repo: Path, sha: str, last_synced: str | None) -> list[str]:
 
 
 def _git_ok(repo: Path, *args: str) -> bool:
-    return subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True,
-                          check=False).returncode == 0
-
-
-@contextmanager
-def commit_checkout(repo: str, sha: str) -> Iterator[Path]:
-    """The commit's tree from a repository path or URL (a deploy's training reads its data
-    and code from it)."""
-    with _local_repo(repo) as local, checkout(local, sha) as tree:
-        yield tree
-
-
-@contextmanager
-def checkout(repo: Path, sha: str) -> Iterator[Path]:
-    """The commit's tree in a temporary directory."""
-    with tempfile.TemporaryDirectory(prefix="onecommit-sync-") as scratch:
-        archive = subprocess.run(["git", "--git-dir", str(repo), "archive", sha],
-                                 capture_output=True, check=False)
-        if archive.returncode != 0:
-            raise SyncError(f"cannot read commit {sha}: {archive.stderr.decode().strip()}")
-        subprocess.run(["tar", "-x", "-C", scratch], input=archive.stdout, check=True)
-        yield Path(scratch)
+    return run(["git", "--git-dir", repo, *args], check=False).returncode == 0
 
 
 @cache
@@ -227,12 +206,11 @@ def _render_changed_values(tree: Path, changed: list[str], settings: Settings) -
                 continue
             # Charts over an upstream dependency render without it offline, as in the lint.
             source = upstream.renderable(chart, Path(scratch))
-            result = subprocess.run([helm, "template", chart.name, str(source), "-f",
-                                     str(tree / relative)], capture_output=True, text=True,
-                                    check=False)
+            result = run([helm, "template", chart.name, source, "-f", tree / relative],
+                         check=False)
             if result.returncode != 0:
                 problems.append(f"{relative}: helm template {chart.name} failed: "
-                                f"{result.stderr.strip().splitlines()[-1]}")
+                                f"{last_lines(result.stderr, 1)}")
     return problems
 
 
@@ -247,10 +225,10 @@ def helm_binary(settings: Settings) -> str | None:
             python = ensure_env(settings, "lint") / "bin" / "python"
         except EnvironmentError_:
             return shutil.which("helm")
-        subprocess.run([str(python), "-c", "import sys, pathlib; from onecommit.lint.tools "
-                        "import ensure_tools; ensure_tools(pathlib.Path(sys.argv[1]))",
-                        str(settings.state_dir)], cwd=PROJECT_ROOT, capture_output=True,
-                       check=False)
+        # A failed install leaves helm from PATH, or none: validate() says so.
+        run([python, "-c", "import sys, pathlib; from onecommit.lint.tools import ensure_tools; "
+             "ensure_tools(pathlib.Path(sys.argv[1]))", settings.state_dir], cwd=PROJECT_ROOT,
+            check=False)
     return str(installed) if installed.exists() else shutil.which("helm")
 
 
@@ -283,7 +261,7 @@ def _trigger(settings: Settings, sha: str, env: str, spec: dict[str, Any], origi
             client.trigger(DEPLOY_DAG, {"git_sha": sha, "env": env, "spec": spec,
                                         "repo": origin}, run_id)
         except AirflowError as error:
-            if " 409:" not in str(error):  # 409: this commit's run exists already.
+            if error.status != HTTPStatus.CONFLICT:  # 409: this commit's run exists already.
                 raise
     finally:
         client.close()
@@ -293,18 +271,14 @@ def _trigger(settings: Settings, sha: str, env: str, spec: dict[str, Any], origi
 def record_failure(settings: Settings, sha: str, env: str, model: str, reason: str) -> None:
     """A deploy's training refused the commit (its data or code): the reason goes on the
     commit's sync record, as a validation problem would."""
-    _append(settings, SyncRecord(sha=sha, env=env, changed=[], action="failed",
-                                 problems=[f"{model}: {reason}"]))
+    _append(settings, SyncRecord(sha=sha, env=env, changed=[], action="failed", model=model,
+                                 problems=[reason]))
 
 
 def _notify_rejected(settings: Settings, record: SyncRecord) -> None:
     send(settings, "sync rejected", f"commit {record.sha[:12]} failed validation; nothing "
          "was deployed", {"sha": record.sha, "env": record.env,
                           "problems": "\n".join(record.problems[:5])})
-
-
-def last_synced_file(settings: Settings) -> Path:
-    return settings.state_dir / "gitops" / "last_synced"
 
 
 @contextmanager
@@ -327,7 +301,7 @@ def sync(settings: Settings, repo: Path, sha: str, env: str,
         for commit in pending_commits(repo, sha, last):
             try:
                 record = sync_commit(settings, repo, commit, env, origin or str(repo))
-            except (SyncError, AirflowError, httpx.HTTPError) as error:
+            except (SyncError, CommandError, AirflowError, httpx.HTTPError) as error:
                 # Not marked synced: the next push (or a re-run) tries this commit again.
                 _append(settings, SyncRecord(sha=commit, env=env, changed=[], action="error",
                                              problems=[f"{type(error).__name__}: {error}"]))
@@ -344,20 +318,6 @@ def _append(settings: Settings, record: SyncRecord) -> None:
         out.write(json.dumps(asdict(record)) + "\n")
 
 
-@contextmanager
-def _local_repo(repo: str) -> Iterator[Path]:
-    """A bare repository path for `repo`: itself when local, else a fresh bare clone."""
-    if Path(repo).is_dir():
-        yield Path(repo).resolve()
-        return
-    with tempfile.TemporaryDirectory(prefix="onecommit-repo-") as scratch:
-        result = subprocess.run(["git", "clone", "--quiet", "--bare", repo, scratch],
-                                capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise SyncError(f"cannot clone {repo}: {result.stderr.strip()}")
-        yield Path(scratch)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m onecommit.sync", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -371,11 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     for variable in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
         os.environ.pop(variable, None)
     try:
-        with _local_repo(args.repo) as repo:
+        with local_repo(args.repo) as repo:
             sha = _git(repo, "rev-parse", "--verify", f"{args.sha}^{{commit}}").strip()
             for record in sync(settings, repo, sha, env, args.repo):
                 print(json.dumps(asdict(record)), flush=True)
-    except (SyncError, AirflowError) as error:
+    except (SyncError, CommandError, AirflowError) as error:
         print(f"sync failed: {error}", flush=True)
         return 1
     return 0

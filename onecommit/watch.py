@@ -23,12 +23,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from onecommit.airflow_client import AirflowClient, platform_client
+from onecommit.clients.airflow import AirflowClient, platform_client
+from onecommit.clients.gateway import Gateway, GatewayUnavailable
 from onecommit.errors import OnecommitError
-from onecommit.lifecycle.gateway import Gateway, GatewayUnavailable
-from onecommit.loop import ROLLBACK_DAG
+from onecommit.lifecycle.dags import DEPLOY_DAG, ROLLBACK_DAG
 from onecommit.settings import Settings
-from onecommit.sync import DEPLOY_DAG
 
 # In plain lines, the variants' figures (which change with every request) are printed again
 # at most this often; every other fact as soon as it changes.

@@ -24,8 +24,9 @@ import pytest
 import yaml
 
 from onecommit.bench.models import register_version
+from onecommit.clients.gateway import on_every_worker
 from onecommit.lifecycle import data, registry
-from onecommit.lifecycle.gateway import on_every_worker
+from onecommit.clients.gateway import on_every_worker
 from onecommit.lifecycle.spec import dump_spec, load_spec
 from onecommit.platform import local, supervisor
 from onecommit.platform.components import gateway_admin_token

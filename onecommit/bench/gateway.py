@@ -30,6 +30,7 @@ import httpx
 import numpy as np
 import orjson
 
+from onecommit import commands
 from onecommit.bench import load, report
 from onecommit.bench.config import BenchConfig
 from onecommit.bench.models import register_version
@@ -37,8 +38,8 @@ from onecommit.lifecycle import data, registry
 from onecommit.lifecycle.spec import ModelSpec, load_spec
 from onecommit.platform import local, supervisor
 from onecommit.platform.components import gateway_admin_token
-from onecommit.platform.envs import env_dir
 from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.vocabulary import CHALLENGER, CHAMPION
 
 Say = Callable[[str], None]
 VARIANT_HEADER = "x-onecommit-variant"
@@ -91,22 +92,22 @@ def ensure_versions(settings: Settings, spec: ModelSpec, say: Say) -> Versions:
     """A champion and a distinct challenger, registering what is missing, both pinned by the
     gateway."""
     client = registry.client(settings.url(settings.mlflow_port))
-    champion = registry.alias_version(client, spec.model, registry.CHAMPION)
-    challenger = registry.alias_version(client, spec.model, registry.CHALLENGER)
+    champion = registry.alias_version(client, spec.model, CHAMPION)
+    challenger = registry.alias_version(client, spec.model, CHALLENGER)
     registered = []
     split = data.of_spec(spec)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     if champion is None:
         champion = _register(settings, spec, split, {}, f"bench-{stamp}-champion", say)
         registered.append(champion)
-        client.set_registered_model_alias(spec.model, registry.CHAMPION, str(champion))
+        client.set_registered_model_alias(spec.model, CHAMPION, str(champion))
     if challenger is None or challenger == champion:
         # A weaker regularisation: a genuinely different second version of the same model.
         challenger = _register(settings, spec, split, {"C": 0.1}, f"bench-{stamp}-challenger",
                                say)
         registered.append(challenger)
     admin = _admin(settings)
-    for alias, version in ((registry.CHAMPION, champion), (registry.CHALLENGER, challenger)):
+    for alias, version in ((CHAMPION, champion), (CHALLENGER, challenger)):
         pinned = httpx.post(f"{settings.url(settings.gateway_port)}/models/{spec.model}/variant/"
                             f"{alias}/reload", headers=admin, timeout=60)
         if pinned.status_code != 200 or pinned.json()["version"] != version:
@@ -155,8 +156,9 @@ def server(command: list[str], environment: dict[str, str], port: int, health: s
     and stopped (its process group, by the pid we started) when done."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
-        # Started in the log's folder: `python -m` puts its working directory first on
-        # sys.path, and the project root there would shadow the code a process should run.
+        # Not the command runner: a server this context owns and stops. Started in the log's
+        # folder: `python -m` puts its working directory first on sys.path, and the project
+        # root there would shadow the code a process should run.
         process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True, cwd=log.parent)
     try:
@@ -199,7 +201,7 @@ def mlflow_serve(settings: Settings, model: str, version: int, port: int,
     platform environment: the one that logged the model, whose onnx, onnxruntime and numpy
     are the requirements the model records. (The mlflow environment is the tracking server's
     and has no ONNX Runtime, which serving an ONNX model needs.)"""
-    bin_dir = env_dir(settings, "platform") / "bin"
+    bin_dir = settings.env_dir("platform") / "bin"
     command = [str(bin_dir / "mlflow"), "models", "serve",
                "-m", f"models:/{model}/{version}", "--env-manager", "local",
                "-h", load.HOST, "-p", str(port), "--workers", "1"]
@@ -218,7 +220,7 @@ def other_gateway(settings: Settings, backend: dict[str, str], port: int, token:
                    "ONECOMMIT_GATEWAY_PORT": str(port), "ONECOMMIT_GATEWAY_ADMIN_TOKEN": token,
                    "ONECOMMIT_GATEWAY_ONNX_MODEL_DIR": str(settings.model_repository),
                    **backend}
-    command = [str(env_dir(settings, "gateway") / "bin" / "python"), "-m", "onecommit.gateway"]
+    command = [str(settings.env_dir("gateway") / "bin" / "python"), "-m", "onecommit.gateway"]
     state_dir.mkdir(parents=True, exist_ok=True)
     return server(command, environment, port, "/v2/health/ready",
                   state_dir / f"gateway-{port}.log")
@@ -230,10 +232,7 @@ def export_code(ref: str, target: Path) -> Path:
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", ref, "onecommit"], cwd=PROJECT_ROOT,
-                             capture_output=True, check=False)
-    if archive.returncode != 0:
-        raise RuntimeError(f"cannot export {ref!r}: {archive.stderr.decode().strip()}")
+    archive = commands.run(["git", "archive", ref, "onecommit"], cwd=PROJECT_ROOT, text=False)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as bundle:
         bundle.extractall(target, filter="data")
     return target
@@ -280,7 +279,7 @@ def reload_under_load(gateway: Endpoint, model: str, config: BenchConfig,
     runner = threading.Thread(target=lambda: outcome.append(
         load.run(gateway.port, gateway.request, plan)))
     runner.start()
-    url = (f"http://{load.HOST}:{gateway.port}/models/{model}/variant/{registry.CHALLENGER}"
+    url = (f"http://{load.HOST}:{gateway.port}/models/{model}/variant/{CHALLENGER}"
            "/reload")
     gap = config.duration_s * 2 / (config.reloads + 2)
     reloaded = 0
@@ -319,7 +318,7 @@ def canary_split(gateway: Endpoint, model: str, config: BenchConfig,
     plan = load.Plan(4, requests=config.split_requests, duration_s=600, warmup=0)
     result = load.run(gateway.port, gateway.request, plan, watch_header=VARIANT_HEADER)
     run = report.SplitRun(requests=result.requests, weight=config.split_weight,
-                          challenger=result.watched[registry.CHALLENGER],
+                          challenger=result.watched[CHALLENGER],
                           failed=result.failures)
     say(f"  {run.requests} requests at canary {run.weight:.0%}: challenger share "
         f"{run.share:.2%}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from onecommit.lifecycle import registry, serving, training
+from onecommit.lifecycle import registry, training, triton
 from onecommit.lifecycle.data import Split
 from onecommit.lifecycle.spec import ModelSpec
 from onecommit.settings import Settings
@@ -24,6 +24,6 @@ def register_version(settings: Settings, spec: ModelSpec, split: Split,
     candidate = registry.log_candidate(client, spec.model, artifact, changed.params,
                                        training.evaluate(onnx_bytes, split, spec.task), context)
     version, _ = registry.register(client, spec.model, candidate, context)
-    serving.load_beside(f"{settings.host}:{settings.triton_grpc_port}",
+    triton.load_beside(f"{settings.host}:{settings.triton_grpc_port}",
                         settings.model_repository, spec.model, version, onnx_bytes)
     return version

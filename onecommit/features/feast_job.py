@@ -26,6 +26,7 @@ import pandas as pd
 from feast import Entity, FeatureService, FeatureStore, FeatureView
 
 from onecommit.features import dataset
+from onecommit.files import replacing
 
 
 def _store(repo: Path, yaml_file: Path) -> FeatureStore:
@@ -45,11 +46,9 @@ def _definitions(repo: Path) -> list[Any]:
 
 def write_offline(data_dir: Path) -> Path:
     """The offline source, rewritten atomically from the data set the platform trains on."""
-    data_dir.mkdir(parents=True, exist_ok=True)
     target = data_dir / dataset.OFFLINE_FILE
-    partial = target.with_suffix(".partial")
-    pd.DataFrame(dataset.as_columns(dataset.patients())).to_parquet(partial, index=False)
-    partial.replace(target)
+    with replacing(target) as out:
+        pd.DataFrame(dataset.as_columns(dataset.patients())).to_parquet(out, index=False)
     return target
 
 

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
+from onecommit.commands import CommandError, run
 from onecommit.gitops_toggle import ATTACHED, DETACHED, ToggleError, set_state, toggle_file
 from onecommit.settings import PROJECT_ROOT
 
@@ -17,11 +17,10 @@ def flip(env: str, attach: bool, root: Path = PROJECT_ROOT) -> list[str]:
     changed = set_state(root, env, state)
     if changed:
         path = toggle_file(root, env)
-        result = subprocess.run(
-            ["git", "-C", str(root), "commit", "--quiet", "-m",
-             f"Optional layer of {env}: {', '.join(changed)} {state}",
-             "--", str(path)], capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise ToggleError(f"committing {path} failed: {result.stderr.strip()}; the file "
-                               "is flipped but not committed: commit it, or revert it")
+        try:
+            run(["git", "-C", root, "commit", "--quiet", "-m",
+                 f"Optional layer of {env}: {', '.join(changed)} {state}", "--", path])
+        except CommandError as error:
+            raise ToggleError(f"{error}; the file is flipped but not committed: commit it, or "
+                              "revert it") from None
     return changed

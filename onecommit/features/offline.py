@@ -4,8 +4,6 @@ two cannot share a process (Feast needs numpy>=2, the platform and Triton pin nu
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import tempfile
 from pathlib import Path, PurePath
 from typing import Any
@@ -13,9 +11,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from onecommit.commands import CommandError, last_lines, run
 from onecommit.errors import OnecommitError
 from onecommit.features.settings import FeatureSettings
-from onecommit.platform.envs import env_python
 
 
 class FeastJobError(OnecommitError):
@@ -36,22 +34,17 @@ def job_report(stdout: str) -> dict[str, float]:
 
 def run_job(settings: FeatureSettings, command: str, *args: str) -> dict[str, float]:
     """Run `onecommit.features.feast_job <command>` in the feast environment; its JSON report."""
-    python = env_python(settings, "feast")
+    python = settings.env_dir("feast") / "bin" / "python"
     if not python.exists():
         raise FeastJobError(f"the feast environment is missing at {python.parent.parent}: run "
                             "`invoke envs --name feast` or `invoke optional --on`")
     argv = [str(python), *job_arguments(command, settings.feast_repo, settings.store_yaml(),
                                         *args)]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False,
-                            env={**os.environ, **settings.feast_environment()})
-    if result.returncode != 0:
-        raise FeastJobError(f"feast {command} failed: {last_lines(result.stderr or result.stdout)}")
+    try:
+        result = run(argv, env=settings.feast_environment())
+    except CommandError as error:
+        raise FeastJobError(f"feast {command} failed: {last_lines(error.output)}") from None
     return job_report(result.stdout)
-
-
-def last_lines(output: str) -> str:
-    """What a failed job printed last, on one line."""
-    return " | ".join(output.strip().splitlines()[-4:])
 
 
 def training_set(settings: FeatureSettings) -> tuple[NDArray[np.float32], NDArray[Any]]:

@@ -8,9 +8,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from onecommit.settings import PROGRAM_PYTHONPATH, PROJECT_ROOT, Settings
+from onecommit.settings import PROFILE_DEFAULTS, PROGRAM_PYTHONPATH, PROJECT_ROOT, Settings
 
 OnlineStore = Literal["sqlite", "redis"]
+# The layer's two programs, as the local profile's supervisor and compose.yaml name them.
+FEATURE_SERVER = "feast-server"
+REDIS = "feast-redis"
 
 
 class FeatureSettings(Settings):
@@ -56,7 +59,7 @@ class FeatureSettings(Settings):
     def online_store(self) -> OnlineStore:
         if self.feast_online_store != "auto":
             return self.feast_online_store
-        if self.profile == "compose":
+        if PROFILE_DEFAULTS[self.profile].redis_included:
             return "redis"
         return "redis" if self.redis_server() is not None else "sqlite"
 

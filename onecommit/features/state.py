@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from onecommit.features.settings import FeatureSettings
+from onecommit.files import write_file
 from onecommit.settings import Settings
 
 
@@ -33,11 +34,7 @@ def read_state(settings: Settings) -> dict[str, Any]:
 
 def write_state(settings: Settings, **values: Any) -> None:
     """Merge `values` into the record, atomically."""
-    path = state_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps({**read_state(settings), **values}, indent=2))
-    partial.replace(path)
+    write_file(state_file(settings), json.dumps({**read_state(settings), **values}, indent=2))
 
 
 def attached_settings(settings: Settings) -> FeatureSettings | None:

@@ -9,33 +9,34 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onecommit import __version__
 from onecommit.gateway import ui
 from onecommit.gateway.auth import require_bearer
-from onecommit.gateway.backends import make_backend
-from onecommit.gateway.dataplane import DataPlane, is_decimal
+from onecommit.gateway.backend_factory import make_backend
+from onecommit.gateway.dataplane import DataPlane, check_length
 from onecommit.gateway.enrichment import add_routes, config_file, follow_config
-from onecommit.gateway.errors import GatewayError
+from onecommit.gateway.errors import (
+    GatewayError,
+    UnknownRequestId,
+    answer_errors,
+    error_response,
+)
 from onecommit.gateway.fastpath import InferenceRoutes
 from onecommit.gateway.metrics import GatewayMetrics, exposed
 from onecommit.gateway.predictions import PredictionLog
-from onecommit.gateway.router import TrafficPolicy, weights
+from onecommit.gateway.router import weights
 from onecommit.gateway.settings import GatewaySettings
 from onecommit.gateway.variants import AliasResolver, ServingState
 from onecommit.serving.database import Database
-from onecommit.serving.state import DesiredState, StateError, StateStore
-
-Alias = Literal["champion", "challenger", "previous"]
-Unpinnable = Literal["challenger", "previous"]
+from onecommit.serving.state import DesiredState, StateStore
+from onecommit.vocabulary import CHAMPION, Active, Role, Strategy, TrafficPolicy, Unpinnable
 
 
 def _plane(request: Request) -> DataPlane:
@@ -48,9 +49,9 @@ Plane = Annotated[DataPlane, Depends(_plane)]
 
 class TrafficBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    strategy: Literal["ab", "canary", "bluegreen", "shadow"]
+    strategy: Strategy
     challenger_weight: float = Field(default=0.0, ge=0, le=1)
-    active: Literal["champion", "challenger"] = "champion"
+    active: Active = CHAMPION
     sticky_key: str = Field(default="x-user-id", min_length=1, max_length=128)
     experiment: str = Field(default="default", max_length=256)
 
@@ -109,7 +110,7 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
         return {"models": await plane.serving.models(), "replica": replica}
 
     @admin_router.post("/models/{model}/variant/{alias}/reload")
-    async def reload(model: str, alias: Alias, plane: Plane) -> dict[str, Any]:
+    async def reload(model: str, alias: Role, plane: Plane) -> dict[str, Any]:
         variant, state = await plane.serving.reload(model, alias)
         return {"model": model, **variant.as_dict(), "revision": state.revision}
 
@@ -159,7 +160,7 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
     async def feedback(body: FeedbackBody, plane: Plane) -> dict[str, Any]:
         joined = await plane.predictions.feedback(body.request_id, body.label)
         if joined is None:
-            raise HTTPException(404, f"unknown or expired request id {body.request_id!r}")
+            raise UnknownRequestId(f"unknown or expired request id {body.request_id!r}")
         return {"model": joined.model, "variant": joined.variant, "correct": joined.correct,
                 "abs_error": joined.error}
 
@@ -168,35 +169,15 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
 
 def _install_errors(app: FastAPI, settings: GatewaySettings) -> None:
     """Every error is a v2-style `{"error": ...}` with a 4xx/503, never a 500 with a trace."""
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": error.detail}, status_code=error.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return JSONResponse({"error": f"{where}: {first['msg']}"}, status_code=422)
-
-    @app.exception_handler(GatewayError)
-    async def domain(_: Request, error: GatewayError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=error.status_code)
-
-    @app.exception_handler(StateError)
-    async def refused(_: Request, error: StateError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=409)
+    answer_errors(app)
 
     @app.middleware("http")
     async def body_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]
                          ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and not is_decimal(length):
-            return JSONResponse({"error": f"content-length {length!r} is not a number"},
-                                status_code=400)
-        if length is not None and int(length) > settings.gateway_max_body_bytes:
-            return JSONResponse({"error": f"request body of {length} bytes exceeds the limit of "
-                                          f"{settings.gateway_max_body_bytes}"}, status_code=413)
+        try:
+            check_length(request.headers.get("content-length"), settings.gateway_max_body_bytes)
+        except GatewayError as error:
+            return error_response(error.status_code, str(error))
         return await call_next(request)
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 
-from onecommit.secrets.files import read_lines
+from onecommit.files import read_lines
+from onecommit.gateway.errors import NoTokenConfigured, Unauthorized
 
 # (inode, mtime, size) of a file, or None when it does not exist.
 Stamp = tuple[int, int, int] | None
@@ -93,9 +94,9 @@ def require_bearer(source: TokenSource, what: str) -> Callable[[Request], Awaita
     async def check(request: Request) -> None:
         accepted = source.tokens()
         if not accepted:
-            raise HTTPException(503, f"no {what} token is configured: run `invoke up` to "
-                                     f"generate one or set it in the gateway's settings")
+            raise NoTokenConfigured(f"no {what} token is configured: run `invoke up` to "
+                                    f"generate one or set it in the gateway's settings")
         if not token_matches(_bearer(request), accepted):
-            raise HTTPException(401, "missing or wrong bearer token")
+            raise Unauthorized("missing or wrong bearer token")
 
     return check

@@ -14,10 +14,9 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from onecommit.gateway.errors import BackendUnavailable
+from onecommit.gateway.errors import JSON, BackendUnavailable, error_body
 from onecommit.gateway.http1 import Pool, UpstreamError
-from onecommit.gateway.settings import GatewaySettings
-from onecommit.gateway.tensors import HEADER_LENGTH, error_body
+from onecommit.gateway.tensors import HEADER_LENGTH
 
 T = TypeVar("T")
 
@@ -43,23 +42,6 @@ class Backend(Protocol):
 
     async def infer(self, model: str, version: int | None, body: bytes,
                     headers: Mapping[str, str]) -> BackendResponse: ...
-
-
-def make_backend(settings: GatewaySettings) -> Backend:
-    """The backend the settings select. The gRPC and ONNX backends are imported only when
-    chosen: their libraries cost a gateway process seconds of start-up."""
-    if settings.gateway_backend == "onnx":
-        from onecommit.gateway.onnx_backend import OnnxBackend
-
-        return OnnxBackend(settings.onnx_model_dir, settings.gateway_onnx_threads,
-                           settings.triton_timeout_s)
-    if settings.gateway_triton_protocol == "grpc":
-        from onecommit.gateway.grpc_backend import TritonGrpcBackend
-
-        return TritonGrpcBackend(settings.triton_grpc_target, settings.triton_timeout_s,
-                                 settings.triton_grpc_channels)
-    return TritonHttpBackend(settings.triton_url, settings.triton_timeout_s,
-                             settings.triton_max_connections)
 
 
 async def warm(backend: Backend, model: str, version: int) -> bool:
@@ -94,8 +76,7 @@ async def retrying(call: Callable[[], Awaitable[T]], transient: Callable[[Except
 
 def error_response(status: int, message: str) -> BackendResponse:
     """A v2-style `{"error": ...}` answer."""
-    body, headers = error_body(message)
-    return BackendResponse(status, body, headers)
+    return BackendResponse(status, error_body(message), dict(JSON))
 
 
 def _model_path(model: str, version: int | None) -> str:

@@ -14,18 +14,31 @@ import orjson
 
 from onecommit.gateway.backends import Backend, BackendResponse, error_response
 from onecommit.gateway.enrichment import Enrichment
-from onecommit.gateway.errors import BackendUnavailable
+from onecommit.gateway.errors import BackendUnavailable, BadRequest, BodyTooLarge
 from onecommit.gateway.metrics import GatewayMetrics, Series
 from onecommit.gateway.predictions import PredictionLog, Served, prediction
-from onecommit.gateway.router import CHALLENGER, CHAMPION, route
+from onecommit.gateway.router import route
 from onecommit.gateway.tensors import input_mismatch
 from onecommit.gateway.variants import ServingState
 from onecommit.serving.state import DesiredState
+from onecommit.vocabulary import CHALLENGER, CHAMPION, ROLES
 
 
 def is_decimal(text: str) -> bool:
     """ASCII digits only: str.isdigit also accepts "²", which int() refuses."""
     return text.isascii() and text.isdigit()
+
+
+def check_length(length: str | None, limit: int) -> None:
+    """The request body limit on the declared length, before any byte is read: a 400 for a
+    length that is not a number, a 413 beyond the limit. The app and the inference fast path
+    both check with this."""
+    if length is None:
+        return
+    if not is_decimal(length):
+        raise BadRequest(f"content-length {length!r} is not a number")
+    if int(length) > limit:
+        raise BodyTooLarge(f"request body of {length} bytes exceeds the limit of {limit}")
 
 
 @dataclass(frozen=True)
@@ -117,7 +130,7 @@ class DataPlane:
         the inference server does not serve, perhaps loading or unloading it: 404; Triton
         answers some client mistakes with a 500: 400), or the model's (as answered)?"""
         if version is not None and not await self._backend.version_ready(model, version):
-            if variant in (CHAMPION, CHALLENGER, "previous"):
+            if variant in ROLES:
                 return error_response(503, f"version {version} of {model!r} ({variant}) is not "
                                            "loaded in the inference server; the reconciler is "
                                            "loading it, retry shortly"), True

@@ -20,17 +20,23 @@ from typing import Annotated, Any, Literal
 
 import httpx
 import orjson
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from onecommit.files import write_file
+from onecommit.gateway.errors import GatewayError
 
 _ID_TYPES = ("INT64", "INT32")
 # Headers that describe the original body; the rewritten one is plain JSON.
 _BODY_HEADERS = ("content-length", "inference-header-content-length")
 
 
-class EnrichmentError(HTTPException):
+class EnrichmentError(GatewayError):
     """A request the feature layer cannot enrich; the status says whose side the fault is on."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message, status_code)
 
 
 class EnrichmentConfig(BaseModel):
@@ -272,7 +278,4 @@ def _enrichment(request: Request) -> Enrichment:
 
 def write_config(path: Path, config: EnrichmentConfig) -> None:
     """Atomically, so a gateway starting meanwhile reads the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_bytes(orjson.dumps(config.model_dump(), option=orjson.OPT_INDENT_2))
-    partial.replace(path)
+    write_file(path, orjson.dumps(config.model_dump(), option=orjson.OPT_INDENT_2).decode())

@@ -12,20 +12,18 @@ one dict of headers and two ASGI messages. Every other request goes on to FastAP
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import orjson
-from fastapi import HTTPException, Request
+from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from onecommit.gateway.dataplane import DataPlane, is_decimal
-from onecommit.gateway.errors import GatewayError
+from onecommit.gateway.dataplane import DataPlane, check_length, is_decimal
+from onecommit.gateway.errors import JSON, BadRequest, BodyTooLarge, GatewayError, error_body
 
-# An inference-token check: raises HTTPException (401, 503) to refuse.
+# An inference-token check: raises a GatewayError (401, 503) to refuse.
 Check = Callable[[Request], Awaitable[None]]
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 _PREFIX, _SUFFIX = "/v2/models/", "/infer"
-_JSON = (b"content-type", b"application/json")
+_JSON = [(key.encode(), value.encode()) for key, value in JSON.items()]
 # Backend headers that describe the body and go back to the caller.
 _BODY_HEADERS = ("content-type", "inference-header-content-length")
 
@@ -53,17 +51,15 @@ class InferenceRoutes:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             if version is not None and not is_decimal(version):
-                raise HTTPException(400, f"model version must be a number, got {version!r}")
+                raise BadRequest(f"model version must be a number, got {version!r}")
             if self._check is not None:
                 await self._check(Request(scope))
             body = await _body(receive, headers.get("content-length"), self._max_body_bytes)
             plane: DataPlane = scope["app"].state.dataplane
             served = await plane.infer(model, body, headers,
                                        int(version) if version is not None else None)
-        except HTTPException as error:
-            return _error(error.status_code, error.detail)
         except GatewayError as error:
-            return _error(error.status_code, str(error))
+            return error.status_code, error_body(str(error)), list(_JSON)
         answer = [(k.encode(), v.encode()) for k, v in served.response.headers.items()
                   if k in _BODY_HEADERS]
         answer += [(b"x-request-id", served.request_id.encode("latin-1")),
@@ -86,25 +82,17 @@ def _route(path: str) -> tuple[str, str | None] | None:
 
 async def _body(receive: Receive, length: str | None, limit: int) -> bytes:
     """The request body, refused with a 413 as soon as it is known to exceed the limit."""
-    if length is not None:
-        if not is_decimal(length):
-            raise HTTPException(400, f"content-length {length!r} is not a number")
-        if int(length) > limit:
-            raise HTTPException(413, f"request body of {length} bytes exceeds the limit of "
-                                     f"{limit}")
+    check_length(length, limit)
     chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise HTTPException(400, "client disconnected before sending the whole body")
+            raise BadRequest("client disconnected before sending the whole body")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise HTTPException(413, f"request body exceeds the limit of {limit} bytes")
+            raise BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-
-def _error(status: int, detail: Any) -> Answer:
-    return status, orjson.dumps({"error": detail}), [_JSON]

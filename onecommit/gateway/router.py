@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Literal
 
-Strategy = Literal["ab", "canary", "bluegreen", "shadow"]
-CHAMPION, CHALLENGER = "champion", "challenger"
+from onecommit.vocabulary import CHALLENGER, CHAMPION, TrafficPolicy
+
 _SCALE = float(2**64)
 
 
@@ -20,29 +19,6 @@ def unit_hash(key: str, salt: str = "") -> float:
     """A stable, uniform number in [0, 1) for a key."""
     digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / _SCALE
-
-
-@dataclass(frozen=True)
-class TrafficPolicy:
-    """An immutable routing policy; the gateway swaps the whole object, so a request sees
-    either the old policy or the new one, never a mix."""
-
-    strategy: Strategy = "canary"
-    # Share of traffic to the challenger (canary, ab).
-    challenger_weight: float = 0.0
-    # The variant taking all traffic under blue-green.
-    active: str = CHAMPION
-    # Header or JSON field that keeps a user on one variant under A/B.
-    sticky_key: str = "x-user-id"
-    # Salt for the hash: a new experiment reshuffles who sees what.
-    experiment: str = "default"
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.challenger_weight <= 1.0:
-            weight = self.challenger_weight
-            raise ValueError(f"challenger_weight must be within [0, 1], got {weight}")
-        if self.active not in (CHAMPION, CHALLENGER):
-            raise ValueError(f"active must be {CHAMPION!r} or {CHALLENGER!r}, got {self.active!r}")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ import orjson
 from numpy.typing import NDArray
 from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
+from onecommit.gateway.errors import BadRequest
+
 HEADER_LENGTH = "inference-header-content-length"
 DTYPES: dict[str, type[Any]] = {
     "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
@@ -32,7 +34,7 @@ _KINDS = {"BOOL": "b", "FP16": "biuf", "FP32": "biuf", "FP64": "biuf",
 _JSON = {"content-type": "application/json"}
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(BadRequest):
     """The caller's request cannot be decoded; it is answered with a 400 and never sent on."""
 
 
@@ -212,10 +214,6 @@ def _json_data(tensor: Tensor) -> object:
         return [v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in flat]
     # orjson writes contiguous numeric arrays natively, without a Python list per element.
     return np.ascontiguousarray(flat)
-
-
-def error_body(message: str) -> tuple[bytes, dict[str, str]]:
-    return orjson.dumps({"error": message}), dict(_JSON)
 
 
 def input_mismatch(inputs: object, expected: list[dict[str, Any]]) -> str | None:

@@ -20,9 +20,10 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from onecommit.gateway.dataplane import DataPlane
-from onecommit.gateway.router import CHALLENGER, TrafficPolicy, weights
-from onecommit.serving.state import ALIASES, DesiredState
+from onecommit.gateway.router import weights
+from onecommit.serving.state import DesiredState
 from onecommit.settings import PROOFS_DIR
+from onecommit.vocabulary import CHALLENGER, CHAMPION, ROLES, TrafficPolicy
 
 PAGE = Path(__file__).with_name("ui") / "index.html"
 # The live request rate is taken over this many seconds, apart from the analysis window.
@@ -102,10 +103,10 @@ def _verdict(rollout: dict[str, Any] | None, entries: list[dict[str, Any]],
     decisions = [e for e in entries if e["kind"] == "decision"]
     steps = rollout.get("steps", [])
     if decisions and decisions[-1]["decision"] == "abort":
-        ended = ("rolled back" if pins.get("champion") != rollout["version"]
+        ended = ("rolled back" if pins.get(CHAMPION) != rollout["version"]
                  and CHALLENGER not in pins else "aborted")
         return {"state": ended, "text": f"{ended}: {decisions[-1]['text']}"}
-    if pins.get("champion") == rollout["version"]:
+    if pins.get(CHAMPION) == rollout["version"]:
         return {"state": "promoted", "text": f"version {rollout['version']} promoted"}
     if len(decisions) >= len(steps):
         return {"state": "passed", "text": "every step passed; promoting"}
@@ -134,12 +135,12 @@ def page(model: str, revision: int, policy: TrafficPolicy, pins: dict[str, int],
     shares = weights(policy)
     return {
         "model": model, "revision": revision,
-        "versions": {alias: pins.get(alias) for alias in ALIASES},
+        "versions": {alias: pins.get(alias) for alias in ROLES},
         "policy": {**asdict(policy), "weights": shares},
         "variants": [_variant(alias, pins[alias], ready.get(alias, False),
                               shares.get(alias, 0.0), analysis.get("variants", {}),
                               recent.get("variants", {}))
-                     for alias in ALIASES if alias in pins],
+                     for alias in ROLES if alias in pins],
         "shadow": {"compared": analysis.get("shadow_comparisons", 0),
                    "agreement": analysis.get("shadow_agreement")},
         "ab_test": analysis.get("ab_test"),
@@ -161,7 +162,7 @@ async def _page(plane: DataPlane, state: DesiredState, mlflow_url: str) -> dict[
     analysis = await plane.predictions.analysis(model, state.analysis_since,
                                                 state.analysis_revision, 0.05, 0)
     recent = await plane.predictions.analysis(model, time.time() - RATE_WINDOW_S, 0, 0.05, 0)
-    champion = state.pins.get("champion")
+    champion = state.pins.get(CHAMPION)
     links: dict[str, str | None] = {
         "mlflow_model": f"{mlflow_url}/#/models/{model}",
         "mlflow_champion": (f"{mlflow_url}/#/models/{model}/versions/{champion}"

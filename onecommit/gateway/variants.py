@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -25,16 +26,19 @@ from onecommit.gateway.errors import (
     VariantError,
     VersionNotServable,
 )
-from onecommit.gateway.router import CHALLENGER, CHAMPION, TrafficPolicy
 from onecommit.serving.database import Database
-from onecommit.serving.state import (
-    ALIASES,
+from onecommit.serving.state import DesiredState, StateError, StateStore
+from onecommit.vocabulary import (
+    CHALLENGER,
+    CHAMPION,
     MODEL_NAME,
     PREVIOUS,
-    DesiredState,
-    StateError,
-    StateStore,
+    ROLES,
+    TrafficPolicy,
 )
+
+# A model's name as a spec could write it.
+_MODEL_NAME = re.compile(MODEL_NAME)
 
 # Registered models per page of MLflow's search (its maximum).
 _SEARCH_PAGE = 1000
@@ -89,7 +93,7 @@ class AliasResolver:
                 for model in page.get("registered_models", []):
                     found[model["name"]] = {a["alias"]: int(a["version"])
                                             for a in model.get("aliases", [])
-                                            if a["alias"] in ALIASES}
+                                            if a["alias"] in ROLES}
             except (ValueError, KeyError, TypeError) as error:
                 raise VariantError("MLflow's registered-models search answer is malformed: "
                                    f"{error!r}") from error
@@ -100,9 +104,9 @@ class AliasResolver:
 
 def _named(model: str) -> None:
     """A model name as a spec could write it, or the refusal naming the rule."""
-    if MODEL_NAME.fullmatch(model) is None:
+    if _MODEL_NAME.fullmatch(model) is None:
         raise InvalidModelName(f"model name {model!r} is not valid: name a model as its spec's "
-                               f"`model` does ({MODEL_NAME.pattern}: a lower-case letter, "
+                               f"`model` does ({MODEL_NAME}: a lower-case letter, "
                                "then 1 to 62 lower-case letters, digits, _ or -)")
 
 
@@ -299,9 +303,9 @@ class ServingState:
     async def models(self) -> dict[str, dict[str, Any]]:
         """Every model with desired state: its pins, strategy and revision, and whether its
         champion is served now."""
-        return {model: {"champion": state.pins.get(CHAMPION),
-                        "challenger": state.pins.get(CHALLENGER),
-                        "previous": state.pins.get(PREVIOUS),
+        return {model: {CHAMPION: state.pins.get(CHAMPION),
+                        CHALLENGER: state.pins.get(CHALLENGER),
+                        PREVIOUS: state.pins.get(PREVIOUS),
                         "strategy": state.policy.strategy,
                         "serving": await self._serves(state), "revision": state.revision}
                 for model, state in self._states.items()}

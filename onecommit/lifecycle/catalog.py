@@ -8,9 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-# What a model may be called: its spec's `model`, its registered model, its gateway routes.
-MODEL_NAME = r"^[a-z][a-z0-9_-]{1,62}$"
-
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
 

@@ -12,12 +12,14 @@ from typing import Any, NoReturn
 
 from mlflow.tracking import MlflowClient
 
+from onecommit.clients.gateway import Gateway
+from onecommit.commits import commit_checkout
 from onecommit.errors import OnecommitError
-from onecommit.lifecycle import data, registry, serving, training
+from onecommit.lifecycle import data, registry, training, triton
 from onecommit.lifecycle.evidence import judge
-from onecommit.lifecycle.gateway import Gateway
 from onecommit.lifecycle.spec import ModelSpec, Source, parse_spec
 from onecommit.settings import Settings
+from onecommit.vocabulary import CHALLENGER, CHAMPION
 
 
 class StepFailed(OnecommitError):
@@ -48,8 +50,6 @@ def commit_tree(spec: ModelSpec, repo: str | None, sha: str) -> Iterator[Path | 
     if not repo:
         raise StepFailed("the spec reads files of its commit, but the deploy run names no "
                          "gitops repository (conf `repo`)")
-    from onecommit.sync import commit_checkout
-
     with commit_checkout(repo, sha) as tree:
         yield tree
 
@@ -95,7 +95,7 @@ def _promoted(settings: Settings, spec: ModelSpec, source: Source,
                          f"ONECOMMIT_PROMOTION_REGISTRIES='{{\"{source.env}\": "
                          "\"<its MLflow URL>\"}'")
     upstream = MlflowClient(tracking_uri=url, registry_uri=url)
-    version = source.version or registry.alias_version(upstream, spec.model, registry.CHAMPION)
+    version = source.version or registry.alias_version(upstream, spec.model, CHAMPION)
     if version is None:
         raise StepFailed(f"source: {spec.model} has no champion in {source.env} to promote")
     try:
@@ -149,7 +149,7 @@ def train(settings: Settings, conf: dict[str, Any],
     else:
         with commit_tree(spec, conf.get("repo"), context.git_sha) as tree:
             artifact, split, params = _trained(settings, spec, tree)
-    champion = registry.alias_version(client, spec.model, registry.CHAMPION)
+    champion = registry.alias_version(client, spec.model, CHAMPION)
     if champion is not None:
         _same_inputs(client, spec, champion, artifact)
     if split is not None:
@@ -177,15 +177,14 @@ REFUSALS = (data.DataError, training.TrainingError, StepFailed)
 
 
 def refused(settings: Settings, conf: dict[str, Any], reason: str) -> None:
-    """Tell why training refused the commit, on its sync record and in a notification;
-    nothing was registered, nothing that serves changed."""
+    """Tell why training refused the commit in a notification (the DAG puts it on the commit's
+    sync record too); nothing was registered, nothing that serves changed."""
     from onecommit.lifecycle.notify import send
-    from onecommit.sync import record_failure
 
     model = str(conf["spec"].get("model"))
-    record_failure(settings, conf["git_sha"], conf["env"], model, reason)
     send(settings, "train refused", f"{model} at {conf['git_sha'][:12]}: {reason}",
-         {"model": model, "git_sha": conf["git_sha"], "env": conf["env"], "reason": reason})
+         {"model": model, "git_sha": conf["git_sha"], "env": conf["env"], "reason": reason},
+         model=model)
 
 
 def register(settings: Settings, trained: dict[str, Any],
@@ -200,7 +199,7 @@ def publish(settings: Settings, spec: ModelSpec, version: int) -> None:
     """Load the registered ONNX model (its checksum checked) in Triton beside the served one."""
     onnx_bytes = registry.load_onnx(_mlflow(settings), spec.model, version)
     faults = spec.faults.model_dump() if spec.faults.error_rate > 0 else None
-    serving.load_beside(_grpc(settings), settings.model_repository, spec.model, version,
+    triton.load_beside(_grpc(settings), settings.model_repository, spec.model, version,
                         onnx_bytes, faults=faults)
 
 
@@ -208,7 +207,7 @@ def ready(settings: Settings, model: str, version: int) -> dict[str, Any] | None
     """The sensor's poke: READY in the registry and READY in Triton. What it saw when both
     held is the evidence of criterion `ready`; None while they do not."""
     status = _mlflow(settings).get_model_version(model, str(version)).status
-    if status != "READY" or not serving.version_ready(_grpc(settings), model, version):
+    if status != "READY" or not triton.version_ready(_grpc(settings), model, version):
         return None
     return {"version": version, "registry_status": status, "triton_ready": True,
             "at": datetime.now(UTC).isoformat()}
@@ -221,7 +220,7 @@ def smoke(settings: Settings, spec: ModelSpec, version: int) -> dict[str, Any]:
     client = _mlflow(settings)
     golden = registry.golden_rows(client, spec.model, version)
     reference = training.OnnxModel(registry.load_onnx(client, spec.model, version))
-    comparison = serving.smoke(_grpc(settings), spec.model, version,
+    comparison = triton.smoke(_grpc(settings), spec.model, version,
                                reference.outputs(golden), golden)
     if comparison.problems:
         _fail(settings, spec.model, version, f"smoke test: {'; '.join(comparison.problems)}")
@@ -237,7 +236,7 @@ def _fail(settings: Settings, model: str, version: int, reason: str) -> NoReturn
 def reload_challenger(settings: Settings, model: str, version: int) -> dict[str, Any]:
     """The gateway pins the challenger; what it pinned is the evidence of `gateway_reload`."""
     with Gateway(settings, model) as gateway:
-        return gateway.reload(registry.CHALLENGER, version)
+        return gateway.reload(CHALLENGER, version)
 
 
 def record_criteria(settings: Settings, model: str, version: int,

@@ -58,14 +58,16 @@ def _deliver(webhook_url: str, payload: dict[str, Any], event: str, attempts: in
 
 
 def notify(state_dir: Path, webhook_url: str | None, event: str, text: str,
-           fields: dict[str, Any], attempts: int = 3) -> dict[str, Any]:
+           fields: dict[str, Any], attempts: int = 3, model: str | None = None,
+           version: int | None = None) -> dict[str, Any]:
     """Send one notification; returns its delivery record (`delivered` is True when it
-    reached the webhook, or the sink if none is configured)."""
+    reached the webhook, or the sink if none is configured). The record names the model and
+    version it is about as fields, for readers (the proof) that must not parse its text."""
     payload = slack_payload(event, text, fields)
     delivered = _deliver(webhook_url, payload, event, attempts) if webhook_url else True
-    record = {"at": datetime.now(UTC).isoformat(), "event": event,
-              "channel": "slack-webhook" if webhook_url else "sink", "delivered": delivered,
-              "payload": payload}
+    record = {"at": datetime.now(UTC).isoformat(), "event": event, "model": model,
+              "version": version, "channel": "slack-webhook" if webhook_url else "sink",
+              "delivered": delivered, "payload": payload}
     sink = notifications_file(state_dir)
     sink.parent.mkdir(parents=True, exist_ok=True)
     with sink.open("a") as out:
@@ -73,9 +75,11 @@ def notify(state_dir: Path, webhook_url: str | None, event: str, text: str,
     return {k: record[k] for k in ("at", "event", "channel", "delivered")}
 
 
-def send(settings: Settings, event: str, text: str, fields: dict[str, Any]) -> dict[str, Any]:
+def send(settings: Settings, event: str, text: str, fields: dict[str, Any], *,
+         model: str | None = None, version: int | None = None) -> dict[str, Any]:
     """Notify through the platform's configured webhook (or the sink); returns the delivery
-    record, the evidence of criterion `notification_sent`."""
+    record, the evidence of criterion `notification_sent`. `model` and `version`: what the
+    notification is about (none for a commit the sync rejected)."""
     webhook = settings.notify_webhook_url
     return notify(settings.state_dir, webhook.get_secret_value() if webhook else None, event,
-                  text, fields)
+                  text, fields, model=model, version=version)

@@ -23,8 +23,8 @@ from mlflow.tracking import MlflowClient
 from numpy.typing import NDArray
 
 from onecommit.errors import OnecommitError
+from onecommit.vocabulary import CHALLENGER, CHAMPION, PREVIOUS
 
-CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 # What loading a logged ONNX model needs, pinned to what exported it. Given, MLflow skips
 # inferring them, which imports the model in a subprocess and cost 12 s of every training task.
 _SERVING_REQUIREMENTS = [f"{name}=={importlib.metadata.version(name)}"

@@ -22,12 +22,13 @@ from loguru import logger
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from onecommit.clients.gateway import Gateway, GatewayUnavailable
 from onecommit.errors import OnecommitError
-from onecommit.lifecycle import registry, serving
-from onecommit.lifecycle.gateway import Gateway, GatewayUnavailable
+from onecommit.lifecycle import registry, triton
+from onecommit.lifecycle.dags import DEPLOY_DAG
 from onecommit.lifecycle.spec import ABTest, BlueGreen, Canary, ModelSpec, Shadow
 from onecommit.settings import Settings
-from onecommit.sync import DEPLOY_DAG
+from onecommit.vocabulary import CHALLENGER, CHAMPION, PREVIOUS
 
 
 class RolloutAborted(OnecommitError):
@@ -81,7 +82,7 @@ def verdict(spec: ModelSpec, report: dict[str, Any]) -> tuple[str, str]:
         return "pause", f"{infra} requests failed on infrastructure, not on the model"
     if isinstance(spec.rollout, Shadow):
         return _shadow_verdict(spec.rollout, spec.analysis.min_requests, report)
-    challenger = report["variants"].get(registry.CHALLENGER)
+    challenger = report["variants"].get(CHALLENGER)
     thresholds = spec.analysis
     if challenger is None or challenger["requests"] < thresholds.min_requests:
         seen = 0 if challenger is None else challenger["requests"]
@@ -245,9 +246,9 @@ def retire(settings: Settings, model: str) -> list[int]:
     old ReplicaSet: the promotion is complete without it, and Triton reloads the model to
     drop a version (2 s here)."""
     client = registry.client(settings.url(settings.mlflow_port))
-    keep = {v for alias in (registry.CHAMPION, registry.PREVIOUS, registry.CHALLENGER)
+    keep = {v for alias in (CHAMPION, PREVIOUS, CHALLENGER)
             if (v := registry.alias_version(client, model, alias)) is not None}
-    return serving.retain(f"{settings.host}:{settings.triton_grpc_port}",
+    return triton.retain(f"{settings.host}:{settings.triton_grpc_port}",
                           settings.model_repository, model, keep)
 
 
@@ -258,11 +259,11 @@ def promote(settings: Settings, model: str, version: int) -> dict[str, Any]:
     previous = registry.promote(registry.client(settings.url(settings.mlflow_port)), model,
                                 version)
     with Gateway(settings, model) as gateway:
-        pinned = gateway.reload(registry.CHAMPION, version)
+        pinned = gateway.reload(CHAMPION, version)
         if previous is not None:
-            gateway.reload(registry.PREVIOUS, previous)
+            gateway.reload(PREVIOUS, previous)
         gateway.traffic(**CHAMPION_ONLY)
-        gateway.unpin(registry.CHALLENGER)
+        gateway.unpin(CHALLENGER)
     return pinned
 
 
@@ -276,7 +277,7 @@ def rollback(settings: Settings, model: str, before_version: int | None, failed_
         gateway.traffic(**CHAMPION_ONLY)
         recorded = registry.restore(client, model, before_version, failed_version, reason)
         if before_version is not None:
-            gateway.reload(registry.CHAMPION, before_version)
-        gateway.unpin(registry.CHALLENGER)
+            gateway.reload(CHAMPION, before_version)
+        gateway.unpin(CHALLENGER)
     retire(settings, model)
     return recorded

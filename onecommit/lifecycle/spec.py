@@ -14,13 +14,13 @@ from onecommit.lifecycle.catalog import (
     BUILTIN_DATASETS,
     DATA_SUFFIXES,
     METRICS,
-    MODEL_NAME,
     PRIMARY_METRIC,
     TRAINERS,
     Task,
     trainer_class,
     trainers_for,
 )
+from onecommit.vocabulary import MODEL_NAME
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 

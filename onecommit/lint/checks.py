@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 import yaml
 
 from onecommit import gitops_toggle
+from onecommit.commands import run
 from onecommit.lint import (
     Finding,
     argocd,
@@ -273,8 +273,7 @@ _MAX_SCANNED_BYTES = 5 * 2**20
 
 def _tracked_files(root: Path) -> list[Path]:
     """What git would publish (`git ls-files`); every file when root is not a git work tree."""
-    listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True,
-                            check=False)
+    listed = run(["git", "-C", root, "ls-files", "-z"], check=False, text=False)
     if listed.returncode == 0:
         return [root / name for name in listed.stdout.decode().split("\0") if name]
     return [p for p in root.rglob("*") if p.is_file() and ".git" not in p.relative_to(root).parts]

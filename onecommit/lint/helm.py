@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from onecommit.commands import run
 from onecommit.lint import Finding, upstream
 
 
@@ -87,8 +88,7 @@ class Helm:
         self._inline_files = 0
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self._helm), *args], capture_output=True, text=True,
-                              check=False, timeout=120)
+        return run([self._helm, *args], timeout_s=120, check=False)
 
     def _flags(self, render: Render) -> list[str]:
         flags = [a for v in render.values for a in ("-f", str(v))]

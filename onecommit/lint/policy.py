@@ -89,6 +89,8 @@ def run_checkov(root: Path, scratch: Path, objects: dict[str, list[tuple[Scanned
     if skips:
         command += ["--skip-check", ",".join(sorted(skips))]
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
+    # Not the command runner: checkov runs in the background while the other checks do, and
+    # `findings` collects it.
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
 

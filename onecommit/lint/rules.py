@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from onecommit.commands import run
 from onecommit.lint import Finding
 
 GATEWAY_METRICS = Path(__file__).resolve().parents[1] / "gateway" / "metrics.py"
@@ -126,8 +127,7 @@ def check_metric_names(root: Path, chart: Path) -> list[Finding]:
 
 
 def _promtool(promtool: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(promtool), *args], capture_output=True, text=True, check=False,
-                          timeout=120)
+    return run([promtool, *args], timeout_s=120, check=False)
 
 
 def _summary(output: str) -> str:

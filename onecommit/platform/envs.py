@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from onecommit.commands import CommandError, last_lines, run
 from onecommit.errors import OnecommitError
 from onecommit.settings import PROJECT_ROOT, Settings
 
@@ -38,14 +38,6 @@ def _uv() -> str:
     return uv
 
 
-def env_dir(settings: Settings, name: str) -> Path:
-    return settings.envs_dir / name
-
-
-def env_python(settings: Settings, name: str) -> Path:
-    return env_dir(settings, name) / "bin" / "python"
-
-
 def _digest(name: str) -> str:
     return hashlib.sha256(requirements_file(name).read_bytes()).hexdigest()
 
@@ -53,7 +45,7 @@ def _digest(name: str) -> str:
 def environment_digest(settings: Settings, name: str) -> str:
     """What `name`'s environment was built from (its requirements file's digest); empty
     while it is not built."""
-    stamp = env_dir(settings, name) / _STAMP
+    stamp = settings.env_dir(name) / _STAMP
     return stamp.read_text() if stamp.is_file() else ""
 
 
@@ -66,7 +58,7 @@ def ensure_env(settings: Settings, name: str) -> Path:
     """Build `name`'s environment unless it already matches its requirements file; return it."""
     requirements = requirements_file(name)
     digest = _digest(name)
-    target = env_dir(settings, name)
+    target = settings.env_dir(name)
     stamp = target / _STAMP
     if is_current(settings, name):
         return target
@@ -78,12 +70,12 @@ def ensure_env(settings: Settings, name: str) -> Path:
         [uv, "pip", "install", "--quiet", "--python", str(target / "bin" / "python"),
          "-r", str(requirements)],
     ):
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        try:
+            run(command)
+        except CommandError as error:
             raise EnvironmentError_(
-                f"building the {name} environment failed: {' | '.join(tail)}; "
+                f"building the {name} environment failed: {last_lines(error.output, 5)}; "
                 f"check network access to PyPI and {requirements.name}"
-            )
+            ) from None
     stamp.write_text(digest)
     return target

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from onecommit.commands import run
 
 
 class GitHandler(BaseHTTPRequestHandler):
@@ -41,8 +42,9 @@ class GitHandler(BaseHTTPRequestHandler):
             "CONTENT_LENGTH": str(len(body)),
             "HTTP_GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
         }
-        result = subprocess.run(["git", "http-backend"], input=body, env=env,
-                                capture_output=True, timeout=300, check=False)
+        # A CGI environment: only these variables, none of the server's.
+        result = run(["git", "http-backend"], input=body, env=env, replace_env=True,
+                     timeout_s=300, check=False, text=False)
         head, _, payload = result.stdout.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").splitlines()
         headers = [line.split(":", 1) for line in lines if ":" in line]

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import psutil
 
-from onecommit.airflow_client import platform_client
+from onecommit.clients.airflow import platform_client
+from onecommit.clients.gateway import GatewayClient
 from onecommit.errors import OnecommitError
-from onecommit.lifecycle.gateway import GatewayClient
 from onecommit.platform import supervisor
 from onecommit.platform.components import Component
 from onecommit.settings import Settings

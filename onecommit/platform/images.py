@@ -12,7 +12,6 @@ change rebuilds seconds of layers, not the environments.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tarfile
 import tempfile
 import time
@@ -26,6 +25,7 @@ import docker
 import httpx
 from docker.errors import APIError, BuildError, ImageNotFound
 
+from onecommit.commands import run
 from onecommit.errors import OnecommitError
 from onecommit.platform import engine
 from onecommit.platform.kind import Tree
@@ -154,9 +154,9 @@ def debian_base(client: docker.DockerClient, report: Callable[[str], None]) -> s
     report(f"{DEBIAN_BASE}: debootstrap bookworm from {DEBIAN_MIRROR} (about a minute)")
     with tempfile.TemporaryDirectory(prefix="onecommit-rootfs-") as scratch:
         root = Path(scratch) / "rootfs"
-        _run(["debootstrap", "--variant=minbase", f"--include={_DEBIAN_PACKAGES}", "bookworm",
-              str(root), DEBIAN_MIRROR], "debootstrap")
-        _run(["chroot", str(root), "python3", "-m", "venv", "/opt/python"], "python3 -m venv")
+        run(["debootstrap", "--variant=minbase", f"--include={_DEBIAN_PACKAGES}", "bookworm",
+             root, DEBIAN_MIRROR])
+        run(["chroot", root, "python3", "-m", "venv", "/opt/python"])
         shutil.rmtree(root / "var" / "cache" / "apt" / "archives", ignore_errors=True)
         archive = Path(scratch) / "rootfs.tar"
         with tarfile.open(archive, "w") as tar:
@@ -164,13 +164,6 @@ def debian_base(client: docker.DockerClient, report: Callable[[str], None]) -> s
         client.api.import_image(src=str(archive), repository=DEBIAN_BASE.split(":")[0],
                                 tag=DEBIAN_BASE.split(":")[1], changes=list(_DEBIAN_ENV))
     return DEBIAN_BASE
-
-
-def _run(argv: list[str], what: str) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
-        raise ImageError(f"{what} failed: {tail}")
 
 
 @dataclass(frozen=True)

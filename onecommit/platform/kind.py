@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 import tomllib
@@ -24,8 +23,10 @@ from typing import Any
 
 import yaml
 
+from onecommit.commands import run
 from onecommit.errors import OnecommitError
 from onecommit.lint.argocd import root_applications
+from onecommit.platform.health import ComponentStatus
 from onecommit.settings import PROJECT_ROOT, Settings
 
 REGISTRY = "ghcr.io/onecommit"
@@ -213,7 +214,8 @@ def missing_tools(steps: Sequence[Step], search_path: str | None = None) -> list
 
 
 def _run(step: Step) -> None:
-    result = subprocess.run(step.argv, check=False)  # output goes to the terminal as it comes
+    # The output goes to the terminal as it comes.
+    result = run(step.argv, capture=False, check=False)
     if result.returncode != 0:
         raise KindError(f"step failed (exit {result.returncode}): {step.why}: {step.render()}")
 
@@ -224,7 +226,7 @@ def _poll(step: Step) -> None:
     assert step.until is not None
     deadline = time.monotonic() + step.timeout_s
     while True:
-        result = subprocess.run(step.argv, capture_output=True, text=True, check=False)
+        result = run(step.argv, check=False)
         if result.returncode == 0 and step.until(result.stdout):
             return
         if time.monotonic() > deadline:
@@ -249,14 +251,47 @@ def execute(steps: Sequence[Step], dry_run: bool, out: Callable[[str], None] = p
     for number, step in enumerate(steps, 1):
         out(f"[{number}/{len(steps)}] {step.why}")
         sys.stdout.flush()
-        probe = subprocess.run(step.unless, capture_output=True, check=False) if step.unless \
-            else None
+        probe = run(step.unless, check=False) if step.unless else None
         if probe is not None and probe.returncode == 0:
             out("  already done")
         elif step.until:
             _poll(step)
         else:
             _run(step)
+
+
+def statuses(tree: Tree | None = None) -> dict[str, ComponentStatus]:
+    """Each Argo CD Application as `invoke status` shows a component: healthy when Synced and
+    Healthy (what `up` waits for)."""
+    tree = tree or Tree()
+    listing = run(_kubectl(tree, "--namespace", ARGOCD_NAMESPACE, "get",
+                           "applications.argoproj.io", "--output", "json"))
+    found: dict[str, ComponentStatus] = {}
+    for item in json.loads(listing.stdout or "{}").get("items") or []:
+        status = item.get("status") or {}
+        sync = status.get("sync", {}).get("status", "Unknown")
+        health = status.get("health", {}).get("status", "Unknown")
+        source = (item.get("spec") or {}).get("source") or {}
+        found[item["metadata"]["name"]] = ComponentStatus(
+            url=str(source.get("repoURL", "")), healthy=(sync, health) == ("Synced", "Healthy"),
+            detail=f"{sync}, {health}", pid=None, version=source.get("targetRevision"),
+            memory_mb=0.0)
+    return found
+
+
+def logs(name: str, lines: int = 50, follow: bool = False, tree: Tree | None = None) -> None:
+    """The logs of the pods labelled `app.kubernetes.io/name=<name>`, in whichever namespace
+    they run, printed as they come."""
+    tree = tree or Tree()
+    selector = f"app.kubernetes.io/name={name}"
+    namespace = run(_kubectl(tree, "get", "pods", "--all-namespaces", "--selector", selector,
+                             "--output", "jsonpath={.items[0].metadata.namespace}"),
+                    check=False).stdout.strip()
+    if not namespace:
+        raise KindError(f"no pod labelled {selector} in cluster {tree.cluster_name}: see "
+                        "`invoke status --profile kind` for the Applications")
+    run(_kubectl(tree, "logs", "--namespace", namespace, "--selector", selector, "--tail",
+                 str(lines), *(["--follow"] if follow else [])), capture=False)
 
 
 def up(dry_run: bool = False, tree: Tree | None = None) -> None:

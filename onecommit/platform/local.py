@@ -8,12 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from onecommit import gitops_remote
+from onecommit.commands import CommandError
 from onecommit.errors import OnecommitError
+from onecommit.files import PRIVATE_DIR
 from onecommit.platform import supervisor
 from onecommit.platform.components import Component, components, triton_paths
 from onecommit.platform.envs import ensure_env, is_current
 from onecommit.platform.health import ComponentStatus, probe, status
-from onecommit.secrets.files import PRIVATE_DIR
 from onecommit.settings import Settings
 
 
@@ -103,7 +104,7 @@ def up(settings: Settings, report: Report = print,
         for component in platform:
             wait_healthy(settings, component, report, deadline)
         gitops_remote.ensure(settings)
-    except gitops_remote.RemoteError as error:
+    except (gitops_remote.RemoteError, CommandError) as error:
         if fresh:
             supervisor.shutdown(settings)
         raise PlatformError(f"gitops remote: {error}") from None

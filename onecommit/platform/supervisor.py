@@ -5,7 +5,6 @@ from __future__ import annotations
 import configparser
 import io
 import os
-import subprocess
 import sys
 import time
 import xmlrpc.client
@@ -15,8 +14,9 @@ from typing import Any, cast
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from onecommit.commands import run
+from onecommit.files import write_private
 from onecommit.platform.components import Component
-from onecommit.secrets.files import write_private
 from onecommit.settings import Settings
 
 
@@ -136,7 +136,8 @@ def ensure_running(settings: Settings) -> None:
         return
     socket_path(settings).unlink(missing_ok=True)
     supervisord = str(Path(sys.executable).with_name("supervisord"))
-    subprocess.run([supervisord, "-c", str(config_path(settings))], check=True)
+    # supervisord daemonizes: the command returns once the daemon is forked.
+    run([supervisord, "-c", config_path(settings)], capture=False)
     deadline = time.monotonic() + 15
     while supervisord_pid(settings) is None:
         if time.monotonic() > deadline:
@@ -158,6 +159,11 @@ def processes(settings: Settings) -> dict[str, ProcessInfo]:
                                   info["stdout_logfile"])
         for info in rpc(settings).supervisor.getAllProcessInfo()
     }
+
+
+def is_running(settings: Settings, program: str) -> bool:
+    info = processes(settings).get(program)
+    return info is not None and info.state == "RUNNING"
 
 
 def start(settings: Settings, program: str) -> None:

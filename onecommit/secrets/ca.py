@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from onecommit.files import PRIVATE_DIR, PRIVATE_FILE, write_all
 from onecommit.secrets import SecretsError
-from onecommit.secrets.files import PRIVATE_DIR, PRIVATE_FILE, write_all
 from onecommit.settings import Settings
 
 CA_NAME = "ca"

@@ -30,9 +30,9 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from onecommit.files import write_all, write_private
 from onecommit.secrets import SecretsError
 from onecommit.secrets.catalog import sealing_cert_path
-from onecommit.secrets.files import write_all, write_private
 from onecommit.secrets.sealing import controller_certificate, dump_manifests, pem_pair
 from onecommit.settings import PROJECT_ROOT
 

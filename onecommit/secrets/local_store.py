@@ -8,14 +8,25 @@ token. Clients made by `gateway_client` read the current token at every request.
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Generator
 from pathlib import Path
 
 import httpx
 
-from onecommit.secrets.catalog import new_token
-from onecommit.secrets.files import read_lines, read_or_create
+from onecommit.files import read_lines, read_or_create
+from onecommit.secrets.catalog import AIRFLOW_USER, new_token
 from onecommit.settings import Settings
+
+
+def airflow_password(state_dir: Path) -> str:
+    """The platform REST client's Airflow password, generated at the first `up` (mode 0600), in
+    the file SimpleAuthManager reads."""
+    passwords = json.loads(read_or_create(
+        state_dir / "airflow" / "passwords.json",
+        lambda: json.dumps({AIRFLOW_USER: secrets.token_urlsafe(24)})))
+    return str(passwords[AIRFLOW_USER])
 
 
 def gateway_token_files(state_dir: Path) -> tuple[Path, Path]:

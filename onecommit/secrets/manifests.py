@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from onecommit.files import write_all
 from onecommit.secrets import SecretsError, catalog, plaintext
 from onecommit.secrets.catalog import (
     CREDENTIALS,
@@ -21,7 +22,6 @@ from onecommit.secrets.catalog import (
     sealed_path,
     sealing_cert_path,
 )
-from onecommit.secrets.files import write_all
 from onecommit.secrets.plaintext import Values
 from onecommit.secrets.sealing import (
     Scope,

@@ -13,6 +13,7 @@ Every read or write first proves that git cannot commit the file.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from onecommit.commands import run
 from onecommit.secrets import SecretsError
 from onecommit.secrets.catalog import CREDENTIALS, check_values
 
@@ -30,12 +32,10 @@ HEADER = ("# Plaintext credentials for `invoke seal` / `invoke rotate`. Git-igno
 
 
 def _git(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
-                              text=True, check=False, timeout=30)
-    except FileNotFoundError:
+    if shutil.which("git") is None:
         raise SecretsError("git is not installed: cannot prove that a plaintext file stays out "
-                           "of version control") from None
+                           "of version control")
+    return run(["git", "-C", directory, *args], timeout_s=30, check=False)
 
 
 def require_untracked(path: Path) -> None:

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from onecommit.platform import supervisor
+from onecommit.files import PRIVATE_FILE, write_private
 from onecommit.secrets import SecretsError, manifests, plaintext
 from onecommit.secrets.catalog import Credential, credentials, new_token
-from onecommit.secrets.files import PRIVATE_FILE, write_private
 from onecommit.secrets.local_store import gateway_token_files
 from onecommit.settings import Settings
 
@@ -91,11 +90,6 @@ class GatewayTokenSwitch:
         self._await(self.old, 401, "refuse the old admin token")
 
 
-def _gateway_running(settings: Settings) -> bool:
-    info = supervisor.processes(settings).get("gateway")
-    return info is not None and info.state == "RUNNING"
-
-
 def _plan(settings: Settings, root: Path, creds: list[Credential], envs: list[str] | None,
           environ: dict[str, str]) -> tuple[dict[Path, str], dict[Path, str], str]:
     """Step 1: the sealed manifests, the certificate records and the new plaintext source, in
@@ -115,16 +109,19 @@ def _plan(settings: Settings, root: Path, creds: list[Credential], envs: list[st
 
 def rotate(settings: Settings, root: Path, name: str, *, envs: list[str] | None = None,
            grace_s: float = 5.0, confirm_timeout_s: float = 15.0,
-           environ: dict[str, str] | None = None, report: Report = print) -> Rotation:
+           environ: dict[str, str] | None = None, report: Report = print,
+           gateway_running: Callable[[], bool] | None = None) -> Rotation:
     """Rotate one credential, or all of them, in the tree's envs (each sealed for the
     certificate it records, or all for `settings.sealing_cert`) and, for the admin token, on the
-    local gateway (each step confirmed within `confirm_timeout_s`)."""
+    local gateway (each step confirmed within `confirm_timeout_s`). `gateway_running` tells
+    whether the local gateway runs now (the platform's process manager knows; None: it does
+    not run), so the switch happens live."""
     creds = credentials(name)
     sealed, records, source_text = _plan(settings, root, creds, envs, environ or {})
     source = settings.secrets_file
     admin_token = any(cred.name == "gateway-admin-token" for cred in creds)
     live = (GatewayTokenSwitch(settings, confirm_timeout_s)
-            if admin_token and _gateway_running(settings) else None)
+            if admin_token and gateway_running is not None and gateway_running() else None)
     result = Rotation(name, sorted(sealed), "")
     new_local = new_token()
     if live is not None:

@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from onecommit.files import write_all
 from onecommit.secrets import SecretsError
 from onecommit.secrets.catalog import SEALING_CERT
-from onecommit.secrets.files import write_all
 
 API_VERSION = "bitnami.com/v1alpha1"
 KIND = "SealedSecret"

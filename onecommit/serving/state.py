@@ -10,7 +10,6 @@ the reconciler notice a change by its revision and the events are the state's hi
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -32,17 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from onecommit.errors import OnecommitError
-from onecommit.gateway.router import CHALLENGER, CHAMPION, TrafficPolicy
-from onecommit.lifecycle import catalog
 from onecommit.serving.database import METADATA
-
-PREVIOUS = "previous"
-# The aliases desired state pins: champion serves, challenger is under test, previous is kept
-# warm for an instant flip back.
-ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
-# A model's name, as its spec writes it and as desired state, the registry and the gateway's
-# paths key it.
-MODEL_NAME = re.compile(catalog.MODEL_NAME)
+from onecommit.vocabulary import CHAMPION, ROLES, TrafficPolicy
 
 serving_state = Table(
     "serving_state", METADATA,
@@ -103,8 +93,8 @@ def _state(row: Any) -> DesiredState:
 
 def _checked_pins(pins: Mapping[str, int | None]) -> None:
     for alias, version in pins.items():
-        if alias not in ALIASES:
-            raise StateError(f"unknown alias {alias!r}: desired state pins {', '.join(ALIASES)}")
+        if alias not in ROLES:
+            raise StateError(f"unknown alias {alias!r}: desired state pins {', '.join(ROLES)}")
         if version is None and alias == CHAMPION:
             raise StateError("the champion cannot be unpinned: pin another version instead")
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)

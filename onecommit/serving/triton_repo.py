@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Literal
 
 import onnx
+
+from onecommit.files import write_file
 
 Target = Literal["python-onnxruntime", "onnxruntime"]
 _RUNTIME = Path(__file__).with_name("onnx_runtime_model.py")
@@ -76,7 +77,7 @@ def publish(repository: Path, name: str, version: int, onnx_bytes: bytes,
     if final.exists():
         shutil.rmtree(final)
     staging.rename(final)
-    _write_atomic(model_dir / "config.pbtxt", config_pbtxt(name, model, target))
+    write_file(model_dir / "config.pbtxt", config_pbtxt(name, model, target))
     return final
 
 
@@ -100,9 +101,3 @@ def withdraw(repository: Path, name: str, version: int) -> None:
         shutil.rmtree(target)
     source.rename(target)
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-    os.replace(temp, path)

@@ -52,10 +52,12 @@ def test(c: Context, tier: str = "fast", pytest_args: str = "") -> None:
     envs(c)
     bin_dir = f"{sys.prefix}/bin"
     # The static checks take a core for a minute while pytest's first tests and the session's
-    # platform start use the other: they run side by side, and report after pytest.
+    # platform start use the other: they run side by side, and report after pytest. The import
+    # contracts of pyproject.toml: layers downwards, no circles, the gateway apart.
     static = [] if tier == "e2e" else [
         cast(Promise, c.run(command, asynchronous=True, warn=True, hide=True)) for command in (
-            f"{bin_dir}/ruff check onecommit tests dags tasks.py", f"{bin_dir}/mypy onecommit")]
+            f"{bin_dir}/ruff check onecommit tests dags tasks.py", f"{bin_dir}/mypy onecommit",
+            f"{bin_dir}/lint-imports")]
     tests = c.run(f"{bin_dir}/pytest -p no:cacheprovider -m '{TIERS[tier]}' {pytest_args}",
                   echo=True, pty=False, warn=True)
     failed = [] if tests.ok else [f"pytest (exit {tests.exited})"]
@@ -75,11 +77,11 @@ def demo(c: Context, profile: str | None = None) -> None:
     from onecommit import loop, proof
 
     settings = load_settings(profile=profile)
-    if settings.profile == "kind":
+    if not profiles.of(settings).runs_loop:
         raise Exit("`invoke demo` runs on the local or compose profile: give --profile local "
                    "or --profile compose", code=2)
     with Progress() as report:
-        profiles.up(settings, report)
+        profiles.of(settings).up(settings, report)
     models = loop.models(settings)
     first = [model for model in models if loop.champion_version(settings, model) is None]
     if first:

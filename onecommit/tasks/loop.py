@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from onecommit.lifecycle.gateway import GatewayClient
+from onecommit.clients.gateway import GatewayClient
 from onecommit.settings import Settings
 from onecommit.tasks import task
 from onecommit.tasks.platform import load_settings

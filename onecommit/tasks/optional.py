@@ -5,8 +5,9 @@ from __future__ import annotations
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from onecommit.features import gitops, layer
+from onecommit.features import gitops
 from onecommit.features.state import feature_settings
+from onecommit.platform import optional_layer, profiles
 from onecommit.tasks import task
 from onecommit.tasks.platform import load_settings
 
@@ -29,13 +30,14 @@ def optional(c: Context, on: bool = False, off: bool = False, profile: str | Non
     if on == off:
         raise Exit("choose one: `invoke optional --on` or `invoke optional --off`", code=2)
     settings = feature_settings(load_settings(profile=profile))
-    if settings.profile == "kind":
+    where = profiles.of(settings).optional_runtime(settings)
+    if where is None:
         _flip_toggle(env, on)
         return
     if off:
-        layer.off(settings)
+        optional_layer.off(settings, where)
         return
-    attached = layer.on(settings)
+    attached = optional_layer.on(settings, where)
     print(f"optional layer attached: feature server {attached.feature_server}, "
           f"{attached.online_store} online store"
           + ("" if attached.materialized else " (already materialised)"))

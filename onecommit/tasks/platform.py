@@ -1,17 +1,15 @@
-"""`invoke up / down / status / logs`: the local platform."""
+"""`invoke up / down / status / logs`: the platform, on whichever profile the settings name."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from onecommit.features import layer as optional_layer
-from onecommit.platform import health, kind, local, profiles
+from onecommit.platform import health, optional_layer, profiles
 from onecommit.progress import Progress
 from onecommit.settings import Settings
 from onecommit.tasks import task
@@ -22,14 +20,12 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _kind_profile(settings: Settings, plan: Callable[[bool], None], dry_run: bool) -> bool:
-    """Run (or print) a kind plan when that is the profile; False leaves the local profile."""
-    if settings.profile != "kind":
-        if dry_run:
-            raise Exit("--dry-run prints the kind profile's plan: add --profile kind", code=2)
-        return False
-    plan(dry_run)
-    return True
+def _profile(settings: Settings, dry_run: bool = False) -> profiles.Profile:
+    """The settings' profile; --dry-run only where up and down are plans (kind)."""
+    profile = profiles.of(settings)
+    if dry_run and not profile.plans:
+        raise Exit("--dry-run prints the kind profile's plan: add --profile kind", code=2)
+    return profile
 
 
 PROFILE = "local (default), compose or kind"
@@ -41,10 +37,12 @@ PROFILE = "local (default), compose or kind"
 def up(c: Context, profile: str | None = None, tls: bool = False, dry_run: bool = False) -> None:
     """Start the platform and wait until every component is healthy (idempotent)."""
     settings = load_settings(profile=profile, tls=tls or None)
-    if _kind_profile(settings, kind.up, dry_run):
+    chosen = _profile(settings, dry_run)
+    if chosen.plans:
+        chosen.up(settings, print, dry_run)
         return
     with Progress() as report:
-        profiles.up(settings, report)
+        chosen.up(settings, report)
     print_urls(settings)
 
 
@@ -55,20 +53,24 @@ def down(c: Context, profile: str | None = None, volumes: bool = False,
          dry_run: bool = False) -> None:
     """Stop every process `invoke up` started (compose: its containers; kind: the cluster)."""
     settings = load_settings(profile=profile)
-    if _kind_profile(settings, kind.down, dry_run):
-        return
-    profiles.down(settings, volumes=volumes)
-    print("platform stopped")
+    chosen = _profile(settings, dry_run)
+    chosen.down(settings, volumes=volumes, dry_run=dry_run)
+    if not dry_run:
+        print("platform stopped")
 
 
 @task(help={"json": "print machine-readable JSON", "profile": PROFILE})
 def status(c: Context, json_: bool = False, profile: str | None = None) -> None:
     """Each component's URL, pid, health, version and resident memory."""
     settings = load_settings(profile=profile)
-    report = profiles.statuses(settings)
-    optional = optional_layer.status(settings)
-    served = health.serving(settings) if report["gateway"].pid else None
-    total = round(sum(s.memory_mb for s in report.values()) + optional["memory_mb"], 1)
+    chosen = profiles.of(settings)
+    report = chosen.status(settings)
+    where = chosen.optional_runtime(settings)
+    optional = optional_layer.status(settings, where) if where is not None else None
+    gateway = report.get("gateway")
+    served = health.serving(settings) if gateway is not None and gateway.pid else None
+    total = round(sum(s.memory_mb for s in report.values())
+                  + (optional["memory_mb"] if optional else 0.0), 1)
     if json_:
         # "models" per model (champion, challenger, strategy, serving); "error" when the
         # gateway did not say.
@@ -83,34 +85,24 @@ def status(c: Context, json_: bool = False, profile: str | None = None) -> None:
                   + ("" if s.healthy else f"  ({s.detail})"))
         if served is not None:
             print("\n".join(health.describe_serving(served)))
-        print(optional_layer.describe(optional))
-        if settings.profile == "compose":
-            from onecommit.platform import compose
-
-            print("memory per service (MB): " + ", ".join(
-                f"{name} {mb:.0f}" for name, mb in compose.service_memory(settings).items()))
+        if optional is not None:
+            print(optional_layer.describe(optional))
+        for line in chosen.notes(settings):
+            print(line)
         print(f"total memory (proportional set size, shared pages split): {total:.1f} MB")
-    if not all(s.healthy for s in report.values()) or (optional["attached"]
-                                                       and not optional["healthy"]):
+    if not all(s.healthy for s in report.values()) or (
+            optional is not None and optional["attached"] and not optional["healthy"]):
         raise Exit(code=1)
 
 
 @task(help={"name": "mlflow, airflow, triton or gateway (compose: also postgres, prometheus, "
-                    "alertmanager, feast)", "lines": "lines to show", "follow": "keep following",
-            "profile": PROFILE})
+                    "alertmanager, feast; kind: an app.kubernetes.io/name)",
+            "lines": "lines to show", "follow": "keep following", "profile": PROFILE})
 def logs(c: Context, name: str, lines: int = 50, follow: bool = False,
          profile: str | None = None) -> None:
     """Tail a component's log."""
     settings = load_settings(profile=profile)
-    if settings.profile == "compose":
-        from onecommit.platform import compose
-
-        print(compose.logs(settings, name, lines, follow), end="")
-        return
-    files = [str(p) for p in local.component_log(settings, name) if p.exists()]
-    if not files:
-        raise Exit(f"no log yet for {name}: start the platform with `invoke up`", code=1)
-    subprocess.run(["tail", "-n", str(lines), *(["-F"] if follow else []), *files], check=False)
+    profiles.of(settings).logs(settings, name, lines, follow)
 
 
 def print_urls(settings: Settings, out: Callable[[str], None] = print) -> None:
@@ -120,9 +112,8 @@ def print_urls(settings: Settings, out: Callable[[str], None] = print) -> None:
     out(f"Triton:      {settings.url(settings.triton_http_port)}")
     out(f"Gateway:     {settings.gateway_url}")
     out(f"Rollouts:    {settings.gateway_url}/ui/  (or `invoke watch`)")
-    if settings.profile == "compose":
-        out(f"Prometheus:  {settings.url(settings.prometheus_port)}  Alertmanager: "
-            f"{settings.url(settings.alertmanager_port)}")
+    for line in profiles.of(settings).urls(settings):
+        out(line)
     if settings.tls:
         out(f"             (CA: {settings.tls_pair('ca')[0]}; other commands need "
             "ONECOMMIT_TLS=true too)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from invoke.context import Context
 
+from onecommit.platform import supervisor
 from onecommit.secrets import SecretsError, manifests
 from onecommit.secrets.ca import ensure_certs
 from onecommit.secrets.catalog import ALL, CREDENTIALS
@@ -66,7 +67,8 @@ def rotate(c: Context, name: str, cert: str | None = None, env: list[str] | None
     local platform to it without downtime."""
     settings = load_settings(sealing_cert=cert)
     result = rotate_credential(settings, PROJECT_ROOT, name, envs=env or None,
-                               grace_s=grace_s, environ=dict(os.environ))
+                               grace_s=grace_s, environ=dict(os.environ),
+                               gateway_running=lambda: supervisor.is_running(settings, "gateway"))
     for path in result.written:
         print(f"sealed {_relative(path)}")
     print(result.local)

@@ -18,7 +18,9 @@ import httpx
 import pytest
 
 from onecommit import loop
-from onecommit.features.settings import FeatureSettings
+from onecommit.features.settings import FEATURE_SERVER, REDIS, FeatureSettings
+from onecommit.platform import profiles
+from onecommit.platform.optional_runtime import Runtime
 from onecommit.settings import PROJECT_ROOT, Settings
 from tests.conftest import free_ports, make_settings
 
@@ -28,6 +30,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.compose, pytest.mark.timeout(3600)]
 ERROR_RATE_ALERT = "OnecommitGatewayVariantErrorRateHigh"
 # After the rollback, how long the alert may take to turn from pending to firing.
 ALERT_WAIT_S = 60.0
+
+
+def _runtime(settings: Settings) -> Runtime:
+    """Where the profile runs the optional layer's programs, as `invoke optional` finds it."""
+    where = profiles.of(settings).optional_runtime(settings)
+    assert where is not None
+    return where
 
 
 def _engine_or_skip() -> None:
@@ -131,15 +140,15 @@ def test_optional_layer_enriches_survives_its_server_and_trains_from_feast(
     """`invoke optional --on --profile compose`: Redis and the feature server in containers,
     the gateway enriching entity ids; its server's container stopped (ids refused, vectors
     served) and attached again; a DAG task training from Feast in the platform image."""
-    from onecommit.features import layer
+    from onecommit.platform import optional_layer
 
     model = _model(compose_platform)
     started = time.monotonic()
-    attached = layer.on(compose_platform)
+    attached = optional_layer.on(compose_platform, _runtime(compose_platform))
     print(f"\noptional layer attached in {time.monotonic() - started:.0f} s ({attached.timings})")
     try:
         assert (attached.online_store, attached.materialized) == ("redis", True)
-        status = layer.status(compose_platform)
+        status = optional_layer.status(compose_platform, _runtime(compose_platform))
         assert (status["attached"], status["healthy"], status["memory_mb"] > 0) == (
             True, True, True), status
         _print_memory(compose_platform)
@@ -152,10 +161,10 @@ def test_optional_layer_enriches_survives_its_server_and_trains_from_feast(
             "feature_source"] == "feast"
         _up_brings_the_attached_layer_back(compose_platform, model)
     finally:
-        layer.off(compose_platform)
+        optional_layer.off(compose_platform, _runtime(compose_platform))
     refused = _by_ids(compose_platform, model, [0])
     assert (refused.status_code, "optional --on" in refused.json()["error"]) == (422, True)
-    assert layer.status(compose_platform)["attached"] is False
+    assert optional_layer.status(compose_platform, _runtime(compose_platform))["attached"] is False
 
 
 # The first, a middle and the last patient of the data set.
@@ -163,15 +172,14 @@ PATIENTS = [0, 7, 568]
 
 
 def _stopped_server_refuses_ids_and_serves_vectors(settings: Settings, model: str) -> None:
-    from onecommit.features import layer
-    from onecommit.platform import compose
+    from onecommit.platform import compose, optional_layer
 
-    compose.compose(settings, "kill", layer.FEATURE_SERVER, optional=True)
+    compose.compose(settings, "kill", FEATURE_SERVER, optional=True)
     try:
         refused = _by_ids(settings, model, [0])
         served = _by_vectors(settings, model, [0])
     finally:
-        again = layer.on(settings)
+        again = optional_layer.on(settings, _runtime(settings))
     assert (refused.status_code, "unreachable" in refused.json()["error"],
             served.status_code) == (503, True, 200)
     assert not again.materialized  # Redis kept the data
@@ -181,13 +189,12 @@ def _stopped_server_refuses_ids_and_serves_vectors(settings: Settings, model: st
 
 def _up_brings_the_attached_layer_back(settings: Settings, model: str) -> None:
     """Its containers stopped, `up` starts them again: the layer's record is desired state."""
-    from onecommit.features import layer
-    from onecommit.platform import compose
+    from onecommit.platform import compose, optional_layer
 
-    compose.compose(settings, "stop", layer.FEATURE_SERVER, layer.REDIS, optional=True)
-    assert layer.status(settings)["healthy"] is False
+    compose.compose(settings, "stop", FEATURE_SERVER, REDIS, optional=True)
+    assert optional_layer.status(settings, _runtime(settings))["healthy"] is False
     compose.up(settings)
-    assert layer.status(settings)["healthy"] is True
+    assert optional_layer.status(settings, _runtime(settings))["healthy"] is True
     assert _outputs(_by_ids(settings, model, PATIENTS)) == _outputs(
         _by_vectors(settings, model, PATIENTS))
 

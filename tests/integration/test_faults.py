@@ -29,12 +29,14 @@ import httpx
 import pytest
 
 from onecommit import loop, proof, sync
-from onecommit.airflow_client import platform_client
+from onecommit.clients.airflow import platform_client
 from onecommit.lifecycle import registry
+from onecommit.lifecycle.dags import DEPLOY_DAG
 from onecommit.lifecycle.spec import parse_spec
-from onecommit.lifecycle.traffic import TrafficGenerator
 from onecommit.platform import local, supervisor
 from onecommit.settings import Settings
+from onecommit.traffic_generator import TrafficGenerator
+from onecommit.vocabulary import CHAMPION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.platform, pytest.mark.timeout(1800)]
 MODEL = "breast-cancer"
@@ -63,7 +65,7 @@ class Rollout:
             assert record["action"] == "triggered", record
             airflow = platform_client(self.platform)
             try:
-                self.outcome = airflow.wait_for_run(sync.DEPLOY_DAG, record["deploys"][MODEL],
+                self.outcome = airflow.wait_for_run(DEPLOY_DAG, record["deploys"][MODEL],
                                                     timeout_s=1500)
             finally:
                 airflow.close()
@@ -75,7 +77,7 @@ class Rollout:
 
 def _champion(platform: Settings) -> int | None:
     client = registry.client(platform.url(platform.mlflow_port))
-    return registry.alias_version(client, MODEL, registry.CHAMPION)
+    return registry.alias_version(client, MODEL, CHAMPION)
 
 
 def _ensure_champion(platform: Settings) -> None:
@@ -89,7 +91,7 @@ def _ensure_champion(platform: Settings) -> None:
     try:
         record = loop.wait_for_sync(platform, sha)
         assert record["action"] == "triggered", record
-        assert airflow.wait_for_run(sync.DEPLOY_DAG, record["deploys"][MODEL]) == "success"
+        assert airflow.wait_for_run(DEPLOY_DAG, record["deploys"][MODEL]) == "success"
     finally:
         airflow.close()
 

@@ -11,6 +11,7 @@ import tritonclient.grpc as triton_grpc
 from onecommit.lifecycle import data, flow, registry, rollout
 from onecommit.lifecycle.spec import SpecError, parse_spec
 from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.vocabulary import CHAMPION
 
 pytestmark = pytest.mark.platform
 MODEL = "breast-cancer"
@@ -31,7 +32,7 @@ def _champion(settings: Settings) -> int:
     version deployed as the DAG deploys it: promoted directly, nothing to compare with. Two
     commits promoted in turn under a canary are the loop's tests (test_loop.py)."""
     client = registry.client(settings.url(settings.mlflow_port))
-    champion = registry.alias_version(client, MODEL, registry.CHAMPION)
+    champion = registry.alias_version(client, MODEL, CHAMPION)
     if champion is not None:
         return champion
     spec_data = _spec(1.0)
@@ -63,7 +64,7 @@ def test_failed_smoke_rolls_back_and_champion_keeps_serving(platform: Settings) 
         flow.smoke(platform, spec, registered["version"])
     rollout.rollback(platform, MODEL, registered["before_version"], registered["version"],
                   "smoke test failed")
-    assert registry.alias_version(client, MODEL, registry.CHAMPION) == champion
+    assert registry.alias_version(client, MODEL, CHAMPION) == champion
     tags = client.get_model_version(MODEL, str(registered["version"])).tags
     assert tags["status"] == "rolled_back"
     assert tags["reason"].startswith("smoke test: ")

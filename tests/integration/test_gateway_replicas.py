@@ -18,11 +18,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from onecommit.gateway.router import TrafficPolicy
 from onecommit.gateway.settings import GatewaySettings
 from onecommit.serving.database import open_engine
 from onecommit.serving.state import StateStore
 from onecommit.serving.triton_repo import publish
+from onecommit.vocabulary import TrafficPolicy
 from tests.conftest import free_ports
 from tests.in_process_gateway import onnx_settings, started
 

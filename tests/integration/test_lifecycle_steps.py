@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from onecommit.lifecycle import data, registry, serving, training
+from onecommit.lifecycle import data, registry, training, triton
 from onecommit.lifecycle.spec import ModelSpec, load_spec
 from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.vocabulary import CHALLENGER, CHAMPION, PREVIOUS
 
 pytestmark = pytest.mark.platform
 SPEC = load_spec(PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / "breast-cancer.yaml")
@@ -53,7 +54,7 @@ def test_register_promote_and_restore_move_aliases(platform: Settings, aliases_m
     client = registry.client(platform.url(platform.mlflow_port))
     name = aliases_model
     first, _ = _candidate(platform, name, 1.0, "aaa1")
-    assert registry.alias_version(client, name, registry.CHALLENGER) == first
+    assert registry.alias_version(client, name, CHALLENGER) == first
     registry.promote(client, name, first)
     second, _ = _candidate(platform, name, 0.5, "bbb2")
     version = client.get_model_version(name, str(second))
@@ -61,12 +62,12 @@ def test_register_promote_and_restore_move_aliases(platform: Settings, aliases_m
     assert version.tags["git_sha"] == "bbb2"
     assert client.get_run(version.run_id).data.tags["before_version"] == str(first)
     assert registry.promote(client, name, second) == first
-    assert registry.alias_version(client, name, registry.CHAMPION) == second
-    assert registry.alias_version(client, name, registry.PREVIOUS) == first
-    assert registry.alias_version(client, name, registry.CHALLENGER) is None
+    assert registry.alias_version(client, name, CHAMPION) == second
+    assert registry.alias_version(client, name, PREVIOUS) == first
+    assert registry.alias_version(client, name, CHALLENGER) is None
     third, _ = _candidate(platform, name, 0.1, "ccc3")
     registry.restore(client, name, second, third, "smoke failed")
-    assert registry.alias_version(client, name, registry.CHAMPION) == second
+    assert registry.alias_version(client, name, CHAMPION) == second
     tags = client.get_model_version(name, str(third)).tags
     assert tags["status"] == "rolled_back"
     assert tags["reason"] == "smoke failed"
@@ -82,10 +83,10 @@ def test_published_version_matches_registry_model_on_golden_rows(platform: Setti
     assert tags[registry.CHECKSUM] == registry.checksum(onnx_bytes)
     assert json.loads(tags["feature_names"]) == SPLIT.feature_names
     grpc_url = f"127.0.0.1:{platform.triton_grpc_port}"
-    serving.load_beside(grpc_url, platform.model_repository, name, version, onnx_bytes)
-    assert serving.version_ready(grpc_url, name, version)
+    triton.load_beside(grpc_url, platform.model_repository, name, version, onnx_bytes)
+    assert triton.version_ready(grpc_url, name, version)
     reference = _reference(platform, name, version, golden)
-    assert serving.smoke(grpc_url, name, version, reference, golden).problems == []
+    assert triton.smoke(grpc_url, name, version, reference, golden).problems == []
 
 
 def test_smoke_catches_a_tampered_model(platform: Settings) -> None:
@@ -95,8 +96,8 @@ def test_smoke_catches_a_tampered_model(platform: Settings) -> None:
     # An ONNX file from a different model: loads fine, answers wrong.
     other = training.candidate(_with_c(1e-4), SPLIT, None)
     grpc_url = f"127.0.0.1:{platform.triton_grpc_port}"
-    serving.load_beside(grpc_url, platform.model_repository, name, version, other)
-    problems = serving.smoke(grpc_url, name, version,
+    triton.load_beside(grpc_url, platform.model_repository, name, version, other)
+    problems = triton.smoke(grpc_url, name, version,
                              _reference(platform, name, version, golden), golden).problems
     assert problems
     assert np.any(["probabilities differ" in p for p in problems])

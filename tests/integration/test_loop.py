@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from onecommit import loop, proof, sync
-from onecommit.airflow_client import AirflowClient, platform_client
+from onecommit.clients.airflow import AirflowClient, platform_client
+from onecommit.clients.gateway import Gateway
 from onecommit.lifecycle import flow, registry
-from onecommit.lifecycle.gateway import Gateway
+from onecommit.lifecycle.dags import DEPLOY_DAG
 from onecommit.lifecycle.spec import parse_spec
 from onecommit.settings import Settings
+from onecommit.vocabulary import CHAMPION, PREVIOUS
 from tests.conftest import WebhookReceiver
 
 # The module fixture deploys a first model; on a loaded machine that takes a while.
@@ -33,7 +35,7 @@ def airflow(platform: Settings) -> Iterator[AirflowClient]:
 def _wait_deployed(platform: Settings, airflow: AirflowClient, sha: str) -> str:
     record = loop.wait_for_sync(platform, sha)
     assert record["action"] == "triggered", record
-    return airflow.wait_for_run(sync.DEPLOY_DAG, record["deploys"][MODEL])
+    return airflow.wait_for_run(DEPLOY_DAG, record["deploys"][MODEL])
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def short_canary(platform: Settings, airflow: AirflowClient) -> Settings:
     return platform
 
 
-def _champion(platform: Settings, alias: str = registry.CHAMPION) -> int | None:
+def _champion(platform: Settings, alias: str = CHAMPION) -> int | None:
     client = registry.client(platform.url(platform.mlflow_port))
     return registry.alias_version(client, MODEL, alias)
 
@@ -84,7 +86,7 @@ def test_good_commit_is_promoted(short_canary: Settings, webhook: WebhookReceive
     assert report.outcome == "promoted", report
     assert report.champion_version == report.challenger_version
     assert report.champion_version != before
-    assert _champion(platform, registry.PREVIOUS) == before
+    assert _champion(platform, PREVIOUS) == before
     assert loop.served_version(platform, MODEL) == str(report.champion_version)
     # Zero requests failed through reloads, traffic steps and the old version's unload.
     assert report.traffic["failed"] == 0
@@ -127,7 +129,7 @@ def test_bad_commit_is_rolled_back(short_canary: Settings, webhook: WebhookRecei
 def test_invalid_commit_is_rejected_and_triggers_nothing(
         short_canary: Settings, airflow: AirflowClient, webhook: WebhookReceiver) -> None:
     platform = short_canary
-    runs = {r["dag_run_id"] for r in airflow.runs(sync.DEPLOY_DAG, limit=100)}
+    runs = {r["dag_run_id"] for r in airflow.runs(DEPLOY_DAG, limit=100)}
     champion, sent_before = _champion(platform), len(webhook.payloads)
     (report,) = loop.demo_commit(platform, "invalid", [MODEL])
     assert report.outcome == "rejected"
@@ -135,7 +137,7 @@ def test_invalid_commit_is_rejected_and_triggers_nothing(
     assert f"envs/dev/models/{MODEL}.yaml" in report.reason
     assert "training.trainer" in report.reason
     assert report.dag_run_id is None
-    assert {r["dag_run_id"] for r in airflow.runs(sync.DEPLOY_DAG, limit=100)} == runs
+    assert {r["dag_run_id"] for r in airflow.runs(DEPLOY_DAG, limit=100)} == runs
     assert _champion(platform) == champion
     rejected = _notified(webhook, sent_before, {"sync rejected"})
     assert report.git_sha[:12] in rejected["sync rejected"]["text"]
@@ -151,14 +153,14 @@ def test_two_commits_pushed_back_to_back_deploy_in_order(short_canary: Settings,
         assert _wait_deployed(platform, airflow, second) == "success"
     shas = [r["sha"] for r in sync.read_syncs(platform)]
     assert shas.index(first) < shas.index(second)
-    runs = {sha: airflow.get(f"/dags/{sync.DEPLOY_DAG}/dagRuns/"
+    runs = {sha: airflow.get(f"/dags/{DEPLOY_DAG}/dagRuns/"
                              f"{sync.dag_run_id(sha, 'dev', MODEL)}") for sha in (first, second)}
     assert runs[first]["end_date"] <= runs[second]["start_date"]
     client = registry.client(platform.url(platform.mlflow_port))
     versions = {sha: registry.registered_version(client, MODEL, registry.RunContext(
         git_sha=sha, env="dev", dag_run_id=sync.dag_run_id(sha, "dev", MODEL))) for sha in runs}
     assert _champion(platform) == versions[second][0]  # type: ignore[index]
-    assert _champion(platform, registry.PREVIOUS) == versions[first][0]  # type: ignore[index]
+    assert _champion(platform, PREVIOUS) == versions[first][0]  # type: ignore[index]
 
 
 def _slack_well_formed(payload: dict[str, Any]) -> bool:

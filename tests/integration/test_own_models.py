@@ -15,11 +15,13 @@ import pytest
 import yaml
 
 from onecommit import gitops_remote, loop, proof, sync
-from onecommit.airflow_client import AirflowClient, platform_client
+from onecommit.clients.airflow import AirflowClient, platform_client
 from onecommit.lifecycle import registry
+from onecommit.lifecycle.dags import DEPLOY_DAG
 from onecommit.lifecycle.notify import notifications_file
 from onecommit.lifecycle.spec import dump_spec, parse_spec
 from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.vocabulary import CHAMPION, PREVIOUS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.platform, pytest.mark.timeout(1800)]
 EXAMPLES = {"iris": "iris-xgboost", "diabetes": "diabetes-lightgbm", "churn": "churn-own-code"}
@@ -50,13 +52,13 @@ def _deployed(platform: Settings, airflow: AirflowClient, sha: str) -> dict[str,
     """Each model the commit deployed → how its deploy run ended."""
     record = loop.wait_for_sync(platform, sha)
     assert record["action"] == "triggered", record
-    return {model: airflow.wait_for_run(sync.DEPLOY_DAG, run, timeout_s=900)
+    return {model: airflow.wait_for_run(DEPLOY_DAG, run, timeout_s=900)
             for model, run in record["deploys"].items()}
 
 
 def _versions(platform: Settings, model: str) -> tuple[int | None, int]:
     client = registry.client(platform.url(platform.mlflow_port))
-    return (registry.alias_version(client, model, registry.CHAMPION),
+    return (registry.alias_version(client, model, CHAMPION),
             len(client.search_model_versions(f"name = '{model}'")))
 
 
@@ -114,7 +116,7 @@ def test_a_second_commit_rolls_each_model_out_under_a_canary(
         champion, _ = _versions(platform, model)
         assert champion is not None
         assert champion != before
-        assert registry.alias_version(client, model, registry.PREVIOUS) == before
+        assert registry.alias_version(client, model, PREVIOUS) == before
         decisions = json.loads(client.get_model_version(model, str(champion)).tags[
             "rollout.decisions"])
         assert [d["step"] for d in decisions] == ["canary 50%", "canary 100%"], decisions
@@ -149,7 +151,7 @@ def test_training_code_that_fails_is_refused_and_nothing_changes(
 
 def test_an_empty_data_file_is_rejected_at_validate_time(
         platform: Settings, airflow: AirflowClient, examples: dict[str, int]) -> None:
-    runs = {r["dag_run_id"] for r in airflow.runs(sync.DEPLOY_DAG, limit=100)}
+    runs = {r["dag_run_id"] for r in airflow.runs(DEPLOY_DAG, limit=100)}
     champion, versions = _versions(platform, "iris")
     (_work(platform) / "data" / "iris.csv").write_text("")
     sha = _push(platform, "Empty iris's data")
@@ -157,5 +159,5 @@ def test_an_empty_data_file_is_rejected_at_validate_time(
     assert record["action"] == "rejected"
     assert record["problems"] == ["envs/dev/models/iris.yaml: data.source data/iris.csv: the "
                                   "file is empty: commit rows with a header line"]
-    assert {r["dag_run_id"] for r in airflow.runs(sync.DEPLOY_DAG, limit=100)} == runs
+    assert {r["dag_run_id"] for r in airflow.runs(DEPLOY_DAG, limit=100)} == runs
     assert _versions(platform, "iris") == (champion, versions)

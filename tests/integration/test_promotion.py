@@ -13,10 +13,12 @@ import pytest
 import yaml
 
 from onecommit import gitops_remote, loop, proof, sync
-from onecommit.airflow_client import platform_client
+from onecommit.clients.airflow import platform_client
 from onecommit.lifecycle import registry
+from onecommit.lifecycle.dags import DEPLOY_DAG
 from onecommit.lifecycle.spec import dump_spec
 from onecommit.settings import Settings
+from onecommit.vocabulary import CHAMPION
 from tests.conftest import make_settings, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.platform, pytest.mark.timeout(1800)]
@@ -27,16 +29,16 @@ MODEL = "breast-cancer"
 def dev_champion(platform: Settings) -> int:
     """The session platform is dev; its champion (a first one deployed if it has none)."""
     client = registry.client(platform.url(platform.mlflow_port))
-    if registry.alias_version(client, MODEL, registry.CHAMPION) is None:
+    if registry.alias_version(client, MODEL, CHAMPION) is None:
         sha = loop.push_specs(platform, {MODEL: loop.valid_spec(platform, MODEL)},
                               "First dev model for the promotion test")
         record = loop.wait_for_sync(platform, sha)
         airflow = platform_client(platform)
         try:
-            assert airflow.wait_for_run(sync.DEPLOY_DAG, record["deploys"][MODEL]) == "success"
+            assert airflow.wait_for_run(DEPLOY_DAG, record["deploys"][MODEL]) == "success"
         finally:
             airflow.close()
-    champion = registry.alias_version(client, MODEL, registry.CHAMPION)
+    champion = registry.alias_version(client, MODEL, CHAMPION)
     assert champion is not None
     return champion
 
@@ -66,7 +68,7 @@ def _promote(prod: Settings, source: dict[str, Any]) -> tuple[str, str]:
     assert record["action"] == "triggered", record
     airflow = platform_client(prod)
     try:
-        return sha, airflow.wait_for_run(sync.DEPLOY_DAG, record["deploys"][MODEL])
+        return sha, airflow.wait_for_run(DEPLOY_DAG, record["deploys"][MODEL])
     finally:
         airflow.close()
 
@@ -77,7 +79,7 @@ def test_prod_deploys_devs_champion_without_retraining(
     assert state == "success"
     dev = registry.client(platform.url(platform.mlflow_port))
     ours = registry.client(prod.url(prod.mlflow_port))
-    version = registry.alias_version(ours, MODEL, registry.CHAMPION)
+    version = registry.alias_version(ours, MODEL, CHAMPION)
     assert version is not None
     tags = ours.get_model_version(MODEL, str(version)).tags
     source = dev.get_model_version(MODEL, str(dev_champion))
@@ -99,11 +101,11 @@ def test_prod_deploys_devs_champion_without_retraining(
 
 def test_a_promotion_of_a_version_dev_does_not_have_is_refused(prod: Settings) -> None:
     ours = registry.client(prod.url(prod.mlflow_port))
-    before = (registry.alias_version(ours, MODEL, registry.CHAMPION),
+    before = (registry.alias_version(ours, MODEL, CHAMPION),
               len(ours.search_model_versions(f"name = '{MODEL}'")))
     sha, state = _promote(prod, {"env": "dev", "version": 9999})
     assert state == "failed"
-    assert (registry.alias_version(ours, MODEL, registry.CHAMPION),
+    assert (registry.alias_version(ours, MODEL, CHAMPION),
             len(ours.search_model_versions(f"name = '{MODEL}'"))) == before
     refusal = next(r for r in sync.read_syncs(prod) if r["sha"] == sha
                    and r["action"] == "failed")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from onecommit.lifecycle.gateway import Gateway, GatewayRefused
+from onecommit.clients.gateway import Gateway, GatewayRefused
 from onecommit.platform import local
 from onecommit.platform.components import components, gateway_admin_token
 from onecommit.secrets import SecretsError
@@ -112,7 +112,7 @@ def rotate_under_load(platform: Settings, tmp_path: Path, body: dict[str, object
     try:
         time.sleep(1)
         result = rotate(tree.settings, tree.root, "gateway-admin-token", grace_s=1.0,
-                        report=lambda _: None)
+                        report=lambda _: None, gateway_running=lambda: True)
         time.sleep(1)
     finally:
         load.stop.set()
@@ -148,9 +148,8 @@ def _disk_full(*_: object) -> None:
     raise OSError(28, "No space left on device")
 
 
-def _unconfirmed(tree_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def _unconfirmed(tree_settings: Settings) -> Settings:
     # The new token's check goes to a port where nothing listens: never confirmed.
-    monkeypatch.setattr("onecommit.secrets.rotation._gateway_running", lambda _: True)
     return tree_settings.model_copy(update={"gateway_port": 9})
 
 
@@ -166,12 +165,12 @@ def test_a_rotation_failing_midway_leaves_the_old_token_working(
                      platform)
     settings = tree.settings
     if fault == "unconfirmed":
-        settings = _unconfirmed(settings, monkeypatch)
+        settings = _unconfirmed(settings)
     else:
         monkeypatch.setattr("onecommit.secrets.manifests.write_all", _disk_full)
     with pytest.raises(SecretsError, match=problem):
         rotate(settings, tree.root, "gateway-admin-token", grace_s=0, confirm_timeout_s=1,
-               report=lambda _: None)
+               report=lambda _: None, gateway_running=lambda: True)
     assert gateway_admin_token(platform) == old
     assert accepted_gateway_tokens(platform.state_dir) == [old]
     assert not (tree.root / "gitops" / "envs" / "dev" / "sealed").exists()

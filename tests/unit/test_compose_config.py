@@ -61,8 +61,9 @@ def test_one_project_per_state_dir(tmp_path: Path) -> None:
 
 
 def test_feature_server_runs_as_on_the_local_profile_with_redis(tmp_path: Path) -> None:
-    from onecommit.features.layer import FEATURE_SERVER, serve_arguments
+    from onecommit.features.settings import FEATURE_SERVER
     from onecommit.features.state import feature_settings
+    from onecommit.platform.optional_layer import serve_arguments
 
     settings = feature_settings(_settings(tmp_path))
     assert settings.online_store() == "redis"
@@ -94,9 +95,9 @@ def test_the_layer_on_compose_refuses_sqlite_and_a_stopped_platform_in_one_line(
         tmp_path: Path) -> None:
     import pytest
 
-    from onecommit.features.containers import Containers
     from onecommit.features.settings import FeatureSettings
     from onecommit.platform.local import PlatformError
+    from onecommit.platform.optional_containers import Containers
 
     base = _settings(tmp_path).model_dump(exclude_none=True)
     with pytest.raises(PlatformError, match="unset ONECOMMIT_FEAST_ONLINE_STORE"):

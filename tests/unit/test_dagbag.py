@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ from typing import Any
 
 from airflow.dag_processing.dagbag import DagBag
 
+from onecommit.lifecycle.dags import DEPLOY_DAG, ROLLBACK_DAG
 from onecommit.settings import PROJECT_ROOT
 
 # Parsing the DAG folder in a fresh interpreter (this one has MLflow imported already), after
@@ -59,3 +61,28 @@ def test_deploy_dag_runs_one_at_a_time_and_rolls_back_only_after_publishing() ->
     assert {"train", "register", "retire"} <= dag.get_task("notify_failure").upstream_task_ids
     # Unloading the old versions follows the promotion, and never rolls it back.
     assert dag.get_task("retire").upstream_task_ids == {"promote", "register"}
+
+
+def test_the_rollback_gets_typed_versions_its_params_accept() -> None:
+    """The deploy renders the rollback's conf to Python values: before_version null for a first
+    model, the versions integers. (Rendered as text, "None" and "3" failed these params.)"""
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    deploy, rollback = bag.dags[DEPLOY_DAG], bag.dags[ROLLBACK_DAG]
+    trigger = deploy.get_task("trigger_rollback")
+
+    class Registered:
+        def __init__(self, before: int | None) -> None:
+            self.before = before
+
+        def xcom_pull(self, task_ids: str) -> dict[str, Any]:
+            assert task_ids == "register"
+            return {"model": "iris", "version": 3, "before_version": self.before}
+
+    for before in (None, 2):
+        context = {"ti": Registered(before), "run_id": "commit-abc-dev-iris"}
+        conf = trigger.render_template(trigger.conf, context, deploy.get_template_env())
+        assert conf["before_version"] == before
+        assert conf["failed_version"] == 3
+        params = copy.deepcopy(rollback.params)
+        params.update(conf)
+        assert params.validate()["failed_version"] == 3

@@ -8,14 +8,16 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
+from onecommit.files import write_private
 from onecommit.gateway.auth import StaticTokens, TokenFiles, require_bearer, token_matches
+from onecommit.gateway.errors import answer_errors
 from onecommit.gateway.settings import GatewaySettings
-from onecommit.secrets.files import write_private
 from onecommit.secrets.local_store import gateway_token_files
 
 
 def app_with(source: StaticTokens | TokenFiles) -> TestClient:
     app = FastAPI()
+    answer_errors(app)
 
     @app.get("/admin", dependencies=[Depends(require_bearer(source, "admin"))])
     async def admin() -> dict[str, bool]:
@@ -50,7 +52,7 @@ def test_header_forms(header: str | None, status: int) -> None:
 def test_no_configured_token_closes_the_routes_and_says_how_to_fix_it() -> None:
     response = app_with(StaticTokens(())).get("/admin", headers={"Authorization": "Bearer x"})
     assert response.status_code == 503
-    assert "invoke up" in response.json()["detail"]
+    assert "invoke up" in response.json()["error"]
 
 
 def test_token_files_are_re_read_when_replaced(tmp_path: Path) -> None:

@@ -13,8 +13,11 @@ import yaml
 
 from onecommit import loop, proof, sync
 from onecommit.lifecycle import rollout as strategy
+from onecommit.lifecycle.dags import DEPLOY_DAG
+from onecommit.lifecycle.notify import send
 from onecommit.lifecycle.spec import SpecError, dump_spec, parse_spec
 from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.vocabulary import CHAMPION
 
 DEV_SPEC = PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / "breast-cancer.yaml"
 SPEC_FILE = "envs/dev/models/breast-cancer.yaml"
@@ -259,3 +262,27 @@ def test_entry_points_import_no_training_library(entry: str) -> None:
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True, cwd=PROJECT_ROOT).stdout.strip()
     assert loaded == "[]"
+
+
+def test_a_rollback_is_proven_by_the_notification_naming_its_model_and_version(
+        tmp_path: Path) -> None:
+    """The proof reads who a notification is about from its fields, not from its text: a
+    rollback of another model, or of another version, proves nothing for this one."""
+    settings = Settings(state_dir=tmp_path)
+
+    def rolled_back(model: str, version: int) -> None:
+        send(settings, "rolled back", "whatever the text says", {}, model=model, version=version)
+
+    state = {"dag_runs": {DEPLOY_DAG: [{"run_id": "run-2", "model": "iris", "state": "failed"}]},
+             "models": {"iris": {"registry": {"aliases": {CHAMPION: 1}, "versions": {"2": {
+                 "tags": {"dag_run_id": "run-2", "before_version": "1",
+                          "status": "rolled_back"}}}}}}}
+    rolled_back("wine", 2)
+    rolled_back("iris", 3)
+    state["notifications"] = proof._notifications(settings)
+    assert [(n["model"], n["version"]) for n in state["notifications"]] == [("wine", 2),
+                                                                             ("iris", 3)]
+    assert not proof._last_deploy_whole(state, "iris").holds
+    rolled_back("iris", 2)
+    state["notifications"] = proof._notifications(settings)
+    assert proof._last_deploy_whole(state, "iris").holds

@@ -8,11 +8,11 @@ from typing import Any
 
 from rich.console import Console
 
-from onecommit.gateway.router import TrafficPolicy
 from onecommit.gateway.ui import page, timeline
 from onecommit.rollout_chart import draw
 from onecommit.serving.database import open_engine
 from onecommit.serving.state import StateStore
+from onecommit.vocabulary import TrafficPolicy
 from onecommit.watch import PlainPrinter, Snapshot, lines, since, view
 
 THRESHOLDS = {"max_error_rate": 0.01, "max_p95_latency_ms": 250.0,

@@ -6,8 +6,9 @@ import threading
 import pytest
 from scipy import stats
 
-from onecommit.gateway.router import CHALLENGER, CHAMPION, TrafficPolicy, route, unit_hash
+from onecommit.gateway.router import route, unit_hash
 from onecommit.gateway.statistics import quantile, two_proportion_test
+from onecommit.vocabulary import CHALLENGER, CHAMPION, TrafficPolicy
 
 
 def test_ab_is_sticky_and_stable_across_instances() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from onecommit.gateway.router import TrafficPolicy
 from onecommit.serving.database import open_engine
 from onecommit.serving.state import StateError, StateStore
+from onecommit.vocabulary import TrafficPolicy
 
 
 def _store(path: Path) -> StateStore:

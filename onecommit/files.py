@@ -1,7 +1,8 @@
-"""Atomic file writes for credentials and manifests: all files or none, secrets owner-only.
+"""The one way the project replaces a file: atomically (a reader sees the old file or the new
+one, never half), all files of a change or none, secrets owner-only.
 
-Imports nothing beyond the standard library: the gateway's environment reads its token files
-through this package too.
+Imports nothing beyond the standard library: the gateway's, the lint's and Feast's environments
+write through it too.
 """
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 # Manifests and other files meant for git: readable by everyone, like a checkout.
 PUBLIC_FILE = 0o644
+EXECUTABLE_FILE = 0o755
 
 
 def _stage(path: Path, text: str, mode: int) -> Path:
@@ -51,6 +55,30 @@ def write_all(contents: Mapping[Path, str], modes: Mapping[Path, int] | None = N
     finally:
         for temp, _ in staged:
             temp.unlink(missing_ok=True)
+
+
+def write_file(path: Path, text: str, mode: int | None = None) -> None:
+    """Replace one file atomically; it gets `mode`, else keeps its current one, else
+    PUBLIC_FILE."""
+    write_all({path: text}, None if mode is None else {path: mode})
+
+
+@contextmanager
+def replacing(path: Path, mode: int = PUBLIC_FILE) -> Iterator[BinaryIO]:
+    """A binary file to write `path`'s new content to: it replaces `path` when the block ends,
+    and not at all when the block raises (a binary copied out of an archive, a Parquet file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    staged = Path(name)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def write_private(path: Path, text: str) -> None:

@@ -8,11 +8,18 @@ from typing import Any
 import httpx
 
 from onecommit.errors import OnecommitError
+from onecommit.secrets.catalog import AIRFLOW_USER
+from onecommit.secrets.local_store import airflow_password
 from onecommit.settings import Settings, tls_context
 
 
 class AirflowError(OnecommitError):
-    """Airflow refused a call or a run did not finish in time."""
+    """Airflow refused a call (`status` is its HTTP status) or a run did not finish in time
+    (`status` None)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AirflowClient:
@@ -47,7 +54,8 @@ class AirflowClient:
     def post(self, path: str, body: dict[str, Any]) -> Any:
         response = self._http.post(f"/api/v2{path}", json=body, headers=self._headers())
         if response.status_code >= 400:
-            raise AirflowError(f"POST {path} answered {response.status_code}: {response.text}")
+            raise AirflowError(f"POST {path} answered {response.status_code}: {response.text}",
+                               response.status_code)
         return response.json()
 
     def wait_for_dag(self, dag_id: str, timeout_s: float = 120) -> None:
@@ -78,7 +86,7 @@ class AirflowClient:
             time.sleep(2**attempt)
         if response.status_code >= 400:
             raise AirflowError(f"POST /dags/{dag_id}/dagRuns answered {response.status_code}: "
-                               f"{response.text}")
+                               f"{response.text}", response.status_code)
         return str(response.json()["dag_run_id"])
 
     def run_state(self, dag_id: str, run_id: str) -> str:
@@ -120,7 +128,5 @@ def platform_client(settings: Settings) -> AirflowClient:
     if settings.airflow_api_url and settings.airflow_password:
         return AirflowClient(settings.airflow_api_url, settings.airflow_username,
                              settings.airflow_password.get_secret_value())
-    from onecommit.platform.components import AIRFLOW_USER, airflow_password
-
     return AirflowClient(settings.url(settings.airflow_port), AIRFLOW_USER,
-                         airflow_password(settings))
+                         airflow_password(settings.state_dir))

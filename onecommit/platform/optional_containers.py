@@ -7,20 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from onecommit.features.layer import (
-    FEATURE_SERVER,
-    REDIS,
-    Exited,
-    feature_server,
-    redis_ready,
-    refuse_taken_ports,
-    wait_ready,
-)
-from onecommit.features.offline import FeastJobError, job_arguments, job_report, last_lines
-from onecommit.features.settings import FeatureSettings
+from onecommit.commands import last_lines
+from onecommit.features.offline import FeastJobError, job_arguments, job_report
+from onecommit.features.settings import FEATURE_SERVER, REDIS, FeatureSettings
 from onecommit.platform import compose
+from onecommit.platform.components import feature_server
 from onecommit.platform.health import ComponentStatus
 from onecommit.platform.local import PlatformError, Report
+from onecommit.platform.optional_runtime import Exited, redis_ready, refuse_taken_ports, wait_ready
 
 # docker/feast.Dockerfile's copy of the feature repo.
 IMAGE_REPO = PurePosixPath("/app/optional/feast")

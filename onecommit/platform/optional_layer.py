@@ -7,23 +7,21 @@ file and the online data stay, so the next `on` serves at once.
 
 The steps are the same on either profile; where the programs run is a `Runtime`: the local
 profile's supervisor (`Supervised`, with the feast environment) or compose's containers
-(`onecommit.features.containers`).
+(`onecommit.platform.optional_containers`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import socket
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
+from onecommit.clients.gateway import on_every_worker
 from onecommit.features import dataset
 from onecommit.features.offline import run_job
-from onecommit.features.settings import FeatureSettings
+from onecommit.features.settings import FEATURE_SERVER, REDIS, FeatureSettings
 from onecommit.features.state import feature_settings, read_state, state_file, write_state
 from onecommit.gateway.enrichment import (
     EnrichmentConfig,
@@ -32,16 +30,19 @@ from onecommit.gateway.enrichment import (
     feature_rows,
     write_config,
 )
-from onecommit.lifecycle.gateway import on_every_worker
 from onecommit.platform import health, supervisor
-from onecommit.platform.components import Component, Program, components, gateway_admin_token
-from onecommit.platform.envs import ensure_env, env_dir
+from onecommit.platform.components import (
+    Component,
+    Program,
+    components,
+    feature_server,
+    gateway_admin_token,
+)
+from onecommit.platform.envs import ensure_env
 from onecommit.platform.health import ComponentStatus
-from onecommit.platform.local import PlatformError, Report, port_free, start_component, tail
+from onecommit.platform.local import PlatformError, Report, start_component, tail
+from onecommit.platform.optional_runtime import Runtime, redis_ready, refuse_taken_ports, wait_ready
 from onecommit.settings import Settings
-
-FEATURE_SERVER = "feast-server"
-REDIS = "feast-redis"
 
 
 @dataclass(frozen=True)
@@ -62,16 +63,9 @@ def serve_arguments(settings: FeatureSettings) -> list[str]:
             "--max-requests", "0"]
 
 
-def feature_server(settings: FeatureSettings, programs: list[Program] | None = None,
-                   ) -> Component:
-    """The feature server as `invoke status` probes it."""
-    return Component(name="feast", env="feast", url=settings.url(settings.feast_port),
-                     health_path="/health", version_path="/health", programs=programs or [])
-
-
 def layer_components(settings: FeatureSettings) -> list[Component]:
     """The supervised programs: Redis (for the Redis online store), then the feature server."""
-    feast = str(env_dir(settings, "feast") / "bin" / "feast")
+    feast = str(settings.env_dir("feast") / "bin" / "feast")
     serve = [feast, "--chdir", str(settings.feast_repo), "--feature-store-yaml",
              str(settings.store_yaml()), *serve_arguments(settings)]
     server = feature_server(settings, [Program(FEATURE_SERVER, serve,
@@ -87,42 +81,6 @@ def layer_components(settings: FeatureSettings) -> list[Component]:
                       programs=[Program(REDIS, command)],
                       prepare=lambda: settings.redis_dir.mkdir(parents=True, exist_ok=True))
     return [redis, server]
-
-
-class Runtime(Protocol):
-    """Where the layer's programs (REDIS, FEATURE_SERVER) run."""
-
-    def check(self) -> None:
-        """Refuse early, with the fix, what would fail half-way."""
-
-    def running(self) -> set[str]:
-        """The layer's programs running now."""
-
-    def start_store(self, report: Report) -> None:
-        """Start the online store's server (none for SQLite); return once it answers."""
-
-    def prepare(self) -> dict[str, float]:
-        """Write the offline file, apply the definitions, materialise: Feast's own timings."""
-
-    def start_server(self, report: Report) -> None:
-        """Start the feature server; return once it is healthy."""
-
-    def stop(self, program: str) -> None:
-        """Stop one program gracefully (Redis flushes its append-only file on SIGTERM)."""
-
-    def server_status(self) -> ComponentStatus:
-        """The feature server's health; its memory counts Redis's too."""
-
-    def server_log(self) -> tuple[str, str]:
-        """Where the feature server's log is, and its tail."""
-
-
-def runtime(settings: FeatureSettings) -> Runtime:
-    if settings.profile == "compose":
-        from onecommit.features.containers import Containers  # the Docker SDK only there
-
-        return Containers(settings)
-    return Supervised(settings)
 
 
 @dataclass(frozen=True)
@@ -208,57 +166,6 @@ class Supervised:
         wait_ready(settings, REDIS, redis_ready(settings), exited, report)
 
 
-def refuse_taken_ports(settings: FeatureSettings, programs: list[str],
-                       running: set[str]) -> None:
-    """A port another process holds fails the start half-way: refuse it first, with the fix."""
-    ports = {FEATURE_SERVER: ("FEAST", settings.feast_port),
-             REDIS: ("FEAST_REDIS", settings.feast_redis_port)}
-    for program in programs:
-        variable, port = ports[program]
-        if program not in running and not port_free(settings.host, port):
-            raise PlatformError(f"port {port} ({program}) on {settings.host} is in use by "
-                                f"another process: free it or set ONECOMMIT_{variable}_PORT to "
-                                "a free port")
-
-
-# Answers "" once ready, else why not.
-Readiness = Callable[[], str]
-# None while the program runs, else where its log is and the log's tail.
-Exited = Callable[[], tuple[str, str] | None]
-
-
-def wait_ready(settings: FeatureSettings, program: str, ready: Readiness, exited: Exited,
-               report: Report) -> None:
-    """Until `ready` answers ""; a program that exits, or the deadline, fails with the cause."""
-    deadline = time.monotonic() + settings.health_timeout_s
-    why = "not answering"
-    while time.monotonic() < deadline:
-        dead = exited()
-        if dead is not None:
-            raise PlatformError(f"{program} exited at start: see {dead[0]}", detail=dead[1])
-        why = ready()
-        if why == "":
-            report(f"{program}: ready")
-            return
-        time.sleep(0.2)
-    raise PlatformError(f"{program} not ready after {settings.health_timeout_s:.0f} s ({why})")
-
-
-def redis_ready(settings: FeatureSettings) -> Readiness:
-    return lambda: _ping(settings)
-
-
-def _ping(settings: FeatureSettings) -> str:
-    """Empty when Redis answers PONG (it answers LOADING while it reads its data back)."""
-    try:
-        with socket.create_connection((settings.host, settings.feast_redis_port), 1) as conn:
-            conn.sendall(b"PING\r\n")
-            answer = conn.recv(64)
-    except OSError as error:
-        return type(error).__name__
-    return "" if answer.startswith(b"+PONG") else answer.decode(errors="replace").strip()
-
-
 def _stamp(settings: FeatureSettings) -> str:
     """What the online store must have been materialised from to be reused as it is."""
     hasher = hashlib.sha256(dataset.digest(dataset.patients()).encode())
@@ -316,10 +223,10 @@ def _settled(settings: FeatureSettings, config: EnrichmentConfig) -> None:
                     lambda answer: {k: answer.get(k) for k in wanted} == wanted)
 
 
-def on(settings: Settings, report: Report = print) -> Attached:
-    """Attach the layer; idempotent. Anything it started is stopped again if a step fails."""
+def on(settings: Settings, where: Runtime, report: Report = print) -> Attached:
+    """Attach the layer, its programs run by `where` (the profile's runtime); idempotent.
+    Anything it started is stopped again if a step fails."""
     feature = feature_settings(settings)
-    where = runtime(feature)
     where.check()
     before = where.running()
     try:
@@ -357,7 +264,7 @@ def _attach(settings: FeatureSettings, where: Runtime, report: Report) -> Attach
     return Attached(settings.online_store(), config.feature_server_url, materialized, timings)
 
 
-def off(settings: Settings, report: Report = print) -> None:
+def off(settings: Settings, where: Runtime, report: Report = print) -> None:
     """Detach: enrichment off in the gateway first, then stop the feature server and Redis."""
     feature = feature_settings(settings)
     disabled = EnrichmentConfig()
@@ -368,17 +275,16 @@ def off(settings: Settings, report: Report = print) -> None:
     write_state(feature, attached=False)
     report("gateway: enrichment off" if switched else
            "gateway: not running (it starts with enrichment off)")
-    where = runtime(feature)
     for program in (FEATURE_SERVER, REDIS):
         where.stop(program)
     report(f"feast: feature server and redis stopped; data kept in {feature.features_dir}")
 
 
-def status(settings: Settings) -> dict[str, Any]:
+def status(settings: Settings, where: Runtime) -> dict[str, Any]:
     """Attached or detached, the online store, and the feature server's health and memory."""
     feature = feature_settings(settings)
     state = read_state(feature)
-    server = runtime(feature).server_status()
+    server = where.server_status()
     return {"attached": bool(state.get("attached")), "online_store": state.get("online_store"),
             "feature_server": server.url, "healthy": server.healthy, "detail": server.detail,
             "memory_mb": round(server.memory_mb, 1)}

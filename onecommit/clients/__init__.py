@@ -1,0 +1,1 @@
+"""Clients of the platform's services over their APIs: one per service."""
