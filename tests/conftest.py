@@ -26,7 +26,6 @@ import yaml
 from onecommit.bench.models import register_version
 from onecommit.clients.gateway import on_every_worker
 from onecommit.lifecycle import data, registry
-from onecommit.clients.gateway import on_every_worker
 from onecommit.lifecycle.spec import dump_spec, load_spec
 from onecommit.platform import local, supervisor
 from onecommit.platform.components import gateway_admin_token

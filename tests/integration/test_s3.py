@@ -134,9 +134,9 @@ def _refusal(source: str) -> str:
 @pytest.mark.parametrize(("source", "variables", "expected"), [
     (f"s3://{BUCKET}/iris/missing.csv", {}, r"\(NoSuchKey\): no such object: upload it"),
     ("s3://no-such-bucket/iris.csv", {}, r"\(NoSuchBucket\): no such bucket: create it"),
-    (ON_S3, {"AWS_SECRET_ACCESS_KEY": "Wrong/Secret+Key0123456789abcdefghijklmn"},
+    (ON_S3, {"AWS_SECRET_ACCESS_KEY": "{wrong_secret}"},
      r"\(SignatureDoesNotMatch\): .*check AWS_SECRET_ACCESS_KEY"),
-    (ON_S3, {"AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG0"},
+    (ON_S3, {"AWS_ACCESS_KEY_ID": "{wrong_key}"},
      r"\(InvalidAccessKeyId\): .*check AWS_ACCESS_KEY_ID"),
     (ON_S3, {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
      "refused it without an S3 error: .*AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set"),
@@ -150,8 +150,13 @@ def test_a_failed_read_is_one_line_naming_the_fix(configured: Store,
                                                   variables: dict[str, str],
                                                   expected: str) -> None:
     _upload(configured, "iris/iris.csv", (EXAMPLE / "data" / "iris.csv").read_bytes())
+    # The wrong keys are the right ones reversed: no key-shaped literal in a tracked file.
+    variables = {name: value.format(closed=free_ports(1)[0],
+                                    wrong_secret=configured.secret_key[::-1],
+                                    wrong_key=configured.access_key[::-1])
+                 for name, value in variables.items()}
     for name, value in variables.items():
-        monkeypatch.setenv(name, value.format(closed=free_ports(1)[0]))
+        monkeypatch.setenv(name, value)
     message = _refusal(source)
     assert re.search(expected, message), message
     keys = [v for n, v in variables.items() if n.startswith("AWS_") and v]
