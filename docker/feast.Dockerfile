@@ -10,14 +10,12 @@ FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONPATH=/app \
     FEAST_ENV=/opt/onecommit/envs/feast
 ENV PATH=${FEAST_ENV}/bin:$PATH
 
 COPY requirements/feast.txt /app/requirements.txt
-RUN python -m venv ${FEAST_ENV} && ${FEAST_ENV}/bin/pip install -r /app/requirements.txt
+RUN python -m venv ${FEAST_ENV} && uv pip install --python ${FEAST_ENV}/bin/python -r /app/requirements.txt
 
 # UID/GID 10001: the chart's securityContext.runAsUser; HOME is /tmp (emptyDir).
 RUN groupadd --gid 10001 feast \

@@ -7,8 +7,6 @@ FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONPATH=/app
 # What describes the container comes before the large layer: each instruction after it costs a
 # copy of the whole image on storage drivers without layering (vfs).
@@ -20,7 +18,7 @@ RUN groupadd --gid 10001 onecommit \
     && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin onecommit
 
 COPY requirements/gateway.txt /app/requirements.txt
-RUN pip install -r /app/requirements.txt
+RUN uv pip install -r /app/requirements.txt
 USER 10001:10001
 
 # The library last (a change to it rebuilds this layer only), importable from /app

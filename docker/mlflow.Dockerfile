@@ -6,12 +6,10 @@ ARG BASE_IMAGE=python:3.11.11-slim-bookworm
 FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PYTHONUNBUFFERED=1
 
 COPY requirements/mlflow.txt /app/requirements.txt
-RUN pip install -r /app/requirements.txt
+RUN uv pip install -r /app/requirements.txt
 
 # UID/GID 10001: the chart's securityContext.runAsUser; HOME is /tmp (emptyDir).
 RUN groupadd --gid 10001 mlflow \

@@ -11,8 +11,6 @@ FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONPATH=/app \
     AIRFLOW_HOME=/opt/airflow
 
@@ -22,11 +20,11 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 COPY requirements/platform.txt /app/requirements.txt
-RUN pip install -r /app/requirements.txt
+RUN uv pip install -r /app/requirements.txt
 # What clusters and compose add (KubernetesExecutor, PostgreSQL, statsd), its own layer so the
 # large one above stays cached when only these change.
 COPY requirements/platform-cluster.txt /app/requirements-cluster.txt
-RUN pip install -r /app/requirements-cluster.txt
+RUN uv pip install -r /app/requirements-cluster.txt
 # Feast's environment (numpy>=2, beside Airflow's numpy<2), where DAG tasks run the training-set
 # join while the optional layer is attached (onecommit.features.offline). The same base image
 # makes its interpreter links valid here; ONECOMMIT_ENVS_PATH=/opt/onecommit/envs finds it.

@@ -7,9 +7,7 @@ ARG BASE_IMAGE=python:3.11.11-slim-bookworm
 FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PYTHONUNBUFFERED=1
 # What describes the container comes before the large layer: each instruction after it costs a
 # copy of the whole image on storage drivers without layering (vfs).
 WORKDIR /tmp
@@ -24,7 +22,7 @@ COPY requirements/triton.txt /app/requirements.txt
 # The python backend's stub for this interpreter goes into the backend folder, and the stub must
 # load this interpreter's own libpython first (see DESIGN §2): docker/tritonserver.sh puts
 # LIBDIR first on LD_LIBRARY_PATH.
-RUN pip install -r /app/requirements.txt \
+RUN uv pip install -r /app/requirements.txt \
     && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
     && triton="$site/pytriton/tritonserver" \
     && cp "$triton/python_backend_stubs/3.11/triton_python_backend_stub" "$triton/backends/python/" \
