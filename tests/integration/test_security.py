@@ -216,5 +216,10 @@ def test_without_the_ca_the_certificate_is_refused(tls_gateway: Settings) -> Non
 
 
 def test_plain_http_is_refused_when_tls_is_on(tls_gateway: Settings) -> None:
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://127.0.0.1:{tls_gateway.gateway_port}/v2/health/live", timeout=5)
+    port = tls_gateway.gateway_port
+    # The same port answers HTTPS: what follows is a refusal, not a closed port.
+    assert httpx.get(f"https://127.0.0.1:{port}/v2/health/live",
+                     verify=tls_gateway.gateway_verify()).status_code == 200
+    # A plain request is no TLS handshake: the server closes the connection unanswered.
+    with pytest.raises(httpx.RemoteProtocolError, match="disconnected without sending"):
+        httpx.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
