@@ -12,6 +12,10 @@ from onecommit.secrets.catalog import AIRFLOW_USER
 from onecommit.secrets.local_store import airflow_password
 from onecommit.settings import Settings, tls_context
 
+# How often a waiting caller asks for a run's state: a cheap GET, and every second a deploy's
+# follower waits past its end is a second of every demo commit and test.
+RUN_POLL_S = 0.5
+
 
 class AirflowError(OnecommitError):
     """Airflow refused a call (`status` is its HTTP status) or a run did not finish in time
@@ -118,7 +122,7 @@ class AirflowClient:
                 state = "unknown (API server not answering)"
             if state in ("success", "failed"):
                 return state
-            time.sleep(2)
+            time.sleep(RUN_POLL_S)
         raise AirflowError(f"{dag_id} run {run_id} still {state} after {timeout_s:.0f} s")
 
 

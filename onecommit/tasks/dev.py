@@ -38,15 +38,16 @@ def lint(c: Context) -> None:
 
 # The two tiers of the suite (README: The test suite). `fast` is `make test`: the static checks,
 # unit and lint tests, and one proof of each capability on one local platform; `e2e` is
-# `make test-e2e`: compose, faults, the examples, the prod promotion, Feast and the benches.
+# `make test-e2e`: compose, faults, the examples, the prod promotion and Feast.
 TIERS = {"fast": "not e2e", "e2e": "e2e", "all": "e2e or not e2e"}
 
 
 @task(help={"tier": f"which tests: {', '.join(TIERS)} (default fast: what `make test` runs)",
             "pytest_args": "extra arguments for pytest, e.g. '-k gateway -x'"})
 def test(c: Context, tier: str = "fast", pytest_args: str = "") -> None:
-    """The test suite against the real platform; the fast tier also runs ruff and mypy beside
-    pytest (the suite itself runs the offline lint on this tree and on seeded copies)."""
+    """The test suite against the real platform; the fast tier also runs ruff, mypy and
+    lint-imports beside pytest (the suite itself runs the offline lint on this tree and on
+    seeded copies)."""
     if tier not in TIERS:
         raise Exit(f"unknown tier {tier!r}: choose one of {', '.join(TIERS)}", code=2)
     envs(c)
