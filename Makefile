@@ -18,9 +18,9 @@ test-e2e: bootstrap
 
 bootstrap: $(STAMP)
 
-$(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml
+$(STAMP): requirements/uv.txt requirements/dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "onecommit needs Python 3.11+: run make with PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/base.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/uv.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/dev.txt -e .
 	touch $@

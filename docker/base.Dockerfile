@@ -17,12 +17,3 @@ RUN chmod 0755 /usr/local/bin/onecommit-healthcheck
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
-# uv installs the images' requirements: parallel downloads and installs, several times pip's
-# speed on a cold cache. Into the image's Python (`--system`: the one on PATH), compiled to
-# bytecode as pip does (every process would otherwise compile Airflow's imports on start), and
-# with no download cache left in a layer.
-COPY requirements/base.txt /tmp/base.txt
-RUN pip install --no-cache-dir --disable-pip-version-check -r /tmp/base.txt && rm /tmp/base.txt
-ENV UV_SYSTEM_PYTHON=1 \
-    UV_COMPILE_BYTECODE=1 \
-    UV_NO_CACHE=1

@@ -80,7 +80,8 @@ def _packages_by_name(args: list[str]) -> list[str]:
         if skip:
             skip = False
         elif arg in ("-r", "--requirement", "-c", "--constraint", "-e", "--editable",
-                     "--index-url", "-i", "--extra-index-url", "--target", "-t", "--prefix"):
+                     "--index-url", "-i", "--extra-index-url", "--target", "-t", "--prefix",
+                     "--python", "-p"):
             skip = True
         elif not arg.startswith("-") and not arg.startswith((".", "/")):
             names.append(arg)

@@ -228,18 +228,15 @@ def _remove_replaced(client: docker.DockerClient, name: str, before: str | None)
 @contextmanager
 def _context(image: Image, ca_bundle: Path | None) -> Iterator[Path]:
     """The build context: the repository root (.dockerignore trims it), or for the base a
-    directory holding the health check, the installer's requirements file and the extra CA
-    bundle (empty when none is given)."""
+    directory holding the health check and the extra CA bundle (empty when none is given)."""
     if image.name != "base":
         yield PROJECT_ROOT
         return
     with tempfile.TemporaryDirectory(prefix="onecommit-base-") as scratch:
-        context = Path(scratch)
-        (context / "extra-ca.crt").write_bytes(ca_bundle.read_bytes() if ca_bundle else b"")
-        shutil.copy2(PROJECT_ROOT / "docker" / "healthcheck.py", context)
-        (context / "requirements").mkdir()
-        shutil.copy2(PROJECT_ROOT / "requirements" / "base.txt", context / "requirements")
-        yield context
+        (Path(scratch) / "extra-ca.crt").write_bytes(ca_bundle.read_bytes() if ca_bundle
+                                                      else b"")
+        shutil.copy2(PROJECT_ROOT / "docker" / "healthcheck.py", scratch)
+        yield Path(scratch)
 
 
 def _build(client: docker.DockerClient, image: Image, name: str, context: Path,
