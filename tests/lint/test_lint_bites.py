@@ -83,13 +83,11 @@ def _drop_user(root: Path) -> None:
     target.write_text(text.replace("\nUSER 10001:10001\n", "\n"))
 
 
-_mlflow_by_name = _edit("docker/mlflow.Dockerfile", "RUN pip install -r /app/requirements.txt",
-                        "RUN pip install mlflow==3.17.2")
+_mlflow_by_name = _edit("docker/mlflow.Dockerfile", "-r /app/requirements.txt", "mlflow==3.17.2")
 
 # An installer inside a virtual environment is an installer too.
-_feast_by_name = _edit("docker/feast.Dockerfile",
-                       "${FEAST_ENV}/bin/pip install -r /app/requirements.txt",
-                       "${FEAST_ENV}/bin/pip install feast==0.50.0")
+_feast_by_name = _edit("docker/feast.Dockerfile", "uv pip install",
+                       "${FEAST_ENV}/bin/pip install feast==0.50.0 && uv pip install")
 
 _sealed_elsewhere = _edit("gitops/envs/dev/sealed/gateway-admin-token.yaml",
                           "namespace: onecommit-dev", "namespace: onecommit-prod", count=2)
