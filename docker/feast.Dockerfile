@@ -34,7 +34,9 @@ EXPOSE 6566
 CMD ["feast", "-f", "feature_store.cluster.yaml", "serve", "--host", "0.0.0.0"]
 
 # The feature repo, and the code last: features.py and the Feast jobs import onecommit.features
-# only (the data set's schema), so a change elsewhere in onecommit/ rebuilds nothing here.
+# (the data set's schema) and onecommit.files (the one atomic writer) only, so a change
+# elsewhere in onecommit/ rebuilds nothing here.
 COPY optional/feast /app/optional/feast
 COPY onecommit/__init__.py /app/onecommit/__init__.py
+COPY onecommit/files.py /app/onecommit/files.py
 COPY onecommit/features /app/onecommit/features

@@ -28,7 +28,12 @@ def job_arguments(command: str, repo: PurePath, yaml_file: PurePath, *args: str)
 
 def job_report(stdout: str) -> dict[str, float]:
     """The job's result: the one JSON line it ends its output with."""
-    report: dict[str, float] = json.loads(stdout.strip().splitlines()[-1])
+    lines = stdout.strip().splitlines()
+    try:
+        report: dict[str, float] = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise FeastJobError("the Feast job ended without its JSON result line: see its "
+                            "output above (`invoke logs feast` on compose)") from None
     return report
 
 
