@@ -141,8 +141,8 @@ def test_training_code_that_fails_is_refused_and_nothing_changes(
     assert loop.served_version(platform, "churn") == str(champion)
     refusal = next(r for r in sync.read_syncs(platform) if r["sha"] == sha
                    and r["action"] == "failed")
-    assert refusal["problems"] == ["churn: training.entrypoint training/churn.py:train raised "
-                                   "KeyError: 'region'"]
+    assert (refusal["model"], refusal["problems"]) == (
+        "churn", ["training.entrypoint training/churn.py:train raised KeyError: 'region'"])
     sent = [json.loads(line) for line in notifications_file(platform.state_dir)
             .read_text().splitlines()]
     assert any(n["event"] == "train refused" and "KeyError: 'region'" in n["payload"]["text"]
