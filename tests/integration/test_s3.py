@@ -36,7 +36,7 @@ from onecommit.platform import local
 from onecommit.platform.components import components
 from onecommit.platform.envs import ensure_env
 from onecommit.settings import PROJECT_ROOT, Settings
-from tests.conftest import alive, free_ports, make_settings, process_tree
+from tests.conftest import free_ports, make_settings, stop_platform
 
 BUCKET = "onecommit-data"
 EXAMPLE = PROJECT_ROOT / "examples" / "iris-xgboost"
@@ -187,9 +187,7 @@ def mlflow_on_s3(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iter
             local.up(settings, report=lambda _: None, platform=mlflow)
         yield settings
     finally:
-        ours = process_tree(settings)
-        local.down(settings)
-        assert not alive(ours), f"processes left after down: {alive(ours)}"
+        stop_platform(settings)
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from onecommit.secrets.rotation import Rotation, rotate
 from onecommit.secrets.sealing import generate_controller_keypair
 from onecommit.serving.triton_repo import publish
 from onecommit.settings import Settings
-from tests.conftest import alive, make_settings, process_tree
+from tests.conftest import make_settings, stop_platform
 from tests.unit.test_secrets_tree import make_tree
 from tests.unit.test_triton_repo import small_model
 
@@ -190,9 +190,7 @@ def tls_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         local.up(settings, report=lambda _: None, platform=serving)
         yield settings
     finally:
-        ours = process_tree(settings)
-        local.down(settings)
-        assert not alive(ours), f"processes left after down: {alive(ours)}"
+        stop_platform(settings)
 
 
 def test_https_verifies_against_the_internal_ca(tls_gateway: Settings) -> None:
