@@ -3,7 +3,7 @@ the command line reads the defaults without importing what the benchmarks run.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from onecommit.settings import PROJECT_ROOT
@@ -27,9 +27,18 @@ class BenchConfig:
     name: str = "gateway"
     spec_path: Path = PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / "breast-cancer.yaml"
 
+    def shortened(self) -> BenchConfig:
+        """`--short`: every scenario and endpoint once, too briefly for figures (the e2e tier
+        runs it so that the bench cannot rot unseen)."""
+        return replace(self, duration_s=1.5, reloads=2, split_requests=1_000)
+
 
 @dataclass(frozen=True)
 class LoopConfig:
     good: int = 3
     name: str = "loop"
     out_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "docs" / "bench")
+
+    def shortened(self) -> LoopConfig:
+        """`--short`: one good commit and the bad one."""
+        return replace(self, good=1)
