@@ -1,0 +1,252 @@
+"""A commit's training in a sandbox: the user's code and every trainer fed the commit's data run
+in a separate process that hands back an ONNX model and nothing else.
+
+Locally the sandbox is bubblewrap (`bwrap`, Debian's `bubblewrap`): new PID, IPC, UTS and network
+namespaces (no network: only a loopback that is down), a root of its own holding read-only
+`/usr`, the platform's Python environment and the `onecommit` package, a read-only copy of the
+commit's tree at `/tree`, the training rows at `/job`, a private `/tmp`, and one writable
+folder, `/out`, for the answer. Nothing of the state dir (admin token, databases) and nothing of
+the repository around the package is mounted. Its environment is empty but for PATH, HOME and
+PYTHONPATH. It runs as `nobody` (uid 65534): dropped by `setpriv` inside the sandbox when the
+platform runs as root (its user namespace would map the sandbox's user to root), mapped by a user
+namespace otherwise. CPU seconds, address space, file size and process count are capped by
+`prlimit`, the wall-clock time by the parent.
+
+The parent reads `/out/model.onnx` (no link followed, size capped) or `/out/refusal.txt` (the
+one-line reason training refused), checks the model as untrusted bytes (`export.checked`), and
+evaluates, registers and publishes it as before. When the sandbox cannot start, training
+refuses with one line naming the fix; it never runs unsandboxed.
+
+`python -m onecommit.lifecycle.sandbox JOB TREE OUT` is the side inside the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from onecommit.commands import CommandError, last_lines, run
+from onecommit.errors import OnecommitError
+from onecommit.lifecycle import export, training
+from onecommit.lifecycle.data import Split
+from onecommit.lifecycle.spec import ModelSpec, parse_spec
+from onecommit.settings import PROJECT_ROOT, Settings
+
+NOBODY = 65534
+# Where the sandbox sees its inputs and its answer.
+JOB, TREE, OUT, PACKAGE_ROOT = Path("/job"), Path("/tree"), Path("/out"), Path("/opt/onecommit")
+# The sandbox's own temporary folders: fresh tmpfs mounts no other process sees.
+PRIVATE_TMP, PRIVATE_SHM = "/tmp", "/dev/shm"  # noqa: S108
+MODEL, REFUSAL, LOG = "model.onnx", "refusal.txt", "log.txt"
+# The child's exit code when training refused the commit (the reason is in REFUSAL).
+REFUSED = 3
+_REFUSAL_CHARS = 2000
+# One thread per library: the limits are per sandbox, and the machine is shared.
+_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+INSTALL_FIX = ("install bubblewrap (`apt-get install bubblewrap`; `make bootstrap` and "
+               "`invoke setup` do it)")
+
+
+class SandboxUnavailable(training.TrainingError):
+    """The sandbox cannot start here; the message names the fix. Training never falls back to
+    running unsandboxed."""
+
+
+def trained(settings: Settings, spec: ModelSpec, split: Split, tree: Path | None) -> bytes:
+    """The spec's model trained on the split's training rows in the sandbox, as checked ONNX
+    bytes; TrainingError with the reason when training refused or broke a limit."""
+    bwrap = shutil.which("bwrap", path=_HOST_PATH)
+    if bwrap is None:
+        raise SandboxUnavailable(f"training runs in a sandbox and bwrap is missing: {INSTALL_FIX}")
+    with tempfile.TemporaryDirectory(prefix="onecommit-train-") as scratch:
+        job, copy, out = (Path(scratch) / name for name in ("job", "tree", "out"))
+        _write_job(job, spec, split)
+        if tree is not None:
+            _readable_copy(tree, copy)
+        out.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            os.chown(out, NOBODY, NOBODY)
+        argv: list[str | Path] = [*_limits(settings), bwrap, *_bwrap_options(job, copy if tree else None, out),
+                *_as_nobody(), sys.executable, "-s", "-m", "onecommit.lifecycle.sandbox",
+                JOB, TREE, OUT]
+        try:
+            result = run(argv, env={"PATH": _HOST_PATH}, replace_env=True,
+                         timeout_s=settings.training_timeout_s, check=False)
+        except CommandError as error:
+            if error.returncode is None and "timed out" in str(error):
+                raise training.TrainingError(
+                    f"training: no model within {settings.training_timeout_s:g} s "
+                    "(ONECOMMIT_TRAINING_TIMEOUT_S): train on fewer rows or cheaper params, or "
+                    "have the operator raise the limit") from None
+            raise SandboxUnavailable(f"the training sandbox cannot start ({error}): "
+                                     f"{INSTALL_FIX}") from None
+        return _answer(settings, spec, out, result.returncode, result.stderr)
+
+
+def _write_job(job: Path, spec: ModelSpec, split: Split) -> None:
+    """The training rows (never the holdout) and the spec, readable by the sandbox's user."""
+    job.mkdir(mode=0o755)
+    np.savez(job / "rows.npz", x=split.x_train, y=split.y_train)
+    (job / "job.json").write_text(json.dumps({"spec": spec.model_dump(mode="json"),
+                                              "feature_names": split.feature_names}))
+    for path in job.iterdir():
+        path.chmod(0o644)
+
+
+def _readable_copy(tree: Path, copy: Path) -> None:
+    """A copy of the commit's tree the sandbox's user can read (links copied as links, never
+    followed; the sync refuses a tree holding any)."""
+    shutil.copytree(tree, copy, symlinks=True)
+    for path in [copy, *copy.rglob("*")]:
+        if not path.is_symlink():
+            extra = 0o555 if path.is_dir() else 0o444
+            path.chmod(stat.S_IMODE(path.stat().st_mode) | extra)
+
+
+def _limits(settings: Settings) -> list[str]:
+    return ["prlimit", f"--cpu={settings.training_cpu_s}",
+            f"--as={settings.training_memory_mb * 2**20}",
+            f"--fsize={settings.training_max_model_mb * 2**20}", "--nproc=256", "--core=0",
+            "--"]
+
+
+def _visible_parents(paths: list[Path]) -> list[str]:
+    """bwrap creates a mount point's parents with the host's modes (/root: 0700): make each
+    one traversable, so the sandbox's user reaches what is mounted and nothing more."""
+    parents = sorted({parent for path in paths for parent in path.parents if parent != Path("/")},
+                     key=lambda parent: len(parent.parts))
+    return [option for parent in parents for option in ("--perms", "0755", "--dir", str(parent))]
+
+
+def _system_dirs() -> list[str]:
+    """/usr read-only, and the merged-/usr links (or the directories) beside it."""
+    options = ["--ro-bind", "/usr", "/usr"]
+    for name in ("/bin", "/lib", "/lib64", "/sbin"):
+        if Path(name).is_symlink():
+            options += ["--symlink", os.readlink(name), name]
+        elif Path(name).is_dir():
+            options += ["--ro-bind", name, name]
+    return options
+
+
+def _bwrap_options(job: Path, tree: Path | None, out: Path) -> list[str]:
+    python = [Path(sys.prefix), Path(sys.base_prefix)]
+    mounts = [*python, PACKAGE_ROOT / "onecommit"]
+    options = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+               "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+               *_system_dirs(), "--proc", "/proc", "--dev", "/dev",
+               "--perms", "1777", "--tmpfs", PRIVATE_TMP,
+               "--perms", "1777", "--tmpfs", PRIVATE_SHM,
+               *_visible_parents(mounts)]
+    for prefix in dict.fromkeys(python):
+        options += ["--ro-bind", str(prefix), str(prefix)]
+    options += ["--ro-bind", str(PROJECT_ROOT / "onecommit"), str(PACKAGE_ROOT / "onecommit"),
+                "--ro-bind", str(job), str(JOB), "--bind", str(out), str(OUT)]
+    if tree is not None:
+        options += ["--ro-bind", str(tree), str(TREE)]
+    options += ["--remount-ro", "/", "--chdir", PRIVATE_TMP, "--clearenv",
+                "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", PRIVATE_TMP,
+                "--setenv", "PYTHONPATH", str(PACKAGE_ROOT),
+                "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
+    for variable in _THREADS:
+        options += ["--setenv", variable, "1"]
+    if os.geteuid() != 0:  # the user namespace maps the platform's user to nobody
+        options += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+    else:  # root keeps what setpriv needs to become nobody, and nothing else
+        options += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                    "--cap-add", "CAP_SETPCAP"]
+    return [*options, "--"]
+
+
+def _as_nobody() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+def _read_answer(path: Path, limit: int, tail: bool = False) -> bytes | None:
+    """A file the sandbox wrote, read without following a link and never more than `limit`
+    bytes (its last ones with `tail`); None when it is not there as a regular file."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        if tail:
+            handle.seek(max(0, status.st_size - limit))
+        return handle.read(limit + 1)
+
+
+def _answer(settings: Settings, spec: ModelSpec, out: Path, returncode: int,
+            stderr: str) -> bytes:
+    first = stderr.strip().splitlines()[0] if stderr.strip() else ""
+    if returncode != 0 and first.startswith(("bwrap:", "setpriv:", "prlimit:")):
+        raise SandboxUnavailable(f"the training sandbox cannot start ({first[:300]}): "
+                                 f"{INSTALL_FIX}, with user namespaces allowed")
+    if returncode == 0:
+        limit = settings.training_max_model_mb * 2**20
+        model = _read_answer(out / MODEL, limit)
+        if model is None or len(model) > limit:
+            raise training.TrainingError(
+                f"training handed back no ONNX model of at most {settings.training_max_model_mb}"
+                " MB (ONECOMMIT_TRAINING_MAX_MODEL_MB)")
+        try:
+            return export.checked(model, spec.task)
+        except export.ExportError as error:
+            raise training.TrainingError(f"training: the model cannot be served: {error}"
+                                         ) from None
+    if returncode == REFUSED:
+        reason = _read_answer(out / REFUSAL, _REFUSAL_CHARS) or b"training refused the commit"
+        raise training.TrainingError(" ".join(reason.decode(errors="replace").split())
+                                     [:_REFUSAL_CHARS])
+    log = (_read_answer(out / LOG, _REFUSAL_CHARS, tail=True) or b"").decode(errors="replace")
+    raise training.TrainingError(_broken(settings, returncode, f"{stderr}\n{log}"))
+
+
+def _broken(settings: Settings, returncode: int, output: str) -> str:
+    """Why the sandboxed training ended without an answer, in one line."""
+    if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return (f"training: past its CPU limit of {settings.training_cpu_s} s "
+                "(ONECOMMIT_TRAINING_CPU_S): train on fewer rows or cheaper params")
+    if "MemoryError" in output or "std::bad_alloc" in output:
+        return (f"training: past its memory limit of {settings.training_memory_mb} MB "
+                "(ONECOMMIT_TRAINING_MEMORY_MB)")
+    return f"training ended with exit code {returncode}: {last_lines(output, 1)[:300]}"
+
+
+def main(argv: list[str]) -> int:
+    """Inside the sandbox: train on /job's rows (the user's code from /tree), write the ONNX
+    model, or the reason training refused, to /out."""
+    job, tree, out = (Path(arg) for arg in argv)
+    # What the training prints goes to a file the file-size limit caps, not to the parent.
+    log = os.open(out / LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    meta = json.loads((job / "job.json").read_text())
+    spec = parse_spec(meta["spec"])
+    with np.load(job / "rows.npz", allow_pickle=False) as arrays:
+        rows = training.TrainingData.of(spec, arrays["x"], arrays["y"], meta["feature_names"])
+    try:
+        model = training.exported(spec, rows, tree if tree.is_dir() else None)
+    except OnecommitError as error:
+        (out / REFUSAL).write_text(str(error)[:_REFUSAL_CHARS])
+        return REFUSED
+    (out / MODEL).write_bytes(model)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
