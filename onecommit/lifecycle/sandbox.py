@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import stat
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,7 @@ MODEL, REFUSAL, LOG = "model.onnx", "refusal.txt", "log.txt"
 # The child's exit code when training refused the commit (the reason is in REFUSAL).
 REFUSED = 3
 _REFUSAL_CHARS = 2000
+_CPU_GRACE_S = 5
 # One thread per library: the limits are per sandbox, and the machine is shared.
 _THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -75,9 +78,11 @@ def trained(settings: Settings, spec: ModelSpec, split: Split, tree: Path | None
         out.mkdir(mode=0o700)
         if os.geteuid() == 0:
             os.chown(out, NOBODY, NOBODY)
-        argv: list[str | Path] = [*_limits(settings), bwrap, *_bwrap_options(job, copy if tree else None, out),
-                *_as_nobody(), sys.executable, "-s", "-m", "onecommit.lifecycle.sandbox",
-                JOB, TREE, OUT]
+        options = _bwrap_options(job, copy if tree is not None else None, out)
+        argv: list[str | Path] = [*_limits(settings), bwrap, *options, *_as_nobody(),
+                                  sys.executable, "-s", "-m", "onecommit.lifecycle.sandbox",
+                                  JOB, TREE, OUT]
+        before = _children_cpu_s()
         try:
             result = run(argv, env={"PATH": _HOST_PATH}, replace_env=True,
                          timeout_s=settings.training_timeout_s, check=False)
@@ -89,7 +94,8 @@ def trained(settings: Settings, spec: ModelSpec, split: Split, tree: Path | None
                     "have the operator raise the limit") from None
             raise SandboxUnavailable(f"the training sandbox cannot start ({error}): "
                                      f"{INSTALL_FIX}") from None
-        return _answer(settings, spec, out, result.returncode, result.stderr)
+        cpu_s = _children_cpu_s() - before
+        return _answer(settings, spec, out, _Ending(result.returncode, result.stderr, cpu_s))
 
 
 def _write_job(job: Path, spec: ModelSpec, split: Split) -> None:
@@ -113,7 +119,9 @@ def _readable_copy(tree: Path, copy: Path) -> None:
 
 
 def _limits(settings: Settings) -> list[str]:
-    return ["prlimit", f"--cpu={settings.training_cpu_s}",
+    # SIGXCPU at the limit; a process that handles it is killed a few seconds later.
+    cpu = f"{settings.training_cpu_s}:{settings.training_cpu_s + _CPU_GRACE_S}"
+    return ["prlimit", f"--cpu={cpu}",
             f"--as={settings.training_memory_mb * 2**20}",
             f"--fsize={settings.training_max_model_mb * 2**20}", "--nproc=256", "--core=0",
             "--"]
@@ -190,13 +198,27 @@ def _read_answer(path: Path, limit: int, tail: bool = False) -> bytes | None:
         return handle.read(limit + 1)
 
 
-def _answer(settings: Settings, spec: ModelSpec, out: Path, returncode: int,
-            stderr: str) -> bytes:
-    first = stderr.strip().splitlines()[0] if stderr.strip() else ""
-    if returncode != 0 and first.startswith(("bwrap:", "setpriv:", "prlimit:")):
+@dataclass(frozen=True)
+class _Ending:
+    """How the sandbox ended: its exit code (bwrap's 128 + N for a child ended by signal N),
+    what it printed before the training took over its output, the CPU seconds it used."""
+
+    returncode: int
+    stderr: str
+    cpu_s: float
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _answer(settings: Settings, spec: ModelSpec, out: Path, ending: _Ending) -> bytes:
+    first = ending.stderr.strip().splitlines()[0] if ending.stderr.strip() else ""
+    if ending.returncode != 0 and first.startswith(("bwrap:", "setpriv:", "prlimit:")):
         raise SandboxUnavailable(f"the training sandbox cannot start ({first[:300]}): "
                                  f"{INSTALL_FIX}, with user namespaces allowed")
-    if returncode == 0:
+    if ending.returncode == 0:
         limit = settings.training_max_model_mb * 2**20
         model = _read_answer(out / MODEL, limit)
         if model is None or len(model) > limit:
@@ -208,23 +230,27 @@ def _answer(settings: Settings, spec: ModelSpec, out: Path, returncode: int,
         except export.ExportError as error:
             raise training.TrainingError(f"training: the model cannot be served: {error}"
                                          ) from None
-    if returncode == REFUSED:
+    if ending.returncode == REFUSED:
         reason = _read_answer(out / REFUSAL, _REFUSAL_CHARS) or b"training refused the commit"
         raise training.TrainingError(" ".join(reason.decode(errors="replace").split())
                                      [:_REFUSAL_CHARS])
     log = (_read_answer(out / LOG, _REFUSAL_CHARS, tail=True) or b"").decode(errors="replace")
-    raise training.TrainingError(_broken(settings, returncode, f"{stderr}\n{log}"))
+    raise training.TrainingError(_broken(settings, ending, f"{ending.stderr}\n{log}"))
 
 
-def _broken(settings: Settings, returncode: int, output: str) -> str:
+def _broken(settings: Settings, ending: _Ending, output: str) -> str:
     """Why the sandboxed training ended without an answer, in one line."""
-    if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+    signalled = ending.returncode - 128 if ending.returncode > 128 else -ending.returncode
+    if signalled == signal.SIGXCPU or ending.cpu_s >= settings.training_cpu_s:
         return (f"training: past its CPU limit of {settings.training_cpu_s} s "
                 "(ONECOMMIT_TRAINING_CPU_S): train on fewer rows or cheaper params")
     if "MemoryError" in output or "std::bad_alloc" in output:
         return (f"training: past its memory limit of {settings.training_memory_mb} MB "
                 "(ONECOMMIT_TRAINING_MEMORY_MB)")
-    return f"training ended with exit code {returncode}: {last_lines(output, 1)[:300]}"
+    if signalled > 0:
+        return (f"training was killed by signal {signalled}: "
+                f"{last_lines(output, 1)[:300]}")
+    return f"training ended with exit code {ending.returncode}: {last_lines(output, 1)[:300]}"
 
 
 def main(argv: list[str]) -> int:
