@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import signal
 import stat
@@ -82,7 +81,6 @@ def trained(settings: Settings, spec: ModelSpec, split: Split, tree: Path | None
         argv: list[str | Path] = [*_limits(settings), bwrap, *options, *_as_nobody(),
                                   sys.executable, "-s", "-m", "onecommit.lifecycle.sandbox",
                                   JOB, TREE, OUT]
-        before = _children_cpu_s()
         try:
             result = run(argv, env={"PATH": _HOST_PATH}, replace_env=True,
                          timeout_s=settings.training_timeout_s, check=False)
@@ -94,8 +92,7 @@ def trained(settings: Settings, spec: ModelSpec, split: Split, tree: Path | None
                     "have the operator raise the limit") from None
             raise SandboxUnavailable(f"the training sandbox cannot start ({error}): "
                                      f"{INSTALL_FIX}") from None
-        cpu_s = _children_cpu_s() - before
-        return _answer(settings, spec, out, _Ending(result.returncode, result.stderr, cpu_s))
+        return _answer(settings, spec, out, _Ending(result.returncode, result.stderr))
 
 
 def _write_job(job: Path, spec: ModelSpec, split: Split) -> None:
@@ -201,16 +198,10 @@ def _read_answer(path: Path, limit: int, tail: bool = False) -> bytes | None:
 @dataclass(frozen=True)
 class _Ending:
     """How the sandbox ended: its exit code (bwrap's 128 + N for a child ended by signal N),
-    what it printed before the training took over its output, the CPU seconds it used."""
+    and what it printed before the training took over its output."""
 
     returncode: int
     stderr: str
-    cpu_s: float
-
-
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _answer(settings: Settings, spec: ModelSpec, out: Path, ending: _Ending) -> bytes:
@@ -241,7 +232,7 @@ def _answer(settings: Settings, spec: ModelSpec, out: Path, ending: _Ending) -> 
 def _broken(settings: Settings, ending: _Ending, output: str) -> str:
     """Why the sandboxed training ended without an answer, in one line."""
     signalled = ending.returncode - 128 if ending.returncode > 128 else -ending.returncode
-    if signalled == signal.SIGXCPU or ending.cpu_s >= settings.training_cpu_s:
+    if signalled == signal.SIGXCPU:
         return (f"training: past its CPU limit of {settings.training_cpu_s} s "
                 "(ONECOMMIT_TRAINING_CPU_S): train on fewer rows or cheaper params")
     if "MemoryError" in output or "std::bad_alloc" in output:
