@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     training_memory_mb: int = Field(default=4096, ge=256)
     training_timeout_s: float = Field(default=1200.0, gt=0)
     training_max_model_mb: int = Field(default=256, ge=1)
+    # The folder the trainer container shares with the scheduler (compose); unset, training runs
+    # in bubblewrap on this machine.
+    training_spool: Path | None = None
     # Slack incoming webhook; unset, notifications go to <state dir>/notifications.jsonl.
     notify_webhook_url: SecretStr | None = None
     # Serve the gateway over HTTPS with a certificate of the internal CA (`invoke up --tls`); the

@@ -29,6 +29,8 @@ import signal
 import stat
 import sys
 import tempfile
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +49,12 @@ JOB, TREE, OUT, PACKAGE_ROOT = Path("/job"), Path("/tree"), Path("/out"), Path("
 # The sandbox's own temporary folders: fresh tmpfs mounts no other process sees.
 PRIVATE_TMP, PRIVATE_SHM = "/tmp", "/dev/shm"  # noqa: S108
 MODEL, REFUSAL, LOG = "model.onnx", "refusal.txt", "log.txt"
-# The child's exit code when training refused the commit (the reason is in REFUSAL).
-REFUSED = 3
+# The child's exit code when training refused the commit (the reason is in REFUSAL); the code
+# the runner records when it ended the child at the time limit.
+REFUSED, TIMED_OUT = 3, 124
+# The trainer container's spool: a job folder, its markers, how often both sides look.
+_JOB_SUFFIX, _STARTED, _STATUS, _STDERR = ".job", "started", "status", "stderr.txt"
+_HEARTBEAT, _HEARTBEAT_STALE_S, _POLL_S, _TRAINER_START_S = ".trainer-alive", 30, 0.5, 120
 _REFUSAL_CHARS = 2000
 _CPU_GRACE_S = 5
 # One thread per library: the limits are per sandbox, and the machine is shared.
@@ -63,46 +69,70 @@ class SandboxUnavailable(training.TrainingError):
     running unsandboxed."""
 
 
+@dataclass(frozen=True)
+class _Ending:
+    """How the sandbox ended: its exit code (bwrap's 128 + N for a child ended by signal N),
+    and what it printed before the training took over its output."""
+
+    returncode: int
+    stderr: str
+
+
 def trained(settings: Settings, spec: ModelSpec, split: Split, tree: Path | None) -> bytes:
-    """The spec's model trained on the split's training rows in the sandbox, as checked ONNX
+    """The spec's model trained on the split's training rows in the sandbox (bubblewrap here,
+    the trainer container when ONECOMMIT_TRAINING_SPOOL names its spool), as checked ONNX
     bytes; TrainingError with the reason when training refused or broke a limit."""
+    if settings.training_spool is not None:
+        return _in_trainer(settings, spec, split, tree, settings.training_spool)
     bwrap = shutil.which("bwrap", path=_HOST_PATH)
     if bwrap is None:
         raise SandboxUnavailable(f"training runs in a sandbox and bwrap is missing: {INSTALL_FIX}")
     with tempfile.TemporaryDirectory(prefix="onecommit-train-") as scratch:
-        job, copy, out = (Path(scratch) / name for name in ("job", "tree", "out"))
-        _write_job(job, spec, split)
-        if tree is not None:
-            _readable_copy(tree, copy)
-        out.mkdir(mode=0o700)
+        root = Path(scratch)
+        _prepare(root, settings, spec, split, tree)
         if os.geteuid() == 0:
-            os.chown(out, NOBODY, NOBODY)
-        options = _bwrap_options(job, copy if tree is not None else None, out)
-        argv: list[str | Path] = [*_limits(settings), bwrap, *options, *_as_nobody(),
-                                  sys.executable, "-s", "-m", "onecommit.lifecycle.sandbox",
-                                  JOB, TREE, OUT]
-        try:
-            result = run(argv, env={"PATH": _HOST_PATH}, replace_env=True,
-                         timeout_s=settings.training_timeout_s, check=False)
-        except CommandError as error:
-            if error.returncode is None and "timed out" in str(error):
-                raise training.TrainingError(
-                    f"training: no model within {settings.training_timeout_s:g} s "
-                    "(ONECOMMIT_TRAINING_TIMEOUT_S): train on fewer rows or cheaper params, or "
-                    "have the operator raise the limit") from None
-            raise SandboxUnavailable(f"the training sandbox cannot start ({error}): "
-                                     f"{INSTALL_FIX}") from None
-        return _answer(settings, spec, out, _Ending(result.returncode, result.stderr))
+            os.chown(root / "out", NOBODY, NOBODY)
+        options = _bwrap_options(root / "job", root / "tree" if tree is not None else None,
+                                 root / "out")
+        argv: list[str | Path] = [*_limits(_job_limits(settings)), bwrap, *options,
+                                  *_as_nobody(), sys.executable, "-s", "-m",
+                                  "onecommit.lifecycle.sandbox", JOB, TREE, OUT]
+        ending = _run(argv, {"PATH": _HOST_PATH}, settings.training_timeout_s)
+        return _answer(settings, spec, root / "out", ending)
 
 
-def _write_job(job: Path, spec: ModelSpec, split: Split) -> None:
-    """The training rows (never the holdout) and the spec, readable by the sandbox's user."""
+def _run(argv: list[str | Path], env: dict[str, str], timeout_s: float) -> _Ending:
+    try:
+        result = run(argv, env=env, replace_env=True, timeout_s=timeout_s, check=False)
+    except CommandError as error:
+        if error.returncode is None and "timed out" in str(error):
+            return _Ending(TIMED_OUT, "")
+        raise SandboxUnavailable(f"the training sandbox cannot start ({error}): "
+                                 f"{INSTALL_FIX}") from None
+    return _Ending(result.returncode, result.stderr[-_REFUSAL_CHARS:])
+
+
+def _prepare(root: Path, settings: Settings, spec: ModelSpec, split: Split,
+             tree: Path | None) -> None:
+    """The job (training rows, never the holdout; the spec; the limits) and the tree's copy,
+    readable by the sandbox's user, and the folder for its answer."""
+    job = root / "job"
     job.mkdir(mode=0o755)
     np.savez(job / "rows.npz", x=split.x_train, y=split.y_train)
     (job / "job.json").write_text(json.dumps({"spec": spec.model_dump(mode="json"),
-                                              "feature_names": split.feature_names}))
+                                              "feature_names": split.feature_names,
+                                              "limits": _job_limits(settings)}))
     for path in job.iterdir():
         path.chmod(0o644)
+    if tree is not None:
+        _readable_copy(tree, root / "tree")
+    (root / "out").mkdir(mode=0o700)
+
+
+def _job_limits(settings: Settings) -> dict[str, float]:
+    return {"cpu_s": settings.training_cpu_s, "memory_mb": settings.training_memory_mb,
+            "max_model_mb": settings.training_max_model_mb,
+            "timeout_s": settings.training_timeout_s}
 
 
 def _readable_copy(tree: Path, copy: Path) -> None:
@@ -115,13 +145,82 @@ def _readable_copy(tree: Path, copy: Path) -> None:
             path.chmod(stat.S_IMODE(path.stat().st_mode) | extra)
 
 
-def _limits(settings: Settings) -> list[str]:
+def _in_trainer(settings: Settings, spec: ModelSpec, split: Split, tree: Path | None,
+                spool: Path) -> bytes:
+    """Hand the job to the trainer container through the spool it shares with this one (and
+    nothing else): `<id>.job/` appears whole (a rename), the trainer marks it started, trains,
+    and writes its exit code to `out/status` last."""
+    name = uuid.uuid4().hex
+    staging, root = spool / f"{name}.tmp", spool / f"{name}{_JOB_SUFFIX}"
+    try:
+        staging.mkdir(mode=0o755)
+        _prepare(staging, settings, spec, split, tree)
+        (staging / "out").chmod(0o777)  # the trainer's user writes its answer there
+        staging.rename(root)
+        out = root / "out"
+        if not _appears(out / _STARTED, _TRAINER_START_S):
+            raise SandboxUnavailable(f"no trainer took the training job within "
+                                     f"{_TRAINER_START_S} s: start the trainer container "
+                                     "(`invoke up --profile compose`)")
+        if not _appears(out / _STATUS, settings.training_timeout_s + _TRAINER_START_S):
+            return _answer(settings, spec, out, _Ending(TIMED_OUT, ""))
+        status = (_read_answer(out / _STATUS, 16) or b"").decode(errors="replace").strip()
+        stderr = (_read_answer(out / _STDERR, _REFUSAL_CHARS) or b"").decode(errors="replace")
+        code = int(status) if status.lstrip("-").isdigit() else 1
+        return _answer(settings, spec, out, _Ending(code, stderr))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _appears(path: Path, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_POLL_S)
+    return True
+
+
+def serve(spool: Path) -> None:
+    """The trainer container's loop: train each job that appears in the spool, one at a time,
+    and beat a heartbeat its health check reads."""
+    while True:
+        (spool / _HEARTBEAT).touch()
+        for root in sorted(spool.glob(f"*{_JOB_SUFFIX}")):
+            if not (root / "out" / _STARTED).exists():
+                _train_job(root)
+        time.sleep(_POLL_S)
+
+
+def _train_job(root: Path) -> None:
+    out = root / "out"
+    (out / _STARTED).touch()
+    limits = json.loads((root / "job" / "job.json").read_text())["limits"]
+    argv: list[str | Path] = [*_limits(limits), sys.executable, "-s", "-m",
+                              "onecommit.lifecycle.sandbox",
+                              root / "job", root / "tree", out]
+    environment = {"PATH": _HOST_PATH, "HOME": PRIVATE_TMP,
+                   "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+                   "PYTHONDONTWRITEBYTECODE": "1", **dict.fromkeys(_THREADS, "1")}
+    ending = _run(argv, environment, float(limits["timeout_s"]))
+    (out / _STDERR).write_text(ending.stderr)
+    (out / f"{_STATUS}.tmp").write_text(str(ending.returncode))
+    (out / f"{_STATUS}.tmp").rename(out / _STATUS)
+
+
+def alive(spool: Path) -> bool:
+    """The trainer's health: its heartbeat is recent."""
+    beat = spool / _HEARTBEAT
+    return beat.exists() and time.time() - beat.stat().st_mtime < _HEARTBEAT_STALE_S
+
+
+def _limits(limits: dict[str, float]) -> list[str]:
     # SIGXCPU at the limit; a process that handles it is killed a few seconds later.
-    cpu = f"{settings.training_cpu_s}:{settings.training_cpu_s + _CPU_GRACE_S}"
-    return ["prlimit", f"--cpu={cpu}",
-            f"--as={settings.training_memory_mb * 2**20}",
-            f"--fsize={settings.training_max_model_mb * 2**20}", "--nproc=256", "--core=0",
-            "--"]
+    cpu_s = int(limits["cpu_s"])
+    return ["prlimit", f"--cpu={cpu_s}:{cpu_s + _CPU_GRACE_S}",
+            f"--as={int(limits['memory_mb']) * 2**20}",
+            f"--fsize={int(limits['max_model_mb']) * 2**20}", "--nproc=256", "--core=0", "--"]
 
 
 def _visible_parents(paths: list[Path]) -> list[str]:
@@ -195,15 +294,6 @@ def _read_answer(path: Path, limit: int, tail: bool = False) -> bytes | None:
         return handle.read(limit + 1)
 
 
-@dataclass(frozen=True)
-class _Ending:
-    """How the sandbox ended: its exit code (bwrap's 128 + N for a child ended by signal N),
-    and what it printed before the training took over its output."""
-
-    returncode: int
-    stderr: str
-
-
 def _answer(settings: Settings, spec: ModelSpec, out: Path, ending: _Ending) -> bytes:
     first = ending.stderr.strip().splitlines()[0] if ending.stderr.strip() else ""
     if ending.returncode != 0 and first.startswith(("bwrap:", "setpriv:", "prlimit:")):
@@ -221,6 +311,11 @@ def _answer(settings: Settings, spec: ModelSpec, out: Path, ending: _Ending) -> 
         except export.ExportError as error:
             raise training.TrainingError(f"training: the model cannot be served: {error}"
                                          ) from None
+    if ending.returncode == TIMED_OUT:
+        raise training.TrainingError(
+            f"training: no model within {settings.training_timeout_s:g} s "
+            "(ONECOMMIT_TRAINING_TIMEOUT_S): train on fewer rows or cheaper params, or have the "
+            "operator raise the limit")
     if ending.returncode == REFUSED:
         reason = _read_answer(out / REFUSAL, _REFUSAL_CHARS) or b"training refused the commit"
         raise training.TrainingError(" ".join(reason.decode(errors="replace").split())
@@ -245,8 +340,13 @@ def _broken(settings: Settings, ending: _Ending, output: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """Inside the sandbox: train on /job's rows (the user's code from /tree), write the ONNX
-    model, or the reason training refused, to /out."""
+    """`serve SPOOL` (the trainer container), `alive SPOOL` (its health check), or
+    `JOB TREE OUT`: inside the sandbox, train on the job's rows (the user's code from the tree),
+    write the ONNX model, or the reason training refused, to OUT."""
+    if argv[0] == "serve":
+        serve(Path(argv[1]))
+    if argv[0] == "alive":
+        return 0 if alive(Path(argv[1])) else 1
     job, tree, out = (Path(arg) for arg in argv)
     # What the training prints goes to a file the file-size limit caps, not to the parent.
     log = os.open(out / LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -4,7 +4,10 @@ a host file instead of a model, is refused in one line."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,23 @@ def test_an_answer_that_links_to_a_host_file_is_refused(tree: Path, tmp_path: Pa
         sandbox.trained(Settings(), spec, split, tree)
     assert str(refused.value) == ("training handed back no ONNX model of at most 256 MB "
                                   "(ONECOMMIT_TRAINING_MAX_MODEL_MB)")
+
+
+def test_the_trainer_container_protocol_hands_back_the_model(tree: Path, tmp_path: Path) -> None:
+    """The compose profile's runner: the job goes through the spool to the trainer's loop (here
+    a process of its own, as in its container) and the model comes back the same way."""
+    spool = tmp_path / "spool"
+    spool.mkdir(mode=0o1777)
+    # Owned here and stopped below: the trainer's loop runs until it is stopped.
+    trainer = subprocess.Popen([sys.executable, "-m", "onecommit.lifecycle.sandbox", "serve",
+                                str(spool)], env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    try:
+        spec = _spec(tree)
+        split = data.load(spec.data, spec.task, tree)  # type: ignore[arg-type]
+        onnx_bytes = sandbox.trained(Settings(training_spool=spool), spec, split, tree)
+        assert training.gate(spec, training.evaluate(onnx_bytes, split, spec.task), None) == []
+        assert sandbox.alive(spool)
+        assert sorted(p.name for p in spool.iterdir()) == [".trainer-alive"]
+    finally:
+        trainer.terminate()
+        trainer.wait(timeout=30)
