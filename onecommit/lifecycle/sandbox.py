@@ -60,8 +60,7 @@ _CPU_GRACE_S = 5
 # One thread per library: the limits are per sandbox, and the machine is shared.
 _THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-INSTALL_FIX = ("install bubblewrap (`apt-get install bubblewrap`; `make bootstrap` and "
-               "`invoke setup` do it)")
+INSTALL_FIX = "install bubblewrap (`apt-get install bubblewrap`; `make bootstrap` does it)"
 
 
 class SandboxUnavailable(training.TrainingError):
@@ -349,7 +348,8 @@ def main(argv: list[str]) -> int:
         return 0 if alive(Path(argv[1])) else 1
     job, tree, out = (Path(arg) for arg in argv)
     # What the training prints goes to a file the file-size limit caps, not to the parent.
-    log = os.open(out / LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Readable by the platform's user, which reads its tail when training breaks (compose).
+    log = os.open(out / LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
     meta = json.loads((job / "job.json").read_text())
