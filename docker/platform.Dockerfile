@@ -38,9 +38,11 @@ RUN uv pip install --no-cache --compile-bytecode --python "$(command -v python)"
 COPY --from=feast /opt/onecommit/envs/feast /opt/onecommit/envs/feast
 
 # UID/GID 50000: the official Airflow chart's uid (values: airflow.uid/gid) and our chart's.
+# The training spool (compose: the volume the scheduler shares with the trainer) starts here.
 RUN groupadd --gid 50000 airflow \
     && useradd --uid 50000 --gid 50000 --home-dir /opt/airflow --shell /usr/sbin/nologin airflow \
-    && install -d -o 50000 -g 50000 /opt/airflow
+    && install -d -o 50000 -g 50000 /opt/airflow \
+    && install -d -m 1777 /var/spool/onecommit-training
 USER 50000:50000
 WORKDIR /opt/airflow
 EXPOSE 8080

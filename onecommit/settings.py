@@ -51,7 +51,7 @@ def _as_variable(value: object) -> str:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
     # Mappings and lists as JSON: how pydantic-settings reads them back.
-    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+    return json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
 
 
 class Settings(BaseSettings):
@@ -118,6 +118,18 @@ class Settings(BaseSettings):
     # The deploy DAG's READY sensor: how often it asks and how long it waits.
     ready_poke_s: float = Field(default=2.0, gt=0)
     ready_timeout_s: float = Field(default=300.0, gt=0)
+    # Folders on this machine a spec's absolute `data.source` may name (JSON list); none by
+    # default: a commit's data then comes from its tree, a built-in set or an object store.
+    data_roots: list[Path] = Field(default_factory=list)
+    # The training sandbox's limits: CPU seconds, address space, wall-clock time, and the size
+    # of the ONNX model it may hand back.
+    training_cpu_s: int = Field(default=900, ge=1)
+    training_memory_mb: int = Field(default=4096, ge=256)
+    training_timeout_s: float = Field(default=1200.0, gt=0)
+    training_max_model_mb: int = Field(default=256, ge=1)
+    # The folder the trainer container shares with the scheduler (compose); unset, training runs
+    # in bubblewrap on this machine.
+    training_spool: Path | None = None
     # Slack incoming webhook; unset, notifications go to <state dir>/notifications.jsonl.
     notify_webhook_url: SecretStr | None = None
     # Serve the gateway over HTTPS with a certificate of the internal CA (`invoke up --tls`); the
@@ -135,6 +147,11 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path | str | None) -> Path | str | None:
         # Supervisor and the services run with other working directories.
         return value.expanduser().resolve() if isinstance(value, Path) else value
+
+    @field_validator("data_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[Path]) -> list[Path]:
+        return [root.expanduser().resolve() for root in roots]
 
     @model_validator(mode="after")
     def _profile_state_dir(self) -> Settings:

@@ -36,6 +36,7 @@ from onecommit.commands import CommandError, last_lines, run
 from onecommit.commits import checkout, local_repo
 from onecommit.errors import OnecommitError
 from onecommit.gitops_remote import last_synced_file
+from onecommit.lifecycle import containment
 from onecommit.lifecycle.dags import DEPLOY_DAG
 from onecommit.lifecycle.notify import send
 from onecommit.lifecycle.spec import ModelSpec, SpecError, load_spec, spec_files
@@ -124,7 +125,9 @@ def _yamllint_config() -> YamlLintConfig:
 def validate(tree: Path, changed: list[str], settings: Settings, env: str) -> list[str]:
     """Everything wrong with the tree, each naming the file; empty when it may be deployed.
     Every spec must parse; the specs this commit deploys are checked deeper (`_deep`)."""
-    problems = []
+    problems = containment.tree_problems(tree)  # nothing is read from a tree holding links
+    if problems:
+        return problems
     for path in sorted(tree.rglob("*.y*ml")):
         if is_template(path):
             continue  # Helm templates are YAML only once rendered (the lint renders them).
@@ -144,7 +147,9 @@ def validate(tree: Path, changed: list[str], settings: Settings, env: str) -> li
             problems.append(str(error).replace(str(tree) + "/", ""))
     for path, spec in specs.items():
         if path.parent.parent.name == env and _deploys(spec, path, tree, changed):
-            problems += [f"{path.relative_to(tree)}: {problem}" for problem in _deep(spec, tree)]
+            contained = containment.spec_problems(spec, tree, settings.data_roots)
+            problems += [f"{path.relative_to(tree)}: {problem}"
+                         for problem in contained or _deep(spec, tree)]
     problems += _render_changed_values(tree, changed, settings)
     return problems
 

@@ -4,6 +4,7 @@ through onnxmltools, or the user's own ONNX model as it is."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import onnx
@@ -113,3 +114,30 @@ def signature(onnx_bytes: bytes) -> dict[str, list[dict[str, Any]]]:
                  "shape": [d.dim_value if d.HasField("dim_value") else -1
                            for d in v.type.tensor_type.shape.dim]} for v in values]
     return {"inputs": tensors(proto.graph.input), "outputs": tensors(proto.graph.output)}
+
+
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor the graph holds: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            subgraphs = [attribute.g] if attribute.HasField("g") else []
+            for subgraph in [*subgraphs, *attribute.graphs]:
+                yield from _tensors(subgraph)
+
+
+def checked(onnx_bytes: bytes, task: Task) -> bytes:
+    """ONNX bytes from an untrusted process (the training sandbox), checked as a served model
+    is: parsed, no tensor kept in a file outside the model (ONNX Runtime would read any file it
+    names), outputs by the serving convention."""
+    try:
+        proto = onnx.load_from_string(onnx_bytes)
+    except Exception:  # protobuf's DecodeError, or whatever else the bytes provoke
+        raise ExportError("the training's answer is not an ONNX model") from None
+    if any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in _tensors(proto.graph)):
+        raise ExportError("the ONNX model keeps tensors in external files: export it with "
+                          "every tensor inside the model")
+    return bytes(_conventional(proto, task).SerializeToString())

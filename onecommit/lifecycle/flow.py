@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from onecommit.clients.gateway import Gateway
 from onecommit.commits import commit_checkout
 from onecommit.errors import OnecommitError
-from onecommit.lifecycle import data, registry, training, triton
+from onecommit.lifecycle import containment, data, registry, sandbox, training, triton
 from onecommit.lifecycle.evidence import judge
 from onecommit.lifecycle.spec import ModelSpec, Source, parse_spec
 from onecommit.settings import Settings
@@ -68,13 +68,20 @@ def training_split(settings: Settings, spec: ModelSpec,
             features, labels = offline.training_set(feature_settings)
             rows = data.Table(features, labels, dataset.feature_names())
             return data.split(rows, spec.data, spec.task), "feast"
-    return data.load(spec.data, spec.task, tree), "data"
+    return contained_load(settings, spec, tree), "data"
+
+
+def contained_load(settings: Settings, spec: ModelSpec, tree: Path | None) -> data.Split:
+    """The spec's data, read only once its path passed the containment checks."""
+    assert spec.data is not None
+    containment.data_file(spec.data, tree, settings.data_roots)
+    return data.load(spec.data, spec.task, tree)
 
 
 def _trained(settings: Settings, spec: ModelSpec,
              tree: Path | None) -> tuple[registry.Artifact, data.Split, dict[str, Any]]:
     split, feature_source = training_split(settings, spec, tree)
-    onnx_bytes = training.candidate(spec, split, tree)
+    onnx_bytes = sandbox.trained(settings, spec, split, tree)
     assert spec.training is not None
     assert spec.data is not None
     artifact = registry.Artifact.trained(onnx_bytes, split.x_holdout, split.feature_names)
@@ -145,7 +152,7 @@ def train(settings: Settings, conf: dict[str, Any],
     if spec.source is not None:
         artifact, params, logged = _promoted(settings, spec, spec.source)
         if spec.data is not None:
-            split = data.load(spec.data, spec.task, None)
+            split = contained_load(settings, spec, None)
     else:
         with commit_tree(spec, conf.get("repo"), context.git_sha) as tree:
             artifact, split, params = _trained(settings, spec, tree)
@@ -173,7 +180,8 @@ def _gated(client: MlflowClient, spec: ModelSpec, artifact: registry.Artifact,
 
 
 # The commit's own faults: its data, its code, its model or the gate. Final, never retried.
-REFUSALS = (data.DataError, training.TrainingError, StepFailed)
+REFUSALS = (data.DataError, training.TrainingError, containment.ContainmentError,
+            StepFailed)
 
 
 def refused(settings: Settings, conf: dict[str, Any], reason: str) -> None:

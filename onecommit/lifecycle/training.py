@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from onecommit.errors import OnecommitError
-from onecommit.lifecycle import export
+from onecommit.lifecycle import containment, export
 from onecommit.lifecycle.catalog import (
     LABEL,
     METRICS,
@@ -59,6 +59,14 @@ class TrainingData:
     task: Task
     seed: int
     classes: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, spec: ModelSpec, x: NDArray[np.float32], y: NDArray[Any],
+           feature_names: list[str]) -> TrainingData:
+        """The training rows of a spec's split, with the classes a classifier learns."""
+        assert spec.data is not None
+        classes = sorted(int(c) for c in np.unique(y)) if spec.task != "regression" else []
+        return cls(x, y, feature_names, spec.task, spec.data.seed, classes)
 
 
 def _import(path: str) -> Any:
@@ -95,7 +103,10 @@ def entrypoint_problem(training: Training, tree: Path) -> str | None:
     syntax, the function and its parameters. None when it may be called."""
     assert training.entrypoint is not None
     file, name = training.entrypoint.split(":")
-    path = tree / file
+    try:
+        path = containment.entrypoint_file(training, tree)
+    except containment.ContainmentError as error:
+        return str(error)
     if not path.is_file():
         return f"training.entrypoint: no file {file} in the commit: commit it, or fix the path"
     try:
@@ -120,7 +131,7 @@ def _user_function(training: Training, tree: Path) -> Callable[..., Any]:
     assert training.entrypoint is not None
     file, name = training.entrypoint.split(":")
     spec = importlib.util.spec_from_file_location(f"onecommit_user.{Path(file).stem}",
-                                                  tree / file)
+                                                  containment.entrypoint_file(training, tree))
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -136,42 +147,45 @@ def _user_function(training: Training, tree: Path) -> Callable[..., Any]:
     return function
 
 
-def fit(spec: ModelSpec, split: Split, tree: Path | None) -> Any:
+def fit(spec: ModelSpec, rows: TrainingData, tree: Path | None) -> Any:
     """The fitted model, before export."""
     assert spec.training is not None
-    assert spec.data is not None
-    training, seed = spec.training, spec.data.seed
+    training = spec.training
     if training.trainer is not None:
-        model = estimator(training, spec.task, seed)
+        model = estimator(training, spec.task, rows.seed)
         try:
-            return model.fit(split.x_train, split.y_train)
+            return model.fit(rows.x, rows.y)
         except (ValueError, TypeError) as error:
             raise TrainingError(f"training: {training.trainer} failed to fit: {error}") from None
     if tree is None:
         raise TrainingError("training.entrypoint: the commit's tree is not checked out here")
     function = _user_function(training, tree)
-    classes = (sorted(int(c) for c in np.unique(split.y_train))
-               if spec.task != "regression" else [])
-    data = TrainingData(split.x_train, split.y_train, split.feature_names, spec.task, seed,
-                        classes)
     try:
-        return function(data, dict(training.params))
+        return function(rows, dict(training.params))
     except Exception as error:
         raise TrainingError(f"training.entrypoint {training.entrypoint} raised "
                             f"{type(error).__name__}: {error}") from None
 
 
-def candidate(spec: ModelSpec, split: Split, tree: Path | None) -> bytes:
-    """Train and export: the ONNX model to evaluate, register and serve."""
-    model = fit(spec, split, tree)
+def exported(spec: ModelSpec, rows: TrainingData, tree: Path | None) -> bytes:
+    """Train on the rows and export: the ONNX model to evaluate, register and serve. The
+    deploy runs this in the sandbox (`sandbox.py`)."""
+    model = fit(spec, rows, tree)
     try:
-        proto = export.to_onnx(model, len(split.feature_names), spec.task)
+        proto = export.to_onnx(model, len(rows.feature_names), spec.task)
     except export.ExportError as error:
         assert spec.training is not None
         origin = (f"training.entrypoint {spec.training.entrypoint}" if spec.training.entrypoint
                   else f"training.trainer {spec.training.trainer}")
         raise TrainingError(f"{origin}: the model cannot be served: {error}") from None
     return bytes(proto.SerializeToString())
+
+
+def candidate(spec: ModelSpec, split: Split, tree: Path | None) -> bytes:
+    """Train on the split's training rows and export, in this process: for the platform's own
+    trainings (benchmarks, tests); a commit's training runs in the sandbox."""
+    rows = TrainingData.of(spec, split.x_train, split.y_train, split.feature_names)
+    return exported(spec, rows, tree)
 
 
 class OnnxModel:

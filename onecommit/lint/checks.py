@@ -33,6 +33,7 @@ from onecommit.lint import (
     policy,
     rules,
     secretrefs,
+    trainer,
     upstream,
     workflows,
 )
@@ -393,6 +394,7 @@ def run_all(root: Path, shared_dir: Path, state_dir: Path) -> list[Finding]:
         findings += rules.check_baseline_charts(root, ensure_promtool(state_dir))
         findings += dockerfiles.check_dockerfiles(root)
         findings += compose.check_compose(root)
+        findings += trainer.check_trainer(helm.renders)
         findings += workflows.check_workflows(root)
         findings += policy.findings(checkov, root, objects)
     return sorted(set(findings))

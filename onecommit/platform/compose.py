@@ -59,6 +59,8 @@ _ROLES = ("superuser", "airflow", "mlflow", "serving")
 OPTIONAL = "optional"
 # Where docker/platform.Dockerfile puts Feast's environment (its own numpy>=2).
 IMAGE_ENVS = "/opt/onecommit/envs"
+# The training spool in the scheduler and the trainer (compose.yaml, docker/platform.Dockerfile).
+TRAINING_SPOOL = "/var/spool/onecommit-training"
 
 
 class ComposeError(OnecommitError):
@@ -91,7 +93,7 @@ def parts(settings: Settings) -> list[Part]:
         Part("postgres", ("postgres",), None),
         Part("mlflow", ("mlflow",), local["mlflow"]),
         Part("airflow", ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
-                         "airflow-triggerer"), local["airflow"]),
+                         "airflow-triggerer", "trainer"), local["airflow"]),
         Part("triton", ("triton", "triton-reconciler"), local["triton"]),
         Part("gateway", ("gateway",), local["gateway"]),
         Part("prometheus", ("prometheus",),
@@ -160,6 +162,8 @@ def onecommit_environment(settings: Settings) -> dict[str, str]:
         "ONECOMMIT_ENVS_PATH": IMAGE_ENVS,
         **{f"ONECOMMIT_{name.upper()}_PORT": str(port)
            for name, port in _ports(settings).items() if name.startswith("feast")},
+        # Training goes to the trainer container through the spool (compose.yaml: trainer).
+        "ONECOMMIT_TRAINING_SPOOL": TRAINING_SPOOL,
         # The containers' user has no home in the images.
         "HOME": "/tmp",  # noqa: S108 (the images already give their users /tmp as home)
     }

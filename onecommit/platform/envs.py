@@ -17,6 +17,10 @@ COMPONENTS = ("platform", "mlflow", "triton", "gateway")
 # attached (`invoke optional --on`), so the core platform never pays for them.
 OPTIONAL_COMPONENTS = ("feast",)
 _STAMP = ".requirements.sha256"
+# The platform environment is installed with its bytecode compiled: the training sandbox mounts
+# it read-only, so a sandbox could not cache what it compiles, and would compile scikit-learn
+# and the ONNX converters again on every training (4x slower).
+_INSTALL_OPTIONS = {"platform": ["--compile-bytecode"]}
 
 
 class EnvironmentError_(OnecommitError):
@@ -39,7 +43,9 @@ def _uv() -> str:
 
 
 def _digest(name: str) -> str:
-    return hashlib.sha256(requirements_file(name).read_bytes()).hexdigest()
+    """What the environment is built from: its requirements file and its install options."""
+    options = " ".join(_INSTALL_OPTIONS.get(name, [])).encode()
+    return hashlib.sha256(requirements_file(name).read_bytes() + options).hexdigest()
 
 
 def environment_digest(settings: Settings, name: str) -> str:
@@ -68,7 +74,7 @@ def ensure_env(settings: Settings, name: str) -> Path:
     for command in (
         [uv, "venv", "--quiet", "--clear", "--python", sys.executable, str(target)],
         [uv, "pip", "install", "--quiet", "--python", str(target / "bin" / "python"),
-         "-r", str(requirements)],
+         *_INSTALL_OPTIONS.get(name, []), "-r", str(requirements)],
     ):
         try:
             run(command)

@@ -107,6 +107,12 @@ def _allow_listed(root: Path) -> None:
 # once, since every lint run renders every chart and runs checkov (about 20 s).
 SEEDS: dict[str, tuple[Callable[[Path], None], str, str, str]] = {
     # name: (mutation, file named, object named, words of the problem)
+    # The trainer, where every commit's training runs, with a service-account token.
+    "trainer-with-token": (
+        _edit("charts/airflow/templates/trainer.yaml", "automountServiceAccountToken: false",
+              "automountServiceAccountToken: true"),
+        "charts/airflow/templates/trainer.yaml", "Deployment/airflow-dev-trainer",
+        "mounts a service-account token: automountServiceAccountToken: false"),
     "chart-value-schema": (
         _edit("gitops/envs/prod/values/gateway.yaml", "minReplicas: 3", "minReplicas: three"),
         "gitops/envs/prod/values/gateway.yaml", "chart gateway (prod)", "minReplicas"),

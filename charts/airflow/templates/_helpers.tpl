@@ -52,3 +52,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "onecommit-airflow.apiUrl" -}}
 {{- default (printf "http://%s-api-server:%v" .Release.Name .Values.airflow.ports.apiServer) .Values.sync.airflowUrl -}}
 {{- end -}}
+
+{{/* Labels of the trainer's objects (their component is the trainer, not the sync). */}}
+{{- define "onecommit-airflow.trainerLabels" -}}
+helm.sh/chart: {{ include "onecommit-airflow.chart" . }}
+{{ include "onecommit-airflow.trainerSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.trainer.image.tag | quote }}
+app.kubernetes.io/part-of: onecommit
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of the trainer's pods (its NetworkPolicy selects them). */}}
+{{- define "onecommit-airflow.trainerSelectorLabels" -}}
+{{ include "onecommit-airflow.selectorLabels" . }}
+app.kubernetes.io/component: trainer
+{{- end -}}
