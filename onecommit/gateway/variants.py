@@ -220,8 +220,10 @@ class ServingState:
         try:
             stored = await self._db.read(self._store.read, model)
         except Exception as error:
-            raise StoreUnavailable(f"desired state of {model!r} could not be read ({error}): "
-                                   "the serving database is unreachable; retry") from error
+            # The driver's message (SQL, file paths) goes to the log, never to a client.
+            logger.warning(f"desired state of {model!r} not read: {error}")
+            raise StoreUnavailable(f"desired state of {model!r} could not be read: the "
+                                   "serving database is unreachable; retry") from error
         if stored is None:
             raise ModelNotDeployed(
                 f"model {model!r} has no desired state on this gateway: a model gets one at "
@@ -237,8 +239,9 @@ class ServingState:
         except StateError:
             raise
         except Exception as error:
-            raise StoreUnavailable(f"desired state could not be written ({error}): the "
-                                   "serving database is unreachable; retry") from error
+            logger.warning(f"desired state of {model!r} not written: {error}")
+            raise StoreUnavailable("desired state could not be written: the serving database "
+                                   "is unreachable; retry") from error
         await self._apply(state)
         return state
 
