@@ -29,6 +29,9 @@ Unpinnable = Literal["challenger", "previous"]
 Strategy = Literal["ab", "canary", "bluegreen", "shadow"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 
+# The header (HTTP) or metadata key (gRPC) carrying the key Triton's model-control API asks
+# for (`--http-restricted-api` / `--grpc-restricted-protocol`, model-repository).
+TRITON_CONTROL_HEADER = "onecommit-control-key"
 # What a model may be called: its spec's `model`, its registered model, its desired state and
 # its gateway routes.
 MODEL_NAME = r"^[a-z][a-z0-9_-]{1,62}$"

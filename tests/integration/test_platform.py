@@ -19,7 +19,7 @@ from onecommit.platform.components import Component, Program
 from onecommit.platform.health import probe
 from onecommit.serving.triton_repo import publish
 from onecommit.settings import Settings
-from tests.conftest import alive, make_settings, process_tree
+from tests.conftest import alive, make_settings, process_tree, triton_control
 from tests.unit.test_triton_repo import small_model
 
 pytestmark = pytest.mark.platform
@@ -55,7 +55,7 @@ def test_model_answers_through_the_gateway_as_directly(platform: Settings) -> No
     model, onnx_bytes, features = small_model()
     publish(platform.model_repository, "cancer", 1, onnx_bytes)
     grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{platform.triton_grpc_port}")
-    grpc.load_model("cancer")
+    grpc.load_model("cancer", headers=triton_control(platform))
     assert grpc.is_model_ready("cancer", "1")
     rows = features[:16]
     answers = []

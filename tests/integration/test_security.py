@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
+from tritonclient.utils import InferenceServerException
 
 from onecommit.clients.gateway import Gateway, GatewayRefused
 from onecommit.platform import local
@@ -27,7 +28,8 @@ from onecommit.secrets.rotation import Rotation, rotate
 from onecommit.secrets.sealing import generate_controller_keypair
 from onecommit.serving.triton_repo import publish
 from onecommit.settings import Settings
-from tests.conftest import make_settings, stop_platform
+from onecommit.vocabulary import TRITON_CONTROL_HEADER
+from tests.conftest import make_settings, stop_platform, triton_control
 from tests.unit.test_secrets_tree import make_tree
 from tests.unit.test_triton_repo import small_model
 
@@ -92,11 +94,11 @@ def load_model(platform: Settings) -> Iterator[dict[str, object]]:
     _, onnx_bytes, features = small_model()
     publish(platform.model_repository, LOAD_MODEL, 1, onnx_bytes)
     grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{platform.triton_grpc_port}")
-    grpc.load_model(LOAD_MODEL)
+    grpc.load_model(LOAD_MODEL, headers=triton_control(platform))
     rows = features[:4].astype(np.float32)
     yield {"inputs": [{"name": "X", "shape": list(rows.shape), "datatype": "FP32",
                        "data": rows.flatten().tolist()}]}
-    grpc.unload_model(LOAD_MODEL)
+    grpc.unload_model(LOAD_MODEL, headers=triton_control(platform))
 
 
 def rotate_under_load(platform: Settings, tmp_path: Path, body: dict[str, object]
@@ -120,6 +122,28 @@ def rotate_under_load(platform: Settings, tmp_path: Path, body: dict[str, object
         for thread in threads:
             thread.join(timeout=15)
     return result, load, probe
+
+
+def test_triton_model_control_refuses_a_client_without_the_key(
+        platform: Settings, load_model: dict[str, object]) -> None:
+    grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{platform.triton_grpc_port}")
+    try:
+        for wrong in ({}, {TRITON_CONTROL_HEADER: "not-the-key"}):
+            with pytest.raises(InferenceServerException):
+                grpc.unload_model(LOAD_MODEL, headers=wrong)
+            with pytest.raises(InferenceServerException):
+                grpc.get_model_repository_index(headers=wrong)
+        assert grpc.is_model_ready(LOAD_MODEL, "1")
+    finally:
+        grpc.close()
+    http = f"{platform.url(platform.triton_http_port)}/v2/repository"
+    refused = httpx.post(f"{http}/models/{LOAD_MODEL}/unload")
+    assert refused.status_code in (401, 403), refused.text
+    assert httpx.post(f"{http}/index").status_code in (401, 403)
+    # Inference stays open to the gateway; the key is on no open route of the gateway.
+    key = triton_control(platform)[TRITON_CONTROL_HEADER]
+    for path in ("/models", "/ui/rollout.json", "/metrics", "/v2"):
+        assert key not in httpx.get(f"{platform.gateway_url}{path}").text
 
 
 def test_rotation_under_load_drops_no_request_and_revokes_the_old_token_after_the_switch(
