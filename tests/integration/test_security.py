@@ -245,3 +245,39 @@ def test_plain_http_is_refused_when_tls_is_on(tls_gateway: Settings) -> None:
     # A plain request is no TLS handshake: the server closes the connection unanswered.
     with pytest.raises(httpx.RemoteProtocolError, match="disconnected without sending"):
         httpx.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
+
+
+@pytest.mark.parametrize("grace_s", [-1.0, float("nan"), float("inf"), 1e9])
+def test_a_bad_grace_period_is_refused_before_anything_changes(
+        platform: Settings, tmp_path: Path, grace_s: float) -> None:
+    old = gateway_admin_token(platform)
+    tree = make_tree(tmp_path, generate_controller_keypair("controller", key_size=2048),
+                     platform)
+    with pytest.raises(SecretsError, match="is not a grace period"):
+        rotate(tree.settings, tree.root, "gateway-admin-token", grace_s=grace_s,
+               report=lambda _: None, gateway_running=lambda: True)
+    assert accepted_gateway_tokens(platform.state_dir) == [old]
+    assert not (tree.root / "gitops" / "envs" / "dev" / "sealed").exists()
+
+
+def test_ctrl_c_in_the_grace_period_leaves_the_old_token_revoked(platform: Settings,
+                                                                  tmp_path: Path) -> None:
+    old = gateway_admin_token(platform)
+    tree = make_tree(tmp_path, generate_controller_keypair("controller", key_size=2048),
+                     platform)
+
+    def interrupt_at_the_switch(line: str) -> None:
+        if "clients switched" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rotate(tree.settings, tree.root, "gateway-admin-token", grace_s=60,
+               report=interrupt_at_the_switch, gateway_running=lambda: True)
+    new = gateway_admin_token(platform)
+    assert new != old
+    assert accepted_gateway_tokens(platform.state_dir) == [new]
+    deadline = time.monotonic() + 15
+    while httpx.get(f"{platform.gateway_url}/auth/check",
+                    headers={"Authorization": f"Bearer {old}"}).status_code != 401:
+        assert time.monotonic() < deadline, "the old token is still accepted"
+        time.sleep(0.1)
