@@ -104,8 +104,11 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
         return {"models": await plane.serving.models(), "replica": replica}
 
     @admin_router.post("/models/{model}/variant/{alias}/reload")
-    async def reload(model: str, alias: Role, plane: Plane) -> dict[str, Any]:
-        variant, state = await plane.serving.reload(model, alias)
+    async def reload(model: str, alias: Role, plane: Plane,
+                     # Compare-and-set: the version the caller means; a moved alias is refused.
+                     expected_version: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None
+                     ) -> dict[str, Any]:
+        variant, state = await plane.serving.reload(model, alias, expected_version)
         return {"model": model, **variant.as_dict(), "revision": state.revision}
 
     @admin_router.delete("/models/{model}/variant/{alias}")

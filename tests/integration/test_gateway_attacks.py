@@ -281,3 +281,24 @@ def test_open_routes_show_no_host_path_or_pid(gateway: Gateway) -> None:
         assert "/tmp" not in answer.text
         assert str(Path.home()) not in answer.text
         assert str(gateway.process.pid) not in answer.json().get("replica", "")
+
+
+def test_a_reload_pins_only_the_version_it_expects(repository: Path,  # noqa: F811
+                                                   tmp_path: Path) -> None:
+    port = free_ports(1)[0]
+    aliases = {CLASSIFIER: {"champion": 1, "challenger": 2}}
+
+    async def scenario() -> None:
+        async with _registry(port, aliases), \
+                started(_settings(tmp_path, repository, port)) as gateway:
+            reload = f"/models/{CLASSIFIER}/variant/challenger/reload"
+            pinned = await gateway.post(reload, headers=ADMIN, params={"expected_version": 2})
+            assert pinned.status_code == 200, pinned.text
+            aliases[CLASSIFIER]["challenger"] = 1  # moved by someone else in between
+            moved = await gateway.post(reload, headers=ADMIN, params={"expected_version": 2})
+            assert moved.status_code == 409, moved.text
+            assert "points at version 1, not the expected 2" in moved.json()["error"]
+            variants = (await gateway.get(f"/models/{CLASSIFIER}/variants")).json()
+            assert variants["variants"]["challenger"]["version"] == 2
+
+    asyncio.run(scenario())
