@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.routing import Route
 
 from onecommit import __version__
 from onecommit.gateway import ui
@@ -197,10 +198,12 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
         await resolver.close()
         database.close()
 
-    # No /docs, /redoc or /openapi.json: the API is the README's, and open routes show nothing
-    # an anonymous client does not need.
+    # No /docs or /redoc, and /openapi.json for the admin token only: open routes show nothing
+    # an anonymous client does not need (the API is the README's).
     app = FastAPI(title="onecommit gateway", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  docs_url=None, redoc_url=None)
+    openapi = [route for route in app.routes
+               if isinstance(route, Route) and route.path == app.openapi_url]
     app.state.replica = replica
     open_router, infer_router, admin_router = _routes(settings, replica)
     add_routes(open_router, admin_router)
@@ -215,7 +218,7 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
     # Every error is a v2-style `{"error": ...}` with a 4xx/503, never a 500 with a trace.
     answer_errors(app)
     # The admin token, before any body is read, and the body limit (see guard.py).
-    app.add_middleware(Guard, admin_routes=admin_router.routes,
+    app.add_middleware(Guard, admin_routes=[*admin_router.routes, *openapi],
                        check=require_bearer(settings.admin_tokens(), "admin"),
                        max_body_bytes=settings.gateway_max_body_bytes)
     # Outermost: inference skips the framework's per-request machinery (see fastpath.py).

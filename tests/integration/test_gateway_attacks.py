@@ -206,9 +206,14 @@ def test_idle_half_requests_are_closed_within_the_header_timeout(gateway: Gatewa
             client.close()
 
 
-def test_docs_and_openapi_are_off(gateway: Gateway) -> None:
-    for path in ("/docs", "/redoc", "/openapi.json"):
+def test_docs_are_off_and_the_schema_is_for_the_admin_token_only(gateway: Gateway) -> None:
+    for path in ("/docs", "/redoc"):
         assert httpx.get(f"{gateway.url}{path}").status_code == 404
+    assert httpx.get(f"{gateway.url}/openapi.json").status_code == 401
+    schema = httpx.get(f"{gateway.url}/openapi.json",
+                       headers={"Authorization": "Bearer attacks-test"})
+    assert schema.status_code == 200
+    assert "/models/{model}/traffic" in schema.json()["paths"]
 
 
 def test_a_pinned_flood_leaves_the_verdict_unchanged(repository: Path, tmp_path: Path) -> None:  # noqa: F811
