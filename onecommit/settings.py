@@ -90,9 +90,10 @@ class Settings(BaseSettings):
     # SQLite file in the state dir; on clusters PostgreSQL (postgresql+psycopg://...).
     serving_db_url: SecretStr | None = None
     # The key Triton's model-control API (load, unload, repository index) asks for, in the
-    # `TRITON_CONTROL_HEADER` header, over HTTP and gRPC. Unset: the one generated at the first
-    # `up` (state dir, triton/control_key, 0600). Only the publish step and the reconciler hold
-    # it: never part of `as_environment`, so the gateway and training never get it.
+    # `TRITON_CONTROL_HEADER` header (HTTP) or `TRITON_CONTROL_METADATA` (gRPC). Unset: the one
+    # generated at the first `up` (state dir, triton/control_key, 0600). Only the publish step
+    # and the reconciler hold it: never part of `as_environment`, so the gateway and training
+    # never get it.
     triton_control_key: SecretStr | None = None
     # How long the lifecycle retries a gateway that does not answer (restarting, say) before
     # the step fails.

@@ -31,7 +31,7 @@ from onecommit.platform import local, supervisor
 from onecommit.platform.components import gateway_admin_token
 from onecommit.secrets.local_store import triton_control_key
 from onecommit.settings import PROJECT_ROOT, Settings
-from onecommit.vocabulary import TRITON_CONTROL_HEADER
+from onecommit.vocabulary import TRITON_CONTROL_METADATA
 
 # Airflow reads its configuration at import: keep the test process's Airflow out of ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="onecommit-airflow-"))
@@ -278,7 +278,7 @@ SERVED_MODEL = "breast-cancer"
 
 def triton_control(settings: Settings) -> dict[str, str]:
     """The header Triton's model control (load, unload) asks for on this platform."""
-    return {TRITON_CONTROL_HEADER: triton_control_key(settings)}
+    return {TRITON_CONTROL_METADATA: triton_control_key(settings)}
 
 
 def settled(settings: Settings, revision: int, model: str = SERVED_MODEL) -> None:

@@ -12,14 +12,14 @@ from numpy.typing import NDArray
 from tritonclient.utils import triton_to_np_dtype
 
 from onecommit.serving.triton_repo import Target, publish, published_versions, withdraw
-from onecommit.vocabulary import TRITON_CONTROL_HEADER
+from onecommit.vocabulary import TRITON_CONTROL_METADATA
 
 
 def _load(grpc_url: str, model_name: str, control_key: str) -> None:
     """Triton's model control answers only the holder of its key (`triton_control_key`)."""
     client = triton_grpc.InferenceServerClient(grpc_url)
     try:
-        client.load_model(model_name, headers={TRITON_CONTROL_HEADER: control_key})
+        client.load_model(model_name, headers={TRITON_CONTROL_METADATA: control_key})
     finally:
         client.close()
 

@@ -30,7 +30,7 @@ from tritonclient.utils import InferenceServerException
 from onecommit.serving.database import open_engine
 from onecommit.serving.state import StateStore
 from onecommit.settings import Settings
-from onecommit.vocabulary import TRITON_CONTROL_HEADER
+from onecommit.vocabulary import TRITON_CONTROL_METADATA
 
 
 def say(event: str, **fields: Any) -> None:
@@ -160,7 +160,7 @@ def main() -> int:
     key = settings.triton_control_key
     reconciler = Reconciler(StateStore(open_engine(settings.serving_db)), target, repository,
                             {} if key is None else
-                            {TRITON_CONTROL_HEADER: key.get_secret_value()})
+                            {TRITON_CONTROL_METADATA: key.get_secret_value()})
     stopping = False
 
     def stop(_signal: int, _frame: FrameType | None) -> None:

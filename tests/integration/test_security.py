@@ -28,7 +28,7 @@ from onecommit.secrets.rotation import Rotation, rotate
 from onecommit.secrets.sealing import generate_controller_keypair
 from onecommit.serving.triton_repo import publish
 from onecommit.settings import Settings
-from onecommit.vocabulary import TRITON_CONTROL_HEADER
+from onecommit.vocabulary import TRITON_CONTROL_HEADER, TRITON_CONTROL_METADATA
 from tests.conftest import make_settings, stop_platform, triton_control
 from tests.unit.test_secrets_tree import make_tree
 from tests.unit.test_triton_repo import small_model
@@ -128,7 +128,7 @@ def test_triton_model_control_refuses_a_client_without_the_key(
         platform: Settings, load_model: dict[str, object]) -> None:
     grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{platform.triton_grpc_port}")
     try:
-        for wrong in ({}, {TRITON_CONTROL_HEADER: "not-the-key"}):
+        for wrong in ({}, {TRITON_CONTROL_METADATA: "not-the-key"}):
             with pytest.raises(InferenceServerException):
                 grpc.unload_model(LOAD_MODEL, headers=wrong)
             with pytest.raises(InferenceServerException):
@@ -137,11 +137,13 @@ def test_triton_model_control_refuses_a_client_without_the_key(
     finally:
         grpc.close()
     http = f"{platform.url(platform.triton_http_port)}/v2/repository"
-    refused = httpx.post(f"{http}/models/{LOAD_MODEL}/unload")
-    assert refused.status_code in (401, 403), refused.text
-    assert httpx.post(f"{http}/index").status_code in (401, 403)
+    for wrong in ({}, {TRITON_CONTROL_HEADER: "not-the-key"}):
+        refused = httpx.post(f"{http}/models/{LOAD_MODEL}/unload", headers=wrong)
+        assert 400 <= refused.status_code < 500, refused.text
+        assert 400 <= httpx.post(f"{http}/index", headers=wrong).status_code < 500
+    key = triton_control(platform)[TRITON_CONTROL_METADATA]
+    assert httpx.post(f"{http}/index", headers={TRITON_CONTROL_HEADER: key}).status_code == 200
     # Inference stays open to the gateway; the key is on no open route of the gateway.
-    key = triton_control(platform)[TRITON_CONTROL_HEADER]
     for path in ("/models", "/ui/rollout.json", "/metrics", "/v2"):
         assert key not in httpx.get(f"{platform.gateway_url}{path}").text
 
