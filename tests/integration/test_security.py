@@ -29,7 +29,13 @@ from onecommit.secrets.sealing import generate_controller_keypair
 from onecommit.serving.triton_repo import publish
 from onecommit.settings import Settings
 from onecommit.vocabulary import TRITON_CONTROL_HEADER, TRITON_CONTROL_METADATA
-from tests.conftest import make_settings, stop_platform, triton_control
+from tests.conftest import (
+    SERVED_MODEL,
+    Served,
+    make_settings,
+    stop_platform,
+    triton_control,
+)
 from tests.unit.test_secrets_tree import make_tree
 from tests.unit.test_triton_repo import small_model
 
@@ -57,7 +63,8 @@ class Load:
                 self.failures.append(outcome)
 
     def run(self) -> None:
-        infer = f"/v2/models/{LOAD_MODEL}/versions/1/infer"
+        # A deployed model's: the gateway serves models with desired state only.
+        infer = f"/v2/models/{SERVED_MODEL}/infer"
         with gateway_client(self.settings, timeout_s=10) as client:
             while not self.stop.is_set():
                 for method, path, body in (("POST", infer, self.body),
@@ -90,7 +97,8 @@ class OldTokenProbe:
 
 @pytest.fixture
 def load_model(platform: Settings) -> Iterator[dict[str, object]]:
-    """A model Triton serves for the duration of the test, and a request body for it."""
+    """A model Triton serves for the duration of the test (no desired state: the gateway does
+    not serve it), and a request body for it."""
     _, onnx_bytes, features = small_model()
     publish(platform.model_repository, LOAD_MODEL, 1, onnx_bytes)
     grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{platform.triton_grpc_port}")
@@ -149,9 +157,12 @@ def test_triton_model_control_refuses_a_client_without_the_key(
 
 
 def test_rotation_under_load_drops_no_request_and_revokes_the_old_token_after_the_switch(
-        platform: Settings, load_model: dict[str, object], tmp_path: Path) -> None:
+        platform: Settings, served: Served, tmp_path: Path) -> None:
     old = gateway_admin_token(platform)
-    result, load, probe = rotate_under_load(platform, tmp_path, load_model)
+    rows = served.rows[:4].astype(np.float32)
+    body = {"inputs": [{"name": "X", "shape": list(rows.shape), "datatype": "FP32",
+                        "data": rows.flatten().tolist()}]}
+    result, load, probe = rotate_under_load(platform, tmp_path, body)
     print(f"\nrotation under load: {load.sent} gateway requests by {LOAD_THREADS} clients, "
           f"{len(load.failures)} failed; switch to revoke "
           f"{result.at['revoked'] - result.at['switched']:.2f} s")
