@@ -255,11 +255,16 @@ class Served:
     settings: Settings
     url: str
     mlflow_url: str
-    admin: dict[str, str]
     champion: int
     challenger: int
     rows: np.ndarray
     labels: np.ndarray
+
+    @property
+    def admin(self) -> dict[str, str]:
+        """The admin token current now, as the platform's own clients send it: a rotation
+        test earlier in the session leaves another one."""
+        return {"Authorization": f"Bearer {gateway_admin_token(self.settings)}"}
 
     def pin(self) -> None:
         """Point the aliases at these versions again and have the gateway pin them."""
@@ -305,9 +310,8 @@ def serve_two_versions(platform: Settings) -> Served:
     split = data.of_spec(load_spec(DEV_SPEC))
     champion, challenger = _version(platform, 1.0, split), _version(platform, 1e-3, split)
     pinned = Served(platform, platform.url(platform.gateway_port),
-                    platform.url(platform.mlflow_port),
-                    {"Authorization": f"Bearer {gateway_admin_token(platform)}"}, champion,
-                    challenger, split.x_holdout, split.y_holdout)
+                    platform.url(platform.mlflow_port), champion, challenger,
+                    split.x_holdout, split.y_holdout)
     pinned.pin()
     return pinned
 
