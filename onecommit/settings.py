@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     # The serving database (desired serving state, prediction log): SQLAlchemy URL. Default: a
     # SQLite file in the state dir; on clusters PostgreSQL (postgresql+psycopg://...).
     serving_db_url: SecretStr | None = None
+    # The key Triton's model-control API (load, unload, repository index) asks for, in the
+    # `TRITON_CONTROL_HEADER` header (HTTP) or `TRITON_CONTROL_METADATA` (gRPC). Unset: the one
+    # generated at the first `up` (state dir, triton/control_key, 0600). Only the publish step
+    # and the reconciler hold it: never part of `as_environment`, so the gateway and training
+    # never get it.
+    triton_control_key: SecretStr | None = None
     # How long the lifecycle retries a gateway that does not answer (restarting, say) before
     # the step fails.
     gateway_retry_s: float = Field(default=60.0, gt=0)
@@ -197,7 +203,8 @@ class Settings(BaseSettings):
 
     def as_environment(self) -> dict[str, str]:
         """These settings as `ONECOMMIT_*` variables, for the processes the platform starts."""
-        values = {name: getattr(self, name) for name in Settings.model_fields}
+        values = {name: getattr(self, name) for name in Settings.model_fields
+                  if name != "triton_control_key"}
         return {f"ONECOMMIT_{name.upper()}": _as_variable(value)
                 for name, value in values.items() if value is not None}
 

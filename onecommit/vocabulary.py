@@ -29,6 +29,11 @@ Unpinnable = Literal["challenger", "previous"]
 Strategy = Literal["ab", "canary", "bluegreen", "shadow"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 
+# The header (HTTP) or metadata key (gRPC) carrying the key Triton's model-control API asks
+# for (`--http-restricted-api` / `--grpc-restricted-protocol`, model-repository).
+TRITON_CONTROL_HEADER = "onecommit-control-key"
+# Over gRPC Triton expects the key under its protocol prefix.
+TRITON_CONTROL_METADATA = f"triton-grpc-protocol-{TRITON_CONTROL_HEADER}"
 # What a model may be called: its spec's `model`, its registered model, its desired state and
 # its gateway routes.
 MODEL_NAME = r"^[a-z][a-z0-9_-]{1,62}$"

@@ -29,7 +29,9 @@ from onecommit.lifecycle import data, registry
 from onecommit.lifecycle.spec import dump_spec, load_spec
 from onecommit.platform import local, supervisor
 from onecommit.platform.components import gateway_admin_token
+from onecommit.secrets.local_store import triton_control_key
 from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.vocabulary import TRITON_CONTROL_METADATA
 
 # Airflow reads its configuration at import: keep the test process's Airflow out of ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="onecommit-airflow-"))
@@ -253,11 +255,16 @@ class Served:
     settings: Settings
     url: str
     mlflow_url: str
-    admin: dict[str, str]
     champion: int
     challenger: int
     rows: np.ndarray
     labels: np.ndarray
+
+    @property
+    def admin(self) -> dict[str, str]:
+        """The admin token current now, as the platform's own clients send it: a rotation
+        test earlier in the session leaves another one."""
+        return {"Authorization": f"Bearer {gateway_admin_token(self.settings)}"}
 
     def pin(self) -> None:
         """Point the aliases at these versions again and have the gateway pin them."""
@@ -272,6 +279,11 @@ class Served:
 
 
 SERVED_MODEL = "breast-cancer"
+
+
+def triton_control(settings: Settings) -> dict[str, str]:
+    """The header Triton's model control (load, unload) asks for on this platform."""
+    return {TRITON_CONTROL_METADATA: triton_control_key(settings)}
 
 
 def settled(settings: Settings, revision: int, model: str = SERVED_MODEL) -> None:
@@ -298,9 +310,8 @@ def serve_two_versions(platform: Settings) -> Served:
     split = data.of_spec(load_spec(DEV_SPEC))
     champion, challenger = _version(platform, 1.0, split), _version(platform, 1e-3, split)
     pinned = Served(platform, platform.url(platform.gateway_port),
-                    platform.url(platform.mlflow_port),
-                    {"Authorization": f"Bearer {gateway_admin_token(platform)}"}, champion,
-                    challenger, split.x_holdout, split.y_holdout)
+                    platform.url(platform.mlflow_port), champion, challenger,
+                    split.x_holdout, split.y_holdout)
     pinned.pin()
     return pinned
 

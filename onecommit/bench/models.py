@@ -8,6 +8,7 @@ from typing import Any
 from onecommit.lifecycle import registry, training, triton
 from onecommit.lifecycle.data import Split
 from onecommit.lifecycle.spec import ModelSpec
+from onecommit.secrets import local_store
 from onecommit.settings import Settings
 
 
@@ -25,5 +26,6 @@ def register_version(settings: Settings, spec: ModelSpec, split: Split,
                                        training.evaluate(onnx_bytes, split, spec.task), context)
     version, _ = registry.register(client, spec.model, candidate, context)
     triton.load_beside(f"{settings.host}:{settings.triton_grpc_port}",
-                        settings.model_repository, spec.model, version, onnx_bytes)
+                        settings.model_repository, spec.model, version, onnx_bytes,
+                        local_store.triton_control_key(settings))
     return version

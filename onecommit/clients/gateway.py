@@ -90,11 +90,10 @@ class Gateway(GatewayClient):
         self._prefix = f"/models/{model}"
 
     def reload(self, alias: str, expected_version: int) -> dict[str, Any]:
-        """Pin the alias's version; returns what the gateway pinned (the evidence)."""
-        pinned: dict[str, Any] = self._call("POST", f"{self._prefix}/variant/{alias}/reload")
-        if pinned["version"] != expected_version:
-            raise GatewayRefused(f"gateway pinned {alias} of {self.model!r} to version "
-                                 f"{pinned['version']}, expected {expected_version}")
+        """Pin the alias's version, compare-and-set: the gateway refuses (409, nothing pinned)
+        when the alias points elsewhere by then. Returns what it pinned (the evidence)."""
+        pinned: dict[str, Any] = self._call("POST", f"{self._prefix}/variant/{alias}/reload",
+                                            params={"expected_version": expected_version})
         return pinned
 
     def unpin(self, alias: str) -> None:

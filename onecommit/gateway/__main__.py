@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
 from loguru import logger
 
+from onecommit.gateway.server import BoundedHttp, Limits
 from onecommit.gateway.settings import GatewaySettings
 
 if TYPE_CHECKING:
@@ -47,8 +49,13 @@ def main() -> None:
         from onecommit.gateway.metrics import share_between_workers
 
         share_between_workers(settings.state_dir / "gateway-metrics")
+    limits = Limits(settings.gateway_header_timeout_s, settings.gateway_body_timeout_s,
+                    settings.gateway_max_header_bytes, settings.gateway_max_connections)
     # With a certificate the gateway speaks HTTPS only: plain HTTP on its port fails the handshake.
     uvicorn.run("onecommit.gateway.__main__:app_from_environment", factory=True,
+                # uvicorn builds the protocol per connection with its own arguments.
+                http=cast(Any, partial(BoundedHttp, limits=limits)),
+                timeout_keep_alive=settings.gateway_keep_alive_s,
                 workers=settings.gateway_workers, host=settings.host,
                 port=settings.gateway_port, log_level="warning", access_log=False,
                 ssl_certfile=settings.gateway_tls_cert_file,

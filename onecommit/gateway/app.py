@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -15,20 +13,17 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.routing import Route
 
 from onecommit import __version__
 from onecommit.gateway import ui
 from onecommit.gateway.auth import require_bearer
 from onecommit.gateway.backend_factory import make_backend
-from onecommit.gateway.dataplane import DataPlane, check_length
+from onecommit.gateway.dataplane import DataPlane
 from onecommit.gateway.enrichment import add_routes, config_file, follow_config
-from onecommit.gateway.errors import (
-    GatewayError,
-    UnknownRequestId,
-    answer_errors,
-    error_response,
-)
+from onecommit.gateway.errors import UnknownRequestId, answer_errors
 from onecommit.gateway.fastpath import InferenceRoutes
+from onecommit.gateway.guard import Guard
 from onecommit.gateway.metrics import GatewayMetrics, exposed
 from onecommit.gateway.predictions import PredictionLog
 from onecommit.gateway.router import weights
@@ -110,8 +105,11 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
         return {"models": await plane.serving.models(), "replica": replica}
 
     @admin_router.post("/models/{model}/variant/{alias}/reload")
-    async def reload(model: str, alias: Role, plane: Plane) -> dict[str, Any]:
-        variant, state = await plane.serving.reload(model, alias)
+    async def reload(model: str, alias: Role, plane: Plane,
+                     # Compare-and-set: the version the caller means; a moved alias is refused.
+                     expected_version: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None
+                     ) -> dict[str, Any]:
+        variant, state = await plane.serving.reload(model, alias, expected_version)
         return {"model": model, **variant.as_dict(), "revision": state.revision}
 
     @admin_router.delete("/models/{model}/variant/{alias}")
@@ -167,24 +165,11 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
     return open_router, infer_router, admin_router
 
 
-def _install_errors(app: FastAPI, settings: GatewaySettings) -> None:
-    """Every error is a v2-style `{"error": ...}` with a 4xx/503, never a 500 with a trace."""
-    answer_errors(app)
-
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                         ) -> Response:
-        try:
-            check_length(request.headers.get("content-length"), settings.gateway_max_body_bytes)
-        except GatewayError as error:
-            return error_response(error.status_code, str(error))
-        return await call_next(request)
-
-
 def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = None) -> FastAPI:
     metrics_registry = registry or CollectorRegistry()
-    # Unique per app: a restarted or second instance in one process is another replica.
-    replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    # Unique per app: a restarted or second instance in one process is another replica. Drawn,
+    # not the host name and pid: open routes show it.
+    replica = f"replica-{secrets.token_hex(4)}"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -213,7 +198,12 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
         await resolver.close()
         database.close()
 
-    app = FastAPI(title="onecommit gateway", version=__version__, lifespan=lifespan)
+    # No /docs or /redoc, and /openapi.json for the admin token only: open routes show nothing
+    # an anonymous client does not need (the API is the README's).
+    app = FastAPI(title="onecommit gateway", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    openapi = [route for route in app.routes
+               if isinstance(route, Route) and route.path == app.openapi_url]
     app.state.replica = replica
     open_router, infer_router, admin_router = _routes(settings, replica)
     add_routes(open_router, admin_router)
@@ -224,9 +214,13 @@ def create_app(settings: GatewaySettings, registry: CollectorRegistry | None = N
                                                                            "inference")
     app.include_router(infer_router, dependencies=[] if inference_check is None else [
         Depends(inference_check)])
-    app.include_router(admin_router, dependencies=[
-        Depends(require_bearer(settings.admin_tokens(), "admin"))])
-    _install_errors(app, settings)
+    app.include_router(admin_router)
+    # Every error is a v2-style `{"error": ...}` with a 4xx/503, never a 500 with a trace.
+    answer_errors(app)
+    # The admin token, before any body is read, and the body limit (see guard.py).
+    app.add_middleware(Guard, admin_routes=[*admin_router.routes, *openapi],
+                       check=require_bearer(settings.admin_tokens(), "admin"),
+                       max_body_bytes=settings.gateway_max_body_bytes)
     # Outermost: inference skips the framework's per-request machinery (see fastpath.py).
     app.add_middleware(InferenceRoutes, check=inference_check,
                        max_body_bytes=settings.gateway_max_body_bytes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +28,21 @@ from onecommit.vocabulary import CHALLENGER, CHAMPION, ROLES
 def is_decimal(text: str) -> bool:
     """ASCII digits only: str.isdigit also accepts "²", which int() refuses."""
     return text.isascii() and text.isdigit()
+
+
+# Triton's versions are int64: anything longer is no version (and int() of thousands of
+# digits is refused by Python itself).
+_MAX_VERSION = 2**63 - 1
+
+
+def parse_version(text: str) -> int:
+    """A model version from a path: a positive integer within int64, else a 400."""
+    if not is_decimal(text) or len(text) > len(str(_MAX_VERSION)) or not \
+            1 <= int(text) <= _MAX_VERSION:
+        shown = text if len(text) <= 24 else f"{text[:20]}... ({len(text)} characters)"
+        raise BadRequest(f"model version must be a whole number from 1 to {_MAX_VERSION}, "
+                         f"got {shown!r}")
+    return int(text)
 
 
 def check_length(length: str | None, limit: int) -> None:
@@ -58,7 +74,7 @@ class DataPlane:
         self._metrics = metrics
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         # Metric children per label set, looked up once: `labels()` costs more than `inc()`.
-        self._series: dict[tuple[str, str, int | None, int], Series] = {}
+        self._series: dict[tuple[str, str, str, int], Series] = {}
         self.enrichment = Enrichment()
 
     async def close(self) -> None:
@@ -67,16 +83,19 @@ class DataPlane:
         await self._backend.close()
 
     async def model_info(self, path: str) -> BackendResponse:
-        """`GET /v2/models/<path>`: model or version metadata, or readiness, from any backend."""
-        match path.split("/"):
+        """`GET /v2/models/<path>`: model or version metadata, or readiness, from any backend,
+        for a model with desired state."""
+        parts = path.split("/")
+        await self.serving.require(parts[0])
+        match parts:
             case [model]:
                 return await self._metadata(model, None)
             case [model, "ready"]:
                 return await self._readiness(model, None)
-            case [model, "versions", version] if is_decimal(version):
-                return await self._metadata(model, int(version))
-            case [model, "versions", version, "ready"] if is_decimal(version):
-                return await self._readiness(model, int(version))
+            case [model, "versions", version]:
+                return await self._metadata(model, parse_version(version))
+            case [model, "versions", version, "ready"]:
+                return await self._readiness(model, parse_version(version))
         return error_response(404, f"no such endpoint: /v2/models/{path}")
 
     async def _metadata(self, model: str, version: int | None) -> BackendResponse:
@@ -101,22 +120,23 @@ class DataPlane:
         body, headers = await self.enrichment.apply(body, headers)
         request_id = headers.get("x-request-id") or uuid.uuid4().hex
         state = self.serving.get(model)
-        # Only traffic the policy routed is mirrored: a request pinning a version asked for it.
+        # Only traffic the policy routed is mirrored and judged: a request pinning a version
+        # asked for it, and would let any client steer a rollout's analysis.
         routed = version is None
-        variant, version = _choose(state, headers, request_id, version)
+        variant, version = _choose(state, headers, version)
         started = time.perf_counter()
         try:
             response = await self._backend.infer(model, version, body, headers)
         except BackendUnavailable:
-            self._account(model, request_id, variant, version, 503, True, started,
+            self._account(model, request_id, variant, version, routed, 503, True, started,
                           b"", {}, state)
             raise
         infra = False
         if response.status_code != 200:
             response, infra = await self._explain(model, version, variant, body, headers,
                                                   response)
-        self._account(model, request_id, variant, version, response.status_code, infra,
-                      started, response.body, response.headers, state)
+        self._account(model, request_id, variant, version, routed, response.status_code,
+                      infra, started, response.body, response.headers, state)
         if (routed and variant == CHAMPION and state is not None
                 and state.policy.strategy == "shadow" and response.status_code == 200):
             self._mirror(model, state, body, headers, response)
@@ -144,19 +164,20 @@ class DataPlane:
         return response, False
 
     def _account(self, model: str, request_id: str, variant: str, version: int | None,
-                 status: int, infra: bool, started: float, body: bytes,
+                 routed: bool, status: int, infra: bool, started: float, body: bytes,
                  headers: dict[str, str], state: DesiredState | None) -> None:
         elapsed = time.perf_counter() - started
-        series = self._series.get((model, variant, version, status))
+        # A version no alias pins is any number a client sends: not a label value of its own.
+        labels = (model, variant, str(version) if variant in ROLES else "", status)
+        series = self._series.get(labels)
         if series is None:
-            series = self._metrics.series(model, variant, str(version or ""), status)
-            self._series[(model, variant, version, status)] = series
+            series = self._series[labels] = self._metrics.series(*labels)
         series.observe(elapsed, error=status >= 500)
         header_length = headers.get("inference-header-content-length")
         self.predictions.add(Served(
             time.time(), request_id, model, variant, version, status, elapsed * 1000, infra,
             body, int(header_length) if header_length else None,
-            state.revision if state is not None else None))
+            state.revision if state is not None else None, routed))
 
     def _mirror(self, model: str, state: DesiredState, body: bytes, headers: dict[str, str],
                 champion: BackendResponse) -> None:
@@ -194,10 +215,12 @@ class DataPlane:
         return input_mismatch(request.get("inputs"), metadata["inputs"])
 
 
-def _choose(state: DesiredState | None, headers: dict[str, str], request_id: str,
+def _choose(state: DesiredState | None, headers: dict[str, str],
             version: int | None) -> tuple[str, int | None]:
     """(variant, version) for a request: the alias naming a pinned version, or the policy's
-    choice among the pins; "default" lets the inference server choose."""
+    choice among the pins; "default" lets the inference server choose. The split hashes a key
+    the gateway draws (a client's request id would let it choose its variant); A/B stays
+    sticky on the configured header, and a request without it gets a drawn key too."""
     pins = state.pins if state is not None else {}
     if version is not None:
         named = [alias for alias, v in pins.items() if v == version]
@@ -205,8 +228,8 @@ def _choose(state: DesiredState | None, headers: dict[str, str], request_id: str
     if state is None or CHAMPION not in pins:
         return "default", None
     policy = state.policy
-    key = headers.get(policy.sticky_key, request_id) if policy.strategy == "ab" else request_id
-    chosen = route(policy, key).serve
+    sticky = headers.get(policy.sticky_key) if policy.strategy == "ab" else None
+    chosen = route(policy, sticky or secrets.token_hex(8)).serve
     if chosen not in pins:
         chosen = CHAMPION
     return chosen, pins[chosen]

@@ -9,6 +9,8 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from loguru import logger
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from onecommit.errors import OnecommitError
@@ -105,8 +107,9 @@ class InvalidModelName(GatewayError):
 
 def answer_errors(app: FastAPI) -> None:
     """Answer every failure of the app's routes in the v2 envelope with its status, never a
-    500 with a trace: the gateway's own (GatewayError), desired state's refusals (409), and the
-    framework's (an unknown path, a body that fails its schema: 422)."""
+    500 with a trace: the gateway's own (GatewayError), desired state's refusals (409), the
+    framework's (an unknown path, a body that fails its schema: 422), and the serving
+    database's faults (503; their SQL and paths go to the log, never to the client)."""
 
     @app.exception_handler(GatewayError)
     async def domain(_: Request, error: GatewayError) -> Response:
@@ -119,6 +122,11 @@ def answer_errors(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def framework(_: Request, error: HTTPException) -> Response:
         return error_response(error.status_code, error.detail)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database(_: Request, error: SQLAlchemyError) -> Response:
+        logger.warning(f"serving database: {error}")
+        return error_response(503, "the serving database is unreachable; retry")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> Response:

@@ -11,16 +11,13 @@ one dict of headers and two ASGI messages. Every other request goes on to FastAP
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from onecommit.gateway.dataplane import DataPlane, check_length, is_decimal
-from onecommit.gateway.errors import JSON, BadRequest, BodyTooLarge, GatewayError, error_body
+from onecommit.gateway.dataplane import DataPlane, check_length, parse_version
+from onecommit.gateway.errors import JSON, GatewayError, error_body
+from onecommit.gateway.guard import Check, read_body
 
-# An inference-token check: raises a GatewayError (401, 503) to refuse.
-Check = Callable[[Request], Awaitable[None]]
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 _PREFIX, _SUFFIX = "/v2/models/", "/infer"
 _JSON = [(key.encode(), value.encode()) for key, value in JSON.items()]
@@ -50,14 +47,16 @@ class InferenceRoutes:
         model, version = route
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            if version is not None and not is_decimal(version):
-                raise BadRequest(f"model version must be a number, got {version!r}")
+            number = None if version is None else parse_version(version)
             if self._check is not None:
                 await self._check(Request(scope))
-            body = await _body(receive, headers.get("content-length"), self._max_body_bytes)
             plane: DataPlane = scope["app"].state.dataplane
-            served = await plane.infer(model, body, headers,
-                                       int(version) if version is not None else None)
+            # The naming rule and the known models before anything is logged or counted: the
+            # label sets of the metrics and the prediction log stay bounded.
+            await plane.serving.require(model)
+            check_length(headers.get("content-length"), self._max_body_bytes)
+            body = await read_body(receive, self._max_body_bytes)
+            served = await plane.infer(model, body, headers, number)
         except GatewayError as error:
             return error.status_code, error_body(str(error)), list(_JSON)
         answer = [(k.encode(), v.encode()) for k, v in served.response.headers.items()
@@ -78,21 +77,3 @@ def _route(path: str) -> tuple[str, str | None] | None:
         case [model, "versions", version] if model and version:
             return model, version
     return None
-
-
-async def _body(receive: Receive, length: str | None, limit: int) -> bytes:
-    """The request body, refused with a 413 as soon as it is known to exceed the limit."""
-    check_length(length, limit)
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise BadRequest("client disconnected before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-

@@ -41,6 +41,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    true,
 )
 
 from onecommit.gateway.statistics import quantile, two_proportion_test
@@ -62,6 +63,8 @@ prediction_rows = Table(
     Column("prediction", Double),
     Column("revision", BigInteger),
     Column("replica", String(128), nullable=False),
+    # False: the request pinned a version; served, logged, never judged.
+    Column("routed", Boolean, nullable=False, server_default=true()),
     Index("ix_predictions_model_at", "model", "at"),
     Index("ix_predictions_request_id", "request_id"),
 )
@@ -132,6 +135,9 @@ class Served(NamedTuple):
     body: bytes
     header_length: int | None
     revision: int | None
+    # Routed by the traffic policy (False: the request pinned a version); only routed
+    # requests are judged by a rollout's analysis.
+    routed: bool
 
 
 class _Answer(NamedTuple):
@@ -219,7 +225,7 @@ class PredictionLog:
         values = [{"at": r.at, "request_id": r.request_id, "model": r.model,
                    "variant": r.variant, "version": r.version, "status": r.status,
                    "latency_ms": r.latency_ms, "infra": r.infra, "revision": r.revision,
-                   "replica": self._replica,
+                   "replica": self._replica, "routed": r.routed,
                    "prediction": prediction(r.body, r.header_length)
                    if r.status == 200 else None} for r in rows]
         with self._db.engine.begin() as connection:
@@ -296,7 +302,8 @@ class PredictionLog:
     def _analysis(self, model: str, since: float, from_revision: int, alpha: float,
                   required_per_arm: int) -> dict[str, Any]:
         p, f, s = prediction_rows.c, feedback_rows.c, shadow_rows.c
-        window = and_(p.model == model, p.at >= since, p.revision >= from_revision)
+        window = and_(p.model == model, p.at >= since, p.revision >= from_revision,
+                      p.routed.is_(True))
         with self._db.engine.connect() as connection:
             counts = connection.execute(
                 select(p.variant, func.count(), func.sum(case((p.infra, 1), else_=0)),

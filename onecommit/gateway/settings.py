@@ -26,6 +26,15 @@ class GatewaySettings(Settings):
     gateway_tls_cert_file: Path | None = None
     gateway_tls_key_file: Path | None = None
     gateway_feedback_needs_token: bool = True
+    # Per worker: a request head must be complete this long after the connection opens (or
+    # the previous request ends), and its body this long after its head; idle keep-alive
+    # connections close after `gateway_keep_alive_s`. At most `gateway_max_connections`
+    # connections are open; heads are at most `gateway_max_header_bytes` (server.py).
+    gateway_header_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    gateway_body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    gateway_keep_alive_s: int = Field(default=5, ge=1, le=600)
+    gateway_max_connections: int = Field(default=1000, ge=1)
+    gateway_max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     # On clusters Triton and MLflow are other services; locally they are on this host's ports.
     gateway_triton_url: str | None = None
     gateway_mlflow_url: str | None = None

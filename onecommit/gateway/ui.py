@@ -151,9 +151,10 @@ def page(model: str, revision: int, policy: TrafficPolicy, pins: dict[str, int],
 
 def last_proof(root: Path = PROOFS_DIR) -> str | None:
     """The latest `invoke proof` report on this machine, if any (proof folders are named by
-    their UTC timestamp, so the last in order is the newest)."""
+    their UTC timestamp, so the last in order is the newest), relative to the proofs folder:
+    the page is open, and shows no host path."""
     reports = sorted(root.glob("*/proof.md"))
-    return str(reports[-1]) if reports else None
+    return str(reports[-1].relative_to(root)) if reports else None
 
 
 async def _page(plane: DataPlane, state: DesiredState, mlflow_url: str) -> dict[str, Any]:

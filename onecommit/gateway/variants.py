@@ -220,8 +220,10 @@ class ServingState:
         try:
             stored = await self._db.read(self._store.read, model)
         except Exception as error:
-            raise StoreUnavailable(f"desired state of {model!r} could not be read ({error}): "
-                                   "the serving database is unreachable; retry") from error
+            # The driver's message (SQL, file paths) goes to the log, never to a client.
+            logger.warning(f"desired state of {model!r} not read: {error}")
+            raise StoreUnavailable(f"desired state of {model!r} could not be read: the "
+                                   "serving database is unreachable; retry") from error
         if stored is None:
             raise ModelNotDeployed(
                 f"model {model!r} has no desired state on this gateway: a model gets one at "
@@ -237,15 +239,18 @@ class ServingState:
         except StateError:
             raise
         except Exception as error:
-            raise StoreUnavailable(f"desired state could not be written ({error}): the "
-                                   "serving database is unreachable; retry") from error
+            logger.warning(f"desired state of {model!r} not written: {error}")
+            raise StoreUnavailable("desired state could not be written: the serving database "
+                                   "is unreachable; retry") from error
         await self._apply(state)
         return state
 
-    async def reload(self, model: str, alias: str) -> tuple[Variant, DesiredState]:
+    async def reload(self, model: str, alias: str,
+                     expected: int | None = None) -> tuple[Variant, DesiredState]:
         """Resolve the alias, make sure the inference server serves that version and warm it,
-        then pin it in desired state (a model's first reload creates its desired state). Any
-        failure leaves desired state as it was."""
+        then pin it in desired state (a model's first reload creates its desired state). With
+        `expected`, compare-and-set: an alias that resolves to another version (moved since the
+        caller looked) is refused. Any failure leaves desired state as it was."""
         _named(model)
         async with self._changing:
             if model not in self._states and not await self._seed():
@@ -257,6 +262,10 @@ class ServingState:
             if version is None:
                 raise VariantError(f"alias {alias!r} of model {model!r} is not set in the "
                                    "registry")
+            if expected is not None and version != expected:
+                raise VariantError(f"alias {alias!r} of model {model!r} points at version "
+                                   f"{version}, not the expected {expected}: it moved; nothing "
+                                   "was pinned, reload with the version you mean")
             if not await self._backend.version_ready(model, version):
                 raise VersionNotServable(f"version {version} of {model!r} ({alias}) is not READY "
                                    "in the inference server: publish and load it first")

@@ -18,6 +18,7 @@ from onecommit.errors import OnecommitError
 from onecommit.lifecycle import containment, data, registry, sandbox, training, triton
 from onecommit.lifecycle.evidence import judge
 from onecommit.lifecycle.spec import ModelSpec, Source, parse_spec
+from onecommit.secrets import local_store
 from onecommit.settings import Settings
 from onecommit.vocabulary import CHALLENGER, CHAMPION
 
@@ -208,7 +209,7 @@ def publish(settings: Settings, spec: ModelSpec, version: int) -> None:
     onnx_bytes = registry.load_onnx(_mlflow(settings), spec.model, version)
     faults = spec.faults.model_dump() if spec.faults.error_rate > 0 else None
     triton.load_beside(_grpc(settings), settings.model_repository, spec.model, version,
-                        onnx_bytes, faults=faults)
+                        onnx_bytes, local_store.triton_control_key(settings), faults=faults)
 
 
 def ready(settings: Settings, model: str, version: int) -> dict[str, Any] | None:

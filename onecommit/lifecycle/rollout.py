@@ -27,6 +27,7 @@ from onecommit.errors import OnecommitError
 from onecommit.lifecycle import registry, triton
 from onecommit.lifecycle.dags import DEPLOY_DAG
 from onecommit.lifecycle.spec import ABTest, BlueGreen, Canary, ModelSpec, Shadow
+from onecommit.secrets import local_store
 from onecommit.settings import Settings
 from onecommit.vocabulary import CHALLENGER, CHAMPION, PREVIOUS
 
@@ -249,7 +250,8 @@ def retire(settings: Settings, model: str) -> list[int]:
     keep = {v for alias in (CHAMPION, PREVIOUS, CHALLENGER)
             if (v := registry.alias_version(client, model, alias)) is not None}
     return triton.retain(f"{settings.host}:{settings.triton_grpc_port}",
-                          settings.model_repository, model, keep)
+                          settings.model_repository, model, keep,
+                          local_store.triton_control_key(settings))
 
 
 def promote(settings: Settings, model: str, version: int) -> dict[str, Any]:

@@ -12,22 +12,29 @@ from numpy.typing import NDArray
 from tritonclient.utils import triton_to_np_dtype
 
 from onecommit.serving.triton_repo import Target, publish, published_versions, withdraw
+from onecommit.vocabulary import TRITON_CONTROL_METADATA
 
 
-def load_beside(grpc_url: str, repository: Path, model_name: str, version: int,
-                onnx_bytes: bytes, target: Target = "python-onnxruntime",
-                faults: dict[str, float] | None = None) -> None:
-    """Write the version atomically, then ask Triton to (re)load the model: versions already
-    served stay up while the new one loads (never unload-then-load)."""
-    publish(repository, model_name, version, onnx_bytes, target, faults)
+def _load(grpc_url: str, model_name: str, control_key: str) -> None:
+    """Triton's model control answers only the holder of its key (`triton_control_key`)."""
     client = triton_grpc.InferenceServerClient(grpc_url)
     try:
-        client.load_model(model_name)
+        client.load_model(model_name, headers={TRITON_CONTROL_METADATA: control_key})
     finally:
         client.close()
 
 
-def retain(grpc_url: str, repository: Path, model_name: str, keep: set[int]) -> list[int]:
+def load_beside(grpc_url: str, repository: Path, model_name: str, version: int,
+                onnx_bytes: bytes, control_key: str, target: Target = "python-onnxruntime",
+                faults: dict[str, float] | None = None) -> None:
+    """Write the version atomically, then ask Triton to (re)load the model: versions already
+    served stay up while the new one loads (never unload-then-load)."""
+    publish(repository, model_name, version, onnx_bytes, target, faults)
+    _load(grpc_url, model_name, control_key)
+
+
+def retain(grpc_url: str, repository: Path, model_name: str, keep: set[int],
+           control_key: str) -> list[int]:
     """Unload every version of the model except `keep`; call only once traffic has left them.
     Returns the versions unloaded. The kept versions keep serving through the reload."""
     dropped = sorted(published_versions(repository, model_name) - keep)
@@ -35,11 +42,7 @@ def retain(grpc_url: str, repository: Path, model_name: str, keep: set[int]) -> 
         return []
     for version in dropped:
         withdraw(repository, model_name, version)
-    client = triton_grpc.InferenceServerClient(grpc_url)
-    try:
-        client.load_model(model_name)
-    finally:
-        client.close()
+    _load(grpc_url, model_name, control_key)
     return dropped
 
 

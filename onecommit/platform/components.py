@@ -28,6 +28,7 @@ from onecommit.settings import (
     Settings,
     tls_context,
 )
+from onecommit.vocabulary import TRITON_CONTROL_HEADER
 
 # Environments are built with this interpreter; the Triton stub must match its version.
 _PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -230,6 +231,8 @@ def _triton(settings: Settings) -> Component:
     # level breaks multiprocessing), and it finds the environment's site-packages through the
     # first `python3` on PATH (its pyvenv.cfg), not through PYTHONPATH.
     libdir = str(sysconfig.get_config_var("LIBDIR"))
+    key = local_store.triton_control_key(settings)
+    control = f"{TRITON_CONTROL_HEADER}={key}"
     environment = {
         "LD_LIBRARY_PATH": f"{libdir}:{site / 'nvidia_pytriton.libs'}",
         "PATH": f"{settings.env_dir('triton') / 'bin'}:/usr/bin:/bin",
@@ -241,6 +244,10 @@ def _triton(settings: Settings) -> Component:
         f"--grpc-address={settings.host}", f"--grpc-port={settings.triton_grpc_port}",
         f"--metrics-address={settings.host}", f"--metrics-port={settings.triton_metrics_port}",
         "--allow-gpu-metrics=false", "--exit-timeout-secs=5",
+        # Load, unload and the repository index only with the key: Triton takes it on its
+        # command line alone (readable by the host's users; README, Security).
+        f"--http-restricted-api=model-repository:{control}",
+        f"--grpc-restricted-protocol=model-repository:{control}",
     ]
 
     def prepare() -> None:
@@ -252,7 +259,8 @@ def _triton(settings: Settings) -> Component:
     reconciler = Program("triton-reconciler",
                          [_bin(settings, "gateway", "python"), "-m",
                           "onecommit.serving.reconciler"],
-                         {"PYTHONPATH": PROGRAM_PYTHONPATH, **settings.as_environment()},
+                         {"PYTHONPATH": PROGRAM_PYTHONPATH, **settings.as_environment(),
+                          "ONECOMMIT_TRITON_CONTROL_KEY": key},
                          stop_wait_s=5)
     return Component(
         name="triton", env="triton", url=settings.url(settings.triton_http_port),

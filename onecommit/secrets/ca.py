@@ -3,7 +3,9 @@
 The files live in `<state dir>/tls/` (`<name>.crt`, `<name>.key`, all 0600 in a 0700 directory).
 `ensure_certs` is idempotent: it issues what is missing, renews a leaf that expires within
 `RENEW_BEFORE` (like cert-manager's renewBefore on clusters), and re-issues every leaf when the CA
-is replaced. Keys are ECDSA P-256.
+is replaced. Keys are ECDSA P-256. The CA carries critical name constraints: it can vouch for the
+leaves' hosts only, so its key, if it leaked, could not impersonate any other site to a client
+that trusts it (a CA from before, or for another host, is replaced).
 """
 
 from __future__ import annotations
@@ -80,6 +82,28 @@ def _san(hosts: tuple[str, ...]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
+def _name_constraints(hosts: tuple[str, ...]) -> x509.NameConstraints:
+    """What the CA may vouch for: these names (and their subdomains) and these addresses."""
+    permitted: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            permitted.append(x509.DNSName(host))
+            continue
+        permitted.append(x509.IPAddress(ipaddress.ip_network(f"{address}/"
+                                                             f"{address.max_prefixlen}")))
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None)
+
+
+def _constrained_to(cert: x509.Certificate, hosts: tuple[str, ...]) -> bool:
+    try:
+        found = cert.extensions.get_extension_for_class(x509.NameConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return found.critical and found.value == _name_constraints(hosts)
+
+
 def _hosts(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -113,7 +137,7 @@ def _load(settings: Settings, name: str) -> tuple[x509.Certificate, ec.EllipticC
     return cert, key
 
 
-def _issue_ca(settings: Settings) -> None:
+def _issue_ca(settings: Settings, hosts: tuple[str, ...]) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "onecommit"),
                          x509.NameAttribute(NameOID.COMMON_NAME, "onecommit local CA")])
@@ -128,6 +152,7 @@ def _issue_ca(settings: Settings) -> None:
         # Path length 0: this CA signs leaves only, never another CA.
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(ca=True), critical=True)
+        .add_extension(_name_constraints(hosts), critical=True)
         .add_extension(identifier, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(identifier),
                        critical=False)
@@ -187,12 +212,12 @@ def leaf_hosts(settings: Settings) -> tuple[str, ...]:
 def ensure_certs(settings: Settings, renew: bool = False) -> list[Issued]:
     """The CA and every leaf, issued or renewed as needed (`renew`: re-issue every leaf now)."""
     ca_cert_file, ca_key_file = settings.tls_pair(CA_NAME)
-    new_ca = not (ca_cert_file.exists() and ca_key_file.exists()) or _due(_load(settings,
-                                                                                 CA_NAME)[0])
-    if new_ca:
-        _issue_ca(settings)
-    ca = _load(settings, CA_NAME)
     hosts = leaf_hosts(settings)
+    new_ca = not (ca_cert_file.exists() and ca_key_file.exists()) or _ca_replaced(settings,
+                                                                                  hosts)
+    if new_ca:
+        _issue_ca(settings, hosts)
+    ca = _load(settings, CA_NAME)
     issued = [_report(settings, CA_NAME, new_ca)]
     for name in LEAVES:
         fresh = new_ca or renew or not _leaf_current(settings, name, hosts, ca[0])
@@ -200,6 +225,12 @@ def ensure_certs(settings: Settings, renew: bool = False) -> list[Issued]:
             _issue_leaf(settings, name, hosts, ca)
         issued.append(_report(settings, name, fresh))
     return issued
+
+
+def _ca_replaced(settings: Settings, hosts: tuple[str, ...]) -> bool:
+    """Due for renewal, or not constrained to exactly the leaves' hosts."""
+    cert, _ = _load(settings, CA_NAME)
+    return _due(cert) or not _constrained_to(cert, hosts)
 
 
 def _report(settings: Settings, name: str, renewed: bool) -> Issued:

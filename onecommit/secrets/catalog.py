@@ -207,6 +207,10 @@ CREDENTIALS: dict[str, Credential] = {c.name: c for c in (
                (Secret("grafana-admin", "baseline", lambda v, env: {
                    "admin-user": GRAFANA_USER, "admin-password": v["password"]}),),
                lambda env: {"password": new_token()}),
+    Credential("triton-control-key", "key Triton's model control (load, unload) asks for; "
+               "held by the reconciler and the publish step", ("key",),
+               (Secret("triton-control-key", "core", _as_given),),
+               lambda env: {"key": new_token()}),
     Credential("webhook-signing-secret", "HMAC key that signs webhook deliveries", ("secret",),
                (Secret("webhook-signing-secret", "core", _as_given),),
                lambda env: {"secret": secrets.token_hex(32)}),

@@ -41,6 +41,14 @@ def gateway_admin_token(state_dir: Path) -> str:
     return read_or_create(current, new_token).strip()
 
 
+def triton_control_key(settings: Settings) -> str:
+    """The key Triton's model control asks for: the setting (clusters: from a Secret), else the
+    one generated at the first `up` (mode 0600) for the local Triton."""
+    if settings.triton_control_key is not None:
+        return settings.triton_control_key.get_secret_value()
+    return read_or_create(settings.state_dir / "triton" / "control_key", new_token).strip()
+
+
 def accepted_gateway_tokens(state_dir: Path) -> list[str]:
     """Every token the gateway accepts now: current first, then a rotation's extras."""
     current, rotation = gateway_token_files(state_dir)

@@ -8,10 +8,14 @@ Order, so that a failure at any point leaves the old credential working:
 4. switch the platform's clients to the new token; after a grace period for requests in flight,
    revoke the old one and verify it is refused.
 A failure in 1-3 removes the new token from the gateway; only the old one was ever in use.
+An interruption (Ctrl-C) anywhere ends the same way: before the switch the old token alone, after
+it the new one alone; a rotation killed outright leaves its extra token accepted until the next
+`invoke rotate`, which revokes it first.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +30,8 @@ from onecommit.secrets.local_store import gateway_token_files
 from onecommit.settings import Settings
 
 Report = Callable[[str], None]
+# The longest grace period: an old token valid for longer is a rotation that did not happen.
+MAX_GRACE_S = 3600.0
 
 
 class RotationError(SecretsError):
@@ -78,7 +84,8 @@ class GatewayTokenSwitch:
         self._await(new, 200, "accept the new admin token")
 
     def abort(self) -> None:
-        """Undo step 2: the old token alone, as before."""
+        """The current token alone: before the switch the old one (step 2 undone), after it
+        the new one (the old one revoked at once)."""
         self._rotation.unlink(missing_ok=True)
 
     def switch(self, new: str) -> None:
@@ -116,7 +123,11 @@ def rotate(settings: Settings, root: Path, name: str, *, envs: list[str] | None 
     local gateway (each step confirmed within `confirm_timeout_s`). `gateway_running` tells
     whether the local gateway runs now (the platform's process manager knows; None: it does
     not run), so the switch happens live."""
+    if not (math.isfinite(grace_s) and 0 <= grace_s <= MAX_GRACE_S):
+        raise RotationError(f"--grace-s {grace_s} is not a grace period: give the seconds the "
+                            f"old admin token stays valid after the switch, 0 to {MAX_GRACE_S:g}")
     creds = credentials(name)
+    _revoke_interrupted(settings, report)
     sealed, records, source_text = _plan(settings, root, creds, envs, environ or {})
     source = settings.secrets_file
     admin_token = any(cred.name == "gateway-admin-token" for cred in creds)
@@ -127,7 +138,7 @@ def rotate(settings: Settings, root: Path, name: str, *, envs: list[str] | None 
     if live is not None:
         try:
             live.accept(new_local)
-        except Exception:
+        except BaseException:  # Ctrl-C included
             live.abort()
             raise
         result.at["accepted"] = time.monotonic()
@@ -139,12 +150,25 @@ def rotate(settings: Settings, root: Path, name: str, *, envs: list[str] | None 
             live.abort()
         raise RotationError(f"writing the manifests and {source} failed ({error}): nothing was "
                             f"written and the old {name} stays in use") from None
+    except BaseException:
+        if live is not None:
+            live.abort()
+        raise
     report(f"{name}: sealed {len(sealed)} manifest(s); new values in {source}")
     if not admin_token:
         result.local = f"no local service uses {name}: nothing to apply"
         return result
     result.local = _switch_local_token(settings, live, new_local, grace_s, result, report)
     return result
+
+
+def _revoke_interrupted(settings: Settings, report: Report) -> None:
+    """A rotation killed before its end left its extra token accepted: the current token (the
+    one clients use) alone again, before anything else."""
+    extra = gateway_token_files(settings.state_dir)[1]
+    if extra.exists():
+        extra.unlink()
+        report("local gateway: revoked the extra admin token an interrupted rotation left")
 
 
 def _switch_local_token(settings: Settings, live: GatewayTokenSwitch | None, new_local: str,
@@ -155,13 +179,18 @@ def _switch_local_token(settings: Settings, live: GatewayTokenSwitch | None, new
         return "gateway not running: the next `invoke up` uses the new admin token"
     try:
         live.switch(new_local)
-    except Exception:
+    except BaseException:
         live.abort()
         raise
     result.at["switched"] = time.monotonic()
-    report(f"local gateway: clients switched; old token revoked in {grace_s:g} s")
-    # Requests signed with the old token just before the switch may still be in flight.
-    time.sleep(grace_s)
+    try:
+        report(f"local gateway: clients switched; old token revoked in {grace_s:g} s")
+        # Requests signed with the old token just before the switch may still be in flight.
+        time.sleep(grace_s)
+    except BaseException:
+        # Interrupted in the grace period: the old token is revoked now, not never.
+        live.abort()
+        raise
     try:
         live.revoke()
     except RotationError as error:

@@ -11,12 +11,16 @@ SQL is SQLAlchemy Core, portable between the two.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import fcntl
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, MetaData, create_engine, event, inspect
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, MetaData, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -30,8 +34,16 @@ class DatabaseError(OnecommitError):
     """The serving database cannot be opened or answered with an error."""
 
 
+# Alembic's scripts: every schema change is a migration there (README, "Serving database").
+MIGRATIONS = Path(__file__).with_name("migrations")
+# What a database from before migrations holds: its tables, and no alembic_version.
+_BEFORE_MIGRATIONS = "0001_baseline"
+# Any fixed key: the PostgreSQL advisory lock every migrating process takes.
+_MIGRATION_LOCK = 0x6F6E6563
+
+
 def open_engine(url: str) -> Engine:
-    """An engine on the serving database, with every table created (idempotent)."""
+    """An engine on the serving database, migrated to the newest schema (idempotent)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
@@ -42,7 +54,7 @@ def open_engine(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
     try:
-        _create_tables(engine)
+        migrate(engine)
     except DBAPIError as error:
         raise DatabaseError(f"cannot open the serving database {parsed.render_as_string()}: "
                             f"{error.orig}; check ONECOMMIT_SERVING_DB_URL") from None
@@ -51,30 +63,42 @@ def open_engine(url: str) -> Engine:
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
-    # Readers never block the writer and the writer never blocks readers; NORMAL syncs at
-    # checkpoints only, which WAL makes safe against corruption (a crash may lose the last
-    # commits, never the database).
+    # Readers never block the writer and the writer never blocks readers. FULL syncs the WAL
+    # at every commit: a desired-state change acknowledged to a caller survives a power loss
+    # (NORMAL could lose the last commits).
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
 
 
-def _create_tables(engine: Engine) -> None:
-    # Several processes open the database at once (gateway workers, the reconciler): the loser
-    # of a create race finds the table there on its second look.
-    try:
-        METADATA.create_all(engine)
-    except DBAPIError:
-        METADATA.create_all(engine)
-    found = inspect(engine)
-    for table in METADATA.sorted_tables:
-        columns = {c["name"] for c in found.get_columns(table.name)}
-        missing = [c.name for c in table.columns if c.name not in columns]
-        if missing:
-            raise DatabaseError(
-                f"the serving database {engine.url.render_as_string()} has an older schema "
-                f"({table.name} lacks {', '.join(missing)}): stop the platform and delete it; "
-                "desired state is seeded again from the registry's aliases")
+@contextmanager
+def _one_migrator(engine: Engine) -> Iterator[None]:
+    """Several processes open the database at once (gateway workers, the reconciler): one
+    migrates while the others wait, then find it at the newest revision. SQLite's DDL does not
+    wait on another's, so a lock file beside the database serialises them; PostgreSQL takes an
+    advisory lock in the migration's transaction instead."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the database in place to the newest schema, keeping every row; a database from
+    before migrations is taken as the baseline revision first."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with _one_migrator(engine), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
+        config.attributes["connection"] = connection
+        tables = set(inspect(connection).get_table_names())
+        if "serving_state" in tables and "alembic_version" not in tables:
+            command.stamp(config, _BEFORE_MIGRATIONS)
+        command.upgrade(config, "head")
 
 
 class Database:

@@ -30,6 +30,7 @@ from tritonclient.utils import InferenceServerException
 from onecommit.serving.database import open_engine
 from onecommit.serving.state import StateStore
 from onecommit.settings import Settings
+from onecommit.vocabulary import TRITON_CONTROL_METADATA
 
 
 def say(event: str, **fields: Any) -> None:
@@ -58,6 +59,8 @@ class Reconciler:
     # The local model repository, to name versions that are missing from it; None when the
     # repository is remote (S3 on clusters).
     repository: Path | None
+    # The header Triton's model control asks for (empty: Triton's control is open).
+    control: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 60.0
     _backoff: dict[str, _Backoff] = field(default_factory=dict)
     _triton_up: bool | None = None
@@ -67,7 +70,7 @@ class Reconciler:
         """One pass; returns the models it asked Triton to load."""
         desired = self.store.read_all()
         try:
-            index = client.get_model_repository_index(client_timeout=5)
+            index = client.get_model_repository_index(headers=self.control, client_timeout=5)
         except InferenceServerException as error:
             self._note_triton(False, str(error))
             return []
@@ -97,7 +100,7 @@ class Reconciler:
                 return False
         say("loading", model=model, versions=missing)
         try:
-            client.load_model(model, client_timeout=self.timeout_s)
+            client.load_model(model, headers=self.control, client_timeout=self.timeout_s)
         except InferenceServerException as error:
             backoff.failed(now)
             say("load failed", model=model, versions=missing, reason=str(error),
@@ -154,7 +157,10 @@ def main() -> int:
     # Triton on this host: the platform's locally, the pod's own (a sidecar) on clusters.
     target = f"{settings.host}:{settings.triton_grpc_port}"
     repository = settings.model_repository if settings.model_repository.is_dir() else None
-    reconciler = Reconciler(StateStore(open_engine(settings.serving_db)), target, repository)
+    key = settings.triton_control_key
+    reconciler = Reconciler(StateStore(open_engine(settings.serving_db)), target, repository,
+                            {} if key is None else
+                            {TRITON_CONTROL_METADATA: key.get_secret_value()})
     stopping = False
 
     def stop(_signal: int, _frame: FrameType | None) -> None:

@@ -12,6 +12,7 @@ from onecommit.lifecycle import data, flow, registry, rollout
 from onecommit.lifecycle.spec import SpecError, parse_spec
 from onecommit.settings import PROJECT_ROOT, Settings
 from onecommit.vocabulary import CHAMPION
+from tests.conftest import triton_control
 
 pytestmark = pytest.mark.platform
 MODEL = "breast-cancer"
@@ -59,7 +60,7 @@ def test_failed_smoke_rolls_back_and_champion_keeps_serving(platform: Settings) 
                  if p != onnx_file)
     onnx_file.write_bytes(other.read_bytes())
     grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{platform.triton_grpc_port}")
-    grpc.load_model(MODEL)
+    grpc.load_model(MODEL, headers=triton_control(platform))
     with pytest.raises(flow.StepFailed, match="smoke test"):
         flow.smoke(platform, spec, registered["version"])
     rollout.rollback(platform, MODEL, registered["before_version"], registered["version"],

@@ -373,7 +373,7 @@ def test_two_workers_route_alike_and_join_feedback_across_workers(served: Served
                                                                    platform: Settings) -> None:
     assert platform.gateway_workers == 2
     changed = httpx.put(f"{served.url}{ADMIN_API}/traffic", headers=served.admin, json={
-        "strategy": "canary", "challenger_weight": 0.5, "experiment": "workers"})
+        "strategy": "ab", "challenger_weight": 0.5, "experiment": "workers"})
     revision, started = changed.json()["revision"], time.monotonic()
     seen: dict[str, int] = {}
     # Every worker comes to the new revision (how fast: `invoke bench gateway`).
@@ -381,14 +381,15 @@ def test_two_workers_route_alike_and_join_feedback_across_workers(served: Served
         answer = _fresh("GET", f"{served.url}{ADMIN_API}/traffic").json()
         assert time.monotonic() - started < 30, f"replicas and their revisions: {seen}"
         seen[answer["replica"]] = answer["revision"]
-    # Every worker routes a request id the same way, and feedback joins wherever it lands.
+    # Every worker routes a user (A/B's sticky header) the same way, and feedback joins
+    # wherever it lands.
     ids = [f"workers-{i}" for i in range(120)]
     routes: dict[str, set[str]] = {i: set() for i in ids}
     for _ in range(2):
         for n, request_id in enumerate(ids):
             response = _fresh("POST", f"{served.url}/v2/models/{MODEL}/infer",
                               json=_body(served.rows[n % 50: n % 50 + 1]),
-                              headers={"x-request-id": request_id})
+                              headers={"x-request-id": request_id, "x-user-id": request_id})
             assert response.status_code == 200, response.text
             routes[request_id].add(response.headers["x-onecommit-variant"])
     assert all(len(variants) == 1 for variants in routes.values())

@@ -58,8 +58,10 @@ def _body(row: np.ndarray) -> dict[str, object]:
 async def _routes(client: httpx.AsyncClient, features: np.ndarray, ids: range) -> list[str]:
     variants = []
     for i in ids:
+        # A/B: sticky on the user header, the same on every replica (a canary draws its key).
         response = await client.post(f"/v2/models/{MODEL}/infer", json=_body(features[i % 100]),
-                                     headers={"x-request-id": f"req-{i}"})
+                                     headers={"x-request-id": f"req-{i}",
+                                              "x-user-id": f"user-{i}"})
         assert response.status_code == 200, response.text
         variants.append(response.headers["x-onecommit-variant"])
     return variants
@@ -71,7 +73,7 @@ def test_replicas_route_alike_share_feedback_and_survive_a_restart(
     settings = _settings(tmp_path, repository)
     StateStore(open_engine(settings.serving_db)).change(
         MODEL, "test", pins={"champion": 1, "challenger": 2},
-        policy=TrafficPolicy(strategy="canary", challenger_weight=0.5))
+        policy=TrafficPolicy(strategy="ab", challenger_weight=0.5))
 
     async def scenario() -> None:
         async with AsyncExitStack() as stack:
@@ -83,7 +85,7 @@ def test_replicas_route_alike_share_feedback_and_survive_a_restart(
             # A policy change on one replica reaches the other (how fast is measured by
             # `invoke bench gateway`; a test on a loaded machine only bounds the wait).
             changed = await a.put(TRAFFIC, headers=ADMIN,
-                                  json={"strategy": "canary", "challenger_weight": 0.1})
+                                  json={"strategy": "ab", "challenger_weight": 0.1})
             assert changed.status_code == 200, changed.text
             revision, changed_at = changed.json()["revision"], time.monotonic()
             while (await b.get(TRAFFIC)).json()["revision"] != revision:
@@ -116,7 +118,7 @@ def test_replicas_route_alike_share_feedback_and_survive_a_restart(
             await stack.aclose()
         async with started(settings) as restarted:
             traffic = (await restarted.get(TRAFFIC)).json()
-            assert (traffic["strategy"], traffic["challenger_weight"]) == ("canary", 0.1)
+            assert (traffic["strategy"], traffic["challenger_weight"]) == ("ab", 0.1)
             assert await _routes(restarted, features, range(1000, 1100)) == routed_a
             ready = await restarted.get("/v2/health/ready")
             assert ready.status_code == 200, ready.text

@@ -10,6 +10,7 @@ import pytest
 
 from onecommit.lifecycle import data, registry, training, triton
 from onecommit.lifecycle.spec import ModelSpec, load_spec
+from onecommit.secrets.local_store import triton_control_key
 from onecommit.settings import PROJECT_ROOT, Settings
 from onecommit.vocabulary import CHALLENGER, CHAMPION, PREVIOUS
 
@@ -83,7 +84,8 @@ def test_published_version_matches_registry_model_on_golden_rows(platform: Setti
     assert tags[registry.CHECKSUM] == registry.checksum(onnx_bytes)
     assert json.loads(tags["feature_names"]) == SPLIT.feature_names
     grpc_url = f"127.0.0.1:{platform.triton_grpc_port}"
-    triton.load_beside(grpc_url, platform.model_repository, name, version, onnx_bytes)
+    triton.load_beside(grpc_url, platform.model_repository, name, version, onnx_bytes,
+                        triton_control_key(platform))
     assert triton.version_ready(grpc_url, name, version)
     reference = _reference(platform, name, version, golden)
     assert triton.smoke(grpc_url, name, version, reference, golden).problems == []
@@ -96,7 +98,8 @@ def test_smoke_catches_a_tampered_model(platform: Settings) -> None:
     # An ONNX file from a different model: loads fine, answers wrong.
     other = training.candidate(_with_c(1e-4), SPLIT, None)
     grpc_url = f"127.0.0.1:{platform.triton_grpc_port}"
-    triton.load_beside(grpc_url, platform.model_repository, name, version, other)
+    triton.load_beside(grpc_url, platform.model_repository, name, version, other,
+                        triton_control_key(platform))
     problems = triton.smoke(grpc_url, name, version,
                              _reference(platform, name, version, golden), golden).problems
     assert problems

@@ -21,6 +21,7 @@ from onecommit.lifecycle.spec import load_spec
 from onecommit.platform import optional_layer, profiles, supervisor
 from onecommit.platform.envs import ensure_env
 from onecommit.platform.optional_runtime import Runtime
+from onecommit.secrets.local_store import triton_control_key
 from onecommit.settings import PROJECT_ROOT, Settings
 from tests.conftest import free_ports
 
@@ -53,7 +54,7 @@ def features(platform: Settings) -> Iterator[FeatureSettings]:
     again at the end."""
     onnx_bytes = training.candidate(SPEC, data.of_spec(SPEC), None)
     triton.load_beside(f"{platform.host}:{platform.triton_grpc_port}", platform.model_repository,
-                        MODEL, VERSION, onnx_bytes)
+                        MODEL, VERSION, onnx_bytes, triton_control_key(platform))
     ensure_env(platform, "feast")
     feast_port, redis_port = free_ports(2)
     settings = FeatureSettings(**platform.model_dump(exclude_none=True), feast_port=feast_port,

@@ -17,9 +17,11 @@ import tritonclient.http as triton_http
 from onecommit.platform import local, supervisor
 from onecommit.platform.components import Component, Program
 from onecommit.platform.health import probe
+from onecommit.serving.database import open_engine
+from onecommit.serving.state import StateStore
 from onecommit.serving.triton_repo import publish
 from onecommit.settings import Settings
-from tests.conftest import alive, make_settings, process_tree
+from tests.conftest import alive, make_settings, process_tree, settled, triton_control
 from tests.unit.test_triton_repo import small_model
 
 pytestmark = pytest.mark.platform
@@ -55,8 +57,12 @@ def test_model_answers_through_the_gateway_as_directly(platform: Settings) -> No
     model, onnx_bytes, features = small_model()
     publish(platform.model_repository, "cancer", 1, onnx_bytes)
     grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{platform.triton_grpc_port}")
-    grpc.load_model("cancer")
+    grpc.load_model("cancer", headers=triton_control(platform))
     assert grpc.is_model_ready("cancer", "1")
+    # The gateway serves models with desired state only: pin it, as a first deploy would.
+    pinned = StateStore(open_engine(platform.serving_db)).change(
+        "cancer", "test_platform", pins={"champion": 1})
+    settled(platform, pinned.revision, model="cancer")
     rows = features[:16]
     answers = []
     for port in (platform.gateway_port, platform.triton_http_port):

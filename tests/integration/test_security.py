@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
+from tritonclient.utils import InferenceServerException
 
 from onecommit.clients.gateway import Gateway, GatewayRefused
 from onecommit.platform import local
@@ -27,7 +28,14 @@ from onecommit.secrets.rotation import Rotation, rotate
 from onecommit.secrets.sealing import generate_controller_keypair
 from onecommit.serving.triton_repo import publish
 from onecommit.settings import Settings
-from tests.conftest import make_settings, stop_platform
+from onecommit.vocabulary import TRITON_CONTROL_HEADER, TRITON_CONTROL_METADATA
+from tests.conftest import (
+    SERVED_MODEL,
+    Served,
+    make_settings,
+    stop_platform,
+    triton_control,
+)
 from tests.unit.test_secrets_tree import make_tree
 from tests.unit.test_triton_repo import small_model
 
@@ -55,7 +63,8 @@ class Load:
                 self.failures.append(outcome)
 
     def run(self) -> None:
-        infer = f"/v2/models/{LOAD_MODEL}/versions/1/infer"
+        # A deployed model's: the gateway serves models with desired state only.
+        infer = f"/v2/models/{SERVED_MODEL}/infer"
         with gateway_client(self.settings, timeout_s=10) as client:
             while not self.stop.is_set():
                 for method, path, body in (("POST", infer, self.body),
@@ -88,15 +97,16 @@ class OldTokenProbe:
 
 @pytest.fixture
 def load_model(platform: Settings) -> Iterator[dict[str, object]]:
-    """A model Triton serves for the duration of the test, and a request body for it."""
+    """A model Triton serves for the duration of the test (no desired state: the gateway does
+    not serve it), and a request body for it."""
     _, onnx_bytes, features = small_model()
     publish(platform.model_repository, LOAD_MODEL, 1, onnx_bytes)
     grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{platform.triton_grpc_port}")
-    grpc.load_model(LOAD_MODEL)
+    grpc.load_model(LOAD_MODEL, headers=triton_control(platform))
     rows = features[:4].astype(np.float32)
     yield {"inputs": [{"name": "X", "shape": list(rows.shape), "datatype": "FP32",
                        "data": rows.flatten().tolist()}]}
-    grpc.unload_model(LOAD_MODEL)
+    grpc.unload_model(LOAD_MODEL, headers=triton_control(platform))
 
 
 def rotate_under_load(platform: Settings, tmp_path: Path, body: dict[str, object]
@@ -122,10 +132,37 @@ def rotate_under_load(platform: Settings, tmp_path: Path, body: dict[str, object
     return result, load, probe
 
 
+def test_triton_model_control_refuses_a_client_without_the_key(
+        platform: Settings, load_model: dict[str, object]) -> None:
+    grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{platform.triton_grpc_port}")
+    try:
+        for wrong in ({}, {TRITON_CONTROL_METADATA: "not-the-key"}):
+            with pytest.raises(InferenceServerException):
+                grpc.unload_model(LOAD_MODEL, headers=wrong)
+            with pytest.raises(InferenceServerException):
+                grpc.get_model_repository_index(headers=wrong)
+        assert grpc.is_model_ready(LOAD_MODEL, "1")
+    finally:
+        grpc.close()
+    http = f"{platform.url(platform.triton_http_port)}/v2/repository"
+    for wrong in ({}, {TRITON_CONTROL_HEADER: "not-the-key"}):
+        refused = httpx.post(f"{http}/models/{LOAD_MODEL}/unload", headers=wrong)
+        assert 400 <= refused.status_code < 500, refused.text
+        assert 400 <= httpx.post(f"{http}/index", headers=wrong).status_code < 500
+    key = triton_control(platform)[TRITON_CONTROL_METADATA]
+    assert httpx.post(f"{http}/index", headers={TRITON_CONTROL_HEADER: key}).status_code == 200
+    # Inference stays open to the gateway; the key is on no open route of the gateway.
+    for path in ("/models", "/ui/rollout.json", "/metrics", "/v2"):
+        assert key not in httpx.get(f"{platform.gateway_url}{path}").text
+
+
 def test_rotation_under_load_drops_no_request_and_revokes_the_old_token_after_the_switch(
-        platform: Settings, load_model: dict[str, object], tmp_path: Path) -> None:
+        platform: Settings, served: Served, tmp_path: Path) -> None:
     old = gateway_admin_token(platform)
-    result, load, probe = rotate_under_load(platform, tmp_path, load_model)
+    rows = served.rows[:4].astype(np.float32)
+    body = {"inputs": [{"name": "X", "shape": list(rows.shape), "datatype": "FP32",
+                        "data": rows.flatten().tolist()}]}
+    result, load, probe = rotate_under_load(platform, tmp_path, body)
     print(f"\nrotation under load: {load.sent} gateway requests by {LOAD_THREADS} clients, "
           f"{len(load.failures)} failed; switch to revoke "
           f"{result.at['revoked'] - result.at['switched']:.2f} s")
@@ -221,3 +258,39 @@ def test_plain_http_is_refused_when_tls_is_on(tls_gateway: Settings) -> None:
     # A plain request is no TLS handshake: the server closes the connection unanswered.
     with pytest.raises(httpx.RemoteProtocolError, match="disconnected without sending"):
         httpx.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
+
+
+@pytest.mark.parametrize("grace_s", [-1.0, float("nan"), float("inf"), 1e9])
+def test_a_bad_grace_period_is_refused_before_anything_changes(
+        platform: Settings, tmp_path: Path, grace_s: float) -> None:
+    old = gateway_admin_token(platform)
+    tree = make_tree(tmp_path, generate_controller_keypair("controller", key_size=2048),
+                     platform)
+    with pytest.raises(SecretsError, match="is not a grace period"):
+        rotate(tree.settings, tree.root, "gateway-admin-token", grace_s=grace_s,
+               report=lambda _: None, gateway_running=lambda: True)
+    assert accepted_gateway_tokens(platform.state_dir) == [old]
+    assert not (tree.root / "gitops" / "envs" / "dev" / "sealed").exists()
+
+
+def test_ctrl_c_in_the_grace_period_leaves_the_old_token_revoked(platform: Settings,
+                                                                  tmp_path: Path) -> None:
+    old = gateway_admin_token(platform)
+    tree = make_tree(tmp_path, generate_controller_keypair("controller", key_size=2048),
+                     platform)
+
+    def interrupt_at_the_switch(line: str) -> None:
+        if "clients switched" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rotate(tree.settings, tree.root, "gateway-admin-token", grace_s=60,
+               report=interrupt_at_the_switch, gateway_running=lambda: True)
+    new = gateway_admin_token(platform)
+    assert new != old
+    assert accepted_gateway_tokens(platform.state_dir) == [new]
+    deadline = time.monotonic() + 15
+    while httpx.get(f"{platform.gateway_url}/auth/check",
+                    headers={"Authorization": f"Bearer {old}"}).status_code != 401:
+        assert time.monotonic() < deadline, "the old token is still accepted"
+        time.sleep(0.1)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from onecommit.secrets import ca
 from onecommit.settings import Settings
@@ -116,3 +117,32 @@ def test_a_broken_key_names_the_file_and_the_fix(settings: Settings) -> None:
     settings.tls_pair("gateway")[1].write_text("not a key")
     with pytest.raises(ca.CertificateError, match=r"gateway\.key.*invoke certs"):
         ca.ensure_certs(settings)
+
+
+def test_the_ca_cannot_vouch_for_a_name_beyond_the_leaves_hosts(settings: Settings) -> None:
+    ca.ensure_certs(settings)
+    ca_file, _ = settings.tls_pair("ca")
+    authority = x509.load_pem_x509_certificate(ca_file.read_bytes())
+    constraints = authority.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical
+    # A leaf the CA's key signs for another site (as a thief of the key would) is refused.
+    ca._issue_leaf(settings, "gateway", ("bank.example",), ca._load(settings, "ca"))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake(settings, "bank.example", ca_file)
+
+
+def test_a_ca_without_name_constraints_is_replaced(settings: Settings) -> None:
+    ca.ensure_certs(settings)
+    before = serial(settings, "ca")
+    # A CA as issued before name constraints: none.
+    cert, key = ca._load(settings, "ca")
+    builder = x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.issuer) \
+        .public_key(key.public_key()).serial_number(x509.random_serial_number()) \
+        .not_valid_before(cert.not_valid_before_utc).not_valid_after(cert.not_valid_after_utc)
+    for extension in cert.extensions:
+        if not isinstance(extension.value, x509.NameConstraints):
+            builder = builder.add_extension(extension.value, extension.critical)
+    ca._write(settings, "ca", builder.sign(key, hashes.SHA256()), key)
+    issued = ca.ensure_certs(settings)
+    assert all(i.renewed for i in issued)
+    assert serial(settings, "ca") != before
