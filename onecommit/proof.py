@@ -22,8 +22,9 @@ from onecommit.lifecycle.dags import DEPLOY_DAG, ROLLBACK_DAG, SENSOR_CHECK_DAG
 from onecommit.lifecycle.evidence import CRITERIA, judge
 from onecommit.lifecycle.notify import notifications_file
 from onecommit.platform import profiles
+from onecommit.secrets import local_store
 from onecommit.settings import PROOFS_DIR, Settings
-from onecommit.vocabulary import CHALLENGER, CHAMPION, PREVIOUS
+from onecommit.vocabulary import CHALLENGER, CHAMPION, PREVIOUS, TRITON_CONTROL_HEADER
 
 DAGS = (DEPLOY_DAG, ROLLBACK_DAG, SENSOR_CHECK_DAG)
 _RUNS_PER_DAG = 20
@@ -51,8 +52,10 @@ def _registry_state(settings: Settings, model: str) -> dict[str, Any]:
 
 
 def _triton_models(settings: Settings) -> list[dict[str, Any]]:
+    # Triton's repository index is part of its restricted model-control API.
     response = httpx.post(f"{settings.url(settings.triton_http_port)}/v2/repository/index",
-                          json={}, timeout=10)
+                          json={}, timeout=10,
+                          headers={TRITON_CONTROL_HEADER: local_store.triton_control_key(settings)})
     response.raise_for_status()
     models: list[dict[str, Any]] = response.json()
     return models
