@@ -43,7 +43,7 @@ from onecommit.platform.components import (
 from onecommit.platform.health import ComponentStatus, probe, tree_memory_mb, version
 from onecommit.platform.kind import Tree
 from onecommit.platform.local import WORKING
-from onecommit.secrets.local_store import airflow_password
+from onecommit.secrets.local_store import airflow_password, triton_control_key
 from onecommit.settings import PROJECT_ROOT, Settings
 
 COMPOSE_DIR = PROJECT_ROOT / "compose"
@@ -229,6 +229,9 @@ def prepare(settings: Settings) -> Path:
         (settings.state_dir / directory).mkdir(parents=True, exist_ok=True)
     airflow_password(settings.state_dir)
     gateway_admin_token(settings)
+    # Made here, before the state dir becomes the containers' (the publish step reads it; a
+    # copy made later by a host command would be root's, unreadable to the scheduler).
+    triton_control_key(settings)
     # The DAG's tasks and the host's sync both append to it: made here, it is the containers'.
     notifications_file(settings.state_dir).touch()
     here = _compose_dir(settings)
