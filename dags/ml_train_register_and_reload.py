@@ -24,13 +24,15 @@ from onecommit.lifecycle.dags import DEPLOY_DAG, ROLLBACK_DAG
 from onecommit.settings import Settings
 
 DOC = """
-Conf: `git_sha`, `env`, `spec` (one model's spec as a mapping) and `repo` (the gitops repository,
-path or URL, that training reads the commit's data and code from). Steps: train (or fetch the
-version a promotion names) and evaluate against the champion (quality gate) → register as
+Conf: `git_sha`, `env`, `spec` (one model's spec as a mapping), `repo` (the gitops repository,
+path or URL, that training reads the commit's data and code from) and `fingerprint` (the sync's
+digest of the model's inputs). Steps: train (or fetch the version a promotion names, or reuse the
+version built from the same inputs) and evaluate against the champion (quality gate) → register as
 `challenger` → publish to Triton beside the champion → READY sensor → smoke test → gateway reload →
 the spec's rollout strategy, judged step by step → promote → retire the versions no alias names.
 Any failure from publishing to promote triggers `rollback_to_before_version`; any failure at all is
-notified. Runs are processed one at a time, in the order they were triggered.
+notified. Models deploy independently: runs of different models run at the same time; the sync
+starts a model's next run only once its previous one ended, so a model's deploys keep their order.
 """
 # Environment only (no I/O): the sensor's timing and the retry delay are platform configuration.
 _PLATFORM = Settings()
@@ -42,7 +44,8 @@ def _run_context() -> Any:
     context = get_current_context()
     params = context["params"]
     return registry.RunContext(git_sha=params["git_sha"], env=params["env"],
-                               dag_run_id=context["run_id"])
+                               dag_run_id=context["run_id"],
+                               fingerprint=params.get("fingerprint") or "")
 
 
 def _spec() -> Any:
@@ -55,15 +58,20 @@ def _spec() -> Any:
     dag_id=DEPLOY_DAG,
     schedule=None,
     catchup=False,
-    max_active_runs=1,
+    # One run per model at a time is the sync's rule (it waits for a model's run to end before
+    # the next); this only bounds how many models deploy at once.
+    max_active_runs=_PLATFORM.deploy_max_active_runs,
     tags=["onecommit", "lifecycle"],
     doc_md=DOC,
     params={"git_sha": Param("manual", type="string"), "env": Param("dev", type="string"),
-            "spec": Param({}, type="object"), "repo": Param("", type="string")},
+            "spec": Param({}, type="object"), "repo": Param("", type="string"),
+            "fingerprint": Param("", type="string")},
     # A retried step (a platform fault) runs again after `deploy_retry_delay_s` (15 s), not
     # Airflow's default 5 min.
+    # Every task ends within `deploy_task_timeout_s`: no spec stalls its model forever.
     default_args={"retries": 0,
-                  "retry_delay": timedelta(seconds=_PLATFORM.deploy_retry_delay_s)},
+                  "retry_delay": timedelta(seconds=_PLATFORM.deploy_retry_delay_s),
+                  "execution_timeout": timedelta(seconds=_PLATFORM.deploy_task_timeout_s)},
     # Templates render to Python values: the rollback's conf carries the versions as integers
     # and a missing before_version as null, not as the strings "3" and "None".
     render_template_as_native_obj=True,
@@ -136,8 +144,8 @@ def ml_train_register_and_reload() -> None:
         from onecommit.lifecycle import rollout as strategy
         from onecommit.lifecycle.notify import send
 
-        if registered["before_version"] is None:
-            return []  # First model: nothing serves yet, nothing to compare with.
+        if registered["before_version"] in (None, registered["version"]):
+            return []  # Nothing serves yet, or it serves already: nothing to compare with.
         settings = Settings()
         try:
             return strategy.run(settings, _spec(), registered["version"], on_step=lambda step: (

@@ -4,6 +4,8 @@ Thin wrapper over `onecommit.lifecycle.flow.ready`, for operators asking after a
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import Param, PokeReturnValue, dag, get_current_context, task
 
 from onecommit.lifecycle.dags import SENSOR_CHECK_DAG
@@ -21,7 +23,8 @@ _SENSOR = Settings()
     doc_md="Conf: `model`, `version`. Succeeds once the version is READY in the MLflow registry "
            "and loaded and READY in Triton; fails when the sensor times out.",
     params={"model": Param(type="string"), "version": Param(type="integer", minimum=1)},
-    default_args={"retries": 0},
+    default_args={"retries": 0,
+                  "execution_timeout": timedelta(seconds=_SENSOR.deploy_task_timeout_s)},
 )
 def register_sensor_check() -> None:
     @task.sensor(poke_interval=_SENSOR.ready_poke_s, timeout=_SENSOR.ready_timeout_s,

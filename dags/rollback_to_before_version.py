@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import Param, dag, get_current_context, task
 
 from onecommit.lifecycle.dags import ROLLBACK_DAG
+from onecommit.settings import Settings
 from onecommit.vocabulary import MODEL_NAME
+
+# Environment only (no I/O): every task's time limit is platform configuration.
+_PLATFORM = Settings()
 
 
 @dag(
@@ -21,7 +27,8 @@ from onecommit.vocabulary import MODEL_NAME
             "before_version": Param(None, type=["integer", "null"], minimum=1),
             "failed_version": Param(type="integer", minimum=1),
             "reason": Param(type="string")},
-    default_args={"retries": 2},
+    default_args={"retries": 2,
+                  "execution_timeout": timedelta(seconds=_PLATFORM.deploy_task_timeout_s)},
 )
 def rollback_to_before_version() -> None:
     @task

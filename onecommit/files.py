@@ -112,3 +112,18 @@ def read_lines(path: Path) -> list[str]:
     except FileNotFoundError:
         return []
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a log file in a single write (O_APPEND): concurrent writers never
+    interleave within a line, and a reader sees at most a torn line after a crash, which the
+    next line does not continue."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PUBLIC_FILE)
+    try:
+        size = os.fstat(fd).st_size
+        torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+        os.write(fd, (("\n" if torn else "") + line.rstrip("\n") + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)

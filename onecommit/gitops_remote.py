@@ -52,14 +52,24 @@ def ensure(settings: Settings) -> None:
     remote = remote_dir(settings)
     if not (remote / "HEAD").exists():
         _seed(remote, settings.gitops_seed)
-        # The seed is the state the platform starts from, not a change to deploy.
+        # The seed is a commit the sync has seen; its models deploy as the tip's, at `up`.
         last_synced_file(settings).write_text(head(settings))
     _write_hook(settings, remote)
+    catch_up(settings)
     work = work_dir(settings)
     if not (work / ".git").exists():
         git("clone", "--quiet", "--branch", BRANCH, str(remote), str(work))
         git("config", "user.name", "onecommit user", cwd=work)
         git("config", "user.email", "user@onecommit.localhost", cwd=work)
+
+
+def catch_up(settings: Settings) -> None:
+    """Sync the tip now, in the background, as a push to it would (through the hook): what
+    was pushed while the platform was down, and the seed's models at the first `up`."""
+    remote = remote_dir(settings)
+    tip = head(settings)
+    run([remote / "hooks" / "post-receive"], input=f"{tip} {tip} refs/heads/{BRANCH}\n",
+        cwd=remote)
 
 
 def _seed(remote: Path, seed: Path) -> None:
@@ -83,7 +93,8 @@ def _seed(remote: Path, seed: Path) -> None:
 
 
 def _write_hook(settings: Settings, remote: Path) -> None:
-    """The post-receive hook: one background sync per push to main, output to the sync log.
+    """The post-receive hook: one background sync per push to main (a force-push included),
+    output to the sync log.
     The platform's settings go into a 0600 file beside it (they may carry a webhook URL)."""
     env_file = remote / "onecommit.env"
     env_file.touch(mode=0o600)
@@ -91,8 +102,9 @@ def _write_hook(settings: Settings, remote: Path) -> None:
                                 for name, value in sorted(settings.as_environment().items())))
     log = sync_log(settings)
     log.parent.mkdir(parents=True, exist_ok=True)
+    # The sync converges on the branch's tip, whichever push's hook runs it.
     command = (f"{shlex.quote(sys.executable)} -m onecommit.sync "
-               f"--repo {shlex.quote(str(remote))} --sha \"$new\"")
+               f"--repo {shlex.quote(str(remote))}")
     hook = remote / "hooks" / "post-receive"
     hook.write_text(
         "#!/bin/sh\n"

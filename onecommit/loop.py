@@ -186,10 +186,14 @@ def commit_and_push(settings: Settings, kind: CommitKind, models: list[str]) -> 
 
 
 def wait_for_sync(settings: Settings, sha: str, timeout_s: float = 180) -> dict[str, Any]:
+    """The commit's sync record once it says what became of the commit: a record whose models
+    wait for their running deploy to end is followed by the pass that deploys them (a model
+    that waits for a commit, such as a drift with self_heal off, ends the wait)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         records: list[dict[str, Any]] = [r for r in sync.read_syncs(settings)
-                                         if r["sha"] == sha]
+                                         if r["sha"] == sha and r["action"] != "failed"
+                                         and not (r["action"] == "recorded" and r.get("queued"))]
         if records:
             return records[-1]
         time.sleep(0.5)

@@ -24,6 +24,7 @@ from onecommit.lifecycle.notify import notifications_file
 from onecommit.platform import profiles
 from onecommit.secrets import local_store
 from onecommit.settings import PROOFS_DIR, Settings
+from onecommit.sync.status import describe, models_status
 from onecommit.vocabulary import CHALLENGER, CHAMPION, PREVIOUS, TRITON_CONTROL_HEADER
 
 DAGS = (DEPLOY_DAG, ROLLBACK_DAG, SENSOR_CHECK_DAG)
@@ -109,7 +110,9 @@ def gather(settings: Settings, models: list[str]) -> dict[str, Any]:
         airflow.close()
     return {
         "written_at": datetime.now(UTC).isoformat(),
-        "gitops": {"head": gitops_remote.head(settings), "syncs": sync.read_syncs(settings)[-10:]},
+        "gitops": {"head": gitops_remote.head(settings), "syncs": sync.read_syncs(settings)[-10:],
+                   # Per model, as Argo CD shows an application: sync, health, drift.
+                   "status": models_status(settings)},
         "components": {n: s.as_dict() for n, s in profiles.of(settings).status(settings).items()},
         "triton": _triton_models(settings),
         "models": {model: _model_state(settings, model) for model in models},
@@ -318,6 +321,8 @@ def render(document: dict[str, Any]) -> str:
     for dag_id, runs in document["dag_runs"].items():
         lines += [f"- {dag_id} `{r['run_id']}`: {r['state']} — " + ", ".join(
             f"{t}={s}" for t, s in r["tasks"].items()) for r in runs]
+    lines += ["", "## Sync status", ""]
+    lines += describe(document["gitops"].get("status", {"error": "not recorded"}))
     lines += ["", "## Syncs", ""]
     lines += [f"- `{s['sha'][:12]}` {s['action']}"
               + (f" {s['model']}" if s.get("model") else "")

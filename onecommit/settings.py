@@ -121,6 +121,21 @@ class Settings(BaseSettings):
     # How long a deploy step that failed on a platform fault (its process killed, say) waits
     # before it runs again.
     deploy_retry_delay_s: float = Field(default=15.0, gt=0, le=3600)
+    # The sync (`python -m onecommit.sync`, the gitops remote's hook and the periodic resync):
+    # how often the local platform resyncs the tip (0: only on push, `up` and `invoke sync`),
+    # the largest YAML or data file it reads,
+    # how deep a YAML document may nest and how many aliases it may use, and how long one
+    # commit's validation may take before it is recorded as an error.
+    resync_s: float = Field(default=60.0, ge=0, le=86400)
+    sync_max_file_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    sync_max_yaml_depth: int = Field(default=64, gt=0, le=500)
+    sync_max_yaml_aliases: int = Field(default=100, ge=0)
+    sync_step_timeout_s: float = Field(default=300.0, gt=0)
+    # Every task of the deploy DAG ends after this long (a rollout's task included); the
+    # spec's bounds on pauses and sample sizes keep a rollout well inside it.
+    deploy_task_timeout_s: float = Field(default=4 * 3600.0, gt=0)
+    # How many deploy runs (each of another model) may run at once.
+    deploy_max_active_runs: int = Field(default=8, ge=1, le=64)
     # The deploy DAG's READY sensor: how often it asks and how long it waits.
     ready_poke_s: float = Field(default=2.0, gt=0)
     ready_timeout_s: float = Field(default=300.0, gt=0)

@@ -73,7 +73,14 @@ def gitops_seed_for_tests() -> Path:
         spec["rollout"] = TEST_ROLLOUT
         spec["analysis"]["min_requests"] = TEST_MIN_REQUESTS
         path.write_text(dump_spec(spec))
+    # The session's tests pin versions by hand (the gateway's): the sync must not put them
+    # back. The convergence tests turn self-heal on by a commit, as a user would.
+    for env in seed.glob("envs/*"):
+        (env / "sync.yaml").write_text(TEST_SYNC_POLICY)
     return seed
+
+
+TEST_SYNC_POLICY = "prune: true\nself_heal: false\n"
 
 
 def make_settings(state_dir: Path, **overrides: object) -> Settings:
@@ -90,6 +97,10 @@ def make_settings(state_dir: Path, **overrides: object) -> Settings:
         "gitops_seed": gitops_seed_for_tests(),
         # A step retried after a fault the tests strike, and the READY sensor: seconds sooner.
         "deploy_retry_delay_s": 2, "ready_poke_s": 0.5,
+        # A short resync: a model that waited for its running deploy is deployed seconds
+        # after it ended (the tests' seed has self-heal off, so nothing pinned by hand is
+        # redeployed under a test).
+        "resync_s": 10,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -164,6 +175,23 @@ def running(settings: Settings) -> Iterator[None]:
         stop_platform(settings)
 
 
+def settle(settings: Settings, timeout_s: float = 900) -> None:
+    """Until the deploys `up`'s catch-up sync started (the seed's models) have ended: tests
+    start from a platform whose models serve what the gitops tip says."""
+    from onecommit import gitops_remote, loop
+    from onecommit.clients.airflow import platform_client
+    from onecommit.lifecycle.dags import DEPLOY_DAG
+
+    record = loop.wait_for_sync(settings, gitops_remote.head(settings), timeout_s)
+    assert record["action"] == "triggered", f"the catch-up sync of the seed: {record}"
+    airflow = platform_client(settings)
+    try:
+        for run_id in record["deploys"].values():
+            airflow.wait_for_run(DEPLOY_DAG, run_id, timeout_s)
+    finally:
+        airflow.close()
+
+
 def stop_platform(settings: Settings) -> None:
     """`invoke down`, then no process of the platform may be left: a hook's sync still running
     gets a bounded while to finish (it fails fast once Airflow is gone)."""
@@ -202,6 +230,7 @@ class SessionPlatform:
     def _up(self) -> None:
         try:
             local.up(self.settings, report=lambda _: None)
+            settle(self.settings)
         except BaseException as error:  # handed to the first test that needs the platform
             self._error = error
 

@@ -180,9 +180,14 @@ def table(frame: pd.DataFrame, data: Data, task: Task) -> Table:
         raise DataError(f"data.features: {', '.join(map(repr, text[:5]))} in {data.source} "
                         "are not numeric: encode them, or leave them out of data.features")
     labels = frame[data.label]
-    if not pd.api.types.is_numeric_dtype(labels) or labels.isna().any():
-        raise DataError(f"data.label: column {data.label!r} in {data.source} must be numbers "
-                        "without gaps (classes as integers 0..k-1)")
+    # inf is numeric and no gap, yet no class or target either (int(inf) raises).
+    if not pd.api.types.is_numeric_dtype(labels) or not np.isfinite(labels).all():
+        raise DataError(f"data.label: column {data.label!r} in {data.source} must be finite "
+                        "numbers without gaps (classes as integers 0..k-1)")
+    unbounded = [name for name in names if np.isinf(frame[name]).any()]
+    if unbounded:
+        raise DataError(f"data.features: {', '.join(map(repr, unbounded[:5]))} in {data.source} "
+                        "hold inf: replace it with a finite value, or leave the column out")
     if task != "regression":
         labels = _classes(labels, data, task)
     return Table(frame[names].to_numpy(dtype=np.float32), labels.to_numpy(), names)

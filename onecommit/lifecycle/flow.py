@@ -123,9 +123,11 @@ def _promoted(settings: Settings, spec: ModelSpec, source: Source,
         if not k.startswith(("champion_", "source_"))}
 
 
-def _same_inputs(client: MlflowClient, spec: ModelSpec, champion: int,
-                 artifact: registry.Artifact) -> None:
-    """A challenger must take what its champion takes: clients send the same requests."""
+def _same_signature(client: MlflowClient, spec: ModelSpec, champion: int,
+                    artifact: registry.Artifact) -> None:
+    """A challenger must take the requests its champion takes (its signature and features):
+    clients send the same requests. Whether it was built from the same inputs is the sync's
+    fingerprint (`registry.FINGERPRINT`), checked before anything is trained."""
     theirs = registry.version_tags(client, spec.model, champion)
     for key in ("signature", "feature_names"):
         mine = json.loads(artifact.tags.get(key, "null"))
@@ -141,10 +143,15 @@ def _same_inputs(client: MlflowClient, spec: ModelSpec, champion: int,
 def train(settings: Settings, conf: dict[str, Any],
           context: registry.RunContext) -> dict[str, Any]:
     """Train (or fetch the promoted version), evaluate against the champion on the same
-    holdout, gate, and log the candidate. A re-run of the same DAG run reuses the candidate it
-    logged the first time."""
+    holdout, gate, and log the candidate. A version built from the same inputs (the conf's
+    `fingerprint`) is reused instead: nothing is trained. A re-run of the same DAG run reuses
+    the candidate it logged the first time."""
     spec = parse_spec(conf["spec"])
     client = _mlflow(settings)
+    if context.fingerprint:
+        same = registry.version_with_fingerprint(client, spec.model, context.fingerprint)
+        if same is not None:
+            return {"model": spec.model, "reused_version": same}
     earlier = registry.logged_candidate(client, spec.model, context)
     if earlier is not None:
         return {"model": spec.model, "run_id": earlier.run_id, "model_uri": earlier.model_uri}
@@ -159,7 +166,7 @@ def train(settings: Settings, conf: dict[str, Any],
             artifact, split, params = _trained(settings, spec, tree)
     champion = registry.alias_version(client, spec.model, CHAMPION)
     if champion is not None:
-        _same_inputs(client, spec, champion, artifact)
+        _same_signature(client, spec, champion, artifact)
     if split is not None:
         logged |= _gated(client, spec, artifact, split, champion)
     candidate = registry.log_candidate(client, spec.model, artifact, params, logged, context)
@@ -198,7 +205,13 @@ def refused(settings: Settings, conf: dict[str, Any], reason: str) -> None:
 
 def register(settings: Settings, trained: dict[str, Any],
              context: registry.RunContext) -> dict[str, Any]:
-    """Register the trained candidate as `challenger` (once per DAG run)."""
+    """Register the trained candidate as `challenger` (once per DAG run), or make the version
+    built from the same inputs the challenger."""
+    if "reused_version" in trained:
+        version, before = registry.reuse(_mlflow(settings), trained["model"],
+                                         trained["reused_version"], context)
+        return {"model": trained["model"], "version": version, "before_version": before,
+                "reused": True}
     candidate = registry.Candidate(run_id=trained["run_id"], model_uri=trained["model_uri"])
     version, before = registry.register(_mlflow(settings), trained["model"], candidate, context)
     return {"model": trained["model"], "version": version, "before_version": before}

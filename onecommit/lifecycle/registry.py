@@ -66,6 +66,11 @@ class Artifact:
             "feature_names": json.dumps(feature_names)})
 
 
+# The inputs fingerprint a version was built from (the sync's digest of what decides the
+# artifact): a later deploy of the same inputs reuses the version instead of training again.
+FINGERPRINT = "inputs_fingerprint"
+
+
 @dataclass(frozen=True)
 class RunContext:
     """Where a run comes from: recorded as tags on the run and the version."""
@@ -73,9 +78,11 @@ class RunContext:
     git_sha: str
     env: str
     dag_run_id: str
+    fingerprint: str = ""
 
     def tags(self) -> dict[str, str]:
-        return {"git_sha": self.git_sha, "env": self.env, "dag_run_id": self.dag_run_id}
+        tags = {"git_sha": self.git_sha, "env": self.env, "dag_run_id": self.dag_run_id}
+        return tags | ({FINGERPRINT: self.fingerprint} if self.fingerprint else {})
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,29 @@ def register(mlflow_client: MlflowClient, model_name: str, candidate: Candidate,
     version = mlflow.register_model(candidate.model_uri, model_name, tags=tags)
     mlflow_client.set_registered_model_alias(model_name, CHALLENGER, version.version)
     return int(version.version), before
+
+
+def version_with_fingerprint(mlflow_client: MlflowClient, model_name: str,
+                             fingerprint: str) -> int | None:
+    """The newest version built from these inputs that did not fail, if any."""
+    try:
+        found = mlflow_client.search_model_versions(
+            f"name = '{model_name}' and tags.{FINGERPRINT} = '{fingerprint}'")
+    except MlflowException:
+        return None  # No such registered model yet.
+    usable = [int(v.version) for v in found if v.tags.get("status") != "failed"]
+    return max(usable, default=None)
+
+
+def reuse(mlflow_client: MlflowClient, model_name: str, version: int,
+          context: RunContext) -> tuple[int, int | None]:
+    """An existing version as this run's challenger (same inputs, same artifact: nothing is
+    trained or registered); returns (version, before_version)."""
+    before = alias_version(mlflow_client, model_name, CHAMPION)
+    mlflow_client.set_registered_model_alias(model_name, CHALLENGER, str(version))
+    mlflow_client.set_model_version_tag(model_name, str(version), "reused_by",
+                                        context.dag_run_id)
+    return version, before
 
 
 def set_status(mlflow_client: MlflowClient, model_name: str, version: int, status: str,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from onecommit.errors import OnecommitError
 from onecommit.lifecycle.catalog import (
@@ -23,6 +23,10 @@ from onecommit.lifecycle.catalog import (
 from onecommit.vocabulary import MODEL_NAME
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
+# Bounds that keep one spec from stalling its model's deploys: a step's pause, an analysis
+# paused on infrastructure faults, and an A/B test's sample are each at most an hour's worth.
+MAX_PAUSE_S = 3600
+PauseSeconds = Annotated[float, Field(ge=0, le=MAX_PAUSE_S)]
 
 
 class _Strict(BaseModel):
@@ -76,15 +80,14 @@ class Data(_Strict):
         return self
 
 
-Param = float | int | str | bool | None
-
-
 class Training(_Strict):
     """A built-in trainer, or the user's own function in the commit (`path.py:function`)."""
 
     trainer: str | None = None
     entrypoint: Annotated[str, Field(pattern=r"^[^:\s]+\.py:[A-Za-z_][A-Za-z0-9_]*$")] | None = None
-    params: dict[str, Param] = Field(default_factory=dict)
+    # Any JSON value (lists of layer sizes, mappings of class weights): the user's function
+    # gets them as written, a built-in trainer's estimator as keyword arguments.
+    params: dict[str, JsonValue] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_way(self) -> Training:
@@ -120,16 +123,16 @@ class Analysis(_Strict):
     # regressors. Unset: not judged.
     min_online_accuracy: Fraction | None = None
     max_online_mae: Annotated[float, Field(gt=0)] | None = None
-    min_requests: Annotated[int, Field(ge=1)] = 50
+    min_requests: Annotated[int, Field(ge=1, le=100_000)] = 50
     # How long a step's analysis may stay paused on infrastructure faults (the inference
     # server or the gateway not answering) before the rollout aborts for want of a fair sample.
-    max_infra_pause_s: Annotated[float, Field(ge=0)] = 120
+    max_infra_pause_s: PauseSeconds = 120
 
 
 class Canary(_Strict):
     kind: Literal["canary"]
     steps: list[Annotated[int, Field(gt=0, le=100)]] = Field(default=[20, 50, 100], min_length=1)
-    pause_s: Annotated[float, Field(ge=0)] = 20
+    pause_s: PauseSeconds = 20
 
     @model_validator(mode="after")
     def _ascending_to_full(self) -> Canary:
@@ -140,12 +143,12 @@ class Canary(_Strict):
 
 class BlueGreen(_Strict):
     kind: Literal["bluegreen"]
-    pause_s: Annotated[float, Field(ge=0)] = 20
+    pause_s: PauseSeconds = 20
 
 
 class ABTest(_Strict):
     kind: Literal["ab"]
-    sample_size: Annotated[int, Field(ge=10)] = 400
+    sample_size: Annotated[int, Field(ge=10, le=100_000)] = 400
     # As the gateway's analysis takes it (smaller has no normal quantile in floating point).
     significance: Annotated[float, Field(ge=1e-9, lt=0.5)] = 0.05
     sticky_key: str = "x-user-id"
@@ -153,7 +156,7 @@ class ABTest(_Strict):
 
 class Shadow(_Strict):
     kind: Literal["shadow"]
-    pause_s: Annotated[float, Field(ge=0)] = 30
+    pause_s: PauseSeconds = 30
     min_agreement: Fraction = 0.95
 
 
@@ -262,6 +265,24 @@ class ModelSpec(_Strict):
         return self.quality_gate.compare or PRIMARY_METRIC[self.task]
 
 
+class SyncPolicy(_Strict):
+    """An env's automated sync policy (`envs/<env>/sync.yaml`, optional), as Argo CD's
+    `syncPolicy.automated`: retire a model whose spec is gone (prune), and put back what was
+    changed outside git (self_heal)."""
+
+    prune: bool = True
+    self_heal: bool = True
+
+
+def parse_policy(data: Any, source: str) -> SyncPolicy:
+    try:
+        return SyncPolicy.model_validate(data if data is not None else {})
+    except ValidationError as error:
+        problems = "; ".join(_problem(e) for e in error.errors())
+        raise SpecError(f"{source} is invalid: {problems} (keys: prune, self_heal; both true "
+                        "or false)") from None
+
+
 class SpecError(OnecommitError, ValueError):
     """The spec is invalid; the message names the field and what is wrong with it."""
 
@@ -295,11 +316,19 @@ def dump_spec(data: dict[str, Any]) -> str:
 
 def load_spec(path: Path) -> ModelSpec:
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read model spec {path}: {getattr(error, 'strerror', error)}"
+                        ) from None
+    return spec_from_text(text, path)
+
+
+def spec_from_text(text: str, path: Path) -> ModelSpec:
+    """The spec a file at `path` holds; the file must be named as its model."""
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise SpecError(f"{path} is not valid YAML: {error}") from None
-    except OSError as error:
-        raise SpecError(f"cannot read model spec {path}: {error.strerror}") from None
     spec = parse_spec(data, str(path))
     if spec.model != path.stem:  # the sync finds a model's spec by its name
         raise SpecError(f"{path} is invalid: model: {spec.model!r} differs from the file's name; "

@@ -15,11 +15,16 @@ from onecommit.serving.triton_repo import Target, publish, published_versions, w
 from onecommit.vocabulary import TRITON_CONTROL_METADATA
 
 
-def _load(grpc_url: str, model_name: str, control_key: str) -> None:
-    """Triton's model control answers only the holder of its key (`triton_control_key`)."""
+def _control(grpc_url: str, model_name: str, control_key: str, load: bool = True) -> None:
+    """Load (or unload) a model. Triton's model control answers only the holder of its key
+    (`triton_control_key`)."""
     client = triton_grpc.InferenceServerClient(grpc_url)
+    headers = {TRITON_CONTROL_METADATA: control_key}
     try:
-        client.load_model(model_name, headers={TRITON_CONTROL_METADATA: control_key})
+        if load:
+            client.load_model(model_name, headers=headers)
+        else:
+            client.unload_model(model_name, headers=headers)
     finally:
         client.close()
 
@@ -30,19 +35,21 @@ def load_beside(grpc_url: str, repository: Path, model_name: str, version: int,
     """Write the version atomically, then ask Triton to (re)load the model: versions already
     served stay up while the new one loads (never unload-then-load)."""
     publish(repository, model_name, version, onnx_bytes, target, faults)
-    _load(grpc_url, model_name, control_key)
+    _control(grpc_url, model_name, control_key)
 
 
 def retain(grpc_url: str, repository: Path, model_name: str, keep: set[int],
            control_key: str) -> list[int]:
     """Unload every version of the model except `keep`; call only once traffic has left them.
-    Returns the versions unloaded. The kept versions keep serving through the reload."""
+    Returns the versions unloaded. The kept versions keep serving through the reload; keeping
+    none (a retired model) unloads the model itself."""
     dropped = sorted(published_versions(repository, model_name) - keep)
     if not dropped:
         return []
     for version in dropped:
         withdraw(repository, model_name, version)
-    _load(grpc_url, model_name, control_key)
+    # Triton refuses to load a model left with no version: a retired model is unloaded.
+    _control(grpc_url, model_name, control_key, load=bool(keep))
     return dropped
 
 

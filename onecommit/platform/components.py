@@ -151,9 +151,22 @@ def _airflow(settings: Settings) -> Component:
             program("scheduler", "--skip-serve-logs"),
             program("dag-processor"),
             program("triggerer", "--skip-serve-logs"),
+            *([_resync(settings)] if settings.resync_s > 0 else []),
         ],
         prepare=lambda: _prepare_airflow(settings, airflow),
     )
+
+
+def _resync(settings: Settings) -> Program:
+    """The periodic sync (Argo CD's polling): a pass on the gitops remote's tip every
+    `resync_s`, the first at start (the catch-up of pushes made while the platform was down).
+    It runs with the project's interpreter, as the remote's hook does."""
+    return Program("gitops-resync",
+                   [sys.executable, "-m", "onecommit.sync", "--repo",
+                    str(settings.state_dir / "gitops" / "remote.git"),
+                    "--every", str(settings.resync_s)],
+                   {"PYTHONPATH": PROGRAM_PYTHONPATH, **settings.as_environment()},
+                   stop_wait_s=5)
 
 
 def _prepare_airflow(settings: Settings, airflow: str) -> None:

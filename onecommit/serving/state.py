@@ -193,6 +193,23 @@ class StateStore:
             _record(connection, model, state.revision, now, actor, change)
         return state
 
+    def retire(self, model: str, actor: str, note: dict[str, Any]) -> DesiredState | None:
+        """Retire a model (its spec is gone from git): every pin removed, champion included,
+        and the default policy, in one transaction with its event; None when the model had
+        no desired state."""
+        now = time.time()
+        with self._engine.begin() as connection:
+            bumped = connection.execute(update(serving_state).where(
+                serving_state.c.model == model).values(
+                revision=serving_state.c.revision + 1, pins="{}",
+                policy=json.dumps(asdict(TrafficPolicy())), updated_at=now, updated_by=actor))
+            if bumped.rowcount == 0:
+                return None
+            revision = connection.execute(select(serving_state.c.revision).where(
+                serving_state.c.model == model)).scalar_one()
+            _record(connection, model, int(revision), now, actor, {"retired": note})
+        return self.read(model)
+
     def note(self, model: str, actor: str, note: dict[str, Any]) -> None:
         """Append an event that changes nothing, at the current revision: a rollout's start
         and its decisions, so the state's history says why the policy changed, while the

@@ -71,11 +71,17 @@ def status(c: Context, json_: bool = False, profile: str | None = None) -> None:
     served = health.serving(settings) if gateway is not None and gateway.pid else None
     total = round(sum(s.memory_mb for s in report.values())
                   + (optional["memory_mb"] if optional else 0.0), 1)
+    synced = _sync_status(settings) if served is not None and not chosen.plans else None
     if json_:
-        # "models" per model (champion, challenger, strategy, serving); "error" when the
-        # gateway did not say.
+        # "models" per model (champion, challenger, strategy, serving, and as Argo CD shows
+        # an application: `sync`, `health`, `last_operation`); "error" when the gateway did
+        # not say, "sync_error" when the sync's view could not be had.
+        models = {**(served or {"models": {}})}
+        models["models"] = _with_sync(models.get("models", {}), synced)
+        if synced is not None and "error" in synced:
+            models["sync_error"] = synced["error"]
         print(json.dumps({"components": {n: s.as_dict() for n, s in report.items()},
-                          **(served or {"models": {}}), "optional": optional,
+                          **models, "optional": optional,
                           "total_memory_mb": total}, indent=2))
     else:
         print(f"{'component':<10} {'healthy':<8} {'pid':>8} {'mem_mb':>8}  {'version':<10} url")
@@ -85,6 +91,10 @@ def status(c: Context, json_: bool = False, profile: str | None = None) -> None:
                   + ("" if s.healthy else f"  ({s.detail})"))
         if served is not None:
             print("\n".join(health.describe_serving(served)))
+        if synced is not None:
+            from onecommit.sync.status import describe
+
+            print("\n".join(describe(synced)))
         if optional is not None:
             print(optional_layer.describe(optional))
         for line in chosen.notes(settings):
@@ -93,6 +103,48 @@ def status(c: Context, json_: bool = False, profile: str | None = None) -> None:
     if not all(s.healthy for s in report.values()) or (
             optional is not None and optional["attached"] and not optional["healthy"]):
         raise Exit(code=1)
+
+
+def _sync_status(settings: Settings) -> dict[str, Any] | None:
+    """The sync's per-model view, when the platform runs (it reads the registry)."""
+    from onecommit.sync.status import models_status
+
+    return models_status(settings)
+
+
+def _with_sync(models: dict[str, Any], synced: dict[str, Any] | None) -> dict[str, Any]:
+    """The gateway's per-model entries with the sync's `sync`, `health` and `last_operation`
+    (a model the gateway does not serve gets an entry too: its health is Missing)."""
+    if synced is None or "error" in synced:
+        return models
+    merged = {name: dict(entry) for name, entry in models.items()}
+    for name, entry in synced["models"].items():
+        merged.setdefault(name, {}).update(entry)
+    return merged
+
+
+@task(help={"model": "converge only this model",
+            "dry_run": "print the diff (as `argocd app diff`); deploy and record nothing"})
+def sync(c: Context, model: str | None = None, dry_run: bool = False) -> None:
+    """One sync pass now: every OutOfSync model of the gitops tip is deployed, every model
+    whose spec is gone retired (local profile; it runs on every push and every
+    ONECOMMIT_RESYNC_S seconds too)."""
+    from dataclasses import asdict
+
+    from onecommit import gitops_remote
+    from onecommit.sync import git
+    from onecommit.sync import sync as sync_pass
+
+    settings = load_settings()
+    repo = gitops_remote.remote_dir(settings)
+    if not (repo / "HEAD").exists():
+        raise Exit("no gitops remote yet: run `invoke up` first", code=1)
+    result = sync_pass(settings, repo, git.resolve(repo, "refs/heads/main"),
+                       settings.gitops_env, only=model, dry_run=dry_run)
+    lines = [line for diff in result.diffs for line in diff.lines()]
+    print("\n".join(lines) if lines else "every model is Synced with the tip")
+    for record in result.records:
+        print(json.dumps(asdict(record)))
 
 
 @task(help={"name": "mlflow, airflow, triton or gateway (compose: also postgres, prometheus, "

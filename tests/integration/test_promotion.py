@@ -19,7 +19,7 @@ from onecommit.lifecycle.dags import DEPLOY_DAG
 from onecommit.lifecycle.spec import dump_spec
 from onecommit.settings import Settings
 from onecommit.vocabulary import CHAMPION
-from tests.conftest import make_settings, running
+from tests.conftest import make_settings, running, settle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.platform, pytest.mark.timeout(1800)]
 MODEL = "breast-cancer"
@@ -44,6 +44,7 @@ def prod(tmp_path_factory: pytest.TempPathFactory, platform: Settings) -> Iterat
                              gateway_workers=1,
                              promotion_registries={"dev": platform.url(platform.mlflow_port)})
     with running(settings):
+        settle(settings)  # prod's seed model, deployed by `up`'s catch-up sync
         yield settings
 
 

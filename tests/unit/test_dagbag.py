@@ -12,7 +12,7 @@ from typing import Any
 from airflow.dag_processing.dagbag import DagBag
 
 from onecommit.lifecycle.dags import DEPLOY_DAG, ROLLBACK_DAG
-from onecommit.settings import PROJECT_ROOT
+from onecommit.settings import PROJECT_ROOT, Settings
 
 # Parsing the DAG folder in a fresh interpreter (this one has MLflow imported already), after
 # Airflow's own imports: the CPU seconds the DAG files themselves cost.
@@ -52,10 +52,12 @@ def test_dags_parse_without_errors_and_cheaply(tmp_path: Path) -> None:
         assert "onecommit" in dag.tags
 
 
-def test_deploy_dag_runs_one_at_a_time_and_rolls_back_only_after_publishing() -> None:
+def test_deploy_dag_runs_models_side_by_side_and_rolls_back_only_after_publishing() -> None:
     dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).dags["ml_train_register_and_reload"]
-    # Two commits pushed back to back must not race on the aliases.
-    assert dag.max_active_runs == 1
+    # Models deploy side by side (the sync keeps each model's own runs one at a time), and no
+    # task runs unbounded.
+    assert dag.max_active_runs == Settings().deploy_max_active_runs > 1
+    assert all(task.execution_timeout is not None for task in dag.tasks)
     rollback_upstream = dag.get_task("trigger_rollback").upstream_task_ids
     assert rollback_upstream == {"publish", "ready", "smoke", "reload", "rollout", "promote"}
     assert {"train", "register", "retire"} <= dag.get_task("notify_failure").upstream_task_ids

@@ -17,10 +17,12 @@ from onecommit.lifecycle.dags import DEPLOY_DAG
 from onecommit.lifecycle.notify import send
 from onecommit.lifecycle.spec import SpecError, dump_spec, parse_spec
 from onecommit.settings import PROJECT_ROOT, Settings
+from onecommit.sync import git
 from onecommit.vocabulary import CHAMPION
 
 DEV_SPEC = PROJECT_ROOT / "gitops" / "envs" / "dev" / "models" / "breast-cancer.yaml"
-SPEC_FILE = "envs/dev/models/breast-cancer.yaml"
+MODEL = "breast-cancer"
+SPEC_FILE = f"envs/dev/models/{MODEL}.yaml"
 
 
 def _spec_data(**changes: Any) -> dict[str, Any]:
@@ -149,11 +151,12 @@ def test_pending_commits_are_oldest_first_and_never_twice(tmp_path: Path) -> Non
     shas = [_commit(tmp_path, SPEC_FILE, f"n: {i}\n") for i in range(3)]
     repo = tmp_path / ".git"
     # With no sync history (a cluster's sync Job), only the commit asked for.
-    assert sync.pending_commits(repo, shas[2], None) == [shas[2]]
-    assert sync.pending_commits(repo, shas[2], shas[0]) == shas[1:]
-    # A sync that arrives after a later push's sync already covered its commit does nothing.
-    assert sync.pending_commits(repo, shas[1], shas[2]) == []
-    assert sync.changed_files(repo, shas[1]) == [SPEC_FILE]
+    assert git.pending_commits(repo, shas[2], None) == [shas[2]]
+    assert git.pending_commits(repo, shas[2], shas[0]) == shas[1:]
+    # The sync converges on the branch's tip, whichever push's hook runs it: a tip already
+    # synced has nothing pending.
+    assert git.pending_commits(repo, shas[2], shas[2]) == []
+    assert git.changed_files(repo, shas[1]) == [SPEC_FILE]
 
 
 def test_validate_names_the_file_for_spec_and_yaml_errors(tmp_path: Path) -> None:
@@ -161,9 +164,9 @@ def test_validate_names_the_file_for_spec_and_yaml_errors(tmp_path: Path) -> Non
     spec = tmp_path / SPEC_FILE
     spec.parent.mkdir(parents=True)
     spec.write_text(dump_spec(_spec_data()))
-    assert sync.validate(tmp_path, [SPEC_FILE], settings, "dev") == []
+    assert sync.validate(tmp_path, [MODEL], settings, "dev") == []
     spec.write_text(dump_spec(loop.edit_spec(_spec_data(), "invalid")[0]))
-    problems = sync.validate(tmp_path, [SPEC_FILE], settings, "dev")
+    problems = sync.validate(tmp_path, [MODEL], settings, "dev")
     assert any(SPEC_FILE in p and "training.trainer" in p for p in problems)
     (tmp_path / "envs" / "dev" / "extra.yaml").write_text("key: [unclosed\n")
     problems = sync.validate(tmp_path, [], settings, "dev")
@@ -174,7 +177,7 @@ def test_the_project_gitops_tree_passes_the_sync(tmp_path: Path) -> None:
     """The tree `invoke up` seeds the gitops remote with is deployable as it is (Helm
     templates in it are YAML only once rendered)."""
     settings = Settings(state_dir=tmp_path / "state")
-    assert sync.validate(PROJECT_ROOT / "gitops", [SPEC_FILE], settings, "dev") == []
+    assert sync.validate(PROJECT_ROOT / "gitops", [MODEL], settings, "dev") == []
 
 
 def test_stage_seconds_from_task_timestamps() -> None:
@@ -224,9 +227,9 @@ def test_validate_renders_the_chart_whose_values_changed(tmp_path: Path) -> None
         source = PROJECT_ROOT / "gitops" / "envs" / "dev" / "values" / f"{chart}.yaml"
         (values / f"{chart}.yaml").write_text(source.read_text())
     changed = ["envs/dev/values/gateway.yaml", "envs/dev/values/airflow.yaml"]
-    assert sync.validate(tree, changed, settings, "dev") == []
+    assert sync.validate(tree, [], settings, "dev", changed) == []
     (values / "gateway.yaml").write_text("replicaCount: many\n")
-    problems = sync.validate(tree, changed, settings, "dev")
+    problems = sync.validate(tree, [], settings, "dev", changed)
     assert len(problems) == 1
     assert problems[0].startswith("envs/dev/values/gateway.yaml: helm template gateway failed")
 

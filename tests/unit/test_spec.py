@@ -100,3 +100,21 @@ def test_unreadable_and_non_yaml_specs(tmp_path: Path) -> None:
     broken.write_text("model: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(broken)
+
+
+def test_training_params_take_any_json_value_as_written() -> None:
+    params = {"hidden": [16, 8], "class_weight": {"0": 1, "1": 3}, "C": 0.5, "name": "x",
+              "fit_intercept": True, "none": None}
+    spec = parse_spec(_dev(training={"trainer": "logistic_regression", "params": params}))
+    assert spec.training is not None
+    assert spec.training.params == params
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"rollout": {"kind": "canary", "steps": [100], "pause_s": 86400}}, "rollout.canary.pause_s"),
+    ({"rollout": {"kind": "ab", "sample_size": 10_000_000}}, "rollout.ab.sample_size"),
+    ({"analysis": {"max_infra_pause_s": 1e9}}, "analysis.max_infra_pause_s"),
+])
+def test_durations_and_samples_are_bounded(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+        parse_spec(_dev(**change))

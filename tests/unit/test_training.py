@@ -65,7 +65,7 @@ def _spec(tree: Path, **changes: Any) -> dict[str, Any]:
 
 def _problems(tree: Path, changed: list[str] | None = None) -> list[str]:
     settings = Settings(state_dir=tree / ".state")
-    return sync.validate(tree, changed or [SPEC], settings, "dev")
+    return sync.validate(tree, ["churn"], settings, "dev", changed or [SPEC])
 
 
 def test_the_example_tree_is_valid(tree: Path) -> None:
@@ -99,25 +99,17 @@ def test_a_mistake_the_sync_can_see_is_refused_naming_file_field_and_fix(
     (b"\xff\xfe\x00garbage\x00\x01", "not readable as CSV"),
     (b"tenure_months,churned\n1,0\n", "1 rows; training and a holdout need at least 10"),
     (b"tenure_months,churned\n" + b"".join(b"%d,yes\n" % i for i in range(20)),
-     "data.label: column 'churned' in data/churn.csv must be numbers"),
+     "data.label: column 'churned' in data/churn.csv must be finite numbers"),
+    (b"tenure_months,churned\n" + b"".join(b"%d,%d\n" % (i, i % 2) for i in range(20))
+     + b"3,inf\n", "data.label: column 'churned' in data/churn.csv must be finite numbers"),
+    (b"tenure_months,churned\n" + b"".join(b"%d,%d\n" % (i, i % 2) for i in range(20))
+     + b"inf,1\n", "data.features: 'tenure_months' in data/churn.csv hold inf"),
 ])
 def test_a_bad_data_file_is_refused_at_validate_time(tree: Path, content: bytes,
                                                      message: str) -> None:
     (tree / "data" / "churn.csv").write_bytes(content)
     problems = _problems(tree, ["data/churn.csv"])
     assert any(p.startswith(f"{SPEC}: ") and message in p for p in problems), problems
-
-
-def test_a_change_to_data_or_code_alone_deploys_the_model(tree: Path) -> None:
-    spec = load_spec(tree / SPEC)
-
-    def deploys(changed: list[str]) -> bool:
-        return sync._deploys(spec, tree / SPEC, tree, changed)
-
-    assert deploys(["data/churn.csv"])
-    assert deploys(["training/churn_features.py"])
-    assert not deploys(["README.md"])
-    assert not deploys(["envs/dev/models/other.yaml"])
 
 
 def test_an_old_single_model_spec_is_refused_with_the_move_to_make(tree: Path) -> None:

@@ -1,0 +1,54 @@
+"""Self-heal of serving: while no deploy of a model runs, its desired state must pin the
+registry's champion and send it all traffic. Pins or traffic changed outside a rollout (through
+the admin API, say) are drift: shown, and put back in one desired-state transaction when the
+env's policy says `self_heal: true`. (A version missing from Triton is the reconciler's: it
+loads every version desired state pins.)"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from onecommit.settings import Settings
+from onecommit.vocabulary import CHALLENGER, CHAMPION, TrafficPolicy
+
+if TYPE_CHECKING:
+    from onecommit.serving.state import StateStore
+
+ACTOR = "sync"
+
+
+def _store(settings: Settings) -> StateStore:
+    # The serving database's driver loads only when a pass looks at serving.
+    from onecommit.serving.database import open_engine
+    from onecommit.serving.state import StateStore
+
+    return StateStore(open_engine(settings.serving_db))
+
+
+def serving_drift(settings: Settings, model: str, champion: int) -> list[str]:
+    """How the model's desired state differs from serving the champion alone; empty when it
+    does not (or when the model has no desired state yet)."""
+    from onecommit.gateway.router import weights
+
+    state = _store(settings).read(model)
+    if state is None:
+        return []
+    drift = []
+    if state.pins.get(CHAMPION) != champion:
+        drift.append(f"champion pinned to v{state.pins.get(CHAMPION)}, the registry's champion "
+                     f"is v{champion}")
+    if state.pins.get(CHALLENGER) is not None:
+        drift.append(f"challenger v{state.pins[CHALLENGER]} pinned outside a rollout")
+    if weights(state.policy).get(CHALLENGER, 0.0) > 0 or state.policy.strategy == "shadow":
+        drift.append(f"traffic policy {state.policy.strategy} sends the challenger requests "
+                     "outside a rollout")
+    return drift
+
+
+def put_back(settings: Settings, model: str, champion: int, sha: str,
+             drift: list[str]) -> None:
+    """The champion pinned with all traffic, the challenger unpinned, and why, noted."""
+    store = _store(settings)
+    store.change(model, ACTOR, pins={CHAMPION: champion, CHALLENGER: None},
+                 policy=TrafficPolicy())
+    store.note(model, ACTOR, {"kind": "self-heal", "commit": sha, "drift": drift})
