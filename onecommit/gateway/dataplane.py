@@ -86,7 +86,7 @@ class DataPlane:
         """`GET /v2/models/<path>`: model or version metadata, or readiness, from any backend,
         for a model with desired state."""
         parts = path.split("/")
-        await self.serving.require(parts[0])
+        await self.serving.servable(parts[0])
         match parts:
             case [model]:
                 return await self._metadata(model, None)

@@ -99,6 +99,12 @@ class ModelNotDeployed(GatewayError):
     status_code = 404
 
 
+class ModelRetired(GatewayError):
+    """The model was retired: its spec is gone from the gitops tip."""
+
+    status_code = 404
+
+
 class InvalidModelName(GatewayError):
     """A model name in a path that no model spec could have (the spec's naming rule)."""
 

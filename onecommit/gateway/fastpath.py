@@ -53,7 +53,7 @@ class InferenceRoutes:
             plane: DataPlane = scope["app"].state.dataplane
             # The naming rule and the known models before anything is logged or counted: the
             # label sets of the metrics and the prediction log stay bounded.
-            await plane.serving.require(model)
+            await plane.serving.servable(model)
             check_length(headers.get("content-length"), self._max_body_bytes)
             body = await read_body(receive, self._max_body_bytes)
             served = await plane.infer(model, body, headers, number)

@@ -22,6 +22,7 @@ from onecommit.gateway.backends import Backend, warm
 from onecommit.gateway.errors import (
     InvalidModelName,
     ModelNotDeployed,
+    ModelRetired,
     StoreUnavailable,
     VariantError,
     VersionNotServable,
@@ -233,6 +234,16 @@ class ServingState:
         await self._apply(stored)
         return self._states[model]
 
+    async def servable(self, model: str) -> DesiredState:
+        """The desired state of a model inference may ask for: deployed and not retired."""
+        state = await self.require(model)
+        if state.retired:
+            commit = str(state.retired.get("commit", ""))[:12]
+            raise ModelRetired(f"model {model!r} was retired at commit {commit}: its spec is "
+                               "gone from the gitops tip. Commit its spec again to redeploy "
+                               "it; `GET /models` lists the models served")
+        return state
+
     async def _write(self, model: str, **change: Any) -> DesiredState:
         try:
             state = await self._db.run(lambda: self._store.change(model, self._actor, **change))
@@ -316,7 +327,8 @@ class ServingState:
                         CHALLENGER: state.pins.get(CHALLENGER),
                         PREVIOUS: state.pins.get(PREVIOUS),
                         "strategy": state.policy.strategy,
-                        "serving": await self._serves(state), "revision": state.revision}
+                        "serving": await self._serves(state), "revision": state.revision,
+                        "retired": state.retired}
                 for model, state in self._states.items()}
 
     async def readiness(self) -> tuple[bool, str]:

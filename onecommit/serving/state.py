@@ -47,6 +47,8 @@ serving_state = Table(
     Column("analysis_revision", BigInteger, nullable=False, default=0),
     Column("updated_at", Double, nullable=False),
     Column("updated_by", String(256), nullable=False),
+    # Why and at which commit the model was retired (JSON); null while it serves.
+    Column("retired", Text),
 )
 serving_events = Table(
     "serving_events", METADATA,
@@ -73,6 +75,7 @@ class DesiredState:
     analysis_revision: int = 0
     updated_at: float = 0.0
     updated_by: str = ""
+    retired: Mapping[str, Any] | None = None
 
     def needed_versions(self) -> set[int]:
         """Every version some alias pins: what the inference server must keep loaded."""
@@ -88,7 +91,8 @@ def _state(row: Any) -> DesiredState:
                         analysis_since=row.analysis_since,
                         analysis_revision=int(row.analysis_revision),
                         updated_at=row.updated_at,
-                        updated_by=row.updated_by)
+                        updated_by=row.updated_by,
+                        retired=json.loads(row.retired) if row.retired else None)
 
 
 def _checked_pins(pins: Mapping[str, int | None]) -> None:
@@ -172,17 +176,21 @@ class StateStore:
                 select(serving_state).where(serving_state.c.model == model)).one())
             merged = {**current.pins, **pins}
             new_pins = {alias: v for alias, v in merged.items() if v is not None}
+            # Pinning a version deploys the model again: it is no longer retired.
+            redeployed = any(v is not None for v in pins.values())
             state = DesiredState(
                 model=model, revision=current.revision, pins=new_pins,
                 policy=policy or current.policy,
                 analysis_since=now if reset_analysis else current.analysis_since,
                 analysis_revision=(current.revision if reset_analysis
                                    else current.analysis_revision),
-                updated_at=now, updated_by=actor)
+                updated_at=now, updated_by=actor,
+                retired=None if redeployed else current.retired)
             connection.execute(update(serving_state).where(serving_state.c.model == model).values(
                 pins=json.dumps(new_pins), policy=json.dumps(asdict(state.policy)),
                 analysis_since=state.analysis_since,
-                analysis_revision=state.analysis_revision, updated_at=now, updated_by=actor))
+                analysis_revision=state.analysis_revision, updated_at=now, updated_by=actor,
+                retired=json.dumps(state.retired) if state.retired else None))
             change: dict[str, Any] = {}
             if pins:
                 change["pins"] = dict(pins)
@@ -202,7 +210,8 @@ class StateStore:
             bumped = connection.execute(update(serving_state).where(
                 serving_state.c.model == model).values(
                 revision=serving_state.c.revision + 1, pins="{}",
-                policy=json.dumps(asdict(TrafficPolicy())), updated_at=now, updated_by=actor))
+                policy=json.dumps(asdict(TrafficPolicy())), updated_at=now, updated_by=actor,
+                retired=json.dumps(note)))
             if bumped.rowcount == 0:
                 return None
             revision = connection.execute(select(serving_state.c.revision).where(

@@ -228,6 +228,7 @@ def test_a_deleted_spec_is_retired_within_one_pass(two_models: Settings) -> None
                         json={"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 13],
                                           "data": rows}]})
     assert answer.status_code == 404, answer.text
+    assert f"retired at commit {removed[:12]}" in answer.json()["error"]
 
 
 @pytest.mark.parametrize(("name", "poison"), [

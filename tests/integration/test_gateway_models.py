@@ -25,6 +25,8 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from onecommit.gateway.settings import GatewaySettings
+from onecommit.serving.database import open_engine
+from onecommit.serving.state import StateStore
 from onecommit.serving.triton_repo import publish
 from tests.conftest import free_ports
 from tests.in_process_gateway import onnx_settings, started
@@ -306,6 +308,37 @@ def test_a_first_deploy_reload_creates_the_model_desired_state(
             routed = await gateway.post(f"/v2/models/{REGRESSOR}/infer",
                                         json=_body(load_diabetes().data[0]))
             assert routed.headers["x-onecommit-version"] == "2"
+
+    asyncio.run(scenario())
+
+
+def test_a_retired_model_is_refused_by_name_and_commit_until_it_is_deployed_again(
+        repository: Path, tmp_path: Path, port: int) -> None:
+    aliases: Aliases = {CLASSIFIER: {"champion": 1}, REGRESSOR: {"champion": 1}}
+    settings = _settings(tmp_path, repository, port)
+    row = load_diabetes().data[0]
+
+    async def scenario() -> None:
+        async with _registry(port, aliases), started(settings) as gateway:
+            assert (await gateway.post(f"/v2/models/{REGRESSOR}/infer",
+                                       json=_body(row))).status_code == 200
+            # The sync retires the model in another process, through the store.
+            StateStore(open_engine(settings.serving_db)).retire(
+                REGRESSOR, "sync", {"commit": "c0ffee" * 7, "reason": "spec gone"})
+            while not (await gateway.get("/models")).json()["models"][REGRESSOR]["retired"]:
+                await asyncio.sleep(0.05)
+            for answer in (await gateway.post(f"/v2/models/{REGRESSOR}/infer", json=_body(row)),
+                           await gateway.get(f"/v2/models/{REGRESSOR}")):
+                assert answer.status_code == 404, answer.text
+                assert "retired at commit c0ffeec0ffee" in answer.json()["error"]
+            # The other model is untouched; a deploy of the retired one serves it again.
+            assert (await gateway.post(f"/v2/models/{CLASSIFIER}/infer",
+                                       json=_body(load_breast_cancer().data[0]))
+                    ).status_code == 200
+            assert (await gateway.post(f"/models/{REGRESSOR}/variant/champion/reload",
+                                       headers=ADMIN)).status_code == 200
+            assert (await gateway.post(f"/v2/models/{REGRESSOR}/infer",
+                                       json=_body(row))).status_code == 200
 
     asyncio.run(scenario())
 

@@ -41,7 +41,7 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) 
     state = StateStore(engine).read("cancer")
     assert state is not None
     assert (state.revision, dict(state.pins)) == (7, {"champion": 3, "challenger": 4})
-    assert state.policy.challenger_weight == 0.25
+    assert (state.policy.challenger_weight, state.retired) == (0.25, None)
     assert len(StateStore(engine).events("cancer")) == 1
     with engine.connect() as connection:
         rows = connection.execute(select(predictions.prediction_rows)).all()
@@ -49,7 +49,7 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) 
         assert all(row.routed for row in rows)  # counted before: judged as routed
         assert connection.execute(text("SELECT count(*) FROM feedback")).scalar_one() == 1
         assert connection.execute(text("SELECT version_num FROM alembic_version")
-                                  ).scalar_one() == "0002_prediction_routed"
+                                  ).scalar_one() == "0003_serving_state_retired"
     # Usable as it is now, and a second open (another worker) changes nothing.
     StateStore(engine).change("cancer", "test", pins={"challenger": 5})
     engine.dispose()
