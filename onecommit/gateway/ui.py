@@ -59,6 +59,12 @@ def _entry(event: dict[str, Any], weight: float) -> tuple[dict[str, Any] | None,
     if "note" in change:
         note = change["note"]
         detail = note.get("detail", {})
+        if note["kind"] == "sync":
+            return None, weight  # the page's sync line, not a step
+        if note["kind"] == "self-heal":
+            text = (f"self-heal at commit {str(note.get('commit'))[:12]}: put back "
+                    + "; ".join(note.get("drift", [])))
+            return {**entry, "kind": "heal", "text": text, "weight": weight}, weight
         if note["kind"] == "start":
             steps = " → ".join(detail.get("steps", []))
             text = f"rollout of version {note['version']} started: {steps}"
@@ -93,6 +99,14 @@ def timeline(events: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[
     note = events[first]["change"]["note"]
     return {"version": note["version"], "started_at": events[first]["at"],
             **note["detail"]}, entries
+
+
+def sync_line(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The model's sync status as the sync's latest pass noted it (Synced or OutOfSync, the
+    tip and the deployed commit, drift between git and serving), or None before any."""
+    notes = [e["change"]["note"] for e in events
+             if e["change"].get("note", {}).get("kind") == "sync"]
+    return notes[-1] if notes else None
 
 
 def _verdict(rollout: dict[str, Any] | None, entries: list[dict[str, Any]],
@@ -145,6 +159,7 @@ def page(model: str, revision: int, policy: TrafficPolicy, pins: dict[str, int],
                    "agreement": analysis.get("shadow_agreement")},
         "ab_test": analysis.get("ab_test"),
         "rollout": rollout, "verdict": _verdict(rollout, entries, pins), "timeline": entries,
+        "sync": sync_line(events),
         "links": {**(rollout or {}).get("links", {}), **links},
     }
 

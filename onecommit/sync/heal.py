@@ -6,7 +6,7 @@ loads every version desired state pins.)"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from onecommit.settings import Settings
 from onecommit.vocabulary import CHALLENGER, CHAMPION, TrafficPolicy
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from onecommit.serving.state import StateStore
 
 ACTOR = "sync"
+# How far back desired state's history is searched for the model's last sync note.
+NOTE_LOOKBACK = 300
 
 
 def _store(settings: Settings) -> StateStore:
@@ -52,3 +54,16 @@ def put_back(settings: Settings, model: str, champion: int, sha: str,
     store.change(model, ACTOR, pins={CHAMPION: champion, CHALLENGER: None},
                  policy=TrafficPolicy())
     store.note(model, ACTOR, {"kind": "self-heal", "commit": sha, "drift": drift})
+
+
+def note_status(settings: Settings, model: str, status: dict[str, Any]) -> None:
+    """Note the model's sync status in desired state's history, where the rollout page reads
+    it, when it differs from the last one noted (a pass that finds nothing new writes
+    nothing); a model without desired state gets none."""
+    store = _store(settings)
+    if store.read(model) is None:
+        return
+    noted = [e["change"]["note"] for e in store.events(model, NOTE_LOOKBACK)
+             if e["change"].get("note", {}).get("kind") == "sync"]
+    if not noted or noted[-1] != status:
+        store.note(model, ACTOR, status)

@@ -94,8 +94,8 @@ def _converge(settings: Settings, repo: Path, tip: str, env: str, origin: str, *
         for diff in [] if dry_run else [d for d in result.diffs if d.action == "prune"]:
             prune.retire(settings, diff.model, tip)
             record.pruned.append(diff.model)
-        if policy.self_heal and not dry_run:
-            _heal(settings, tip, history, result.diffs, record)
+        if not dry_run:
+            _observe(settings, tip, history, result.diffs, record, policy.self_heal)
         out_of_sync = [d for d in result.diffs if d.sync == "OutOfSync" and d.desired]
         if not out_of_sync:
             return _settled(record)
@@ -125,19 +125,26 @@ def _converge(settings: Settings, repo: Path, tip: str, env: str, origin: str, *
     return _settled(record)
 
 
-def _heal(settings: Settings, tip: str, history: list[dict[str, Any]],
-          diffs: list[convergence.ModelDiff], record: SyncRecord) -> None:
-    """Put serving back in line for each Synced model whose pins or traffic drifted while no
-    deploy of it runs (a rollout changes both legitimately)."""
+def _observe(settings: Settings, tip: str, history: list[dict[str, Any]],
+             diffs: list[convergence.ModelDiff], record: SyncRecord, self_heal: bool) -> None:
+    """Each model's drift between the registry's champion and serving: pins or traffic changed
+    while no deploy of it runs (a rollout changes both legitimately). Put back when the env
+    says `self_heal`; noted with the model's sync status for the rollout page either way."""
     for diff in diffs:
+        if diff.desired is None:
+            continue  # gone from the tip: prune's
         champion = diff.served.champion
-        if diff.sync != "Synced" or diff.desired is None or champion is None:
-            continue
-        drift = heal.serving_drift(settings, diff.model, champion)
-        if not drift or _deploying(settings, history, diff.model):
-            continue
-        heal.put_back(settings, diff.model, champion, tip, drift)
-        record.healed[diff.model] = drift
+        drift = (heal.serving_drift(settings, diff.model, champion)
+                 if diff.sync == "Synced" and champion is not None else [])
+        if drift and _deploying(settings, history, diff.model):
+            drift = []
+        if drift and self_heal:
+            assert champion is not None  # drift is only looked for under a champion
+            heal.put_back(settings, diff.model, champion, tip, drift)
+            record.healed[diff.model], drift = drift, []
+        heal.note_status(settings, diff.model, {
+            "kind": "sync", "status": diff.sync, "tip": tip,
+            "deployed": diff.served.git_sha, "drift": drift})
 
 
 def _deploying(settings: Settings, history: list[dict[str, Any]], model: str) -> bool:

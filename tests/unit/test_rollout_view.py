@@ -12,6 +12,8 @@ from onecommit.gateway.ui import page, timeline
 from onecommit.rollout_chart import draw
 from onecommit.serving.database import open_engine
 from onecommit.serving.state import StateStore
+from onecommit.settings import Settings
+from onecommit.sync import heal
 from onecommit.vocabulary import TrafficPolicy
 from onecommit.watch import PlainPrinter, Snapshot, lines, since, view
 
@@ -173,3 +175,25 @@ def test_a_commit_is_watched_from_its_push_on(tmp_path: Path) -> None:
     assert before_it.page is not None
     assert before_it.page["verdict"]["text"] == "no rollout of this commit yet"
     assert before_it.page["timeline"] == []
+
+
+def test_the_sync_status_is_noted_once_per_change_and_shown_apart_from_the_steps(
+        tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    store = StateStore(open_engine(settings.serving_db))
+    store.seed("m", {"champion": 1}, "gateway")
+    synced = {"kind": "sync", "status": "Synced", "tip": "a" * 40, "deployed": "a" * 40,
+              "drift": []}
+    drifted = {**synced, "drift": ["challenger v2 pinned outside a rollout"]}
+    for status in (synced, synced, drifted, drifted):
+        heal.note_status(settings, "m", status)
+    heal.note_status(settings, "never-deployed", synced)
+    assert [e["change"]["note"] for e in store.events("m") if "note" in e["change"]] == [
+        synced, drifted]
+    assert store.events("never-deployed") == []
+    heal.put_back(settings, "m", 1, "b" * 40, drifted["drift"])
+    shown = _page(store)
+    assert shown["sync"] == drifted
+    assert [e["text"] for e in shown["timeline"] if e["kind"] == "heal"] == [
+        f"self-heal at commit {'b' * 12}: put back challenger v2 pinned outside a rollout"]
+    assert all("None" not in e["text"] for e in shown["timeline"])
