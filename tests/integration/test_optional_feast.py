@@ -22,8 +22,10 @@ from onecommit.platform import optional_layer, profiles, supervisor
 from onecommit.platform.envs import ensure_env
 from onecommit.platform.optional_runtime import Runtime
 from onecommit.secrets.local_store import triton_control_key
+from onecommit.serving.database import open_engine
+from onecommit.serving.state import StateStore
 from onecommit.settings import PROJECT_ROOT, Settings
-from tests.conftest import free_ports
+from tests.conftest import free_ports, settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.platform]
 # A model of its own, so routing and aliases of the other tests never touch these requests.
@@ -55,6 +57,10 @@ def features(platform: Settings) -> Iterator[FeatureSettings]:
     onnx_bytes = training.candidate(SPEC, data.of_spec(SPEC), None)
     triton.load_beside(f"{platform.host}:{platform.triton_grpc_port}", platform.model_repository,
                         MODEL, VERSION, onnx_bytes, triton_control_key(platform))
+    # The gateway serves models with desired state only: pin it, as a first deploy would.
+    pinned = StateStore(open_engine(platform.serving_db)).change(
+        MODEL, "test_optional_feast", pins={"champion": VERSION})
+    settled(platform, pinned.revision, model=MODEL)
     ensure_env(platform, "feast")
     feast_port, redis_port = free_ports(2)
     settings = FeatureSettings(**platform.model_dump(exclude_none=True), feast_port=feast_port,

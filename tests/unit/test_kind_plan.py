@@ -7,6 +7,7 @@ import json
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -122,16 +123,14 @@ def test_every_cluster_command_names_the_kind_context(plan: list[str]) -> None:
             assert "--kube-context kind-onecommit" in line, line
 
 
-def test_missing_tools_stop_at_once_with_one_line(monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("PATH", VENV_BIN)
-    with pytest.raises(Exit) as stopped:
-        platform.up(Context(), profile="kind")
-    assert stopped.value.code == 1
-    assert stopped.value.message == (
+def test_missing_tools_stop_at_once_with_one_line() -> None:
+    # In a child process: PATH is never changed in this one, whose session platform starts
+    # programs from a thread meanwhile.
+    result = invoke("up", "--profile", "kind")
+    assert (result.returncode, result.stdout) == (1, "")  # stopped before the first step
+    assert result.stderr.strip() == (
         "error: missing kind, docker, helm, kubectl, git: install them for the kind profile "
         "(or see the plan with --dry-run)")
-    assert capsys.readouterr().out == ""  # stopped before the first step
 
 
 def test_down_deletes_the_cluster(capsys: pytest.CaptureFixture[str]) -> None:
@@ -202,16 +201,26 @@ def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                                   ("onecommit", "Synced", "Healthy"),
                                   ("argocd", "Synced", "Healthy")))
     log = tmp_path / "calls.log"
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_LOG", str(log))
     monkeypatch.setenv("FAKE_APPS", str(apps))
     return log
 
 
+def _faked(steps: list[kind.Step], log: Path) -> list[kind.Step]:
+    """The plan with each tool called by its recorder's path. PATH is never changed: the
+    session platform's thread starts programs (git among them) while unit tests run."""
+    bin_dir = log.parent / "bin"
+
+    def recorded(argv: tuple[str, ...]) -> tuple[str, ...]:
+        return (str(bin_dir / argv[0]), *argv[1:]) if argv and (bin_dir / argv[0]).is_file() \
+            else argv
+    return [replace(s, argv=recorded(s.argv), unless=recorded(s.unless)) for s in steps]
+
+
 def test_up_runs_the_plan_in_order(fake_tools: Path, tmp_path: Path) -> None:
     tree = kind.Tree(state_dir=tmp_path / "state")
     plan = kind.up_plan(tree)
-    kind.execute(plan, dry_run=False, out=lambda _: None)
+    kind.execute(_faked(plan, fake_tools), dry_run=False, out=lambda _: None)
     calls = fake_tools.read_text().splitlines()
     # the probe of step 1, then every step once, in plan order (the key is derived for real)
     assert calls == [" ".join(plan[0].unless)] + [" ".join(s.argv) for s in plan
@@ -229,14 +238,16 @@ def test_up_runs_the_plan_in_order(fake_tools: Path, tmp_path: Path) -> None:
 def test_a_done_step_is_skipped(fake_tools: Path, monkeypatch: pytest.MonkeyPatch,
                                 tmp_path: Path) -> None:
     monkeypatch.setenv("FAKE_CLUSTER_MISSING", "0")
-    kind.execute(kind.up_plan(kind.Tree(state_dir=tmp_path)), dry_run=False, out=lambda _: None)
+    kind.execute(_faked(kind.up_plan(kind.Tree(state_dir=tmp_path)), fake_tools), dry_run=False,
+                 out=lambda _: None)
     assert not any(c.startswith("kind create cluster") for c in fake_tools.read_text().splitlines())
 
 
 def test_a_failing_step_stops_the_plan(fake_tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_BUILD_EXIT", "3")
     with pytest.raises(kind.KindError, match=r"step failed \(exit 3\): build the platform image"):
-        kind.execute(kind.up_plan(kind.Tree()), dry_run=False, out=lambda _: None)
+        kind.execute(_faked(kind.up_plan(kind.Tree()), fake_tools), dry_run=False,
+                     out=lambda _: None)
     assert fake_tools.read_text().splitlines()[-1].startswith("docker build")
 
 
@@ -245,6 +256,6 @@ def test_a_wait_that_never_holds_times_out_naming_the_listing(fake_tools: Path) 
     never = kind.Step(wait.argv, wait.why, until=lambda _: False, timeout_s=0)
     with pytest.raises(kind.KindError, match=(
             r"timed out after 0s waiting until every Application is Synced and Healthy: "
-            r"`kubectl --context kind-onecommit --namespace argocd get "
+            r"`\S*kubectl --context kind-onecommit --namespace argocd get "
             r"applications.argoproj.io` shows which are not")):
-        kind.execute([never], dry_run=False, out=lambda _: None)
+        kind.execute(_faked([never], fake_tools), dry_run=False, out=lambda _: None)
