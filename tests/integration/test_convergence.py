@@ -192,6 +192,7 @@ def test_a_champion_moved_by_hand_is_restored(two_models: Settings,
         loop.wait_for_sync(platform, off)
 
 
+@pytest.mark.e2e  # a canary that pauses a minute per step, by design: the second tier's
 def test_two_models_roll_out_side_by_side(two_models: Settings,
                                           airflow: AirflowClient) -> None:
     """One commit changes both models; the first's canary pauses a minute per step, the
