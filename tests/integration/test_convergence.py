@@ -235,7 +235,9 @@ def test_a_deleted_spec_is_retired_within_one_pass(two_models: Settings) -> None
 @pytest.mark.parametrize(("name", "poison"), [
     ("nested", lambda work: (_models(work) / "nested.yaml").write_text(
         "model: " + "[" * 800 + "]" * 800 + "\n")),
-    ("inf-label", lambda work: _add_csv_model(work, "inf-label", "inf")),
+    # The second hostile kind in the e2e tier: one is enough to keep `make test` in 15 min.
+    pytest.param("inf-label", lambda work: _add_csv_model(work, "inf-label", "inf"),
+                 marks=pytest.mark.e2e),
 ])
 def test_a_hostile_commit_is_recorded_and_the_next_good_one_deploys(
         two_models: Settings, airflow: AirflowClient, name: str,
