@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from onecommit.analysis.report import ShadowCounts
-from onecommit.gateway.strata import Split, observed, splits, stratum_of
+from onecommit.gateway.strata import Split, Tally, observed, splits, stratum_of
 from onecommit.vocabulary import TrafficPolicy
 
 
@@ -32,13 +32,14 @@ def test_a_revision_falls_in_its_split_or_outside_the_window(revision: int,
 
 def test_counts_are_summed_per_split_and_arm_and_others_left_out() -> None:
     windows = [Split(3, 4, 0.1), Split(5, 5, 0.5)]
-    tallies = [(3, "champion", {"requests": 5, "errors": 1}),
-               (4, "champion", {"requests": 4, "labelled": 2, "correct": 1}),
-               (4, "challenger", {"requests": 1, "infra_errors": 2}),
-               (5, "challenger", {"requests": 3, "labelled": 3, "abs_error_sum": 1.5,
-                                  "abs_error_squares": 0.75}),
-               (6, "challenger", {"requests": 100}),      # newer than the history read
-               (5, "previous", {"requests": 100})]        # not an arm of the rollout
+    tallies: list[Tally] = [
+        (3, "champion", {"requests": 5, "errors": 1}),
+        (4, "champion", {"requests": 4, "labelled": 2, "correct": 1}),
+        (4, "challenger", {"requests": 1, "infra_errors": 2}),
+        (5, "challenger", {"requests": 3, "labelled": 3, "abs_error_sum": 1.5,
+                           "abs_error_squares": 0.75}),
+        (6, "challenger", {"requests": 100}),  # newer than the history read
+        (5, "previous", {"requests": 100})]  # not an arm of the rollout
     found = observed(windows, tallies, {(1, "challenger"): [2.0, 1.0]},
                      ShadowCounts(compared=4, agree=3))
     first, second = found.strata
