@@ -89,7 +89,13 @@ shadow_rows = Table(
     Column("version", Integer, nullable=False),
     # agree, disagree, or error (the challenger did not answer).
     Column("result", String(16), nullable=False),
+    # What each variant answered (as `predictions.prediction`), so feedback to the mirrored
+    # request judges both; null when a variant answered no prediction.
+    Column("request_id", Text),
+    Column("champion_prediction", Double),
+    Column("challenger_prediction", Double),
     Index("ix_shadow_model_at", "model", "at"),
+    Index("ix_shadow_request_id", "request_id"),
 )
 
 _BINARY_FORMATS = {"INT64": "q", "INT32": "i", "FP32": "f", "FP64": "d", "BOOL": "?"}
@@ -147,6 +153,18 @@ class Served(NamedTuple):
     routed: bool
 
 
+class Mirrored(NamedTuple):
+    """One request mirrored to the challenger (shadow), and what each variant answered."""
+
+    at: float
+    request_id: str
+    model: str
+    version: int
+    result: str
+    champion: float | None
+    challenger: float | None
+
+
 class _Answer(NamedTuple):
     model: str
     variant: str
@@ -175,7 +193,7 @@ class PredictionLog:
         self._retention_s = retention_s
         self._pending: list[Served] = []
         self._feedback: list[tuple[float, str, float]] = []
-        self._shadow: list[tuple[float, str, int, str]] = []
+        self._shadow: list[Mirrored] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._pruned_at = 0.0
@@ -194,8 +212,8 @@ class PredictionLog:
                 self._recent.popitem(last=False)
         self._schedule()
 
-    def add_shadow(self, model: str, version: int, result: str) -> None:
-        self._shadow.append((time.time(), model, version, result))
+    def add_shadow(self, mirrored: Mirrored) -> None:
+        self._shadow.append(mirrored)
         self._schedule()
 
     def _schedule(self) -> None:
@@ -228,7 +246,7 @@ class PredictionLog:
                 logger.warning(f"prediction log: {len(rows)} rows not written: {error}")
 
     def _write(self, rows: list[Served], answers: list[tuple[float, str, float]],
-               shadows: list[tuple[float, str, int, str]]) -> None:
+               shadows: list[Mirrored]) -> None:
         values = [{"at": r.at, "request_id": r.request_id, "model": r.model,
                    "variant": r.variant, "version": r.version, "status": r.status,
                    "latency_ms": r.latency_ms, "infra": r.infra, "revision": r.revision,
@@ -244,8 +262,10 @@ class PredictionLog:
                     for at, rid, label in answers])
             if shadows:
                 connection.execute(insert(shadow_rows), [
-                    {"at": at, "model": m, "version": v, "result": result}
-                    for at, m, v, result in shadows])
+                    {"at": m.at, "request_id": m.request_id, "model": m.model,
+                     "version": m.version, "result": m.result,
+                     "champion_prediction": m.champion, "challenger_prediction": m.challenger}
+                    for m in shadows])
             self._prune(connection)
         if values:
             _request_log.info("\n".join(_line(v) for v in values))
@@ -364,6 +384,7 @@ class PredictionLog:
                 window, p.revision.between(split.first, split.last), p.variant == arm),
                 _ARM_LATENCIES) for index, split in enumerate(windows) for arm in ARMS}
             shadow = _shadow_results(connection, model, since)
+            paired = _shadow_pairs(connection, model, since)
         tallies: list[Tally] = [
             (int(revision), arm, {"requests": int(total) - int(infra or 0),
                                   "errors": int(errors or 0), "infra_errors": int(infra or 0)})
@@ -373,12 +394,10 @@ class PredictionLog:
                                           "abs_error_squares": float(squares or 0)})
                     for revision, arm, n, correct, errors, squares in judged]
         # `scored` and `confidence_sum` stay 0 and `drift` empty: the log keeps an answer's
-        # label, not its class probabilities, and not the request's inputs. The shadow log
-        # records agreement only (no request id, no prediction of either variant): which
-        # variant was right cannot be told from it.
+        # label, not its class probabilities, and not the request's inputs.
         agree = shadow.get("agree", 0)
         return observed(windows, tallies, latencies, ShadowCounts(
-            compared=agree + shadow.get("disagree", 0), agree=agree))
+            compared=agree + shadow.get("disagree", 0), agree=agree, **paired))
 
 
 def _routed(model: str, since: float, from_revision: int) -> ColumnElement[bool]:
@@ -418,6 +437,26 @@ def _shadow_results(connection: Connection, model: str, since: float) -> dict[st
     return {result: int(n) for result, n in connection.execute(
         select(s.result, func.count()).where(s.model == model, s.at >= since)
         .group_by(s.result))}
+
+
+def _shadow_pairs(connection: Connection, model: str, since: float) -> dict[str, int]:
+    """Of the mirrored requests with feedback, which variant was right: both, the champion
+    only, the challenger only, neither. Each feedback judges the latest mirror of its request
+    id, as for answers."""
+    s, f = shadow_rows.c, feedback_rows.c
+    champion, challenger = s.champion_prediction == f.label, s.challenger_prediction == f.label
+    later = shadow_rows.alias("later_shadow")
+    row = connection.execute(
+        select(_count(and_(champion, challenger)), _count(and_(champion, ~challenger)),
+               _count(and_(~champion, challenger)), _count(and_(~champion, ~challenger)))
+        .select_from(shadow_rows.join(feedback_rows, f.request_id == s.request_id))
+        .where(s.model == model, s.at >= since, s.champion_prediction.is_not(None),
+               s.challenger_prediction.is_not(None),
+               ~select(later.c.id).where(later.c.request_id == s.request_id,
+                                         later.c.id > s.id).exists())).one()
+    return {name: int(n or 0) for name, n in zip(
+        ("both_correct", "champion_only", "challenger_only", "neither_correct"), row,
+        strict=True)}
 
 
 def _summary(total: int, infra: int, errors: int, latencies: list[float], labelled: int,

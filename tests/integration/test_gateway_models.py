@@ -370,6 +370,48 @@ def test_observations_count_each_arm_per_traffic_split_and_analyse_accepts_them(
     assert asked == [f"/models/{CLASSIFIER}/analysis/observations"]
 
 
+def test_mirrored_requests_keep_both_answers_and_feedback_judges_each(
+        repository: Path, tmp_path: Path, port: int) -> None:
+    features, labels = load_breast_cancer(return_X_y=True)
+    rows, truth = features[:60], labels[:40]
+    aliases = {CLASSIFIER: {"champion": 1, "challenger": 2}}
+
+    async def scenario() -> tuple[Observations, list[float], list[float]]:
+        async with _registry(port, aliases), \
+                started(_settings(tmp_path, repository, port)) as gateway:
+            assert (await gateway.put(f"/models/{CLASSIFIER}/traffic", headers=ADMIN,
+                                      json={"strategy": "shadow"})).status_code == 200
+            await gateway.post(f"/models/{CLASSIFIER}/analysis/reset", headers=ADMIN)
+            served = await _infer(gateway, CLASSIFIER, rows, "mirrored")
+            # What the challenger answers each row, asked pinned (neither mirrored nor judged).
+            challenger = [_output(r) for r in await _sent(
+                gateway, f"/v2/models/{CLASSIFIER}/versions/2/infer", rows, "asked")]
+            for (request_id, _, _), label in zip(served, truth, strict=False):
+                assert (await gateway.post("/feedback", headers=ADMIN, json={
+                    "request_id": request_id, "label": int(label)})).status_code == 200
+            # The mirrors run beside the answers: until every one is logged, within a bound.
+            deadline = asyncio.get_running_loop().time() + 30
+            while (observed := Observations.model_validate((await gateway.get(
+                    f"/models/{CLASSIFIER}/analysis/observations")).json())
+                   ).shadow.compared < len(rows):
+                assert asyncio.get_running_loop().time() < deadline, observed.shadow
+                await asyncio.sleep(0.05)
+            return observed, [p for _, _, p in served], challenger
+
+    observed, champion, challenger = asyncio.run(scenario())
+    (stratum,) = observed.strata
+    assert (stratum.challenger_weight, stratum.champion.requests,
+            stratum.challenger.requests) == (0.0, len(rows), 0)
+    assert observed.shadow.agree == sum(a == b for a, b in zip(champion, challenger,
+                                                               strict=True))
+    assert observed.shadow.agree < len(rows)  # the two versions differ on some rows
+    pairs = [(a == y, b == y) for a, b, y in zip(champion, challenger, truth, strict=False)]
+    assert (observed.shadow.both_correct, observed.shadow.champion_only,
+            observed.shadow.challenger_only, observed.shadow.neither_correct) == (
+        pairs.count((True, True)), pairs.count((True, False)), pairs.count((False, True)),
+        pairs.count((False, False)))
+
+
 BAD_NAMES = ["Cancer", "c", "9lives", "a" * 64, "with space", "dot.ted"]
 PER_MODEL = [("GET", "/variants"), ("GET", "/traffic"), ("PUT", "/traffic"),
              ("GET", "/analysis"), ("GET", "/analysis/observations"),
