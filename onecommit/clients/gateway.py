@@ -14,6 +14,7 @@ from typing import Any, Self
 
 import httpx
 
+from onecommit.analysis.report import Observations
 from onecommit.errors import OnecommitError
 from onecommit.secrets.local_store import gateway_client
 from onecommit.settings import Settings
@@ -110,6 +111,12 @@ class Gateway(GatewayClient):
         report: dict[str, Any] = self._call("GET", f"{self._prefix}/analysis",
                                             params={"alpha": alpha, "sample_size": sample_size})
         return report
+
+    def observations(self) -> Observations:
+        """What the gateway observed of the champion and the challenger since the analysis
+        window started, per traffic split: what `onecommit.analysis.analyse` judges."""
+        return Observations.model_validate(
+            self._call("GET", f"{self._prefix}/analysis/observations"))
 
     def note(self, kind: str, version: int, detail: dict[str, Any]) -> None:
         """Record a rollout's start or decision in desired state's history (the rollout page's

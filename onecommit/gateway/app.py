@@ -28,6 +28,7 @@ from onecommit.gateway.metrics import GatewayMetrics, exposed
 from onecommit.gateway.predictions import PredictionLog
 from onecommit.gateway.router import weights
 from onecommit.gateway.settings import GatewaySettings
+from onecommit.gateway.strata import splits
 from onecommit.gateway.variants import AliasResolver, ServingState
 from onecommit.serving.database import Database
 from onecommit.serving.state import DesiredState, StateStore
@@ -145,6 +146,14 @@ def _routes(settings: GatewaySettings, replica: str) -> tuple[APIRouter, APIRout
         state = await plane.serving.require(model)
         return await plane.predictions.analysis(model, state.analysis_since,
                                                 state.analysis_revision, alpha, sample_size)
+
+    @open_router.get("/models/{model}/analysis/observations")
+    async def observations(model: str, plane: Plane) -> dict[str, Any]:
+        state = await plane.serving.require(model)
+        history = await plane.serving.policies(model, state.analysis_revision)
+        observed = await plane.predictions.observations(model, state.analysis_since,
+                                                        splits(history))
+        return observed.model_dump()
 
     @admin_router.post("/models/{model}/analysis/reset")
     async def reset(model: str, plane: Plane) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from onecommit.gateway.backends import Backend, BackendResponse, error_response
 from onecommit.gateway.enrichment import Enrichment
 from onecommit.gateway.errors import BackendUnavailable, BadRequest, BodyTooLarge
 from onecommit.gateway.metrics import GatewayMetrics, Series
-from onecommit.gateway.predictions import PredictionLog, Served, prediction
+from onecommit.gateway.predictions import Mirrored, PredictionLog, Served, prediction
 from onecommit.gateway.router import route
 from onecommit.gateway.tensors import input_mismatch
 from onecommit.gateway.variants import ServingState
@@ -139,7 +139,7 @@ class DataPlane:
                       infra, started, response.body, response.headers, state)
         if (routed and variant == CHAMPION and state is not None
                 and state.policy.strategy == "shadow" and response.status_code == 200):
-            self._mirror(model, state, body, headers, response)
+            self._mirror(model, request_id, state, body, headers, response)
         return Answer(response, request_id, variant, version)
 
     async def _explain(self, model: str, version: int | None, variant: str, body: bytes,
@@ -179,28 +179,32 @@ class DataPlane:
             body, int(header_length) if header_length else None,
             state.revision if state is not None else None, routed))
 
-    def _mirror(self, model: str, state: DesiredState, body: bytes, headers: dict[str, str],
-                champion: BackendResponse) -> None:
+    def _mirror(self, model: str, request_id: str, state: DesiredState, body: bytes,
+                headers: dict[str, str], champion: BackendResponse) -> None:
         challenger = state.pins.get(CHALLENGER)
         if challenger is None:
             return
-        task = asyncio.create_task(self._compare(model, challenger, body, headers, champion))
+        task = asyncio.create_task(self._compare(model, request_id, challenger, body, headers,
+                                                 champion))
         # Keep a reference until done: the event loop only holds weak ones.
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
 
-    async def _compare(self, model: str, version: int, body: bytes, headers: dict[str, str],
-                       champion: BackendResponse) -> None:
+    async def _compare(self, model: str, request_id: str, version: int, body: bytes,
+                       headers: dict[str, str], champion: BackendResponse) -> None:
         try:
             mirrored = await self._backend.infer(model, version, body, headers)
         except BackendUnavailable:
             mirrored = None
+        answered = _label(champion)
         if mirrored is None or mirrored.status_code != 200:
-            result = "error"
+            result, challenger = "error", None
         else:
-            result = "agree" if _label(champion) == _label(mirrored) else "disagree"
+            challenger = _label(mirrored)
+            result = "agree" if answered == challenger else "disagree"
         self._metrics.shadow.labels(model, result).inc()
-        self.predictions.add_shadow(model, version, result)
+        self.predictions.add_shadow(Mirrored(time.time(), request_id, model, version, result,
+                                             answered, challenger))
 
     async def _client_mistake(self, model: str, version: int | None, body: bytes,
                               headers: dict[str, str]) -> str | None:

@@ -20,6 +20,7 @@ import asyncio
 import struct
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -29,6 +30,8 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
+    Connection,
     Double,
     Index,
     Integer,
@@ -44,7 +47,9 @@ from sqlalchemy import (
     true,
 )
 
+from onecommit.analysis.report import Observations, ShadowCounts
 from onecommit.gateway.statistics import quantile, two_proportion_test
+from onecommit.gateway.strata import ARMS, Split, Tally, observed
 from onecommit.serving.database import METADATA, Database
 
 prediction_rows = Table(
@@ -84,13 +89,21 @@ shadow_rows = Table(
     Column("version", Integer, nullable=False),
     # agree, disagree, or error (the challenger did not answer).
     Column("result", String(16), nullable=False),
+    # What each variant answered (as `predictions.prediction`), so feedback to the mirrored
+    # request judges both; null when a variant answered no prediction.
+    Column("request_id", Text),
+    Column("champion_prediction", Double),
+    Column("challenger_prediction", Double),
     Index("ix_shadow_model_at", "model", "at"),
+    Index("ix_shadow_request_id", "request_id"),
 )
 
 _BINARY_FORMATS = {"INT64": "q", "INT32": "i", "FP32": "f", "FP64": "d", "BOOL": "?"}
 _request_log = logger.bind(kind="request")
 # Latencies kept per variant for the quantiles of one analysis.
 _LATENCY_WINDOW = 5000
+# Latencies kept per arm and split for the comparison of the two (the most recent).
+_ARM_LATENCIES = 2000
 
 
 # The serving convention: classification models answer `label` (and optional
@@ -140,6 +153,18 @@ class Served(NamedTuple):
     routed: bool
 
 
+class Mirrored(NamedTuple):
+    """One request mirrored to the challenger (shadow), and what each variant answered."""
+
+    at: float
+    request_id: str
+    model: str
+    version: int
+    result: str
+    champion: float | None
+    challenger: float | None
+
+
 class _Answer(NamedTuple):
     model: str
     variant: str
@@ -168,7 +193,7 @@ class PredictionLog:
         self._retention_s = retention_s
         self._pending: list[Served] = []
         self._feedback: list[tuple[float, str, float]] = []
-        self._shadow: list[tuple[float, str, int, str]] = []
+        self._shadow: list[Mirrored] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._pruned_at = 0.0
@@ -187,8 +212,8 @@ class PredictionLog:
                 self._recent.popitem(last=False)
         self._schedule()
 
-    def add_shadow(self, model: str, version: int, result: str) -> None:
-        self._shadow.append((time.time(), model, version, result))
+    def add_shadow(self, mirrored: Mirrored) -> None:
+        self._shadow.append(mirrored)
         self._schedule()
 
     def _schedule(self) -> None:
@@ -221,7 +246,7 @@ class PredictionLog:
                 logger.warning(f"prediction log: {len(rows)} rows not written: {error}")
 
     def _write(self, rows: list[Served], answers: list[tuple[float, str, float]],
-               shadows: list[tuple[float, str, int, str]]) -> None:
+               shadows: list[Mirrored]) -> None:
         values = [{"at": r.at, "request_id": r.request_id, "model": r.model,
                    "variant": r.variant, "version": r.version, "status": r.status,
                    "latency_ms": r.latency_ms, "infra": r.infra, "revision": r.revision,
@@ -237,8 +262,10 @@ class PredictionLog:
                     for at, rid, label in answers])
             if shadows:
                 connection.execute(insert(shadow_rows), [
-                    {"at": at, "model": m, "version": v, "result": result}
-                    for at, m, v, result in shadows])
+                    {"at": m.at, "request_id": m.request_id, "model": m.model,
+                     "version": m.version, "result": m.result,
+                     "champion_prediction": m.champion, "challenger_prediction": m.challenger}
+                    for m in shadows])
             self._prune(connection)
         if values:
             _request_log.info("\n".join(_line(v) for v in values))
@@ -301,32 +328,18 @@ class PredictionLog:
 
     def _analysis(self, model: str, since: float, from_revision: int, alpha: float,
                   required_per_arm: int) -> dict[str, Any]:
-        p, f, s = prediction_rows.c, feedback_rows.c, shadow_rows.c
-        window = and_(p.model == model, p.at >= since, p.revision >= from_revision,
-                      p.routed.is_(True))
+        p = prediction_rows.c
+        window = _routed(model, since, from_revision)
         with self._db.engine.connect() as connection:
             counts = connection.execute(
-                select(p.variant, func.count(), func.sum(case((p.infra, 1), else_=0)),
-                       func.sum(case((and_(p.status >= 500, p.infra.is_(False)), 1), else_=0)))
+                select(p.variant, func.count(), _count(p.infra), _count(_MODEL_ERROR))
                 .where(window).group_by(p.variant)).all()
-            # Each feedback judges one answer: the latest to its request id (ids may repeat).
-            later = prediction_rows.alias("later")
-            superseded = select(later.c.id).where(
-                later.c.request_id == p.request_id, later.c.status == 200,
-                later.c.id > p.id).exists()
             judged = connection.execute(
-                select(p.variant, func.count(), func.sum(case((p.prediction == f.label, 1),
-                                                              else_=0)),
-                       func.avg(func.abs(p.prediction - f.label)))
-                .select_from(prediction_rows.join(feedback_rows,
-                                                  f.request_id == p.request_id))
-                .where(window, p.status == 200, ~superseded).group_by(p.variant)).all()
-            latencies = {variant: [r[0] for r in connection.execute(
-                select(p.latency_ms).where(window, p.variant == variant, p.infra.is_(False))
-                .order_by(p.id.desc()).limit(_LATENCY_WINDOW))] for variant, *_ in counts}
-            shadow: dict[str, int] = {result: int(n) for result, n in connection.execute(
-                select(s.result, func.count()).where(s.model == model, s.at >= since)
-                .group_by(s.result))}
+                select(p.variant, func.count(), _count(_CORRECT), func.avg(_ABS_ERROR))
+                .select_from(_FEEDBACK).where(window, _JUDGED).group_by(p.variant)).all()
+            latencies = {variant: _latencies(connection, and_(window, p.variant == variant),
+                                             _LATENCY_WINDOW) for variant, *_ in counts}
+            shadow = _shadow_results(connection, model, since)
         labelled = {variant: (int(n), int(correct or 0), mae)
                     for variant, n, correct, mae in judged}
         report: dict[str, Any] = {"since": since, "variants": {
@@ -343,6 +356,107 @@ class PredictionLog:
         report["shadow_errors"] = shadow.get("error", 0)
         report["shadow_agreement"] = shadow.get("agree", 0) / compared if compared else None
         return report
+
+
+    async def observations(self, model: str, since: float,
+                           windows: Sequence[Split]) -> Observations:
+        """The typed observations of the window: per traffic split since `since` (`windows`,
+        oldest first, the first starting at the window's revision), the champion's and the
+        challenger's counts of routed requests, and the shadow comparisons. Written first as
+        for `analysis`."""
+        await self.flush()
+        return await self._db.read(self._observations, model, since, windows)
+
+    def _observations(self, model: str, since: float,
+                      windows: Sequence[Split]) -> Observations:
+        p = prediction_rows.c
+        window = and_(_routed(model, since, windows[0].first), p.variant.in_(ARMS))
+        by_revision = (p.revision, p.variant)
+        with self._db.engine.connect() as connection:
+            counts = connection.execute(
+                select(*by_revision, func.count(), _count(p.infra), _count(_MODEL_ERROR))
+                .where(window).group_by(*by_revision)).all()
+            judged = connection.execute(
+                select(*by_revision, func.count(), _count(_CORRECT), func.sum(_ABS_ERROR),
+                       func.sum(_ABS_ERROR * _ABS_ERROR))
+                .select_from(_FEEDBACK).where(window, _JUDGED).group_by(*by_revision)).all()
+            latencies = {(index, arm): _latencies(connection, and_(
+                window, p.revision.between(split.first, split.last), p.variant == arm),
+                _ARM_LATENCIES) for index, split in enumerate(windows) for arm in ARMS}
+            shadow = _shadow_results(connection, model, since)
+            paired = _shadow_pairs(connection, model, since)
+        tallies: list[Tally] = [
+            (int(revision), arm, {"requests": int(total) - int(infra or 0),
+                                  "errors": int(errors or 0), "infra_errors": int(infra or 0)})
+            for revision, arm, total, infra, errors in counts]
+        tallies += [(int(revision), arm, {"labelled": int(n), "correct": int(correct or 0),
+                                          "abs_error_sum": float(errors or 0),
+                                          "abs_error_squares": float(squares or 0)})
+                    for revision, arm, n, correct, errors, squares in judged]
+        # `scored` and `confidence_sum` stay 0 and `drift` empty: the log keeps an answer's
+        # label, not its class probabilities, and not the request's inputs.
+        agree = shadow.get("agree", 0)
+        return observed(windows, tallies, latencies, ShadowCounts(
+            compared=agree + shadow.get("disagree", 0), agree=agree, **paired))
+
+
+def _routed(model: str, since: float, from_revision: int) -> ColumnElement[bool]:
+    """The model's requests the policy routed since `since`, under `from_revision` of
+    desired state or later."""
+    p = prediction_rows.c
+    return and_(p.model == model, p.at >= since, p.revision >= from_revision,
+                p.routed.is_(True))
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.sum(case((condition, 1), else_=0))
+
+
+_MODEL_ERROR = and_(prediction_rows.c.status >= 500, prediction_rows.c.infra.is_(False))
+_CORRECT = prediction_rows.c.prediction == feedback_rows.c.label
+_ABS_ERROR = func.abs(prediction_rows.c.prediction - feedback_rows.c.label)
+_FEEDBACK = prediction_rows.join(feedback_rows,
+                                 feedback_rows.c.request_id == prediction_rows.c.request_id)
+# Each feedback judges one answer: the latest to its request id (ids may repeat).
+_later = prediction_rows.alias("later")
+_JUDGED = and_(prediction_rows.c.status == 200, ~select(_later.c.id).where(
+    _later.c.request_id == prediction_rows.c.request_id, _later.c.status == 200,
+    _later.c.id > prediction_rows.c.id).exists())
+
+
+def _latencies(connection: Connection, where: ColumnElement[bool], limit: int) -> list[float]:
+    """The most recent latencies of requests the infrastructure did not fail."""
+    p = prediction_rows.c
+    return [row[0] for row in connection.execute(
+        select(p.latency_ms).where(where, p.infra.is_(False)).order_by(p.id.desc())
+        .limit(limit))]
+
+
+def _shadow_results(connection: Connection, model: str, since: float) -> dict[str, int]:
+    s = shadow_rows.c
+    return {result: int(n) for result, n in connection.execute(
+        select(s.result, func.count()).where(s.model == model, s.at >= since)
+        .group_by(s.result))}
+
+
+def _shadow_pairs(connection: Connection, model: str, since: float) -> dict[str, int]:
+    """Of the mirrored requests with feedback, which variant was right: both, the champion
+    only, the challenger only, neither. Each feedback judges the latest mirror of its request
+    id, as for answers."""
+    s, f = shadow_rows.c, feedback_rows.c
+    champion, challenger = s.champion_prediction == f.label, s.challenger_prediction == f.label
+    later = shadow_rows.alias("later_shadow")
+    row = connection.execute(
+        select(_count(and_(champion, challenger)), _count(and_(champion, ~challenger)),
+               _count(and_(~champion, challenger)), _count(and_(~champion, ~challenger)))
+        .select_from(shadow_rows.join(feedback_rows, f.request_id == s.request_id))
+        .where(s.model == model, s.at >= since, s.champion_prediction.is_not(None),
+               s.challenger_prediction.is_not(None),
+               ~select(later.c.id).where(later.c.request_id == s.request_id,
+                                         later.c.id > s.id).exists())).one()
+    return {name: int(n or 0) for name, n in zip(
+        ("both_correct", "champion_only", "challenger_only", "neither_correct"), row,
+        strict=True)}
 
 
 def _summary(total: int, infra: int, errors: int, latencies: list[float], labelled: int,

@@ -303,6 +303,9 @@ class ServingState:
     async def history(self, model: str, limit: int) -> list[dict[str, Any]]:
         return await self._db.read(self._store.events, model, limit)
 
+    async def policies(self, model: str, since_revision: int) -> list[tuple[int, TrafficPolicy]]:
+        return await self._db.read(self._store.policies, model, since_revision)
+
     async def reset_analysis(self, model: str) -> DesiredState:
         await self.require(model)
         async with self._changing:

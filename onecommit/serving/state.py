@@ -237,6 +237,43 @@ class StateStore:
         return [{"revision": int(r.revision), "at": r.at, "actor": r.actor,
                  "change": json.loads(r.change)} for r in reversed(rows)]
 
+    def policies(self, model: str, since_revision: int) -> list[tuple[int, TrafficPolicy]]:
+        """The traffic policy in force at each revision from `since_revision` to the current
+        one, oldest first: what a request routed under that revision was split by."""
+        e = serving_events.c
+        with self._engine.connect() as connection:
+            # The policy in force at the window's start may have been set long before it:
+            # read back only as far as the latest change that set one.
+            earlier = connection.execute(
+                select(e.change).where(e.model == model, e.revision <= since_revision)
+                .order_by(e.id.desc()).execution_options(yield_per=64))
+            in_force = next((policy for (change,) in earlier
+                             if (policy := policy_set(json.loads(change))) is not None),
+                            TrafficPolicy())
+            earlier.close()
+            later = connection.execute(
+                select(e.revision, e.change).where(e.model == model,
+                                                   e.revision > since_revision)
+                .order_by(e.id)).all()
+        changes = {int(revision): policy for revision, change in later
+                   if (policy := policy_set(json.loads(change))) is not None}
+        current = max((int(revision) for revision, _ in later), default=since_revision)
+        timeline = []
+        for revision in range(since_revision, current + 1):
+            in_force = changes.get(revision, in_force)
+            timeline.append((revision, in_force))
+        return timeline
+
+
+def policy_set(change: Mapping[str, Any]) -> TrafficPolicy | None:
+    """The policy an event's change put in force; None when it left the policy as it was. A
+    seed and a retirement put the default policy in force."""
+    if "policy" in change:
+        return TrafficPolicy(**change["policy"])
+    if "seed" in change or "retired" in change:
+        return TrafficPolicy()
+    return None
+
 
 def _record(connection: Any, model: str, revision: int, at: float, actor: str,
             change: dict[str, Any]) -> None:

@@ -24,10 +24,14 @@ from skl2onnx.common.data_types import FloatTensorType
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.linear_model import LogisticRegression, Ridge
 
+from onecommit.analysis.report import Observations, analyse
+from onecommit.analysis.spec import from_thresholds
+from onecommit.clients.gateway import Gateway
 from onecommit.gateway.settings import GatewaySettings
 from onecommit.serving.database import open_engine
 from onecommit.serving.state import StateStore
 from onecommit.serving.triton_repo import publish
+from onecommit.settings import Settings
 from tests.conftest import free_ports
 from tests.in_process_gateway import onnx_settings, started
 
@@ -160,9 +164,11 @@ def test_one_gateway_serves_two_models_each_with_its_own_pins_policy_and_analysi
             listed = (await gateway.get("/models")).json()["models"]
             assert listed == {
                 CLASSIFIER: {"champion": 1, "challenger": 2, "previous": None,
-                             "strategy": "canary", "serving": True, "revision": 1},
+                             "strategy": "canary", "serving": True, "revision": 1,
+                             "retired": None},
                 REGRESSOR: {"champion": 2, "challenger": None, "previous": None,
-                            "strategy": "canary", "serving": True, "revision": 1}}
+                            "strategy": "canary", "serving": True, "revision": 1,
+                            "retired": None}}
             # A policy change on one model leaves the other's as it was.
             regressor_before = (await gateway.get(f"/models/{REGRESSOR}/traffic")).json()
             changed = await gateway.put(f"/models/{CLASSIFIER}/traffic", headers=ADMIN,
@@ -249,9 +255,167 @@ def test_serving_is_observed_and_goes_false_when_a_champion_is_not_loaded(
     asyncio.run(scenario())
 
 
+async def _sent(client: httpx.AsyncClient, path: str, rows: np.ndarray,
+                prefix: str) -> list[httpx.Response]:
+    return [await client.post(path, json=_body(row), headers={"x-request-id": f"{prefix}-{i}"})
+            for i, row in enumerate(rows)]
+
+
+def _tally(responses: list[httpx.Response], variant: str, status: int) -> int:
+    return sum(r.headers["x-onecommit-variant"] == variant and r.status_code == status
+               for r in responses)
+
+
+def test_observations_count_each_arm_per_traffic_split_and_analyse_accepts_them(
+        repository: Path, tmp_path: Path, port: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    features, labels = load_breast_cancer(return_X_y=True)
+    aliases = {CLASSIFIER: {"champion": 1, "challenger": 2}}
+    routed = f"/v2/models/{CLASSIFIER}/infer"
+    # The labels of the first 40 requests of each split, in the order feedback is sent.
+    truth = [*labels[:40], *labels[60:100]]
+
+    async def canary(gateway: httpx.AsyncClient, weight: float) -> None:
+        changed = await gateway.put(f"/models/{CLASSIFIER}/traffic", headers=ADMIN,
+                                    json={"strategy": "canary", "challenger_weight": weight})
+        assert changed.status_code == 200, changed.text
+
+    async def scenario() -> dict[str, Any]:
+        async with _registry(port, aliases), \
+                started(_settings(tmp_path, repository, port)) as gateway:
+            await _sent(gateway, routed, features[:10], "before")  # before the window
+            await canary(gateway, 0.3)
+            assert (await gateway.post(f"/models/{CLASSIFIER}/analysis/reset",
+                                       headers=ADMIN)).status_code == 200
+            small = await _sent(gateway, routed, features[:60], "small")
+            # A client's bad input is its own mistake, not a model error (a 400).
+            small.append(await gateway.post(routed, json={"inputs": []}))
+            # Pinned requests are served and logged, never judged.
+            for version in (1, 2):
+                pinned = await _sent(gateway, f"/v2/models/{CLASSIFIER}/versions/{version}"
+                                     "/infer", features[:5], f"pinned-{version}")
+                assert {r.status_code for r in pinned} == {200}
+            await canary(gateway, 0.7)
+            large = await _sent(gateway, routed, features[60:120], "large")
+            labelled = [*small[:40], *large[:40]]
+            for response, label in zip(labelled, truth, strict=True):
+                joined = await gateway.post("/feedback", headers=ADMIN, json={
+                    "request_id": response.headers["x-request-id"], "label": int(label)})
+                assert joined.status_code == 200, joined.text
+            # The challenger's version gone from the inference server: its requests fail for
+            # the infrastructure's reason, counted apart from the model's.
+            shutil.rmtree(repository / CLASSIFIER / "2")
+            broken = await _sent(gateway, routed, features[120:140], "broken")
+            assert {r.status_code for r in broken} == {200, 503}
+            before = (await gateway.get(f"/models/{CLASSIFIER}/analysis")).json()
+            answer = await gateway.get(f"/models/{CLASSIFIER}/analysis/observations")
+            assert answer.status_code == 200, answer.text
+            # Today's analysis answers as it did: the new route only reads.
+            assert (await gateway.get(f"/models/{CLASSIFIER}/analysis")).json() == before
+            return {"answer": answer.json(), "analysis": before, "small": small,
+                    "large": large, "broken": broken, "labelled": labelled}
+
+    seen = asyncio.run(scenario())
+    observations = Observations.model_validate(seen["answer"])
+    first, second = observations.strata
+    assert (first.challenger_weight, second.challenger_weight) == (0.3, 0.7)
+    small, large, broken = seen["small"], seen["large"], seen["broken"]
+    for stratum, responses in ((first, small), (second, [*large, *broken])):
+        for variant in ("champion", "challenger"):
+            arm = getattr(stratum, variant)
+            answered = [r for r in responses if r.headers["x-onecommit-variant"] == variant]
+            assert arm.requests == sum(r.status_code != 503 for r in answered), variant
+            assert arm.errors == 0
+            assert arm.infra_errors == sum(r.status_code == 503 for r in answered)
+            assert 0 < len(arm.latencies_ms) == arm.requests
+    assert second.challenger.infra_errors == _tally(broken, "challenger", 503) > 0
+    assert second.champion.infra_errors == 0
+    # 10 before the window, 10 pinned: none counted.
+    total = sum(s.champion.requests + s.challenger.requests + s.challenger.infra_errors
+                for s in observations.strata)
+    assert total == len(small) + len(large) + len(broken)
+    for stratum, part in ((first, slice(0, 40)), (second, slice(40, 80))):
+        for variant in ("champion", "challenger"):
+            judged = [(r, y) for r, y in zip(seen["labelled"][part], truth[part], strict=True)
+                      if r.headers["x-onecommit-variant"] == variant]
+            arm = getattr(stratum, variant)
+            assert arm.labelled == len(judged)
+            assert arm.correct == sum(_output(r) == y for r, y in judged)
+            assert arm.abs_error_sum == arm.labelled - arm.correct  # classes 0 and 1
+    # The per-variant summary and the strata count the same requests.
+    variants = seen["analysis"]["variants"]
+    assert variants["challenger"]["infra_errors"] == second.challenger.infra_errors
+    assert variants["champion"]["feedback"] == first.champion.labelled + \
+        second.champion.labelled
+
+    spec = from_thresholds({"max_error_rate": 0.05, "max_p95_latency_ms": 1000,
+                            "min_online_accuracy": 0.5, "min_requests": 10,
+                            "max_infra_pause_s": 60},
+                           {"kind": "ab", "significance": 0.05, "sample_size": 100})
+    report = analyse(spec, observations)
+    assert [r.metric for r in report.metrics] == [m.name for m in spec.metrics]
+    assert report.observed == observations
+
+    # The client asks that route and hands back the typed observations.
+    asked: list[str] = []
+
+    def replay(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return httpx.Response(200, json=seen["answer"])
+
+    monkeypatch.setattr("onecommit.clients.gateway.gateway_client", lambda _: httpx.Client(
+        transport=httpx.MockTransport(replay), base_url="http://gateway"))
+    with Gateway(Settings(state_dir=tmp_path), CLASSIFIER) as client:
+        assert client.observations() == observations
+    assert asked == [f"/models/{CLASSIFIER}/analysis/observations"]
+
+
+def test_mirrored_requests_keep_both_answers_and_feedback_judges_each(
+        repository: Path, tmp_path: Path, port: int) -> None:
+    features, labels = load_breast_cancer(return_X_y=True)
+    rows, truth = features[:60], labels[:40]
+    aliases = {CLASSIFIER: {"champion": 1, "challenger": 2}}
+
+    async def scenario() -> tuple[Observations, list[float], list[float]]:
+        async with _registry(port, aliases), \
+                started(_settings(tmp_path, repository, port)) as gateway:
+            assert (await gateway.put(f"/models/{CLASSIFIER}/traffic", headers=ADMIN,
+                                      json={"strategy": "shadow"})).status_code == 200
+            await gateway.post(f"/models/{CLASSIFIER}/analysis/reset", headers=ADMIN)
+            served = await _infer(gateway, CLASSIFIER, rows, "mirrored")
+            # What the challenger answers each row, asked pinned (neither mirrored nor judged).
+            challenger = [_output(r) for r in await _sent(
+                gateway, f"/v2/models/{CLASSIFIER}/versions/2/infer", rows, "asked")]
+            for (request_id, _, _), label in zip(served, truth, strict=False):
+                assert (await gateway.post("/feedback", headers=ADMIN, json={
+                    "request_id": request_id, "label": int(label)})).status_code == 200
+            # The mirrors run beside the answers: until every one is logged, within a bound.
+            deadline = asyncio.get_running_loop().time() + 30
+            while (observed := Observations.model_validate((await gateway.get(
+                    f"/models/{CLASSIFIER}/analysis/observations")).json())
+                   ).shadow.compared < len(rows):
+                assert asyncio.get_running_loop().time() < deadline, observed.shadow
+                await asyncio.sleep(0.05)
+            return observed, [p for _, _, p in served], challenger
+
+    observed, champion, challenger = asyncio.run(scenario())
+    (stratum,) = observed.strata
+    assert (stratum.challenger_weight, stratum.champion.requests,
+            stratum.challenger.requests) == (0.0, len(rows), 0)
+    assert observed.shadow.agree == sum(a == b for a, b in zip(champion, challenger,
+                                                               strict=True))
+    assert observed.shadow.agree < len(rows)  # the two versions differ on some rows
+    pairs = [(a == y, b == y) for a, b, y in zip(champion, challenger, truth, strict=False)]
+    assert (observed.shadow.both_correct, observed.shadow.champion_only,
+            observed.shadow.challenger_only, observed.shadow.neither_correct) == (
+        pairs.count((True, True)), pairs.count((True, False)), pairs.count((False, True)),
+        pairs.count((False, False)))
+
+
 BAD_NAMES = ["Cancer", "c", "9lives", "a" * 64, "with space", "dot.ted"]
 PER_MODEL = [("GET", "/variants"), ("GET", "/traffic"), ("PUT", "/traffic"),
-             ("GET", "/analysis"), ("POST", "/analysis/reset"),
+             ("GET", "/analysis"), ("GET", "/analysis/observations"),
+             ("POST", "/analysis/reset"),
              ("POST", "/variant/champion/reload"), ("DELETE", "/variant/challenger"),
              ("POST", "/rollout/events")]
 BODIES = {"/traffic": {"strategy": "canary"},

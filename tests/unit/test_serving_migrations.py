@@ -49,7 +49,7 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) 
         assert all(row.routed for row in rows)  # counted before: judged as routed
         assert connection.execute(text("SELECT count(*) FROM feedback")).scalar_one() == 1
         assert connection.execute(text("SELECT version_num FROM alembic_version")
-                                  ).scalar_one() == "0003_serving_state_retired"
+                                  ).scalar_one() == "0004_shadow_predictions"
     # Usable as it is now, and a second open (another worker) changes nothing.
     StateStore(engine).change("cancer", "test", pins={"challenger": 5})
     engine.dispose()
@@ -65,6 +65,8 @@ def test_a_new_database_is_created_at_the_newest_schema_and_syncs_every_commit(
     assert {"serving_state", "serving_events", "predictions", "feedback",
             "shadow_comparisons", "alembic_version"} <= set(found.get_table_names())
     assert "routed" in {c["name"] for c in found.get_columns("predictions")}
+    assert {"request_id", "champion_prediction", "challenger_prediction"} <= {
+        c["name"] for c in found.get_columns("shadow_comparisons")}
     with engine.connect() as connection:
         # 2 is FULL: an acknowledged desired-state write survives a power loss.
         assert connection.execute(text("PRAGMA synchronous")).scalar_one() == 2

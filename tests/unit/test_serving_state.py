@@ -81,3 +81,23 @@ def test_changes_from_several_processes_at_once_are_all_applied(tmp_path: Path) 
     store = _store(path)
     assert store.read("m").revision == 121  # type: ignore[union-attr]
     assert [e["revision"] for e in store.events("m", limit=200)] == list(range(1, 122))
+
+
+def test_policies_name_the_policy_in_force_at_every_revision_of_a_window(tmp_path: Path
+                                                                       ) -> None:
+    store = _store(tmp_path / "serving.db")
+    store.seed("m", {"champion": 1}, "gateway")                          # 1: default policy
+    small = TrafficPolicy(strategy="canary", challenger_weight=0.1)
+    store.change("m", "test", pins={"challenger": 2}, policy=small)      # 2
+    store.change("m", "test", reset_analysis=True)                       # 3: the window starts
+    store.note("m", "rollout", {"kind": "start"})                        # no revision of its own
+    store.change("m", "test", pins={"previous": 1})                      # 4
+    large = TrafficPolicy(strategy="canary", challenger_weight=0.5)
+    store.change("m", "test", policy=large)                              # 5
+    # The policy set before the window started is the one in force at its first revision.
+    assert store.policies("m", 3) == [(3, small), (4, small), (5, large)]
+    assert store.policies("m", 0) == [(0, TrafficPolicy()), (1, TrafficPolicy()),
+                                      (2, small), (3, small), (4, small), (5, large)]
+    store.retire("m", "sync", {"reason": "spec gone"})                   # 6: default again
+    assert store.policies("m", 5) == [(5, large), (6, TrafficPolicy())]
+    assert store.policies("never-deployed", 0) == [(0, TrafficPolicy())]
