@@ -8,8 +8,9 @@ sync`, the catch-up at `invoke up`) and on clusters (Argo CD's PostSync hook Job
                              [--model <model>] [--dry-run]
 
 One job per module: `git` (commits, changes, checkout), `records` (the sync log and marker),
-`validation` (bounded reading of a commit), `convergence` (desired against served), `run` (one
-pass).
+`validation` (bounded reading of a commit), `convergence` (desired against served), `prune`
+(retiring a model whose spec is gone), `heal` (drift of serving, put back and noted), `status`
+(what `invoke status` and the proof show per model), `run` (one pass).
 """
 
 from onecommit.sync.records import SyncRecord, dag_run_id, read_syncs, record_failure, syncs_file
