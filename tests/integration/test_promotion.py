@@ -16,7 +16,7 @@ from onecommit import gitops_remote, loop, proof, sync
 from onecommit.clients.airflow import platform_client
 from onecommit.lifecycle import registry
 from onecommit.lifecycle.dags import DEPLOY_DAG
-from onecommit.lifecycle.spec import dump_spec
+from onecommit.lifecycle.spec import dump_spec, parse_spec
 from onecommit.settings import Settings
 from onecommit.vocabulary import CHAMPION
 from tests.conftest import make_settings, running, settle
@@ -63,8 +63,11 @@ def _promote(prod: Settings, source: dict[str, Any]) -> tuple[str, str]:
     record = loop.wait_for_sync(prod, sha)
     assert record["action"] == "triggered", record
     airflow = platform_client(prod)
+    # Prod serves the seed's champion (`up` deployed it): the promotion is a canary, judged
+    # on live traffic.
     try:
-        return sha, airflow.wait_for_run(DEPLOY_DAG, record["deploys"][MODEL])
+        with loop.live_traffic(prod, [parse_spec(spec)]):
+            return sha, airflow.wait_for_run(DEPLOY_DAG, record["deploys"][MODEL])
     finally:
         airflow.close()
 
