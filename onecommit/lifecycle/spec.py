@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
+from onecommit.analysis.spec import AnalysisSpec, Limits, Metric, from_thresholds
 from onecommit.errors import OnecommitError
 from onecommit.lifecycle.catalog import (
     BUILTIN_DATASETS,
@@ -27,6 +28,10 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 # paused on infrastructure faults, and an A/B test's sample are each at most an hour's worth.
 MAX_PAUSE_S = 3600
 PauseSeconds = Annotated[float, Field(ge=0, le=MAX_PAUSE_S)]
+# A rollout's limits (`analysis.limits.max_seconds`) are at most four hours' worth.
+MAX_ROLLOUT_S = 4 * MAX_PAUSE_S
+# Measures the gateway does not observe yet: it logs neither class probabilities nor inputs.
+UNOBSERVED = {"estimated_accuracy": "class probabilities", "input_drift": "request inputs"}
 
 
 class _Strict(BaseModel):
@@ -127,6 +132,16 @@ class Analysis(_Strict):
     # How long a step's analysis may stay paused on infrastructure faults (the inference
     # server or the gateway not answering) before the rollout aborts for want of a fair sample.
     max_infra_pause_s: PauseSeconds = 120
+    # Judged besides the thresholds above, in the manner of Argo Rollouts' AnalysisTemplate:
+    # comparisons with the champion, shadow correctness (README: "Rollout analysis"). A listed
+    # metric replaces the threshold of the same measure and judgement.
+    metrics: list[Metric] = Field(default_factory=list)
+    # The rollout's limits; a field left out keeps what the thresholds and strategy imply.
+    limits: Limits | None = None
+
+    def thresholds(self) -> dict[str, Any]:
+        """Today's keys, as `analysis.spec.from_thresholds` takes them."""
+        return self.model_dump(exclude={"metrics", "limits"})
 
 
 class Canary(_Strict):
@@ -202,7 +217,8 @@ class ModelSpec(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
         for problem in (self._origin_problem(), self._data_problem(), self._trainer_problem(),
-                        self._gate_problem(), self._online_problem(), self._rollout_problem()):
+                        self._gate_problem(), self._online_problem(), self._rollout_problem(),
+                        self._metrics_problem()):
             if problem:
                 raise ValueError(problem)
         return self
@@ -259,6 +275,42 @@ class ModelSpec(_Strict):
             return (f"rollout.kind: {self.rollout.kind} compares predicted classes, which a "
                     "regression model has not; use canary or bluegreen")
         return None
+
+    def _metrics_problem(self) -> str | None:
+        for index, metric in enumerate(self.analysis.metrics):
+            where = f"analysis.metrics.{index}.measure"
+            if metric.measure in UNOBSERVED:
+                return (f"{where}: {metric.measure} is not observed yet (the gateway does not "
+                        f"log {UNOBSERVED[metric.measure]}); judge online_accuracy or "
+                        "shadow_correctness")
+            if (metric.measure == "online_accuracy") == (self.task == "regression"):
+                return (f"{where}: a {self.task} model is judged by "
+                        f"{'online_mae' if self.task == 'regression' else 'online_accuracy'}")
+            if metric.measure.startswith("shadow_") and self.rollout.kind != "shadow":
+                return (f"{where}: {metric.measure} needs mirrored requests: use rollout.kind: "
+                        "shadow, or judge online_accuracy")
+            if (metric.judged == "vs_champion" and not metric.measure.startswith("shadow_")
+                    and self.rollout.kind in ("bluegreen", "shadow")):
+                return (f"{where}: comparing {metric.measure} with the champion needs both "
+                        f"serving at once, which {self.rollout.kind} never does: use canary or "
+                        "ab (or shadow_correctness under shadow)")
+        limits = self.analysis.limits
+        if limits is not None and (limits.max_seconds > MAX_ROLLOUT_S
+                                   or limits.min_dwell_s > MAX_PAUSE_S):
+            return (f"analysis.limits: max_seconds is at most {MAX_ROLLOUT_S} and min_dwell_s "
+                    f"at most {MAX_PAUSE_S}, so one spec cannot stall its model's deploys")
+        return None
+
+    def judged_by(self) -> AnalysisSpec:
+        """What the rollout judges: today's thresholds (guards), the listed metrics, and the
+        limits the strategy implies with the spec's own over them."""
+        derived = from_thresholds(self.analysis.thresholds(), self.rollout.model_dump())
+        listed = {metric.name: metric for metric in self.analysis.metrics}
+        metrics = [listed.pop(metric.name, metric) for metric in derived.metrics]
+        given = self.analysis.limits
+        limits = derived.limits if given is None else derived.limits.model_copy(
+            update=given.model_dump(exclude_unset=True))
+        return AnalysisSpec(metrics=metrics + list(listed.values()), limits=limits)
 
     @property
     def compare_metric(self) -> str:
