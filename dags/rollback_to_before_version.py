@@ -21,7 +21,9 @@ _PLATFORM = Settings()
     catchup=False,
     tags=["onecommit", "lifecycle", "rollback"],
     doc_md="Champion alias back to `before_version`, gateway reload, 100% traffic to champion, "
-           "the failed version tagged with the reason, notification.",
+           "the failed version tagged with the reason, notification. A version whose rollout is "
+           "held (inconclusive, its spec says hold) is left serving, and the notification "
+           "says so.",
     params={"model": Param(type="string", pattern=MODEL_NAME),
             # Null when the failed version was the model's first: no champion to restore.
             "before_version": Param(None, type=["integer", "null"], minimum=1),
@@ -40,6 +42,12 @@ def rollback_to_before_version() -> None:
         params = get_current_context()["params"]
         model, before_version = params["model"], params["before_version"]
         settings = Settings()
+        why_held = strategy.held(settings, model, params["failed_version"])
+        if why_held is not None:
+            send(settings, "rollout held", f"{model} version {params['failed_version']} left "
+                 f"serving for a person to decide: {why_held}", {**params, "reason": why_held},
+                 model=model, version=params["failed_version"])
+            return
         reason = strategy.rollback(settings, model, before_version, params["failed_version"],
                                    params["reason"])
         send(settings, "rolled back", f"{model} back to version {before_version}: {reason}",

@@ -3,7 +3,8 @@ clock. It replaces the judgements of the rollout, `invoke watch` and the page.
 
 The rule (`step_actions`, vectorised so the bench runs the same code over ten thousand
 simulated rollouts):
-1. pause: a request of the current step failed on infrastructure (not the model's fault);
+1. pause: a request of the current step failed on infrastructure (not the model's fault)
+   since the previous look;
 2. wait: fewer than `limits.min_requests` challenger requests in the step (inconclusive once
    the rollout's limits are spent, as today's "not enough traffic to decide");
 3. abort: a metric is shown beyond its bound or margin;
@@ -72,11 +73,27 @@ def step_actions(outcomes: NDArray[np.int8], gates: Flags, infra: Flags,
     return np.asarray(np.where(infra, PAUSE, action))
 
 
-def verdict(spec: AnalysisSpec, report: AnalysisReport, elapsed: Elapsed) -> Decision:
-    """A step's decision, with a reason that names the statistics it rests on."""
+def _infra_failures(report: AnalysisReport) -> int:
+    current = report.observed.current
+    return current.champion.infra_errors + current.challenger.infra_errors
+
+
+def new_infra_failures(report: AnalysisReport, previous: AnalysisReport | None) -> int:
+    """Infrastructure failures of the current step since the previous look (all of the step's
+    at its first look): a fault that has passed no longer pauses the step, and the requests
+    it failed are not counted against either variant."""
+    if previous is None or len(previous.observed.strata) != len(report.observed.strata):
+        return _infra_failures(report)
+    return max(_infra_failures(report) - _infra_failures(previous), 0)
+
+
+def verdict(spec: AnalysisSpec, report: AnalysisReport, elapsed: Elapsed,
+            previous: AnalysisReport | None = None) -> Decision:
+    """A step's decision, with a reason that names the statistics it rests on. `previous` is
+    the rollout's previous look, if any: only infrastructure failures since then pause."""
     limits, observed = spec.limits, report.observed
     current = observed.current
-    infra = current.champion.infra_errors + current.challenger.infra_errors
+    infra = new_infra_failures(report, previous)
     seen = current.challenger.requests + observed.shadow.compared
     per_arm = min(current.champion.labelled, current.challenger.labelled)
     held = elapsed.step_s >= elapsed.step_pause_s and (

@@ -2,9 +2,10 @@
 challenger against its champion are run side by side under four policies, each deciding from
 the counts a gateway would have at every look:
 
-- (a) today's: canary steps judged against absolute thresholds at the end of each step's pause,
-  with the two-proportion z-test of the A/B strategy (`gateway.statistics`) looked at every step,
-  as `lifecycle.rollout.verdict` judges (reimplemented here over arrays);
+- (a) the policy before the sequential analysis: canary steps judged against absolute
+  thresholds at the end of each step's pause, with the two-proportion z-test of the A/B
+  strategy (`gateway.statistics`) looked at every step (reimplemented here over arrays, as the
+  rollout judged until the analysis replaced it);
 - (b) Flagger's: the weight stepped up every interval while the thresholds hold, a rollback after
   `threshold` failed checks (a check with no data fails, as Flagger's does);
 - (c) Kayenta's fixed horizon: a 50/50 split until a sample sized for a 2-point difference at

@@ -2,31 +2,36 @@
 back to the version that served before. The strategy logic lives here and only here.
 
 A rollout is data (Argo Rollouts' way): a list of phases, each a traffic policy held for a
-while and judged by the spec's analysis → continue, wait, pause or abort. Failures the gateway
-attributes to infrastructure (the inference server unreachable, a version not loaded,
-timeouts), and a gateway that does not answer, pause the analysis instead of counting against
-the challenger; a rollout that cannot get a fair sample within `analysis.max_infra_pause_s`
-aborts with that reason.
+while, and the spec's analysis as metrics (`ModelSpec.judged_by`). Every second a step looks:
+the gateway's observations since the rollout began, analysed by the anytime-valid sequential
+tests of `onecommit.analysis`, judged by its one `verdict` → continue, advance (the rest of
+the pause skipped: the evidence is in), wait, pause, abort or inconclusive (roll back, or
+hold). Failures the gateway attributes to infrastructure (the inference server unreachable,
+a version not loaded, timeouts), and a gateway that does not answer, pause the step instead
+of counting against the challenger; a rollout that cannot get a fair sample within
+`limits.max_infra_pause_s` aborts with that reason.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from onecommit.analysis.report import AnalysisReport, analyse
+from onecommit.analysis.spec import AnalysisSpec
+from onecommit.analysis.verdict import Decision, Elapsed, verdict
 from onecommit.clients.gateway import Gateway, GatewayUnavailable
 from onecommit.errors import OnecommitError
 from onecommit.lifecycle import registry, triton
 from onecommit.lifecycle.dags import DEPLOY_DAG
-from onecommit.lifecycle.spec import ABTest, BlueGreen, Canary, ModelSpec, Shadow
+from onecommit.lifecycle.spec import BlueGreen, Canary, ModelSpec, Shadow
 from onecommit.secrets import local_store
 from onecommit.settings import Settings
 from onecommit.vocabulary import CHALLENGER, CHAMPION, PREVIOUS
@@ -34,6 +39,12 @@ from onecommit.vocabulary import CHALLENGER, CHAMPION, PREVIOUS
 
 class RolloutAborted(OnecommitError):
     """The rollout stopped; the message is the reason recorded on the version."""
+
+
+class RolloutHeld(RolloutAborted):
+    """The rollout ended inconclusive and its spec says hold: traffic stays where the last
+    step put it, the version is tagged `held`, and a person decides (the rollback DAG leaves
+    it be)."""
 
 
 @dataclass(frozen=True)
@@ -72,112 +83,108 @@ def mandated_seconds(spec: ModelSpec) -> float:
     return sum(phase.pause_s for phase in phases(spec, version=0))
 
 
-def infra_failures(report: dict[str, Any]) -> int:
-    return sum(int(v.get("infra_errors", 0)) for v in report.get("variants", {}).values())
+# How often a step looks at the analysis; its looks are noted for the page at most this often.
+LOOK_EVERY_S = 1.0
+NOTE_EVERY_S = 10.0
+# What a metric's interval is recorded as, on the page's notes and the version's tags.
+_INTERVAL_FIELDS = ("metric", "gate", "statistic", "estimate", "lower", "upper", "threshold",
+                    "outcome", "samples", "text")
 
 
-def verdict(spec: ModelSpec, report: dict[str, Any]) -> tuple[str, str]:
-    """continue / wait / pause / abort for one rollout step, from the gateway's analysis."""
-    infra = infra_failures(report)
-    if infra:
-        return "pause", f"{infra} requests failed on infrastructure, not on the model"
-    if isinstance(spec.rollout, Shadow):
-        return _shadow_verdict(spec.rollout, spec.analysis.min_requests, report)
-    challenger = report["variants"].get(CHALLENGER)
-    thresholds = spec.analysis
-    if challenger is None or challenger["requests"] < thresholds.min_requests:
-        seen = 0 if challenger is None else challenger["requests"]
-        return "wait", f"{seen} of {thresholds.min_requests} requests"
-    if challenger["error_rate"] > thresholds.max_error_rate:
-        return "abort", f"error rate {challenger['error_rate']:.3f} > {thresholds.max_error_rate}"
-    p95 = challenger["latency_ms"]["p95"]
-    if p95 is not None and p95 > thresholds.max_p95_latency_ms:
-        return "abort", f"p95 latency {p95:.1f} ms > {thresholds.max_p95_latency_ms}"
-    accuracy, least = challenger["online_accuracy"], thresholds.min_online_accuracy
-    if accuracy is not None and least is not None and accuracy < least:
-        return "abort", f"online accuracy {accuracy:.3f} < {least}"
-    mae, most = challenger.get("online_mae"), thresholds.max_online_mae
-    if mae is not None and most is not None and mae > most:
-        return "abort", f"online MAE {mae:.3f} > {most}"
-    if isinstance(spec.rollout, ABTest):
-        return _ab_verdict(report.get("ab_test"))
-    return "continue", "within thresholds"
+@dataclass
+class Clock:
+    """The rollout's time, less what it spent paused on infrastructure faults."""
+
+    started: float = field(default_factory=time.monotonic)
+    paused_s: float = 0.0
+
+    def rollout_s(self, now: float) -> float:
+        return now - self.started - self.paused_s
 
 
-def _shadow_verdict(rollout: Shadow, min_requests: int,
-                    report: dict[str, Any]) -> tuple[str, str]:
-    compared = report["shadow_comparisons"]
-    if compared < min_requests:
-        return "wait", f"{compared} of {min_requests} mirrored requests compared"
-    agreement = report["shadow_agreement"]
-    if agreement < rollout.min_agreement:
-        return "abort", f"shadow agreement {agreement:.3f} < {rollout.min_agreement}"
-    return "continue", f"shadow agreement {agreement:.3f} over {compared} requests"
+@dataclass
+class Step:
+    """One phase being judged: its clock, its pauses, and the rollout's latest look."""
+
+    phase: Phase
+    index: int
+    previous: AnalysisReport | None
+    started: float = field(default_factory=time.monotonic)
+    paused_s: float = 0.0
+    pauses: int = 0
+    pause_reason: str = ""
+    last_look: float = field(default_factory=time.monotonic)
+
+    def elapsed(self, clock: Clock, now: float) -> Elapsed:
+        return Elapsed(step_s=max(now - self.started - self.paused_s, 0.0),
+                       step_pause_s=self.phase.pause_s,
+                       rollout_s=max(clock.rollout_s(now), 0.0))
+
+    def paused(self, clock: Clock, now: float, reason: str) -> None:
+        lost = now - self.last_look
+        self.paused_s, clock.paused_s = self.paused_s + lost, clock.paused_s + lost
+        self.pauses, self.pause_reason = self.pauses + 1, reason
 
 
-def _ab_verdict(test: dict[str, Any] | None) -> tuple[str, str]:
-    if test is None or not test["sample_size_reached"]:
-        return "wait", "A/B sample size not reached"
-    summary = (f"accuracy {test['p_challenger']:.3f} vs {test['p_champion']:.3f}, "
-               f"p={test['p_value']:.3g}")
-    if test["significant"] and test["difference"] < 0:
-        return "abort", f"challenger significantly worse: {summary}"
-    return "continue", summary
+def intervals(report: AnalysisReport | None) -> list[dict[str, Any]]:
+    """Each metric's interval at a look, as the notes and the version's tags record it."""
+    if report is None:
+        return []
+    return [r.model_dump(include=set(_INTERVAL_FIELDS)) for r in report.metrics]
 
 
-def _judged(gateway: Gateway, spec: ModelSpec) -> tuple[str, str]:
-    alpha = spec.rollout.significance if isinstance(spec.rollout, ABTest) else 0.05
-    sample = spec.rollout.sample_size if isinstance(spec.rollout, ABTest) else 0
+def look(gateway: Gateway, spec: AnalysisSpec, step: Step, clock: Clock) -> Decision:
+    """One look: the gateway's observations analysed (each interval narrowed by the previous
+    look's) and judged by the one verdict. A gateway that does not answer pauses the step."""
+    now = time.monotonic()
     try:
-        return verdict(spec, gateway.analysis(alpha, sample))
+        report = analyse(spec, gateway.observations(), step.previous)
     except GatewayUnavailable as error:
-        return "pause", str(error)
+        decision = Decision(action="pause", reason=str(error))
+    else:
+        decision = verdict(spec, report, step.elapsed(clock, now), step.previous)
+        step.previous = report
+    if decision.action == "pause":
+        step.paused(clock, now, decision.reason)
+        if step.paused_s > spec.limits.max_infra_pause_s:
+            decision = Decision(action="abort", reason=(
+                f"no fair sample: analysis paused {step.paused_s:.0f} s on infrastructure "
+                f"faults (limit {spec.limits.max_infra_pause_s:.0f} s); last: "
+                f"{decision.reason}"))
+    step.last_look = now
+    return decision
 
 
-def observe(gateway: Gateway, spec: ModelSpec, phase: Phase,
-            max_wait_factor: float = 4.0) -> dict[str, Any]:
-    """Apply the phase's policy, hold it for its pause, and decide. A paused window is thrown
-    away and the phase held again for a fair sample; the time spent paused does not count
-    against the wait for traffic, but is bounded by `analysis.max_infra_pause_s`."""
-    gateway.traffic(**phase.policy)
-    gateway.reset_analysis()
-    started = window = time.monotonic()
-    paused_s, pauses, last_pause = 0.0, 0, ""
-    # A/B has no pause: it waits for its sample size, within a bound.
-    bound = (spec.rollout.sample_size / 5 if isinstance(spec.rollout, ABTest)
-             else max(phase.pause_s, 1.0) * max_wait_factor)
-    time.sleep(phase.pause_s)
+def _record(step: Step, decision: Decision) -> dict[str, Any]:
+    """A look or a step's end as the page's notes and the version's tags record it."""
+    record: dict[str, Any] = {
+        "step": step.phase.name, "step_index": step.index, "decision": decision.action,
+        "reason": decision.reason, "seconds": round(time.monotonic() - step.started, 2),
+        "metrics": intervals(step.previous)}
+    if decision.then is not None:
+        record["then"] = decision.then
+    if step.pauses:
+        record |= {"paused_s": round(step.paused_s, 2), "pauses": step.pauses,
+                   "pause_reason": step.pause_reason}
+    return record
+
+
+def observe(gateway: Gateway, spec: AnalysisSpec, step: Step, clock: Clock,
+            version: int) -> dict[str, Any]:
+    """Apply the phase's policy and look every LOOK_EVERY_S until the verdict ends the step
+    (continue, advance, abort, inconclusive); the looks in between are noted for the page
+    every NOTE_EVERY_S. Returns the step's record."""
+    gateway.traffic(**step.phase.policy)
+    noted = time.monotonic()
     while True:
-        decision, why = _judged(gateway, spec)
-        now = time.monotonic()
-        if decision == "pause":
-            paused_s += now - window
-            pauses, last_pause = pauses + 1, why
-            if paused_s > spec.analysis.max_infra_pause_s:
-                decision, why = "abort", (
-                    f"no fair sample: analysis paused {paused_s:.0f} s on infrastructure "
-                    f"faults (limit {spec.analysis.max_infra_pause_s:.0f} s); last: {why}")
-            else:
-                _reset_when_answering(gateway)
-                window = time.monotonic()
-                time.sleep(max(phase.pause_s, 1.0))
-                continue
-        elif decision == "wait" and now - started - paused_s > bound:
-            decision, why = "abort", f"not enough traffic to decide: {why}"
-        if decision != "wait":
-            step = {"step": phase.name, "decision": decision, "reason": why,
-                    "seconds": round(now - started, 2)}
-            if pauses:
-                step |= {"paused_s": round(paused_s, 2), "pauses": pauses,
-                         "pause_reason": last_pause}
-            return step
-        time.sleep(1)
-
-
-def _reset_when_answering(gateway: Gateway) -> None:
-    # Still down: the next window finds out, and counts as paused too.
-    with contextlib.suppress(GatewayUnavailable):
-        gateway.reset_analysis()
+        time.sleep(LOOK_EVERY_S)
+        decision = look(gateway, spec, step, clock)
+        if decision.action not in ("wait", "pause"):
+            return _record(step, decision)
+        if time.monotonic() - noted >= NOTE_EVERY_S:
+            noted = time.monotonic()
+            _note(gateway, "look", version, {**_record(step, decision),
+                                             "action": decision.action})
 
 
 def _links(settings: Settings, client: MlflowClient, model: str,
@@ -209,36 +216,59 @@ def _note(gateway: Gateway, kind: str, version: int, detail: dict[str, Any]) -> 
 
 def run(settings: Settings, spec: ModelSpec, version: int,
         on_step: Callable[[dict[str, Any]], object]) -> list[dict[str, Any]]:
-    """Run the spec's strategy step by step. On abort all traffic goes back to the champion at
-    once (before anything else), the version is tagged with the reason, and RolloutAborted is
-    raised for the rollback to finish the job. The decisions are recorded on the model version
-    either way."""
+    """Run the spec's strategy step by step, judged by its analysis. The analysis window opens
+    once, at the first step: the sequential tests accumulate over every step (a stratum per
+    traffic split). On abort, or an inconclusive end that rolls back, all traffic goes back
+    to the champion at once (before anything else), the version is tagged with the reason,
+    and RolloutAborted is raised for the rollback to finish the job; an inconclusive end that
+    holds leaves traffic where it is and raises RolloutHeld. The decisions and the last
+    look's intervals are recorded on the model version either way."""
     decisions: list[dict[str, Any]] = []
+    judged_by = spec.judged_by()
     client = registry.client(settings.url(settings.mlflow_port))
+    clock, previous = Clock(), None
     try:
         with Gateway(settings, spec.model) as gateway:
             plan = phases(spec, version)
             _note(gateway, "start", version, {
                 "strategy": spec.rollout.kind, "steps": [phase.name for phase in plan],
-                "thresholds": spec.analysis.model_dump(),
+                "analysis": judged_by.model_dump(),
                 "links": _links(settings, client, spec.model, version)})
-            for phase in plan:
-                decision = observe(gateway, spec, phase)
-                if decision["decision"] == "abort":
-                    aborted = time.monotonic()
-                    gateway.traffic(**CHAMPION_ONLY)
-                    decision["abort_to_champion_s"] = round(time.monotonic() - aborted, 3)
+            gateway.traffic(**plan[0].policy)
+            gateway.reset_analysis()
+            for index, phase in enumerate(plan):
+                step = Step(phase, index, previous)
+                decision = observe(gateway, judged_by, step, clock, version)
+                previous = step.previous
+                ended = _ended(gateway, decision)
                 decisions.append(decision)
                 _note(gateway, "decision", version, decision)
                 on_step(decision)
-                if decision["decision"] == "abort":
-                    reason = f"rollout aborted at {phase.name}: {decision['reason']}"
-                    registry.set_status(client, spec.model, version, "failed", reason)
-                    raise RolloutAborted(reason)
+                if ended is not None:
+                    status = "held" if isinstance(ended, RolloutHeld) else "failed"
+                    registry.set_status(client, spec.model, version, status, str(ended))
+                    raise ended
     finally:
         client.set_model_version_tag(spec.model, str(version), "rollout.decisions",
                                      json.dumps(decisions))
+        client.set_model_version_tag(spec.model, str(version), "rollout.intervals",
+                                     json.dumps(intervals(previous)))
     return decisions
+
+
+def _ended(gateway: Gateway, decision: dict[str, Any]) -> RolloutAborted | None:
+    """The end a step's decision makes of the rollout, if any; an abort's traffic is back on
+    the champion before this returns."""
+    action, then = decision["decision"], decision.get("then")
+    why = f"at {decision['step']}: {decision['reason']}"
+    if action == "inconclusive" and then == "hold":
+        return RolloutHeld(f"rollout held {why}")
+    if action not in ("abort", "inconclusive"):
+        return None
+    aborted = time.monotonic()
+    gateway.traffic(**CHAMPION_ONLY)
+    decision["abort_to_champion_s"] = round(time.monotonic() - aborted, 3)
+    return RolloutAborted(f"rollout {'aborted' if action == 'abort' else 'inconclusive'} {why}")
 
 
 def retire(settings: Settings, model: str) -> list[int]:
@@ -267,6 +297,14 @@ def promote(settings: Settings, model: str, version: int) -> dict[str, Any]:
         gateway.traffic(**CHAMPION_ONLY)
         gateway.unpin(CHALLENGER)
     return pinned
+
+
+def held(settings: Settings, model: str, version: int) -> str | None:
+    """Why the version's rollout is held (it ended inconclusive, and its spec says hold), or
+    None: a held version stays where it serves until a person or the next commit decides."""
+    tags = registry.client(settings.url(settings.mlflow_port)).get_model_version(
+        model, str(version)).tags
+    return tags.get("reason") if tags.get("status") == "held" else None
 
 
 def rollback(settings: Settings, model: str, before_version: int | None, failed_version: int,

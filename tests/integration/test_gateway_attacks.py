@@ -21,7 +21,8 @@ import psutil
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from onecommit.lifecycle.rollout import verdict
+from onecommit.analysis.report import Observations, analyse
+from onecommit.analysis.verdict import Elapsed, verdict
 from onecommit.lifecycle.spec import load_spec
 from tests.conftest import DEV_SPEC, free_ports
 from tests.in_process_gateway import started
@@ -219,7 +220,13 @@ def test_docs_are_off_and_the_schema_is_for_the_admin_token_only(gateway: Gatewa
 def test_a_pinned_flood_leaves_the_verdict_unchanged(repository: Path, tmp_path: Path) -> None:  # noqa: F811
     port = free_ports(1)[0]
     features, labels = load_breast_cancer(return_X_y=True)
-    spec = load_spec(DEV_SPEC)
+    spec = load_spec(DEV_SPEC).judged_by()
+    clock = Elapsed(step_s=60, step_pause_s=15, rollout_s=60)
+
+    async def judged(gateway: httpx.AsyncClient) -> tuple[Observations, str]:
+        observed = Observations.model_validate(
+            (await gateway.get(f"/models/{CLASSIFIER}/analysis/observations")).json())
+        return observed, verdict(spec, analyse(spec, observed), clock).reason
 
     async def scenario() -> None:
         async with _registry(port, {CLASSIFIER: {"champion": 1, "challenger": 2}}), \
@@ -238,6 +245,7 @@ def test_a_pinned_flood_leaves_the_verdict_unchanged(repository: Path, tmp_path:
                 await gateway.post("/feedback", headers=ADMIN, json={
                     "request_id": f"routed-{i}", "label": float(labels[i])})
             before = (await gateway.get(f"/models/{CLASSIFIER}/analysis")).json()
+            judged_before = await judged(gateway)
             # Pinned to the challenger, wrongly labelled: served, never judged.
             for i, row in enumerate(features[:200]):
                 answer = await gateway.post(f"/v2/models/{CLASSIFIER}/versions/2/infer",
@@ -249,7 +257,7 @@ def test_a_pinned_flood_leaves_the_verdict_unchanged(repository: Path, tmp_path:
                     "request_id": f"pinned-{i}", "label": float(1 - labels[i])})
             after = (await gateway.get(f"/models/{CLASSIFIER}/analysis")).json()
             assert after["variants"] == before["variants"]
-            assert verdict(spec, after) == verdict(spec, before)
+            assert await judged(gateway) == judged_before
 
     asyncio.run(scenario())
 

@@ -12,6 +12,15 @@ import pytest
 import yaml
 
 from onecommit import loop, proof, sync
+from onecommit.analysis.report import (
+    AnalysisReport,
+    ArmCounts,
+    Observations,
+    ShadowCounts,
+    Stratum,
+    analyse,
+)
+from onecommit.analysis.verdict import Decision, Elapsed, verdict
 from onecommit.lifecycle import rollout as strategy
 from onecommit.lifecycle.dags import DEPLOY_DAG
 from onecommit.lifecycle.notify import send
@@ -73,64 +82,109 @@ def test_phases_follow_each_strategy() -> None:
     assert ab["experiment"].endswith("-v7")
 
 
-def _variant(requests: int, error_rate: float = 0.0, p95: float = 5.0,
-             accuracy: float | None = 0.95) -> dict[str, Any]:
-    return {"requests": requests, "error_rate": error_rate, "latency_ms": {"p95": p95},
-            "online_accuracy": accuracy}
+# The dev spec's comparison with the champion (a guard: it aborts, it does not hold a step).
+COMPARED = {"measure": "online_accuracy", "judged": "vs_champion", "margin": 0.02,
+            "gate": False}
+
+
+def _analysed(metrics: list[dict[str, Any]], **changes: Any) -> dict[str, Any]:
+    """The dev spec with these metrics listed besides today's keys."""
+    data = _spec_data(**changes)
+    data["analysis"] = {**data["analysis"], "metrics": metrics}
+    return data
+
+
+def _arm(requests: int, errors: int = 0, latency_ms: float = 5.0, right: float | None = 0.95,
+         infra: int = 0, mae: float | None = None) -> ArmCounts:
+    """An arm's counts: every answered request labelled, `right` of them correct (a share),
+    or an absolute error of `mae` each (spread by ±10)."""
+    answered = requests - errors
+    if mae is not None:
+        spread = [mae - 10, mae + 10] * (answered // 2)
+        return ArmCounts(requests=requests, errors=errors, infra_errors=infra,
+                         labelled=len(spread), abs_error_sum=sum(spread),
+                         abs_error_squares=sum(v * v for v in spread),
+                         latencies_ms=[latency_ms] * answered)
+    return ArmCounts(requests=requests, errors=errors, infra_errors=infra,
+                     labelled=answered if right is not None else 0,
+                     correct=round(answered * (right or 0)),
+                     latencies_ms=[latency_ms] * answered)
+
+
+def _judge(spec_data: dict[str, Any], challenger: ArmCounts, champion: ArmCounts | None = None,
+           shadow: ShadowCounts | None = None, step_s: float = 60, weight: float = 0.2,
+           previous: AnalysisReport | None = None) -> Decision:
+    """Today's keys judged as the rollout judges them: the spec's analysis, the gateway's
+    observations, the sequential tests and the one verdict."""
+    judged_by = parse_spec(spec_data).judged_by()
+    observed = Observations(strata=[Stratum(
+        challenger_weight=weight, champion=champion or _arm(400), challenger=challenger)],
+        shadow=shadow or ShadowCounts())
+    return verdict(judged_by, analyse(judged_by, observed), Elapsed(
+        step_s=step_s, step_pause_s=15, rollout_s=step_s), previous)
 
 
 @pytest.mark.parametrize(("challenger", "decision"), [
-    (None, "wait"), (_variant(5), "wait"), (_variant(100), "continue"),
-    (_variant(100, error_rate=0.5), "abort"), (_variant(100, p95=900), "abort"),
-    (_variant(100, accuracy=0.5), "abort"),
+    (ArmCounts(), "wait"), (_arm(5), "wait"), (_arm(100), "continue"),
+    (_arm(100, errors=50), "abort"), (_arm(100, latency_ms=900), "abort"),
+    (_arm(100, right=0.5), "abort"),
 ])
-def test_canary_verdict(challenger: dict[str, Any] | None, decision: str) -> None:
-    spec = parse_spec(_spec_data())
-    report = {"variants": {} if challenger is None else {"challenger": challenger}}
-    assert strategy.verdict(spec, report)[0] == decision
+def test_todays_canary_keys_keep_their_meaning(challenger: ArmCounts, decision: str) -> None:
+    assert _judge(_analysed([]), challenger).action == decision
+
+
+def test_the_dev_spec_aborts_a_challenger_worse_than_the_champion_above_the_floor() -> None:
+    """10 points less accurate than the champion, and above the absolute floor of 0.85: only
+    the comparison with the champion catches it, and its reason names the interval."""
+    worse = _judge(_analysed([COMPARED]), _arm(400, right=0.87), champion=_arm(400, right=0.97))
+    assert worse.action == "abort"
+    assert "accuracy from feedback 10.0 points lower than the champion's" in worse.reason
+    assert "anytime-valid bounds [" in worse.reason
+    assert _judge(_analysed([]), _arm(400, right=0.87),
+                  champion=_arm(400, right=0.97)).action == "continue"
 
 
 def test_a_regression_canary_is_judged_by_its_online_mae() -> None:
-    spec = parse_spec(yaml.safe_load((PROJECT_ROOT / "examples" / "diabetes-lightgbm" / "envs" /
-                                      "dev" / "models" / "diabetes.yaml").read_text()))
-    close, far = ({**_variant(100, accuracy=None), "online_mae": mae} for mae in (40.0, 95.5))
-    assert strategy.verdict(spec, {"variants": {"challenger": close}})[0] == "continue"
-    assert strategy.verdict(spec, {"variants": {"challenger": far}}) == (
-        "abort", "online MAE 95.500 > 70.0")
+    spec = yaml.safe_load((PROJECT_ROOT / "examples" / "diabetes-lightgbm" / "envs" / "dev" /
+                           "models" / "diabetes.yaml").read_text())
+    assert _judge(spec, _arm(100, mae=40.0)).action == "continue"
+    far = _judge(spec, _arm(100, mae=95.5))
+    assert far.action == "abort"
+    assert "mean absolute error 95.5" in far.reason
 
 
-def test_ab_verdict_waits_for_sample_size_and_aborts_only_when_significantly_worse() -> None:
-    spec = parse_spec(_spec_data(rollout={"kind": "ab", "sample_size": 100}))
-
-    def verdict(**test: Any) -> str:
-        ab = {"sample_size_reached": True, "significant": False, "difference": 0.0,
-              "p_champion": 0.9, "p_challenger": 0.9, "p_value": 0.5, **test}
-        return strategy.verdict(spec, {"variants": {"challenger": _variant(200)},
-                                   "ab_test": ab})[0]
-
-    assert verdict(sample_size_reached=False) == "wait"
-    assert verdict() == "continue"
-    assert verdict(significant=True, difference=-0.1, p_value=0.01) == "abort"
-    assert verdict(significant=True, difference=0.1, p_value=0.01) == "continue"
+def test_ab_waits_for_its_sample_and_aborts_only_a_challenger_shown_worse() -> None:
+    spec = _analysed([], rollout={"kind": "ab", "sample_size": 200})
+    assert _judge(spec, _arm(150), champion=_arm(150), weight=0.5).action == "wait"
+    assert _judge(spec, _arm(400), champion=_arm(400), weight=0.5).action == "continue"
+    worse = _judge(spec, _arm(400, right=0.86), champion=_arm(400, right=0.97), weight=0.5)
+    assert worse.action == "abort"
 
 
-def test_infrastructure_failures_pause_instead_of_judging_the_challenger() -> None:
-    spec = parse_spec(_spec_data())
-    failing = {**_variant(100, error_rate=0.5), "infra_errors": 40}
-    decision, why = strategy.verdict(spec, {"variants": {"challenger": failing}})
-    assert decision == "pause"
-    assert "40 requests failed on infrastructure" in why
-    champion_side = {"champion": {**_variant(100), "infra_errors": 3},
-                     "challenger": _variant(100)}
-    assert strategy.verdict(spec, {"variants": champion_side})[0] == "pause"
+def test_infrastructure_failures_pause_until_they_stop() -> None:
+    failing = _arm(100, errors=50, infra=40)
+    decision = _judge(_analysed([]), failing)
+    assert decision.action == "pause"
+    assert "40 requests failed on infrastructure" in decision.reason
+    assert _judge(_analysed([]), _arm(100), champion=_arm(100, infra=3)).action == "pause"
+    # The same failures at the next look: the fault has passed; the step is judged again.
+    judged_by = parse_spec(_analysed([])).judged_by()
+    seen = analyse(judged_by, Observations(strata=[Stratum(
+        challenger_weight=0.2, champion=_arm(400), challenger=_arm(100, infra=40))]))
+    assert _judge(_analysed([]), _arm(100, infra=40), previous=seen).action == "continue"
 
 
-def test_shadow_verdict_reads_agreement() -> None:
-    spec = parse_spec(_spec_data(rollout={"kind": "shadow", "min_agreement": 0.9}))
-    assert strategy.verdict(spec, {"shadow_comparisons": 3, "shadow_agreement": 1.0})[0] == "wait"
-    assert strategy.verdict(spec, {"shadow_comparisons": 99, "shadow_agreement": 0.5})[0] == "abort"
-    assert strategy.verdict(spec, {"shadow_comparisons": 99,
-                               "shadow_agreement": 0.97})[0] == "continue"
+def test_shadow_keys_judge_agreement() -> None:
+    spec = _analysed([], rollout={"kind": "shadow", "min_agreement": 0.9})
+
+    def shadow(compared: int, agree: int) -> str:
+        return _judge(spec, ArmCounts(), champion=_arm(compared), weight=0.0,
+                      shadow=ShadowCounts(compared=compared, agree=agree)).action
+
+    assert shadow(3, 3) == "wait"
+    assert shadow(99, 50) == "abort"
+    assert shadow(200, 198) == "continue"
+
 
 
 def _git(repo: Path, *args: str) -> str:
