@@ -198,8 +198,10 @@ def test_two_models_roll_out_side_by_side(two_models: Settings,
     """One commit changes both models; the first's canary pauses a minute per step, the
     second's seconds: the second is promoted while the first's rollout still runs."""
     platform = two_models
-    slow = {**_wine(FIRST, n_estimators=55),
-            "rollout": {**TEST_ROLLOUT, "pause_s": 60}}
+    first = _wine(FIRST, n_estimators=55)
+    # Held for the whole pause: evidence in early must not advance it.
+    slow = {**first, "rollout": {**TEST_ROLLOUT, "pause_s": 60},
+            "analysis": {**first["analysis"], "limits": {"min_dwell_s": 60}}}
     quick = _wine(SECOND, n_estimators=55)
 
     def both(work: Path) -> None:

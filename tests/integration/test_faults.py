@@ -102,7 +102,9 @@ def _deploy_under_traffic(platform: Settings, canary: dict[str, Any],
     _ensure_champion(platform)
     spec, message = loop.edit_spec(loop.valid_spec(platform, MODEL), "good")
     spec = {**spec, "rollout": canary,
-            "analysis": {**spec["analysis"], "min_requests": 10, "max_infra_pause_s": 300}}
+            "analysis": {**spec["analysis"], "min_requests": 10, "max_infra_pause_s": 300,
+                         # Every step held for its pause, so each fault lands mid-canary.
+                         "limits": {"min_dwell_s": canary["pause_s"]}}}
     with loop.live_traffic(platform, [parse_spec(spec)]) as (traffic,):
         deploy = Rollout(platform, traffic)
         deploy.sha = loop.push_specs(platform, {MODEL: spec}, f"{message} ({why})")

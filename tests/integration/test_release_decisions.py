@@ -1,0 +1,112 @@
+"""Release decisions on the real platform: the challenger compared with its champion on the
+same live traffic, by the anytime-valid tests of `onecommit.analysis`.
+
+- Under a canary, a commit whose version answers a wrong class for a tenth of its requests
+  (`faults.flip_rate`: it passes the offline gate and the smoke test, and serves without an
+  error) is rolled back by the accuracy comparison, and its reason names the interval; a good
+  commit is promoted once non-inferiority is shown.
+- Under shadow, the mirrored requests' answers are judged against the feedback, and the paired
+  test promotes the good commit and rolls the worse one back, no user having been served by
+  either challenger.
+
+The tests' seed lists no comparison (`conftest.gitops_seed_for_tests`): each test first
+commits one, a change of the analysis alone, which deploys nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from onecommit import loop
+from onecommit.lifecycle import registry
+from onecommit.settings import Settings
+from onecommit.vocabulary import CHAMPION
+from tests.conftest import TEST_ROLLOUT
+
+# Second tier: four deploys judged on hundreds of labelled requests per arm.
+pytestmark = [pytest.mark.e2e, pytest.mark.platform, pytest.mark.timeout(1800)]
+MODEL = "breast-cancer"
+# Comparisons need hundreds of labelled requests per arm: more than the test rollout's
+# strategy-implied limits (a few seconds per step) allow.
+LIMITS = {"max_seconds": 600}
+CANARY_COMPARED = [{"measure": "online_accuracy", "judged": "vs_champion", "margin": 0.03}]
+SHADOW = {"kind": "shadow", "pause_s": 3, "min_agreement": 0.5}
+SHADOW_COMPARED = [{"measure": "shadow_correctness", "judged": "vs_champion", "margin": 0.03}]
+
+
+def _analysed(platform: Settings, rollout: dict[str, Any],
+              metrics: list[dict[str, Any]] | None, why: str) -> None:
+    """Commit the model's rollout and comparisons (none: today's keys alone); the served
+    artifact is unchanged, so nothing deploys."""
+    spec = loop.valid_spec(platform, MODEL)
+    analysis = {k: v for k, v in spec["analysis"].items() if k not in ("metrics", "limits")}
+    if metrics is not None:
+        analysis |= {"metrics": metrics, "limits": LIMITS}
+    sha = loop.push_specs(platform, {MODEL: {**spec, "rollout": rollout,
+                                             "analysis": analysis}}, why)
+    record = loop.wait_for_sync(platform, sha)
+    assert MODEL not in record.get("deploys", {}), record
+
+
+@pytest.fixture(scope="module")
+def champion(platform: Settings) -> Iterator[Settings]:
+    """A served champion to compare with; the seed's rollout and analysis put back after."""
+    if _champion(platform) is None:
+        (first,) = loop.demo_commit(platform, "good", [MODEL])
+        assert first.outcome == "promoted", first
+    yield platform
+    _analysed(platform, TEST_ROLLOUT, None, "Release-decision tests: back to the seed's rollout")
+
+
+def _champion(platform: Settings) -> int | None:
+    client = registry.client(platform.url(platform.mlflow_port))
+    return registry.alias_version(client, MODEL, CHAMPION)
+
+
+def _tags(platform: Settings, version: int | None) -> dict[str, str]:
+    assert version is not None
+    client = registry.client(platform.url(platform.mlflow_port))
+    tags: dict[str, str] = client.get_model_version(MODEL, str(version)).tags
+    return tags
+
+
+def _deployed(platform: Settings, kind: loop.CommitKind) -> loop.CommitReport:
+    (report,) = loop.demo_commit(platform, kind, [MODEL], say=lambda _: None)
+    return report
+
+
+def test_canary_rolls_back_a_worse_version_and_promotes_a_good_one(champion: Settings) -> None:
+    platform = champion
+    _analysed(platform, TEST_ROLLOUT, CANARY_COMPARED, "Compare accuracy with the champion")
+    before = _champion(platform)
+    worse = _deployed(platform, "worse")
+    assert worse.outcome == "rolled_back", worse
+    assert _champion(platform) == before
+    reason = _tags(platform, worse.challenger_version)["reason"]
+    assert "challenger accuracy from feedback" in reason, reason
+    assert "lower than the champion's, 95 % anytime-valid bounds [" in reason, reason
+    assert "margin 3.0 points" in reason, reason
+    good = _deployed(platform, "good")
+    assert good.outcome == "promoted", good
+    assert _champion(platform) == good.challenger_version
+    intervals = _tags(platform, good.challenger_version)["rollout.intervals"]
+    assert "online_accuracy vs champion" in intervals
+    assert '"outcome": "pass"' in intervals
+
+
+def test_shadow_judges_both_answers_against_the_feedback(champion: Settings) -> None:
+    platform = champion
+    _analysed(platform, SHADOW, SHADOW_COMPARED, "Shadow: judge both answers by the feedback")
+    good = _deployed(platform, "good")
+    assert good.outcome == "promoted", good
+    decisions = _tags(platform, good.challenger_version)["rollout.decisions"]
+    assert "challenger accuracy on mirrored requests" in decisions, decisions
+    before = _champion(platform)
+    worse = _deployed(platform, "worse")
+    assert worse.outcome == "rolled_back", worse
+    assert _champion(platform) == before
+    reason = _tags(platform, worse.challenger_version)["reason"]
+    assert "accuracy on mirrored requests" in reason and "lower" in reason, reason
