@@ -68,7 +68,8 @@ def _gateway_state(settings: Settings, model: str) -> dict[str, Any]:
         return {"variants": gateway.variants(), "traffic": gateway.get_traffic(),
                 "routed_version": loop.served_version(settings, model),
                 # The latest rollout as the gateway's rollout page shows it.
-                "rollout": {k: page[k] for k in ("rollout", "verdict", "timeline")}}
+                "rollout": {k: page.get(k) for k in ("rollout", "verdict", "timeline",
+                                                     "analysis", "intervals")}}
 
 
 def _model_state(settings: Settings, model: str) -> dict[str, Any]:
@@ -248,7 +249,7 @@ def write(state: dict[str, Any], invariants: list[Invariant], root: Path) -> Pat
         if shown["timeline"]:
             chart = f"rollout-{model}.png"
             rollout_chart.draw(directory / chart, shown["timeline"],
-                               f"{model}: {shown['verdict']['text']}")
+                               f"{model}: {shown['verdict']['text']}", shown.get("intervals"))
             known["rollout_chart"] = chart
     (directory / "proof.json").write_text(json.dumps(document, indent=2, default=str))
     (directory / "proof.md").write_text(render(document))
@@ -283,7 +284,8 @@ def _model_lines(model: str, known: dict[str, Any]) -> list[str]:
     if known.get("rollout_chart"):
         lines += ["", "### Rollout timeline", "",
                   f"{known['gateway']['rollout']['verdict']['text']}; the challenger's "
-                  "share of traffic over time, each decision marked:", "",
+                  "share of traffic over time, each decision marked, and below it each metric's "
+                  "interval over the rollout's looks:", "",
                   f"![rollout timeline]({known['rollout_chart']})"]
     registry_state = known["registry"]
     lines += ["", "### Registry", "", f"aliases: {registry_state['aliases']}", "",

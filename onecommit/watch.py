@@ -1,6 +1,8 @@
 """Watching a rollout from the terminal: `invoke watch` and the live part of
 `invoke demo-commit`. It reads what the rollout page shows (the gateway's `/ui/rollout.json`)
-and which deploy run and task Airflow is on, and changes nothing.
+and which deploy run and task Airflow is on, and changes nothing. It judges nothing either: the
+variants' figures are shown as observed, and each metric's outcome, interval and the step's
+action are the rollout's verdict as its notes recorded them.
 
 On a terminal the view is redrawn in place (rich); anywhere else (a pipe, a CI log) the same
 facts come as plain lines, each printed when it changes, so nothing redraws. `lines()` and
@@ -32,6 +34,9 @@ from onecommit.settings import Settings
 # In plain lines, the variants' figures (which change with every request) are printed again
 # at most this often; every other fact as soon as it changes.
 FIGURES_EVERY_S = 10.0
+# The rich view's interval over time: this many of each metric's latest intervals.
+INTERVALS_SHOWN = 4
+_OUTCOME_STYLES = {"pass": "green", "fail": "bold red"}
 
 
 @dataclass(frozen=True)
@@ -56,35 +61,30 @@ def _run_line(run: dict[str, Any]) -> str:
     return f"{run['dag_id']} run {run['run_id']}: {run['state']}; running tasks: {tasks}"
 
 
-def _breaches(variant: dict[str, Any], thresholds: dict[str, Any]) -> list[str]:
-    """The challenger's figures beyond the rollout's thresholds (the champion is not judged)."""
-    if variant["alias"] != "challenger" or not thresholds:
-        return []
-    found = []
-    if (variant["error_rate"] or 0) > thresholds["max_error_rate"]:
-        found.append("error rate")
-    if (variant["p95_ms"] or 0) > thresholds["max_p95_latency_ms"]:
-        found.append("p95")
-    accuracy = variant["online_accuracy"]
-    if accuracy is not None and accuracy < thresholds["min_online_accuracy"]:
-        found.append("online accuracy")
-    return found
-
-
-def _variant_line(variant: dict[str, Any], thresholds: dict[str, Any]) -> str:
-    breaches = _breaches(variant, thresholds)
+def _variant_line(variant: dict[str, Any]) -> str:
     return (f"{variant['alias']} v{variant['version']}: weight {_pct(variant['weight'])}, "
             f"{variant['rate_per_s']:.1f} req/s, {variant['requests']} requests, error rate "
             f"{_pct(variant['error_rate'])}, p50 {_ms(variant['p50_ms'])}, p95 "
-            f"{_ms(variant['p95_ms'])}, online accuracy {_pct(variant['online_accuracy'])}"
-            + (f" — beyond threshold: {', '.join(breaches)}" if breaches else ""))
+            f"{_ms(variant['p95_ms'])}, online accuracy {_pct(variant['online_accuracy'])}")
 
 
-def _thresholds_line(thresholds: dict[str, Any]) -> str:
-    return (f"thresholds: error rate ≤ {_pct(thresholds['max_error_rate'])}, p95 ≤ "
-            f"{thresholds['max_p95_latency_ms']:g} ms, online accuracy ≥ "
-            f"{_pct(thresholds['min_online_accuracy'])}, ≥ {thresholds['min_requests']} "
-            "requests per step")
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _interval(point: dict[str, Any]) -> str:
+    return f"[{_num(point.get('lower'))}, {_num(point.get('upper'))}]"
+
+
+def _metric_line(result: dict[str, Any]) -> str:
+    role = "gate" if result.get("gate") else "guard"
+    return (f"{result['metric']} ({role}): {result['outcome']}; {result['statistic']} "
+            f"{_num(result.get('estimate'))} in {_interval(result)}, threshold "
+            f"{_num(result.get('threshold'))}, {result['samples']} samples — {result['text']}")
+
+
+def _look_line(analysis: dict[str, Any]) -> str:
+    return f"{analysis['step']}: {analysis['action']} ({analysis['reason']})"
 
 
 def lines(snapshot: Snapshot) -> list[tuple[str, str]]:
@@ -95,8 +95,6 @@ def lines(snapshot: Snapshot) -> list[tuple[str, str]]:
     page = snapshot.page
     if page is None:
         return out
-    rollout = page["rollout"] or {}
-    thresholds = rollout.get("thresholds", {})
     weights = ", ".join(f"{alias} {_pct(share)}"
                         for alias, share in page["policy"]["weights"].items())
     decisions = [e for e in page["timeline"] if e["kind"] == "decision"]
@@ -104,43 +102,64 @@ def lines(snapshot: Snapshot) -> list[tuple[str, str]]:
         out.append(("decision", f"decision: {decisions[-1]['text']}"))
     out += [("verdict", f"{page['model']}: {page['verdict']['text']}"),
             ("traffic", f"traffic: {page['policy']['strategy']}: {weights}")]
-    if thresholds:
-        out.append(("thresholds", _thresholds_line(thresholds)))
-    out += [(f"figures {v['alias']}", _variant_line(v, thresholds)) for v in page["variants"]]
+    analysis = page.get("analysis")
+    if analysis:
+        out.append(("look", f"analysis: {_look_line(analysis)}"))
+        out += [(f"metric {m['metric']}", f"metric {_metric_line(m)}")
+                for m in analysis["metrics"]]
+    out += [(f"figures {v['alias']}", _variant_line(v)) for v in page["variants"]]
     return out
 
 
-def _variants_table(page: dict[str, Any], thresholds: dict[str, Any]) -> Table:
+def _variants_table(page: dict[str, Any]) -> Table:
     table = Table(title="variants", title_justify="left", expand=False)
     for column in ("variant", "version", "weight", "req/s", "requests", "error rate", "p50",
                    "p95", "online accuracy"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for v in page["variants"]:
-        breaches = _breaches(v, thresholds)
-
-        def judged(text: str, name: str, breaches: list[str] = breaches) -> Text:
-            return Text(text, style="bold red" if name in breaches else "")
         table.add_row(v["alias"], f"v{v['version']}", _pct(v["weight"]),
-                      f"{v['rate_per_s']:.1f}", str(v["requests"]),
-                      judged(_pct(v["error_rate"]), "error rate"), _ms(v["p50_ms"]),
-                      judged(_ms(v["p95_ms"]), "p95"),
-                      judged(_pct(v["online_accuracy"]), "online accuracy"))
+                      f"{v['rate_per_s']:.1f}", str(v["requests"]), _pct(v["error_rate"]),
+                      _ms(v["p50_ms"]), _ms(v["p95_ms"]), _pct(v["online_accuracy"]))
+    return table
+
+
+def _over_time(points: list[dict[str, Any]]) -> Text:
+    """A metric's latest intervals, oldest first, each in its outcome's colour."""
+    text = Text()
+    for point in points[-INTERVALS_SHOWN:]:
+        style = _OUTCOME_STYLES.get(str(point.get("outcome")), "")
+        text.append(_interval(point) + " ", style=style)
+    return text
+
+
+def _analysis_table(page: dict[str, Any]) -> Table:
+    analysis = page["analysis"]
+    table = Table(title=f"analysis: {_look_line(analysis)}", title_justify="left",
+                  expand=False)
+    for column in ("metric", "role", "estimate", "interval", "threshold", "outcome",
+                   f"interval over time (last {INTERVALS_SHOWN})"):
+        table.add_column(column, justify="left" if column in ("metric", "role") else "right")
+    for m in analysis["metrics"]:
+        style = _OUTCOME_STYLES.get(m["outcome"], "")
+        table.add_row(m["metric"], "gate" if m.get("gate") else "guard", _num(m.get("estimate")),
+                      _interval(m), _num(m.get("threshold")), Text(m["outcome"], style=style),
+                      _over_time(page.get("intervals", {}).get(m["metric"], [])))
     return table
 
 
 def view(snapshot: Snapshot) -> RenderableType:
-    """The terminal view: the runs, the verdict and step, the traffic, the variants against
-    the thresholds, and the latest decisions."""
+    """The terminal view: the runs, the verdict and step, the traffic, the variants' figures,
+    each metric as the rollout's latest look judged it (with its interval over time), and the
+    latest decisions."""
     parts: list[RenderableType] = []
     if snapshot.problem:
         parts.append(Text(snapshot.problem, style="red"))
     parts += [Text(_run_line(run), style="cyan") for run in snapshot.runs]
     page = snapshot.page
     if page is not None:
-        thresholds = (page["rollout"] or {}).get("thresholds", {})
         state = page["verdict"]["state"]
         style = {"promoted": "bold green", "rolled back": "bold red",
-                 "aborted": "bold red"}.get(state, "bold")
+                 "aborted": "bold red", "held": "bold yellow"}.get(state, "bold")
         parts.append(Text(f"{page['model']}: {page['verdict']['text']}", style=style))
         weights = page["policy"]["weights"]
         bar = Text()
@@ -149,9 +168,9 @@ def view(snapshot: Snapshot) -> RenderableType:
                        style={"champion": "blue", "challenger": "yellow"}.get(alias, "white"))
         bar.append("  " + ", ".join(f"{a} {_pct(s)}" for a, s in weights.items()))
         parts += [Text(f"traffic: {page['policy']['strategy']}"), bar,
-                  _variants_table(page, thresholds)]
-        if thresholds:
-            parts.append(Text(_thresholds_line(thresholds), style="dim"))
+                  _variants_table(page)]
+        if page.get("analysis"):
+            parts.append(_analysis_table(page))
         parts += [Text(f"{time.strftime('%H:%M:%S', time.localtime(e['at']))}  {e['text']}",
                        style="red" if e.get("decision") == "abort" else "")
                   for e in page["timeline"][-8:]]
@@ -205,7 +224,7 @@ def since(seen: Snapshot, started: float) -> Snapshot:
     runs = [run for run in seen.runs if run["queued_at"] >= started]
     page = seen.page
     if page is not None and (page["rollout"] or {}).get("started_at", 0) < started:
-        page = {**page, "rollout": None, "timeline": [],
+        page = {**page, "rollout": None, "timeline": [], "analysis": None, "intervals": {},
                 "verdict": {"state": "idle", "text": "no rollout of this commit yet"}}
     return Snapshot(page, runs, seen.problem)
 

@@ -1,11 +1,15 @@
 """The rollout page: `GET /ui/` (a vendored HTML page that polls, a section per model) and
 `GET /ui/rollout.json` (every model's page, what the page shows and what `invoke watch` draws).
-Read-only, on the open router: per model, desired state, the analysis the rollout judges by,
-and the rollout's record from the state's history (its start and decisions, written through
-`POST /models/{model}/rollout/events` by the rollout itself). No token, no admin action,
-nothing that is not already open on `/models/{model}/traffic`, `/variants`, `/analysis`.
+Read-only, on the open router: per model, desired state, the figures the gateway observed, and
+the rollout's record from the state's history (its start, its looks and decisions, written
+through `POST /models/{model}/rollout/events` by the rollout itself). No token, no admin
+action, nothing that is not already open on `/models/{model}/traffic`, `/variants`,
+`/analysis`.
 
-`page()` and `timeline()` are pure: data in, the page's model out.
+The page judges nothing: each metric's outcome, interval and the step's action are the
+rollout's one verdict as its notes recorded them; the page shows the latest, and each metric's
+interval over the rollout's looks. `page()` and `timeline()` are pure: data in, the page's
+model out.
 """
 
 from __future__ import annotations
@@ -21,22 +25,28 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from onecommit.gateway.dataplane import DataPlane
 from onecommit.gateway.router import weights
-from onecommit.serving.state import DesiredState
+from onecommit.serving.state import DesiredState, latest_note
 from onecommit.settings import PROOFS_DIR
 from onecommit.vocabulary import CHALLENGER, CHAMPION, ROLES, TrafficPolicy
 
 PAGE = Path(__file__).with_name("ui") / "index.html"
 # The live request rate is taken over this many seconds, apart from the analysis window.
 RATE_WINDOW_S = 10.0
-# How far back the state's history is read to find the latest rollout's start.
-HISTORY_LIMIT = 300
+# How far back the state's history is read to find the latest rollout's start (a rollout notes
+# a look at most every 10 s: this holds well over an hour of looks).
+HISTORY_LIMIT = 600
+# The notes a rollout writes as it judges: a look during a step, a decision at its end.
+JUDGED = ("look", "decision")
+# What each metric's interval over time keeps of a look or a decision.
+INTERVAL_FIELDS = ("estimate", "lower", "upper", "threshold", "outcome")
 
 
 class RolloutNote(BaseModel):
-    """A rollout's start (strategy, steps, thresholds, links) or one of its decisions."""
+    """A rollout's start (strategy, steps, analysis, links), a look during a step (its action,
+    reason and each metric's result) or a step's decision."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["start", "decision"]
+    kind: Literal["start", "look", "decision"]
     version: int = Field(ge=1)
     detail: dict[str, Any] = Field(default_factory=dict)
 
@@ -53,14 +63,14 @@ def _policy_text(policy: dict[str, Any]) -> tuple[str, float]:
 
 def _entry(event: dict[str, Any], weight: float) -> tuple[dict[str, Any] | None, float]:
     """One event of desired state's history as a timeline entry, and the challenger's weight
-    after it. Analysis resets are left out: they are bookkeeping, not steps."""
+    after it. Analysis resets and looks are left out: they are bookkeeping, not steps."""
     change, at = event["change"], event["at"]
     entry: dict[str, Any] = {"at": at, "revision": event["revision"], "actor": event["actor"]}
     if "note" in change:
         note = change["note"]
         detail = note.get("detail", {})
-        if note["kind"] == "sync":
-            return None, weight  # the page's sync line, not a step
+        if note["kind"] in ("sync", "look"):
+            return None, weight  # the page's sync line and analysis, not steps
         if note["kind"] == "self-heal":
             text = (f"self-heal at commit {str(note.get('commit'))[:12]}: put back "
                     + "; ".join(note.get("drift", [])))
@@ -104,28 +114,73 @@ def timeline(events: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[
 def sync_line(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The model's sync status as the sync's latest pass noted it (Synced or OutOfSync, the
     tip and the deployed commit, drift between git and serving), or None before any."""
-    notes = [e["change"]["note"] for e in events
-             if e["change"].get("note", {}).get("kind") == "sync"]
-    return notes[-1] if notes else None
+    return latest_note(events, "sync")
 
 
-def _verdict(rollout: dict[str, Any] | None, entries: list[dict[str, Any]],
+def judged(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The latest rollout's looks and decisions, oldest first, each as {"at", "kind", "step",
+    "action", "reason", "then", "metrics"} (a decision's action is its decision; "then" what
+    follows an inconclusive end, rollback or hold); none without a rollout on record."""
+    starts = [i for i, e in enumerate(events)
+              if e["change"].get("note", {}).get("kind") == "start"]
+    if not starts:
+        return []
+    found = []
+    for event in events[starts[-1]:]:
+        note = event["change"].get("note", {})
+        if note.get("kind") not in JUDGED:
+            continue
+        detail = note.get("detail", {})
+        found.append({"at": event["at"], "kind": note["kind"], "step": detail.get("step"),
+                      "action": detail.get("action" if note["kind"] == "look" else "decision"),
+                      "reason": detail.get("reason"), "then": detail.get("then"),
+                      "metrics": detail.get("metrics", [])})
+    return found
+
+
+def intervals(notes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each metric's interval over time: per metric, at each look or decision of `notes`
+    (`judged`'s, oldest first), its estimate, interval, threshold and outcome."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for note in notes:
+        for result in note["metrics"]:
+            found.setdefault(result["metric"], []).append(
+                {"at": note["at"], **{k: result.get(k) for k in INTERVAL_FIELDS}})
+    return found
+
+
+def _ended(rollout: dict[str, Any], pins: dict[str, int], text: str) -> dict[str, Any]:
+    ended = ("rolled back" if pins.get(CHAMPION) != rollout["version"]
+             and CHALLENGER not in pins else "aborted")
+    return {"state": ended, "text": f"{ended}: {text}"}
+
+
+def _verdict(rollout: dict[str, Any] | None, notes: list[dict[str, Any]],
              pins: dict[str, int]) -> dict[str, Any]:
-    """Where the latest rollout is: its step, and its outcome once it has one."""
+    """Where the latest rollout is, as its notes (`judged`'s) recorded it: its step and the
+    latest look's action, and its outcome once it has one. Nothing is judged here."""
     if rollout is None:
         return {"state": "idle", "text": "no rollout on record"}
-    decisions = [e for e in entries if e["kind"] == "decision"]
+    decisions = [n for n in notes if n["kind"] == "decision"]
     steps = rollout.get("steps", [])
-    if decisions and decisions[-1]["decision"] == "abort":
-        ended = ("rolled back" if pins.get(CHAMPION) != rollout["version"]
-                 and CHALLENGER not in pins else "aborted")
-        return {"state": ended, "text": f"{ended}: {decisions[-1]['text']}"}
+    last = decisions[-1] if decisions else None
+    if last is not None:
+        text = f"{last['step']}: {last['action']} ({last['reason']})"
+        then = last["then"]
+        if last["action"] == "abort" or (last["action"] == "inconclusive"
+                                         and then == "rollback"):
+            return _ended(rollout, pins, text)
     if pins.get(CHAMPION) == rollout["version"]:
         return {"state": "promoted", "text": f"version {rollout['version']} promoted"}
+    if last is not None and (last["action"] == "hold" or (last["action"] == "inconclusive"
+                                                          and then == "hold")):
+        return {"state": "held", "text": f"held: {text}"}
     if len(decisions) >= len(steps):
         return {"state": "passed", "text": "every step passed; promoting"}
-    return {"state": "running", "step": len(decisions) + 1, "steps": len(steps),
-            "text": f"step {len(decisions) + 1} of {len(steps)}: {steps[len(decisions)]}"}
+    text = f"step {len(decisions) + 1} of {len(steps)}: {steps[len(decisions)]}"
+    if notes and notes[-1]["kind"] == "look":
+        text += f"; latest look: {notes[-1]['action']} ({notes[-1]['reason']})"
+    return {"state": "running", "step": len(decisions) + 1, "steps": len(steps), "text": text}
 
 
 def _variant(alias: str, version: int, ready: bool, share: float, window: dict[str, Any],
@@ -146,6 +201,8 @@ def page(model: str, revision: int, policy: TrafficPolicy, pins: dict[str, int],
          events: list[dict[str, Any]], links: dict[str, str | None]) -> dict[str, Any]:
     """Everything the page and `invoke watch` show, from what the gateway observed."""
     rollout, entries = timeline(events)
+    notes = judged(events)
+    latest = notes[-1] if notes else None
     shares = weights(policy)
     return {
         "model": model, "revision": revision,
@@ -158,7 +215,10 @@ def page(model: str, revision: int, policy: TrafficPolicy, pins: dict[str, int],
         "shadow": {"compared": analysis.get("shadow_comparisons", 0),
                    "agreement": analysis.get("shadow_agreement")},
         "ab_test": analysis.get("ab_test"),
-        "rollout": rollout, "verdict": _verdict(rollout, entries, pins), "timeline": entries,
+        "rollout": rollout, "verdict": _verdict(rollout, notes, pins), "timeline": entries,
+        "analysis": None if latest is None else {k: latest[k] for k in (
+            "at", "step", "action", "reason", "metrics")},
+        "intervals": intervals(notes),
         "sync": sync_line(events),
         "links": {**(rollout or {}).get("links", {}), **links},
     }

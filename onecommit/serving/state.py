@@ -265,6 +265,16 @@ class StateStore:
         return timeline
 
 
+def latest_note(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    """The latest note of `kind` in `events` (desired state's history as `StateStore.events`
+    gives it, oldest first), or None when there is none."""
+    for event in reversed(events):
+        note = event["change"].get("note")
+        if isinstance(note, dict) and note.get("kind") == kind:
+            return note
+    return None
+
+
 def policy_set(change: Mapping[str, Any]) -> TrafficPolicy | None:
     """The policy an event's change put in force; None when it left the policy as it was. A
     seed and a retirement put the default policy in force."""

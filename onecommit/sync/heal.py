@@ -60,10 +60,10 @@ def note_status(settings: Settings, model: str, status: dict[str, Any]) -> None:
     """Note the model's sync status in desired state's history, where the rollout page reads
     it, when it differs from the last one noted (a pass that finds nothing new writes
     nothing); a model without desired state gets none."""
+    from onecommit.serving.state import latest_note
+
     store = _store(settings)
     if store.read(model) is None:
         return
-    noted = [e["change"]["note"] for e in store.events(model, NOTE_LOOKBACK)
-             if e["change"].get("note", {}).get("kind") == "sync"]
-    if not noted or noted[-1] != status:
+    if latest_note(store.events(model, NOTE_LOOKBACK), "sync") != status:
         store.note(model, ACTOR, status)

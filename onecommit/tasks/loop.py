@@ -92,8 +92,8 @@ def print_report(report: CommitReport) -> None:
             "once": "show the rollout as it is now, then exit"})
 def watch(c: Context, model: str = "", once: bool = False) -> None:
     """Show a model's rollout live: the deploy run and task, the step and weights, each
-    variant's figures against the thresholds, the decisions. Changes nothing; Ctrl-C
-    detaches."""
+    variant's figures, each metric's outcome and interval as the rollout's looks recorded
+    them, the decisions. Changes nothing; Ctrl-C detaches."""
     from onecommit import watch as watching
 
     settings = load_settings()
