@@ -109,4 +109,5 @@ def test_shadow_judges_both_answers_against_the_feedback(champion: Settings) -> 
     assert worse.outcome == "rolled_back", worse
     assert _champion(platform) == before
     reason = _tags(platform, worse.challenger_version)["reason"]
-    assert "accuracy on mirrored requests" in reason and "lower" in reason, reason
+    assert "challenger accuracy on mirrored requests" in reason, reason
+    assert "lower than the champion's" in reason, reason
