@@ -61,6 +61,16 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
+@contextmanager
+def opened(url: str) -> Iterator[Engine]:
+    """`open_engine` for one piece of work (a sync pass): its connections closed after."""
+    engine = open_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     # Readers never block the writer and the writer never blocks readers. FULL syncs the WAL

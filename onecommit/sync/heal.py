@@ -6,6 +6,8 @@ loads every version desired state pins.)"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from onecommit.settings import Settings
@@ -19,20 +21,23 @@ ACTOR = "sync"
 NOTE_LOOKBACK = 300
 
 
-def _store(settings: Settings) -> StateStore:
+@contextmanager
+def serving_store(settings: Settings) -> Iterator[StateStore]:
+    """Desired state for one sync pass: one engine, migrations checked once, closed after."""
     # The serving database's driver loads only when a pass looks at serving.
-    from onecommit.serving.database import open_engine
+    from onecommit.serving.database import opened
     from onecommit.serving.state import StateStore
 
-    return StateStore(open_engine(settings.serving_db))
+    with opened(settings.serving_db) as engine:
+        yield StateStore(engine)
 
 
-def serving_drift(settings: Settings, model: str, champion: int) -> list[str]:
+def serving_drift(store: StateStore, model: str, champion: int) -> list[str]:
     """How the model's desired state differs from serving the champion alone; empty when it
     does not (or when the model has no desired state yet)."""
     from onecommit.gateway.router import weights
 
-    state = _store(settings).read(model)
+    state = store.read(model)
     if state is None:
         return []
     drift = []
@@ -47,22 +52,20 @@ def serving_drift(settings: Settings, model: str, champion: int) -> list[str]:
     return drift
 
 
-def put_back(settings: Settings, model: str, champion: int, sha: str,
+def put_back(store: StateStore, model: str, champion: int, sha: str,
              drift: list[str]) -> None:
     """The champion pinned with all traffic, the challenger unpinned, and why, noted."""
-    store = _store(settings)
     store.change(model, ACTOR, pins={CHAMPION: champion, CHALLENGER: None},
                  policy=TrafficPolicy())
     store.note(model, ACTOR, {"kind": "self-heal", "commit": sha, "drift": drift})
 
 
-def note_status(settings: Settings, model: str, status: dict[str, Any]) -> None:
+def note_status(store: StateStore, model: str, status: dict[str, Any]) -> None:
     """Note the model's sync status in desired state's history, where the rollout page reads
     it, when it differs from the last one noted (a pass that finds nothing new writes
     nothing); a model without desired state gets none."""
     from onecommit.serving.state import latest_note
 
-    store = _store(settings)
     if store.read(model) is None:
         return
     if latest_note(store.events(model, NOTE_LOOKBACK), "sync") != status:

@@ -20,11 +20,12 @@ RETIRED = "retired_at_commit"
 def retire(settings: Settings, model: str, sha: str) -> None:
     """Retire the model at commit `sha`; safe to repeat (a second call finds nothing left)."""
     from onecommit.lifecycle import registry, rollout
-    from onecommit.serving.database import open_engine
+    from onecommit.serving.database import opened
     from onecommit.serving.state import StateStore
 
-    StateStore(open_engine(settings.serving_db)).retire(
-        model, ACTOR, {"commit": sha, "reason": "its spec is gone from the gitops tip"})
+    with opened(settings.serving_db) as engine:
+        StateStore(engine).retire(
+            model, ACTOR, {"commit": sha, "reason": "its spec is gone from the gitops tip"})
     client = registry.client(settings.url(settings.mlflow_port))
     archived = {}
     for alias in ROLES:

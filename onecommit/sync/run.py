@@ -130,21 +130,22 @@ def _observe(settings: Settings, tip: str, history: list[dict[str, Any]],
     """Each model's drift between the registry's champion and serving: pins or traffic changed
     while no deploy of it runs (a rollout changes both legitimately). Put back when the env
     says `self_heal`; noted with the model's sync status for the rollout page either way."""
-    for diff in diffs:
-        if diff.desired is None:
-            continue  # gone from the tip: prune's
-        champion = diff.served.champion
-        drift = (heal.serving_drift(settings, diff.model, champion)
-                 if diff.sync == "Synced" and champion is not None else [])
-        if drift and _deploying(settings, history, diff.model):
-            drift = []
-        if drift and self_heal:
-            assert champion is not None  # drift is only looked for under a champion
-            heal.put_back(settings, diff.model, champion, tip, drift)
-            record.healed[diff.model], drift = drift, []
-        heal.note_status(settings, diff.model, {
-            "kind": "sync", "status": diff.sync, "tip": tip,
-            "deployed": diff.served.git_sha, "drift": drift})
+    with heal.serving_store(settings) as store:
+        for diff in diffs:
+            if diff.desired is None:
+                continue  # gone from the tip: prune's
+            champion = diff.served.champion
+            drift = (heal.serving_drift(store, diff.model, champion)
+                     if diff.sync == "Synced" and champion is not None else [])
+            if drift and _deploying(settings, history, diff.model):
+                drift = []
+            if drift and self_heal:
+                assert champion is not None  # drift is only looked for under a champion
+                heal.put_back(store, diff.model, champion, tip, drift)
+                record.healed[diff.model], drift = drift, []
+            heal.note_status(store, diff.model, {
+                "kind": "sync", "status": diff.sync, "tip": tip,
+                "deployed": diff.served.git_sha, "drift": drift})
 
 
 def _deploying(settings: Settings, history: list[dict[str, Any]], model: str) -> bool:

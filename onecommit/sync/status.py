@@ -5,7 +5,7 @@ Missing), drift between git, the registry and serving, and the last operation.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -15,6 +15,9 @@ from onecommit.gitops_remote import remote_dir
 from onecommit.platform.health import serving
 from onecommit.settings import Settings
 from onecommit.sync import convergence, git, heal, records, validation
+
+if TYPE_CHECKING:
+    from onecommit.serving.state import StateStore
 
 
 def _desired(settings: Settings, repo: Path, tip: str) -> dict[str, str | None]:
@@ -37,7 +40,7 @@ def _last_operation(history: list[dict[str, Any]], model: str) -> dict[str, Any]
     return None
 
 
-def _health(settings: Settings, diff: convergence.ModelDiff, live: dict[str, Any] | None,
+def _health(store: StateStore, diff: convergence.ModelDiff, live: dict[str, Any] | None,
             run_state: str | None) -> tuple[str, list[str]]:
     """Health from what is observed (the gateway's view: whether the champion it pins answers
     in Triton), and the drift between the registry and serving's desired state."""
@@ -45,7 +48,7 @@ def _health(settings: Settings, diff: convergence.ModelDiff, live: dict[str, Any
         return "Progressing", []
     if diff.served.champion is None or live is None or live.get("champion") is None:
         return "Missing", []
-    drift = heal.serving_drift(settings, diff.model, diff.served.champion)
+    drift = heal.serving_drift(store, diff.model, diff.served.champion)
     if not live.get("serving"):
         drift.append(f"v{live['champion']} is pinned but not served by Triton")
     degraded = bool(drift) or (run_state == "failed" and diff.sync == "OutOfSync")
@@ -68,25 +71,26 @@ def models_status(settings: Settings) -> dict[str, Any]:
     live = serving(settings).get("models", {})
     airflow = platform_client(settings)
     try:
-        report = {}
-        for diff in diffs:
-            operation = _last_operation(history, diff.model)
-            state = None
-            if operation is not None and operation["kind"] == "deploy":
-                try:
-                    state = convergence.run_state(airflow, operation["run"])
-                except (AirflowError, httpx.HTTPError):
-                    state = "unknown"
-                operation["state"] = state
-            health, drift = _health(settings, diff, live.get(diff.model), state)
-            report[diff.model] = {
-                "sync": {"status": diff.sync, "tip": tip,
-                         "deployed": diff.served.git_sha, "champion": diff.served.champion,
-                         "desired_inputs": diff.desired, "served_inputs":
-                         diff.served.fingerprint},
-                "health": {"status": health, "drift": drift},
-                "last_operation": operation}
-        return {"models": report}
+        with heal.serving_store(settings) as store:
+            report = {}
+            for diff in diffs:
+                operation = _last_operation(history, diff.model)
+                state = None
+                if operation is not None and operation["kind"] == "deploy":
+                    try:
+                        state = convergence.run_state(airflow, operation["run"])
+                    except (AirflowError, httpx.HTTPError):
+                        state = "unknown"
+                    operation["state"] = state
+                health, drift = _health(store, diff, live.get(diff.model), state)
+                report[diff.model] = {
+                    "sync": {"status": diff.sync, "tip": tip,
+                             "deployed": diff.served.git_sha, "champion": diff.served.champion,
+                             "desired_inputs": diff.desired, "served_inputs":
+                             diff.served.fingerprint},
+                    "health": {"status": health, "drift": drift},
+                    "last_operation": operation}
+            return {"models": report}
     finally:
         airflow.close()
 

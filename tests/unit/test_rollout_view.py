@@ -333,12 +333,12 @@ def test_the_sync_status_is_noted_once_per_change_and_shown_apart_from_the_steps
               "drift": []}
     drifted = {**synced, "drift": ["challenger v2 pinned outside a rollout"]}
     for status in (synced, synced, drifted, drifted):
-        heal.note_status(settings, "m", status)
-    heal.note_status(settings, "never-deployed", synced)
+        heal.note_status(store, "m", status)
+    heal.note_status(store, "never-deployed", synced)
     assert [e["change"]["note"] for e in store.events("m") if "note" in e["change"]] == [
         synced, drifted]
     assert store.events("never-deployed") == []
-    heal.put_back(settings, "m", 1, "b" * 40, drifted["drift"])
+    heal.put_back(store, "m", 1, "b" * 40, drifted["drift"])
     shown = _page(store)
     assert shown["sync"] == drifted
     assert [e["text"] for e in shown["timeline"] if e["kind"] == "heal"] == [
