@@ -31,6 +31,13 @@ def _spec_data(**changes: Any) -> dict[str, Any]:
     return data
 
 
+def _rolled_out(rollout: dict[str, Any]) -> dict[str, Any]:
+    """The dev spec under another rollout, without its comparison with the champion: bluegreen
+    and shadow never serve both, so the spec refuses that comparison under them."""
+    analysis = {k: v for k, v in _spec_data()["analysis"].items() if k != "metrics"}
+    return _spec_data(rollout=rollout, analysis=analysis)
+
+
 def test_good_edit_changes_a_trainer_parameter_and_clears_faults() -> None:
     edited, message = loop.edit_spec(_spec_data(faults={"error_rate": 0.5}), "good")
     spec = parse_spec(edited)
@@ -53,6 +60,35 @@ def test_bad_edit_passes_validation_and_injects_serving_faults() -> None:
     assert spec.faults.error_rate > spec.analysis.max_error_rate
 
 
+def test_worse_edit_flips_classes_below_the_champion_but_above_the_floor() -> None:
+    edited, message = loop.edit_spec(_spec_data(faults={"error_rate": 0.5}), "worse")
+    spec = parse_spec(edited)
+    assert spec.training is not None
+    assert spec.training.params["C"] != _spec_data()["training"]["params"]["C"]
+    assert (spec.faults.flip_rate, spec.faults.error_rate, spec.faults.after_requests) == \
+        (0.1, 0, 10)
+    assert "wrong class for 10% of requests" in message
+    assert "only the comparison with the champion" in message
+    assert loop.EXPECTED["worse"] == "rolled_back"
+    # A ~0.96-accurate binary model whose answers flip 10 % of the time: still above the
+    # absolute floor, and below the champion by more than the comparison's margin.
+    accurate, flip = 0.96, spec.faults.flip_rate
+    worse = accurate * (1 - flip) + (1 - accurate) * flip
+    floor = spec.analysis.min_online_accuracy
+    assert floor is not None
+    assert worse > floor
+    (comparison,) = [m for m in spec.judged_by().metrics if m.judged == "vs_champion"]
+    assert comparison.margin is not None
+    assert accurate - worse > comparison.margin
+
+
+def test_worse_edit_refuses_a_regression_model() -> None:
+    regression = _spec_data(task="regression", data={"source": "builtin:diabetes"},
+                            training={"trainer": "ridge"})
+    with pytest.raises(loop.LoopError, match=r"regression model has not; use --bad"):
+        loop.edit_spec(regression, "worse")
+
+
 def test_invalid_edit_is_refused_naming_the_field() -> None:
     broken, _ = loop.edit_spec(_spec_data(), "invalid")
     with pytest.raises(SpecError, match=r"training\.trainer"):
@@ -61,7 +97,7 @@ def test_invalid_edit_is_refused_naming_the_field() -> None:
 
 def test_phases_follow_each_strategy() -> None:
     def phases(rollout: dict[str, Any]) -> list[strategy.Phase]:
-        return strategy.phases(parse_spec(_spec_data(rollout=rollout)), 7)
+        return strategy.phases(parse_spec(_rolled_out(rollout)), 7)
 
     canary = phases({"kind": "canary", "steps": [10, 100], "pause_s": 1})
     assert [p.policy["challenger_weight"] for p in canary] == [0.1, 1.0]
@@ -126,7 +162,7 @@ def test_infrastructure_failures_pause_instead_of_judging_the_challenger() -> No
 
 
 def test_shadow_verdict_reads_agreement() -> None:
-    spec = parse_spec(_spec_data(rollout={"kind": "shadow", "min_agreement": 0.9}))
+    spec = parse_spec(_rolled_out({"kind": "shadow", "min_agreement": 0.9}))
     assert strategy.verdict(spec, {"shadow_comparisons": 3, "shadow_agreement": 1.0})[0] == "wait"
     assert strategy.verdict(spec, {"shadow_comparisons": 99, "shadow_agreement": 0.5})[0] == "abort"
     assert strategy.verdict(spec, {"shadow_comparisons": 99,

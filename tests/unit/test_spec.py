@@ -131,3 +131,12 @@ def test_faults_are_active_when_any_is_on_and_flips_are_for_classifiers() -> Non
     assert (flipping.flip_rate, flipping.error_rate, flipping.after_requests) == (0.1, 0, 10)
     assert parse_spec(_dev(**REGRESSION, faults={"error_rate": 0.5})).faults.active
 
+
+def test_dev_seed_guards_accuracy_against_the_champion() -> None:
+    """A version answering wrong classes above the absolute floor is caught only by comparing it
+    with the champion: the seed has that comparison as a guard (a gate would hold every good
+    commit until non-inferiority is shown)."""
+    judged = parse_spec(_dev()).judged_by().metrics
+    (comparison,) = [m for m in judged if m.judged == "vs_champion"]
+    assert (comparison.measure, comparison.margin, comparison.gate) == ("online_accuracy", 0.02,
+                                                                        False)
