@@ -28,10 +28,14 @@ from onecommit.settings import Settings
 from onecommit.traffic_generator import TrafficGenerator, served_input
 from onecommit.vocabulary import CHAMPION
 
-CommitKind = Literal["good", "bad", "invalid"]
+CommitKind = Literal["good", "bad", "worse", "invalid"]
 Outcome = Literal["promoted", "rolled_back", "rejected", "failed"]
 EXPECTED: dict[CommitKind, Outcome] = {"good": "promoted", "bad": "rolled_back",
-                                       "invalid": "rejected"}
+                                       "worse": "rolled_back", "invalid": "rejected"}
+# A worse commit's flipped answers: 10 points of accuracy lost, which leaves a ~0.96-accurate
+# model above the dev spec's absolute floor (min_online_accuracy 0.85), so only the comparison
+# with the champion on the same traffic catches it.
+_WORSE_FAULTS = {"flip_rate": 0.1, "after_requests": 10}
 # The parameter a demo commit changes per built-in trainer, and the values it cycles through:
 # each is a real change of the model.
 _DEMO_PARAMS: dict[str, tuple[str, tuple[float, ...]]] = {
@@ -119,13 +123,17 @@ def models(settings: Settings) -> list[str]:
 
 def edit_spec(base: dict[str, Any], kind: CommitKind) -> tuple[dict[str, Any], str]:
     """The spec a demo commit pushes, made from a valid one, and a line of its commit message.
-    Good and bad commits change a parameter of the built-in trainer; bad also turns on
-    serving-side faults for the new version, so it passes offline evaluation and the smoke test
-    and then fails under live traffic."""
+    Good, bad and worse commits change a parameter of the built-in trainer; bad also turns on
+    serving-side errors for the new version, so it passes offline evaluation and the smoke test
+    and then fails under live traffic; worse makes it answer a wrong class for a share of
+    requests, without errors, so only the comparison with the champion rolls it back."""
     training = base.get("training", {})
     if kind == "invalid":
         return ({**base, "training": {**training, "trainer": "svm"}},
                 "try an unknown trainer (the sync must reject it)")
+    if kind == "worse" and base.get("task") == "regression":
+        raise LoopError(f"model {base['model']}: a worse commit flips answered classes, which a "
+                        "regression model has not; use --bad (serving errors) for it")
     if training.get("trainer") not in _DEMO_PARAMS:
         raise LoopError(f"model {base['model']}: a demo commit changes a built-in trainer's "
                         "parameter, and this model trains with its own code: edit it and push")
@@ -139,6 +147,11 @@ def edit_spec(base: dict[str, Any], kind: CommitKind) -> tuple[dict[str, Any], s
     if kind == "bad":
         edited["faults"] = {"error_rate": 0.5, "after_requests": 10}
         message += ", with serving faults injected in the new version"
+    elif kind == "worse":
+        edited["faults"] = dict(_WORSE_FAULTS)
+        message += (f", answering a wrong class for {_WORSE_FAULTS['flip_rate']:.0%} of requests "
+                    "in the new version (no errors, above the accuracy floor: only the "
+                    "comparison with the champion catches it)")
     return edited, message
 
 

@@ -220,7 +220,7 @@ def register(settings: Settings, trained: dict[str, Any],
 def publish(settings: Settings, spec: ModelSpec, version: int) -> None:
     """Load the registered ONNX model (its checksum checked) in Triton beside the served one."""
     onnx_bytes = registry.load_onnx(_mlflow(settings), spec.model, version)
-    faults = spec.faults.model_dump() if spec.faults.error_rate > 0 else None
+    faults = spec.faults.model_dump() if spec.faults.active else None
     triton.load_beside(_grpc(settings), settings.model_repository, spec.model, version,
                         onnx_bytes, local_store.triton_control_key(settings), faults=faults)
 

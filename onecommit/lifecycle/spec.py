@@ -180,12 +180,28 @@ Rollout = Annotated[Canary | BlueGreen | ABTest | Shadow, Field(discriminator="k
 
 class ServingFaults(_Strict):
     """Serving-side fault injection for the version this spec deploys: the way to show a
-    commit that passes offline evaluation and the smoke test, then fails under live traffic."""
+    commit that passes offline evaluation and the smoke test, then fails under live traffic
+    (`error_rate`: visibly, with errors) or serves without errors and is worse (`flip_rate`).
+
+    The Triton python-backend model every publish writes beside the version applies them
+    (`serving/onnx_runtime_model.py`, reading `faults.json`). Triton's onnxruntime backend
+    (`triton_repo` target `onnxruntime`, which no publish selects today) and the gateway's
+    in-process ONNX Runtime (`gateway_backend: onnx`) serve the version without them."""
 
     # Share of requests the served version answers with an error.
     error_rate: Fraction = 0.0
+    # Share of requests a classifier answers with a wrong class, its label and probabilities
+    # agreeing (no error, nothing malformed): only comparing accuracy with the champion on
+    # the same traffic shows it. A regressor has no class to flip (refused: use error_rate).
+    # Both count the same requests: one due both is answered with the error.
+    flip_rate: Fraction = 0.0
     # Requests served normally first (warm-up and smoke test), before faults begin.
     after_requests: Annotated[int, Field(ge=0)] = 10
+
+    @property
+    def active(self) -> bool:
+        """Any fault on: the version is published with them."""
+        return self.error_rate > 0 or self.flip_rate > 0
 
 
 class Source(_Strict):
@@ -218,7 +234,7 @@ class ModelSpec(_Strict):
     def _consistent(self) -> ModelSpec:
         for problem in (self._origin_problem(), self._data_problem(), self._trainer_problem(),
                         self._gate_problem(), self._online_problem(), self._rollout_problem(),
-                        self._metrics_problem()):
+                        self._metrics_problem(), self._faults_problem()):
             if problem:
                 raise ValueError(problem)
         return self
@@ -299,6 +315,13 @@ class ModelSpec(_Strict):
                                    or limits.min_dwell_s > MAX_PAUSE_S):
             return (f"analysis.limits: max_seconds is at most {MAX_ROLLOUT_S} and min_dwell_s "
                     f"at most {MAX_PAUSE_S}, so one spec cannot stall its model's deploys")
+        return None
+
+    def _faults_problem(self) -> str | None:
+        # A flip answers another class; a regressor's prediction has none to answer instead.
+        if self.task == "regression" and self.faults.flip_rate > 0:
+            return ("faults.flip_rate: a regression model has no class to flip; use "
+                    "faults.error_rate")
         return None
 
     def judged_by(self) -> AnalysisSpec:

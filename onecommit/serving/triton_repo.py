@@ -63,7 +63,8 @@ def config_pbtxt(name: str, model: onnx.ModelProto, target: Target) -> str:
 def publish(repository: Path, name: str, version: int, onnx_bytes: bytes,
             target: Target = "python-onnxruntime", faults: dict[str, float] | None = None) -> Path:
     """Write `<repository>/<name>/<version>/` atomically and (re)write the model config.
-    `faults` (local profile only) makes the served version fail a share of requests."""
+    `faults` (the model spec's, applied by the python-onnxruntime target's model only) makes
+    the served version fail, or answer a wrong class for, a share of requests."""
     model = onnx.load_from_string(onnx_bytes)
     model_dir = repository / name
     model_dir.mkdir(parents=True, exist_ok=True)

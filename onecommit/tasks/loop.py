@@ -19,20 +19,23 @@ if TYPE_CHECKING:
 
 
 @task(help={"bad": "a commit that passes offline evaluation, then fails under live traffic",
+            "worse": "a commit that serves without errors but answers a wrong class for 10 % "
+                     "of requests (expected: rolled back by the comparison with the champion)",
             "invalid": "a commit whose model spec the sync must reject",
             "model": "a model whose spec the commit changes (repeat for several in one "
                      "commit; default: the env's first model)",
             "json": "print the outcomes as a JSON list, one report per model",
             "profile": "the platform's profile: local (default) or compose"},
       iterable=["model"])
-def demo_commit(c: Context, bad: bool = False, invalid: bool = False,
+def demo_commit(c: Context, bad: bool = False, worse: bool = False, invalid: bool = False,
                 model: list[str] | None = None, json_: bool = False,
                 profile: str | None = None) -> None:
     """Change model specs in the gitops clone, commit, push, and follow the loop to its end
     under live traffic. Exits 0 when every outcome is the one asked for."""
-    if bad and invalid:
-        raise Exit("choose one of --bad and --invalid", code=2)
-    kind: CommitKind = "bad" if bad else "invalid" if invalid else "good"
+    if bad + worse + invalid > 1:
+        raise Exit("choose one of --bad, --worse and --invalid", code=2)
+    kind: CommitKind = ("bad" if bad else "worse" if worse else "invalid" if invalid
+                        else "good")
     settings = load_settings(profile=profile)
     run_commit(settings, kind, chosen_models(settings, model or []), as_json=json_)
 

@@ -62,6 +62,35 @@ def test_bad_edit_passes_validation_and_injects_serving_faults() -> None:
     assert spec.faults.error_rate > spec.analysis.max_error_rate
 
 
+def test_worse_edit_flips_classes_below_the_champion_but_above_the_floor() -> None:
+    edited, message = loop.edit_spec(_spec_data(faults={"error_rate": 0.5}), "worse")
+    spec = parse_spec(edited)
+    assert spec.training is not None
+    assert spec.training.params["C"] != _spec_data()["training"]["params"]["C"]
+    assert (spec.faults.flip_rate, spec.faults.error_rate, spec.faults.after_requests) == \
+        (0.1, 0, 10)
+    assert "wrong class for 10% of requests" in message
+    assert "only the comparison with the champion" in message
+    assert loop.EXPECTED["worse"] == "rolled_back"
+    # A ~0.96-accurate binary model whose answers flip 10 % of the time: still above the
+    # absolute floor, and below the champion by more than the comparison's margin.
+    accurate, flip = 0.96, spec.faults.flip_rate
+    worse = accurate * (1 - flip) + (1 - accurate) * flip
+    floor = spec.analysis.min_online_accuracy
+    assert floor is not None
+    assert worse > floor
+    (comparison,) = [m for m in spec.judged_by().metrics if m.judged == "vs_champion"]
+    assert comparison.margin is not None
+    assert accurate - worse > comparison.margin
+
+
+def test_worse_edit_refuses_a_regression_model() -> None:
+    regression = _spec_data(task="regression", data={"source": "builtin:diabetes"},
+                            training={"trainer": "ridge"})
+    with pytest.raises(loop.LoopError, match=r"regression model has not; use --bad"):
+        loop.edit_spec(regression, "worse")
+
+
 def test_invalid_edit_is_refused_naming_the_field() -> None:
     broken, _ = loop.edit_spec(_spec_data(), "invalid")
     with pytest.raises(SpecError, match=r"training\.trainer"):
@@ -70,7 +99,7 @@ def test_invalid_edit_is_refused_naming_the_field() -> None:
 
 def test_phases_follow_each_strategy() -> None:
     def phases(rollout: dict[str, Any]) -> list[strategy.Phase]:
-        return strategy.phases(parse_spec(_spec_data(rollout=rollout)), 7)
+        return strategy.phases(parse_spec(_analysed([], rollout=rollout)), 7)
 
     canary = phases({"kind": "canary", "steps": [10, 100], "pause_s": 1})
     assert [p.policy["challenger_weight"] for p in canary] == [0.1, 1.0]
@@ -80,11 +109,6 @@ def test_phases_follow_each_strategy() -> None:
     ab = phases({"kind": "ab", "sticky_key": "x-user"})[0].policy
     assert ab["sticky_key"] == "x-user"
     assert ab["experiment"].endswith("-v7")
-
-
-# The dev spec's comparison with the champion (a guard: it aborts, it does not hold a step).
-COMPARED = {"measure": "online_accuracy", "judged": "vs_champion", "margin": 0.02,
-            "gate": False}
 
 
 def _analysed(metrics: list[dict[str, Any]], **changes: Any) -> dict[str, Any]:
@@ -136,10 +160,11 @@ def test_todays_canary_keys_keep_their_meaning(challenger: ArmCounts, decision: 
 def test_the_dev_spec_aborts_a_challenger_worse_than_the_champion_above_the_floor() -> None:
     """10 points less accurate than the champion, and above the absolute floor of 0.85: only
     the comparison with the champion catches it, and its reason names the interval."""
-    worse = _judge(_analysed([COMPARED]), _arm(400, right=0.87), champion=_arm(400, right=0.97))
+    worse = _judge(_spec_data(), _arm(400, right=0.87), champion=_arm(400, right=0.97))
     assert worse.action == "abort"
     assert "accuracy from feedback 10.0 points lower than the champion's" in worse.reason
     assert "anytime-valid bounds [" in worse.reason
+    assert "margin 3.0 points" in worse.reason
     assert _judge(_analysed([]), _arm(400, right=0.87),
                   champion=_arm(400, right=0.97)).action == "continue"
 
@@ -184,7 +209,6 @@ def test_shadow_keys_judge_agreement() -> None:
     assert shadow(3, 3) == "wait"
     assert shadow(99, 50) == "abort"
     assert shadow(200, 198) == "continue"
-
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -67,6 +67,9 @@ REGRESSION = {"task": "regression", "data": {"source": "builtin:diabetes"},
     ({**REGRESSION, "analysis": {"min_online_accuracy": 0.9}},
      r"analysis\.min_online_accuracy: a regression model has no accuracy"),
     ({**REGRESSION, "rollout": {"kind": "ab"}}, r"rollout\.kind: ab compares predicted classes"),
+    ({"faults": {"flip_rate": 1.5}}, r"faults\.flip_rate: "),
+    ({**REGRESSION, "faults": {"flip_rate": 0.1}},
+     r"faults\.flip_rate: a regression model has no class to flip; use faults\.error_rate"),
 ])
 def test_invalid_spec_names_the_field(change: dict[str, Any], message: str) -> None:
     data = {key: value for key, value in _dev(**change).items() if value is not None}
@@ -118,3 +121,23 @@ def test_training_params_take_any_json_value_as_written() -> None:
 def test_durations_and_samples_are_bounded(change: dict[str, Any], field: str) -> None:
     with pytest.raises(SpecError, match=field.replace(".", r"\.")):
         parse_spec(_dev(**change))
+
+
+def test_faults_are_active_when_any_is_on_and_flips_are_for_classifiers() -> None:
+    assert not parse_spec(_dev()).faults.active
+    assert parse_spec(_dev(faults={"error_rate": 0.5})).faults.active
+    flipping = parse_spec(_dev(faults={"flip_rate": 0.1, "after_requests": 10})).faults
+    assert flipping.active
+    assert (flipping.flip_rate, flipping.error_rate, flipping.after_requests) == (0.1, 0, 10)
+    assert parse_spec(_dev(**REGRESSION, faults={"error_rate": 0.5})).faults.active
+
+
+def test_dev_seed_gates_on_accuracy_against_the_champion() -> None:
+    """A version answering wrong classes above the absolute floor is caught only by comparing it
+    with the champion: the seed has that comparison as a gate, with the limits to show it."""
+    judged = parse_spec(_dev()).judged_by()
+    (comparison,) = [m for m in judged.metrics if m.judged == "vs_champion"]
+    assert (comparison.measure, comparison.margin, comparison.is_gate) == ("online_accuracy",
+                                                                           0.03, True)
+    assert judged.limits.max_seconds == 600
+    assert judged.limits.min_requests == 30  # today's key, kept
