@@ -27,6 +27,9 @@ SyncStatus = Literal["Synced", "OutOfSync"]
 # The spec's fields that decide the served artifact; the rollout, its analysis and the quality
 # gate decide how it is judged, not what it is.
 _ARTIFACT_FIELDS = {"task", "data", "training", "source", "faults"}
+# Artifact fields added after fingerprints were first recorded: left out while at their
+# default, so that an upgrade does not call every served model OutOfSync and retrain it.
+_ADDED_LATER = {"faults": {"flip_rate": 0.0}}
 # A deploy run in one of these states still holds its model.
 _ACTIVE = ("queued", "running")
 
@@ -34,7 +37,12 @@ _ACTIVE = ("queued", "running")
 def fingerprint(repo: Path, sha: str, spec: ModelSpec, settings: Settings) -> str:
     """The digest of what decides the model's artifact at this commit: the spec's artifact
     fields, the data file's content, the training code's folder, the promoted source version."""
-    parts: dict[str, Any] = {"spec": spec.model_dump(mode="json", include=_ARTIFACT_FIELDS)}
+    fields = spec.model_dump(mode="json", include=_ARTIFACT_FIELDS)
+    for name, defaults in _ADDED_LATER.items():
+        for key, default in defaults.items():
+            if fields[name].get(key) == default:
+                del fields[name][key]
+    parts: dict[str, Any] = {"spec": fields}
     if spec.data is not None and spec.data.in_repo:
         parts["data"] = object_id(repo, sha, spec.data.source)
     elif spec.data is not None and spec.data.builtin is None and not spec.data.is_s3:

@@ -65,6 +65,18 @@ def test_the_fingerprint_follows_data_code_and_artifact_fields_only(work: Path) 
     assert len({first, _fingerprint(work, helper), _fingerprint(work, data)}) == 3
 
 
+def test_a_field_added_later_changes_the_fingerprint_only_when_set(work: Path) -> None:
+    """An upgrade that adds `faults.flip_rate` leaves every served model Synced: its default
+    is not in the digest, so a spec that does not set it keeps the digest it had."""
+    seed = _git(work, "rev-parse", "HEAD")
+    spec = yaml.safe_load((work / SPEC).read_text())
+    unset = _fingerprint(work, seed)
+    same = _commit(work, SPEC, dump_spec({**spec, "faults": {"flip_rate": 0.0}}))
+    assert _fingerprint(work, same) == unset
+    flipped = _commit(work, SPEC, dump_spec({**spec, "faults": {"flip_rate": 0.1}}))
+    assert _fingerprint(work, flipped) != unset
+
+
 def test_a_revert_asks_for_the_same_fingerprint_again(work: Path) -> None:
     seed = _git(work, "rev-parse", "HEAD")
     spec = yaml.safe_load((work / SPEC).read_text())
