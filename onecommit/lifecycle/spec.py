@@ -299,9 +299,10 @@ class ModelSpec(_Strict):
                 return (f"{where}: {metric.measure} is not observed yet (the gateway does not "
                         f"log {UNOBSERVED[metric.measure]}); judge online_accuracy or "
                         "shadow_correctness")
-            if (metric.measure == "online_accuracy") == (self.task == "regression"):
-                return (f"{where}: a {self.task} model is judged by "
-                        f"{'online_mae' if self.task == 'regression' else 'online_accuracy'}")
+            online = {"online_accuracy", "online_mae"}
+            judged_by = "online_mae" if self.task == "regression" else "online_accuracy"
+            if metric.measure in online - {judged_by}:
+                return f"{where}: a {self.task} model is judged by {judged_by}"
             if metric.measure.startswith("shadow_") and self.rollout.kind != "shadow":
                 return (f"{where}: {metric.measure} needs mirrored requests: use rollout.kind: "
                         "shadow, or judge online_accuracy")

@@ -48,6 +48,7 @@ def _analysed(platform: Settings, rollout: dict[str, Any],
     sha = loop.push_specs(platform, {MODEL: {**spec, "rollout": rollout,
                                              "analysis": analysis}}, why)
     record = loop.wait_for_sync(platform, sha)
+    assert record["action"] not in ("rejected", "error"), record
     assert MODEL not in record.get("deploys", {}), record
 
 

@@ -141,3 +141,57 @@ def test_dev_seed_gates_on_accuracy_against_the_champion() -> None:
                                                                            0.03, True)
     assert judged.limits.max_seconds == 600
     assert judged.limits.min_requests == 30  # today's key, kept
+
+
+def _metrics(*metrics: dict[str, Any], rollout: dict[str, Any] | None = None,
+             **changes: Any) -> dict[str, Any]:
+    base = _dev(**changes)
+    analysis = {k: v for k, v in base["analysis"].items() if k not in ("metrics", "limits")}
+    return {**base, "rollout": rollout or base["rollout"],
+            "analysis": {**analysis, "metrics": list(metrics)}}
+
+
+SHADOW_CORRECT = {"measure": "shadow_correctness", "judged": "vs_champion", "margin": 0.02}
+
+
+def test_metrics_fit_the_task_and_the_strategy() -> None:
+    shadow = parse_spec(_metrics(SHADOW_CORRECT, rollout={"kind": "shadow"}))
+    assert [m.name for m in shadow.judged_by().metrics][-1] == "shadow_correctness vs champion"
+    mae = {"measure": "online_mae", "judged": "vs_champion", "margin": 5}
+    regression = {**REGRESSION, "rollout": {"kind": "canary"}}
+    assert parse_spec(_metrics(mae, **regression)).judged_by().metrics[-1].measure == \
+        "online_mae"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (_metrics({"measure": "online_mae", "judged": "bound", "bound": 5}),
+     r"analysis\.metrics\.0\.measure: a binary model is judged by online_accuracy"),
+    (_metrics({"measure": "online_accuracy", "judged": "bound", "bound": 0.5},
+              **{**REGRESSION, "rollout": {"kind": "canary"}}),
+     r"a regression model is judged by online_mae"),
+    (_metrics(SHADOW_CORRECT), r"shadow_correctness needs mirrored requests"),
+    (_metrics({"measure": "online_accuracy", "judged": "vs_champion", "margin": 0.01},
+              rollout={"kind": "bluegreen"}), r"needs both serving at once"),
+    (_metrics({"measure": "input_drift", "judged": "bound", "bound": 0.2}),
+     r"input_drift is not observed yet"),
+    (_metrics({"measure": "online_accuracy", "judged": "bound"}), r"takes `bound`"),
+    (_metrics({"measure": "online_accuracy", "judged": "vs_champion", "margin": 0.01,
+               "alpah": 0.1}), r"alpah: Extra inputs are not permitted"),
+    ({**_dev(), "analysis": {**_dev()["analysis"], "limits": {"max_seconds": 1e6}}},
+     r"analysis\.limits: max_seconds is at most 14400"),
+])
+def test_metrics_that_cannot_be_judged_are_refused_naming_the_fix(data: dict[str, Any],
+                                                                  message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_spec(data)
+
+
+def test_a_listed_metric_replaces_the_key_of_the_same_name_and_limits_merge() -> None:
+    floor = {"measure": "online_accuracy", "judged": "bound", "bound": 0.9, "alpha": 0.01}
+    data = _metrics(floor)
+    data["analysis"]["limits"] = {"min_dwell_s": 5}
+    judged = parse_spec(data).judged_by()
+    floors = [m for m in judged.metrics if m.name == "online_accuracy bound"]
+    assert [(m.bound, m.alpha) for m in floors] == [(0.9, 0.01)]
+    # Given: the dwell; implied by the canary (3 steps of 15 s, four times over): the rest.
+    assert (judged.limits.min_dwell_s, judged.limits.max_seconds) == (5, 180)
