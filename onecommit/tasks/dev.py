@@ -74,7 +74,9 @@ def test(c: Context, tier: str = "fast", pytest_args: str = "") -> None:
 @task(help={"profile": "local (default) or compose"})
 def demo(c: Context, profile: str | None = None) -> None:
     """The whole promise on this machine: start the platform, push a good commit (promoted
-    under a canary), then a bad one (rolled back automatically), and write the proof."""
+    under a canary once it is shown no worse than the champion), a worse one (it answers a
+    wrong class for a tenth of its requests, without an error: rolled back by the accuracy
+    comparison), then a bad one (serving errors: rolled back), and write the proof."""
     from onecommit import loop, proof
 
     settings = load_settings(profile=profile)
@@ -88,7 +90,7 @@ def demo(c: Context, profile: str | None = None) -> None:
     if first:
         print(f"\n== first deploy of {', '.join(first)} (one commit; no champion yet) ==")
         run_commit(settings, "good", first)
-    for kind in ("good", "bad"):
+    for kind in ("good", "worse", "bad"):
         print(f"\n== demo commit ({kind}) of {models[0]} ==")
         run_commit(settings, kind, models[:1])
     directory, invariants = proof.prove(settings, models)
