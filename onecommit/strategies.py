@@ -1,8 +1,8 @@
 """The rollout strategies, one class per kind: how it routes a request, the share of traffic
 each variant gets, how the rollout page describes it, whether it mirrors, the key it hashes,
-and the phases a spec's rollout of that kind steps through. Every caller (the gateway's
-routing and page, the sync's self-heal, the lifecycle's rollout) dispatches here instead of
-testing the strategy's name.
+what the spec's checks ask of it, and the phases a spec's rollout of that kind steps through.
+Every caller (the gateway's routing and page, the sync's self-heal, the lifecycle's spec and
+rollout) dispatches here instead of testing the strategy's name.
 
 Routing hashes a key (a sticky request key for A/B, else a key the gateway draws) into
 [0, 1): the same key always lands on the same variant, on every replica and after every
@@ -52,6 +52,12 @@ class RolloutStrategy(ABC):
     kind: ClassVar[Strategy]
     # Whether the champion's answered requests are copied to the challenger.
     mirrors: ClassVar[bool] = False
+    # Whether both variants answer live requests at once: a comparison of an answered
+    # request's outcome with the champion needs it.
+    splits: ClassVar[bool] = False
+    # Whether the strategy's own judgement compares predicted classes (A/B's accuracy
+    # against the champion, shadow's agreement), which a regression model has not.
+    compares_classes: ClassVar[bool] = False
 
     @abstractmethod
     def route(self, policy: TrafficPolicy, request_key: str) -> Route:
@@ -82,6 +88,8 @@ class RolloutStrategy(ABC):
 class _WeightedStrategy(RolloutStrategy, ABC):
     """A split by the challenger's weight, hashed with the experiment as salt."""
 
+    splits = True
+
     def route(self, policy: TrafficPolicy, request_key: str) -> Route:
         to_challenger = unit_hash(request_key, policy.experiment) < policy.challenger_weight
         return Route(CHALLENGER if to_challenger else CHAMPION)
@@ -103,6 +111,7 @@ class CanaryStrategy(_WeightedStrategy):
 
 class ABTestStrategy(_WeightedStrategy):
     kind = "ab"
+    compares_classes = True
 
     def phases(self, rollout: Mapping[str, Any], model: str, version: int) -> list[Phase]:
         # A new experiment salt per version: users are reshuffled for each test. No pause: the
@@ -136,6 +145,7 @@ class BlueGreenStrategy(RolloutStrategy):
 class ShadowStrategy(RolloutStrategy):
     kind = "shadow"
     mirrors = True
+    compares_classes = True
 
     def route(self, policy: TrafficPolicy, request_key: str) -> Route:
         return Route(CHAMPION, mirror=CHALLENGER)

@@ -33,7 +33,8 @@ def test_every_kind_has_exactly_one_class() -> None:
     assert {policy.strategy for policy in POLICIES} == kinds
 
 
-@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: f"{p.strategy}-{p}")
+@pytest.mark.parametrize("policy", POLICIES,
+                         ids=lambda p: f"{p.strategy}-{p.challenger_weight}-{p.active}")
 def test_weights_sum_to_one_and_route_agrees(policy: TrafficPolicy) -> None:
     strategy = strategy_of(policy)
     shares = strategy.weights(policy)
@@ -64,3 +65,12 @@ def test_only_ab_hashes_the_callers_sticky_key(kind: Strategy) -> None:
     headers: dict[str, Any] = {"x-user": "alice"}
     expected = "alice" if kind == "ab" else None
     assert strategy_of(policy).sticky_key(policy, headers) == expected
+
+
+def test_what_the_spec_checks_ask_of_each_kind() -> None:
+    def kinds(trait: str) -> set[str]:
+        return {kind for kind, strategy in STRATEGIES.items() if getattr(strategy, trait)}
+
+    assert kinds("mirrors") == {"shadow"}
+    assert kinds("splits") == {"canary", "ab"}
+    assert kinds("compares_classes") == {"ab", "shadow"}
