@@ -26,8 +26,8 @@ Unpinnable = Literal["challenger", "previous"]
 
 # How a challenger takes traffic: A/B (sticky by a request key), canary (a weight), blue-green
 # (an atomic flip) or shadow (a mirrored copy, the champion answers).
+# Each has its class in `onecommit.strategies`.
 Strategy = Literal["ab", "canary", "bluegreen", "shadow"]
-STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 
 # The header (HTTP) or metadata key (gRPC) carrying the key Triton's model-control API asks
 # for (`--http-restricted-api` / `--grpc-restricted-protocol`, model-repository).

@@ -26,12 +26,12 @@ from onecommit.gateway.fastpath import InferenceRoutes
 from onecommit.gateway.guard import Guard
 from onecommit.gateway.metrics import GatewayMetrics, exposed
 from onecommit.gateway.predictions import PredictionLog
-from onecommit.gateway.router import weights
 from onecommit.gateway.settings import GatewaySettings
 from onecommit.gateway.strata import splits
 from onecommit.gateway.variants import AliasResolver, ServingState
 from onecommit.serving.database import Database
 from onecommit.serving.state import DesiredState, StateStore
+from onecommit.strategies import weights
 from onecommit.vocabulary import CHAMPION, Active, Role, Strategy, TrafficPolicy, Unpinnable
 
 

@@ -18,10 +18,10 @@ from onecommit.gateway.enrichment import Enrichment
 from onecommit.gateway.errors import BackendUnavailable, BadRequest, BodyTooLarge
 from onecommit.gateway.metrics import GatewayMetrics, Series
 from onecommit.gateway.predictions import Mirrored, PredictionLog, Served, prediction
-from onecommit.gateway.router import route
 from onecommit.gateway.tensors import input_mismatch
 from onecommit.gateway.variants import ServingState
 from onecommit.serving.state import DesiredState
+from onecommit.strategies import route, strategy_of
 from onecommit.vocabulary import CHALLENGER, CHAMPION, ROLES
 
 
@@ -138,7 +138,7 @@ class DataPlane:
         self._account(model, request_id, variant, version, routed, response.status_code,
                       infra, started, response.body, response.headers, state)
         if (routed and variant == CHAMPION and state is not None
-                and state.policy.strategy == "shadow" and response.status_code == 200):
+                and strategy_of(state.policy).mirrors and response.status_code == 200):
             self._mirror(model, request_id, state, body, headers, response)
         return Answer(response, request_id, variant, version)
 
@@ -232,7 +232,7 @@ def _choose(state: DesiredState | None, headers: dict[str, str],
     if state is None or CHAMPION not in pins:
         return "default", None
     policy = state.policy
-    sticky = headers.get(policy.sticky_key) if policy.strategy == "ab" else None
+    sticky = strategy_of(policy).sticky_key(policy, headers)
     chosen = route(policy, sticky or secrets.token_hex(8)).serve
     if chosen not in pins:
         chosen = CHAMPION

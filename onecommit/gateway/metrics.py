@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
-from onecommit.gateway.router import weights
+from onecommit.strategies import weights
 
 if TYPE_CHECKING:
     from onecommit.serving.state import DesiredState

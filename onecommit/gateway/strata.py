@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from onecommit.analysis.report import ArmCounts, Observations, ShadowCounts, Stratum
-from onecommit.gateway.router import weights
+from onecommit.strategies import weights
 from onecommit.vocabulary import CHALLENGER, CHAMPION, TrafficPolicy
 
 # The variants a rollout compares; requests served by any other name are not judged.

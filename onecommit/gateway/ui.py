@@ -24,9 +24,9 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from onecommit.gateway.dataplane import DataPlane
-from onecommit.gateway.router import weights
 from onecommit.serving.state import DesiredState, latest_note
 from onecommit.settings import PROOFS_DIR
+from onecommit.strategies import strategy_of, weights
 from onecommit.vocabulary import CHALLENGER, CHAMPION, ROLES, TrafficPolicy
 
 PAGE = Path(__file__).with_name("ui") / "index.html"
@@ -52,13 +52,11 @@ class RolloutNote(BaseModel):
 
 
 def _policy_text(policy: dict[str, Any]) -> tuple[str, float]:
-    share = weights(TrafficPolicy(**policy)).get(CHALLENGER, 0.0)
-    strategy = policy.get("strategy", "canary")
-    if strategy == "shadow":
-        return "shadow: champion answers, challenger mirrored", share
-    if strategy == "bluegreen":
-        return f"blue-green: {policy.get('active', 'champion')} active", share
-    return f"{strategy}: challenger {share:.0%}", share
+    """A policy from desired state's history as the page describes it, and the challenger's
+    share of traffic under it."""
+    traffic = TrafficPolicy(**policy)
+    strategy = strategy_of(traffic)
+    return strategy.describe(traffic), strategy.weights(traffic)[CHALLENGER]
 
 
 def _entry(event: dict[str, Any], weight: float) -> tuple[dict[str, Any] | None, float]:

@@ -1,5 +1,6 @@
 """Traffic switching by strategy, judged step by step, and its two endings: promote, or roll
-back to the version that served before. The strategy logic lives here and only here.
+back to the version that served before. Each strategy's phases, route, weights and
+description are its class's in `onecommit.strategies`; the judgement is `onecommit.analysis`'s.
 
 A rollout is data (Argo Rollouts' way): a list of phases, each a traffic policy held for a
 while, and the spec's analysis as metrics (`ModelSpec.judged_by`). Every second a step looks:
@@ -31,9 +32,10 @@ from onecommit.clients.gateway import Gateway, GatewayUnavailable
 from onecommit.errors import OnecommitError
 from onecommit.lifecycle import registry, triton
 from onecommit.lifecycle.dags import DEPLOY_DAG
-from onecommit.lifecycle.spec import BlueGreen, Canary, ModelSpec, Shadow
+from onecommit.lifecycle.spec import ModelSpec
 from onecommit.secrets import local_store
 from onecommit.settings import Settings
+from onecommit.strategies import STRATEGIES, Phase
 from onecommit.vocabulary import CHALLENGER, CHAMPION, PREVIOUS
 
 
@@ -47,34 +49,13 @@ class RolloutHeld(RolloutAborted):
     it be)."""
 
 
-@dataclass(frozen=True)
-class Phase:
-    """One step of a rollout: a traffic policy held for a while, then judged."""
-
-    name: str
-    policy: dict[str, Any]
-    pause_s: float
-
-
 # All traffic back on the champion, whatever the strategy was.
 CHAMPION_ONLY: dict[str, Any] = {"strategy": "canary", "challenger_weight": 0.0}
 
 
 def phases(spec: ModelSpec, version: int) -> list[Phase]:
-    """The spec's strategy as a sequence of traffic policies."""
-    rollout = spec.rollout
-    if isinstance(rollout, Canary):
-        return [Phase(f"canary {w}%", {"strategy": "canary", "challenger_weight": w / 100},
-                      rollout.pause_s) for w in rollout.steps]
-    if isinstance(rollout, BlueGreen):
-        return [Phase("blue-green flip", {"strategy": "bluegreen", "active": "challenger"},
-                      rollout.pause_s)]
-    if isinstance(rollout, Shadow):
-        return [Phase("shadow", {"strategy": "shadow"}, rollout.pause_s)]
-    # A new experiment salt per version: users are reshuffled for each test.
-    return [Phase("a/b 50/50", {"strategy": "ab", "challenger_weight": 0.5,
-                                "sticky_key": rollout.sticky_key,
-                                "experiment": f"{spec.model}-v{version}"}, 0.0)]
+    """The spec's strategy as a sequence of traffic policies (`onecommit.strategies`)."""
+    return STRATEGIES[spec.rollout.kind].phases(spec.rollout.model_dump(), spec.model, version)
 
 
 def mandated_seconds(spec: ModelSpec) -> float:

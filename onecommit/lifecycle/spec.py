@@ -21,6 +21,7 @@ from onecommit.lifecycle.catalog import (
     trainer_class,
     trainers_for,
 )
+from onecommit.strategies import STRATEGIES
 from onecommit.vocabulary import MODEL_NAME
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -287,12 +288,13 @@ class ModelSpec(_Strict):
         return None
 
     def _rollout_problem(self) -> str | None:
-        if self.task == "regression" and self.rollout.kind in ("ab", "shadow"):
+        if self.task == "regression" and STRATEGIES[self.rollout.kind].compares_classes:
             return (f"rollout.kind: {self.rollout.kind} compares predicted classes, which a "
                     "regression model has not; use canary or bluegreen")
         return None
 
     def _metrics_problem(self) -> str | None:
+        strategy = STRATEGIES[self.rollout.kind]
         for index, metric in enumerate(self.analysis.metrics):
             where = f"analysis.metrics.{index}.measure"
             if metric.measure in UNOBSERVED:
@@ -303,11 +305,11 @@ class ModelSpec(_Strict):
             judged_by = "online_mae" if self.task == "regression" else "online_accuracy"
             if metric.measure in online - {judged_by}:
                 return f"{where}: a {self.task} model is judged by {judged_by}"
-            if metric.measure.startswith("shadow_") and self.rollout.kind != "shadow":
+            if metric.measure.startswith("shadow_") and not strategy.mirrors:
                 return (f"{where}: {metric.measure} needs mirrored requests: use rollout.kind: "
                         "shadow, or judge online_accuracy")
             if (metric.judged == "vs_champion" and not metric.measure.startswith("shadow_")
-                    and self.rollout.kind in ("bluegreen", "shadow")):
+                    and not strategy.splits):
                 return (f"{where}: comparing {metric.measure} with the champion needs both "
                         f"serving at once, which {self.rollout.kind} never does: use canary or "
                         "ab (or shadow_correctness under shadow)")

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from onecommit.settings import Settings
+from onecommit.strategies import strategy_of
 from onecommit.vocabulary import CHALLENGER, CHAMPION, TrafficPolicy
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ def serving_store(settings: Settings) -> Iterator[StateStore]:
 def serving_drift(store: StateStore, model: str, champion: int) -> list[str]:
     """How the model's desired state differs from serving the champion alone; empty when it
     does not (or when the model has no desired state yet)."""
-    from onecommit.gateway.router import weights
-
     state = store.read(model)
     if state is None:
         return []
@@ -46,7 +45,7 @@ def serving_drift(store: StateStore, model: str, champion: int) -> list[str]:
                      f"is v{champion}")
     if state.pins.get(CHALLENGER) is not None:
         drift.append(f"challenger v{state.pins[CHALLENGER]} pinned outside a rollout")
-    if weights(state.policy).get(CHALLENGER, 0.0) > 0 or state.policy.strategy == "shadow":
+    if strategy_of(state.policy).reaches_challenger(state.policy):
         drift.append(f"traffic policy {state.policy.strategy} sends the challenger requests "
                      "outside a rollout")
     return drift

@@ -40,7 +40,7 @@ def test_the_contracts_hold_on_the_tree(tree: Path) -> None:
 
 @pytest.mark.parametrize(("module", "planted", "contract"), [
     # Desired state reaching up into the gateway for a word it should take from the vocabulary.
-    ("serving/state.py", "from onecommit.gateway import router", "Layers only import downwards"),
+    ("serving/state.py", "from onecommit.gateway import strata", "Layers only import downwards"),
     # The lifecycle asking the sync for a DAG id.
     ("lifecycle/rollout.py", "from onecommit import sync",
      "The lifecycle never imports the sync or the platform"),

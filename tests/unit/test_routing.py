@@ -6,8 +6,8 @@ import threading
 import pytest
 from scipy import stats
 
-from onecommit.gateway.router import route, unit_hash
 from onecommit.gateway.statistics import quantile, two_proportion_test
+from onecommit.strategies import route, unit_hash
 from onecommit.vocabulary import CHALLENGER, CHAMPION, TrafficPolicy
 
 
