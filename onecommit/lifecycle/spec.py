@@ -30,8 +30,8 @@ MAX_PAUSE_S = 3600
 PauseSeconds = Annotated[float, Field(ge=0, le=MAX_PAUSE_S)]
 # A rollout's limits (`analysis.limits.max_seconds`) are at most four hours' worth.
 MAX_ROLLOUT_S = 4 * MAX_PAUSE_S
-# Measures the gateway does not observe yet: it logs neither class probabilities nor inputs.
-UNOBSERVED = {"estimated_accuracy": "class probabilities", "input_drift": "request inputs"}
+# Measures the gateway does not observe yet: it does not log the requests' inputs.
+UNOBSERVED = {"input_drift": "request inputs"}
 
 
 class _Strict(BaseModel):
@@ -299,7 +299,12 @@ class ModelSpec(_Strict):
                 return (f"{where}: {metric.measure} is not observed yet (the gateway does not "
                         f"log {UNOBSERVED[metric.measure]}); judge online_accuracy or "
                         "shadow_correctness")
-            if (metric.measure == "online_accuracy") == (self.task == "regression"):
+            if metric.measure == "estimated_accuracy" and self.task == "regression":
+                return (f"{where}: estimated_accuracy is a classifier's (from the answered "
+                        "class's probability), which a regression model has not; judge "
+                        "online_mae")
+            if (metric.measure == "online_accuracy" and self.task == "regression") or (
+                    metric.measure == "online_mae" and self.task != "regression"):
                 return (f"{where}: a {self.task} model is judged by "
                         f"{'online_mae' if self.task == 'regression' else 'online_accuracy'}")
             if metric.measure.startswith("shadow_") and self.rollout.kind != "shadow":
