@@ -17,6 +17,7 @@ counts those apart, so a rollout pauses on them instead of judging the model by 
 from __future__ import annotations
 
 import asyncio
+import math
 import struct
 import time
 from collections import OrderedDict
@@ -70,6 +71,9 @@ prediction_rows = Table(
     Column("replica", String(128), nullable=False),
     # False: the request pinned a version; served, logged, never judged.
     Column("routed", Boolean, nullable=False, server_default=true()),
+    # The answered class's probability (first row, as `prediction`), for a classifier that
+    # answers class probabilities; null otherwise (regressors, errors, malformed answers).
+    Column("confidence", Double),
     Index("ix_predictions_model_at", "model", "at"),
     Index("ix_predictions_request_id", "request_id"),
 )
@@ -106,32 +110,103 @@ _LATENCY_WINDOW = 5000
 _ARM_LATENCIES = 2000
 
 
-# The serving convention: classification models answer `label` (and optional
-# `probabilities`), regression models `prediction`.
-_PREDICTION_OUTPUTS = ("label", "prediction")
+# The serving convention (`lifecycle/catalog.py`): classification models answer `label` (the
+# class, an integer 0..k-1) and optionally `probabilities` ([rows, k], column j the class j),
+# regression models `prediction`.
+LABEL, PROBABILITIES = "label", "probabilities"
+_PREDICTION_OUTPUTS = (LABEL, "prediction")
+_PROBABILITY_FORMATS = {"FP16": "e", "FP32": "f", "FP64": "d"}
+# More classes than this: no confidence is read (a bound on the work per logged answer).
+_MAX_CLASSES = 10_000
+# How far a row of class probabilities may sum from 1 (float32 rounding) and still be one.
+_SUM_TOLERANCE = 1e-3
+_MALFORMED = (ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError,
+              struct.error)
+
+# An answer's output tensors by name: the tensor's header and where its bytes start in a
+# binary-tensor answer (None: its data is in the JSON).
+_Tensors = dict[str, tuple[dict[str, Any], int | None]]
 
 
-def _first_element(body: bytes, header_length: int | None) -> float | None:
+def _tensors(body: bytes, header_length: int | None) -> _Tensors:
     header = orjson.loads(body[:header_length] if header_length else body)
     offset = header_length or 0
-    found: dict[str, float] = {}
+    found: _Tensors = {}
     for tensor in header.get("outputs", []):
         size = tensor.get("parameters", {}).get("binary_data_size")
-        if tensor["name"] in _PREDICTION_OUTPUTS:
-            found[tensor["name"]] = (float(tensor["data"][0]) if size is None else float(
-                struct.unpack_from(f"<{_BINARY_FORMATS[tensor['datatype']]}", body,
-                                   offset)[0]))
+        found[tensor["name"]] = (tensor, None if size is None else offset)
         offset += size or 0
-    return next((found[name] for name in _PREDICTION_OUTPUTS if name in found), None)
+    return found
+
+
+def _element(body: bytes, tensor: dict[str, Any], offset: int | None, index: int,
+             formats: dict[str, str]) -> float:
+    """Element `index` of a tensor (row-major), from its JSON data or its binary bytes."""
+    if offset is None:
+        return float(tensor["data"][index])
+    code = formats[tensor["datatype"]]
+    width = struct.calcsize(f"<{code}")
+    if (index + 1) * width > int(tensor["parameters"]["binary_data_size"]):
+        raise IndexError("beyond the tensor's bytes")
+    return float(struct.unpack_from(f"<{code}", body, offset + index * width)[0])
+
+
+def _first_element(body: bytes, tensors: _Tensors) -> float | None:
+    name = next((name for name in _PREDICTION_OUTPUTS if name in tensors), None)
+    if name is None:
+        return None
+    tensor, offset = tensors[name]
+    return _element(body, tensor, offset, 0, _BINARY_FORMATS)
+
+
+def _confidence(body: bytes, tensors: _Tensors) -> float | None:
+    """The first row's probability of the class its `label` answered; None unless the answer
+    has both, the label is one of the row's classes and the row is a probability
+    distribution."""
+    if LABEL not in tensors or PROBABILITIES not in tensors:
+        return None
+    label = _element(body, *tensors[LABEL], 0, _BINARY_FORMATS)
+    tensor, offset = tensors[PROBABILITIES]
+    rows, classes = (int(n) for n in tensor["shape"])
+    if (rows < 1 or not 2 <= classes <= _MAX_CLASSES or tensor["datatype"] not in
+            _PROBABILITY_FORMATS or not label.is_integer() or not 0 <= label < classes):
+        return None
+    if offset is None and tensor["data"] and isinstance(tensor["data"][0], list):
+        tensor = {**tensor, "data": tensor["data"][0]}  # nested JSON: its first row
+    row = [_element(body, tensor, offset, j, _PROBABILITY_FORMATS) for j in range(classes)]
+    if not all(math.isfinite(p) and 0 <= p <= 1 for p in row) or abs(
+            math.fsum(row) - 1) > _SUM_TOLERANCE:
+        return None
+    return row[int(label)]
 
 
 def prediction(body: bytes, header_length: int | None) -> float | None:
     """The first element of the answer's `label` output, else of its `prediction`, in a v2
     response, JSON or binary-tensor; None when it has neither or is not a v2 answer."""
     try:
-        return _first_element(body, header_length)
-    except (ValueError, KeyError, IndexError, TypeError, struct.error):
+        return _first_element(body, _tensors(body, header_length))
+    except _MALFORMED:
         return None  # The request still counts; it cannot be judged against ground truth.
+
+
+def answer(body: bytes, header_length: int | None) -> tuple[float | None, float | None]:
+    """The answer's prediction (as `prediction`) and its confidence: for a classifier
+    answering `probabilities`, the probability of the class it answered (first row, as the
+    label), which confidence-based performance estimation sums. The answered label's column
+    rather than the row's maximum: the two are the same for a model answering its most
+    probable class, and for one that does not (a tuned threshold) the answered class's
+    probability is still the chance of that answer being right. None when the answer has no
+    such probability or it is malformed (missing, a wrong shape, not a probability, a row not
+    summing to 1): the request is logged all the same."""
+    try:
+        tensors = _tensors(body, header_length)
+        predicted = _first_element(body, tensors)
+    except _MALFORMED:
+        return None, None
+    try:
+        return predicted, _confidence(body, tensors)
+    except _MALFORMED:
+        return predicted, None
 
 
 class Served(NamedTuple):
@@ -247,12 +322,16 @@ class PredictionLog:
 
     def _write(self, rows: list[Served], answers: list[tuple[float, str, float]],
                shadows: list[Mirrored]) -> None:
-        values = [{"at": r.at, "request_id": r.request_id, "model": r.model,
-                   "variant": r.variant, "version": r.version, "status": r.status,
-                   "latency_ms": r.latency_ms, "infra": r.infra, "revision": r.revision,
-                   "replica": self._replica, "routed": r.routed,
-                   "prediction": prediction(r.body, r.header_length)
-                   if r.status == 200 else None} for r in rows]
+        values = []
+        for r in rows:
+            predicted, confidence = (answer(r.body, r.header_length) if r.status == 200
+                                     else (None, None))
+            values.append({"at": r.at, "request_id": r.request_id, "model": r.model,
+                           "variant": r.variant, "version": r.version, "status": r.status,
+                           "latency_ms": r.latency_ms, "infra": r.infra,
+                           "revision": r.revision, "replica": self._replica,
+                           "routed": r.routed, "prediction": predicted,
+                           "confidence": confidence})
         with self._db.engine.begin() as connection:
             if values:
                 connection.execute(insert(prediction_rows), values)
@@ -332,7 +411,8 @@ class PredictionLog:
         window = _routed(model, since, from_revision)
         with self._db.engine.connect() as connection:
             counts = connection.execute(
-                select(p.variant, func.count(), _count(p.infra), _count(_MODEL_ERROR))
+                select(p.variant, func.count(), _count(p.infra), _count(_MODEL_ERROR),
+                       func.count(p.confidence), func.sum(p.confidence))
                 .where(window).group_by(p.variant)).all()
             judged = connection.execute(
                 select(p.variant, func.count(), _count(_CORRECT), func.avg(_ABS_ERROR))
@@ -344,8 +424,9 @@ class PredictionLog:
                     for variant, n, correct, mae in judged}
         report: dict[str, Any] = {"since": since, "variants": {
             variant: _summary(int(total), int(infra or 0), int(errors or 0),
-                              latencies[variant], *labelled.get(variant, (0, 0, None)))
-            for variant, total, infra, errors in counts}}
+                              latencies[variant], *labelled.get(variant, (0, 0, None)),
+                              int(scored), float(confidence or 0))
+            for variant, total, infra, errors, scored, confidence in counts}}
         champion, challenger = labelled.get("champion"), labelled.get("challenger")
         if champion and challenger:
             report["ab_test"] = two_proportion_test(
@@ -374,7 +455,8 @@ class PredictionLog:
         by_revision = (p.revision, p.variant)
         with self._db.engine.connect() as connection:
             counts = connection.execute(
-                select(*by_revision, func.count(), _count(p.infra), _count(_MODEL_ERROR))
+                select(*by_revision, func.count(), _count(p.infra), _count(_MODEL_ERROR),
+                       func.count(p.confidence), func.sum(p.confidence))
                 .where(window).group_by(*by_revision)).all()
             judged = connection.execute(
                 select(*by_revision, func.count(), _count(_CORRECT), func.sum(_ABS_ERROR),
@@ -387,14 +469,17 @@ class PredictionLog:
             paired = _shadow_pairs(connection, model, since)
         tallies: list[Tally] = [
             (int(revision), arm, {"requests": int(total) - int(infra or 0),
-                                  "errors": int(errors or 0), "infra_errors": int(infra or 0)})
-            for revision, arm, total, infra, errors in counts]
+                                  "errors": int(errors or 0), "infra_errors": int(infra or 0),
+                                  # Answers with the answered class's probability, and Σ of
+                                  # those: the label-free estimate of accuracy (CBPE).
+                                  "scored": int(scored),
+                                  "confidence_sum": float(confidence or 0)})
+            for revision, arm, total, infra, errors, scored, confidence in counts]
         tallies += [(int(revision), arm, {"labelled": int(n), "correct": int(correct or 0),
                                           "abs_error_sum": float(errors or 0),
                                           "abs_error_squares": float(squares or 0)})
                     for revision, arm, n, correct, errors, squares in judged]
-        # `scored` and `confidence_sum` stay 0 and `drift` empty: the log keeps an answer's
-        # label, not its class probabilities, and not the request's inputs.
+        # `drift` stays empty: the log does not keep the requests' inputs.
         agree = shadow.get("agree", 0)
         return observed(windows, tallies, latencies, ShadowCounts(
             compared=agree + shadow.get("disagree", 0), agree=agree, **paired))
@@ -460,7 +545,8 @@ def _shadow_pairs(connection: Connection, model: str, since: float) -> dict[str,
 
 
 def _summary(total: int, infra: int, errors: int, latencies: list[float], labelled: int,
-             correct: int, mae: float | None) -> dict[str, Any]:
+             correct: int, mae: float | None, scored: int,
+             confidence: float) -> dict[str, Any]:
     # Requests failed by infrastructure are not the model's sample: counted apart.
     requests = total - infra
     return {
@@ -471,6 +557,9 @@ def _summary(total: int, infra: int, errors: int, latencies: list[float], labell
         "online_accuracy": correct / labelled if labelled else None,
         # Mean |prediction - label| over the judged answers (regression models' measure).
         "online_mae": None if mae is None else float(mae),
+        # Label-free: the mean probability of the answered class over the answers that have
+        # one (classifiers answering probabilities); right as far as the model is calibrated.
+        "estimated_accuracy": confidence / scored if scored else None,
     }
 
 

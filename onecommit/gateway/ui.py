@@ -191,6 +191,7 @@ def _variant(alias: str, version: int, ready: bool, share: float, window: dict[s
             "infra_errors": stats.get("infra_errors", 0), "error_rate": stats.get("error_rate"),
             "p50_ms": latency.get("p50"), "p95_ms": latency.get("p95"),
             "online_accuracy": stats.get("online_accuracy"),
+            "estimated_accuracy": stats.get("estimated_accuracy"),
             "online_mae": stats.get("online_mae")}
 
 

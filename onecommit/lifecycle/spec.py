@@ -31,8 +31,11 @@ MAX_PAUSE_S = 3600
 PauseSeconds = Annotated[float, Field(ge=0, le=MAX_PAUSE_S)]
 # A rollout's limits (`analysis.limits.max_seconds`) are at most four hours' worth.
 MAX_ROLLOUT_S = 4 * MAX_PAUSE_S
-# Measures the gateway does not observe yet: it logs neither class probabilities nor inputs.
-UNOBSERVED = {"estimated_accuracy": "class probabilities", "input_drift": "request inputs"}
+# Measures of an answered class: a regressor has none.
+CLASSIFIER_MEASURES = frozenset({"online_accuracy", "estimated_accuracy", "shadow_correctness",
+                                 "shadow_agreement"})
+# Measures the gateway does not observe yet: it does not log the requests' inputs.
+UNOBSERVED = {"input_drift": "request inputs"}
 
 
 class _Strict(BaseModel):
@@ -301,10 +304,11 @@ class ModelSpec(_Strict):
                 return (f"{where}: {metric.measure} is not observed yet (the gateway does not "
                         f"log {UNOBSERVED[metric.measure]}); judge online_accuracy or "
                         "shadow_correctness")
-            online = {"online_accuracy", "online_mae"}
-            judged_by = "online_mae" if self.task == "regression" else "online_accuracy"
-            if metric.measure in online - {judged_by}:
-                return f"{where}: a {self.task} model is judged by {judged_by}"
+            if metric.measure in CLASSIFIER_MEASURES and self.task == "regression":
+                return (f"{where}: {metric.measure} is a classifier's (a class answered, and "
+                        "its probability); a regression model is judged by online_mae")
+            if metric.measure == "online_mae" and self.task != "regression":
+                return f"{where}: a {self.task} model is judged by online_accuracy"
             if metric.measure.startswith("shadow_") and not strategy.mirrors:
                 return (f"{where}: {metric.measure} needs mirrored requests: use rollout.kind: "
                         "shadow, or judge online_accuracy")

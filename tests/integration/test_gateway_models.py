@@ -218,6 +218,13 @@ def test_one_gateway_serves_two_models_each_with_its_own_pins_policy_and_analysi
                                     in zip(diabetes, diabetes_y, strict=False)])
             assert champion["online_mae"] == pytest.approx(expected_mae, rel=1e-5)
             assert champion["online_mae"] > 1  # a regression error, not a class mismatch
+            # A regressor answers no class probabilities: nothing scored, no estimate.
+            assert champion["estimated_accuracy"] is None
+            assert 0.5 < challenger["estimated_accuracy"] <= 1
+            regressor = Observations.model_validate((await gateway.get(
+                f"/models/{REGRESSOR}/analysis/observations")).json())
+            assert [(s.champion.requests, s.champion.scored, s.champion.confidence_sum)
+                    for s in regressor.strata] == [(20, 0, 0.0)]
 
             # Resetting one model's analysis window leaves the other's.
             reset = await gateway.post(f"/models/{CLASSIFIER}/analysis/reset", headers=ADMIN)
@@ -233,6 +240,7 @@ def test_one_gateway_serves_two_models_each_with_its_own_pins_policy_and_analysi
                                                     "previous": 1}
             assert pages[REGRESSOR]["variants"][0]["online_mae"] == pytest.approx(expected_mae,
                                                                                  rel=1e-5)
+            assert pages[REGRESSOR]["variants"][0]["estimated_accuracy"] is None
 
     asyncio.run(scenario())
 
@@ -259,6 +267,14 @@ async def _sent(client: httpx.AsyncClient, path: str, rows: np.ndarray,
                 prefix: str) -> list[httpx.Response]:
     return [await client.post(path, json=_body(row), headers={"x-request-id": f"{prefix}-{i}"})
             for i, row in enumerate(rows)]
+
+
+def _confidence(response: httpx.Response) -> float:
+    """The probability the answer gives the class it answered."""
+    outputs = {t["name"]: t for t in response.json()["outputs"]}
+    label = int(outputs["label"]["data"][0])
+    assert outputs["probabilities"]["shape"] == [1, 2]
+    return float(outputs["probabilities"]["data"][label])
 
 
 def _tally(responses: list[httpx.Response], variant: str, status: int) -> int:
@@ -328,6 +344,11 @@ def test_observations_count_each_arm_per_traffic_split_and_analyse_accepts_them(
             assert arm.errors == 0
             assert arm.infra_errors == sum(r.status_code == 503 for r in answered)
             assert 0 < len(arm.latencies_ms) == arm.requests
+            # Every answer of the classifier logs its answered class's probability (CBPE).
+            scored = [_confidence(r) for r in answered if r.status_code == 200]
+            assert arm.scored == len(scored) > 0, variant
+            assert 0 < arm.confidence_sum <= arm.scored
+            assert arm.confidence_sum == pytest.approx(sum(scored), rel=1e-5)
     assert second.challenger.infra_errors == _tally(broken, "challenger", 503) > 0
     assert second.champion.infra_errors == 0
     # 10 before the window, 10 pinned: none counted.
@@ -347,6 +368,10 @@ def test_observations_count_each_arm_per_traffic_split_and_analyse_accepts_them(
     assert variants["challenger"]["infra_errors"] == second.challenger.infra_errors
     assert variants["champion"]["feedback"] == first.champion.labelled + \
         second.champion.labelled
+    # The per-variant summary shows the label-free estimate beside the measured accuracy.
+    champion = [s.champion for s in observations.strata]
+    assert variants["champion"]["estimated_accuracy"] == pytest.approx(
+        sum(a.confidence_sum for a in champion) / sum(a.scored for a in champion))
 
     spec = from_thresholds({"max_error_rate": 0.05, "max_p95_latency_ms": 1000,
                             "min_online_accuracy": 0.5, "min_requests": 10,

@@ -47,9 +47,11 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) 
         rows = connection.execute(select(predictions.prediction_rows)).all()
         assert len(rows) == 5
         assert all(row.routed for row in rows)  # counted before: judged as routed
+        # Logged before confidences were: none, so not scored (and the labels kept).
+        assert [(row.prediction, row.confidence) for row in rows] == [(1.0, None)] * 5
         assert connection.execute(text("SELECT count(*) FROM feedback")).scalar_one() == 1
         assert connection.execute(text("SELECT version_num FROM alembic_version")
-                                  ).scalar_one() == "0004_shadow_predictions"
+                                  ).scalar_one() == "0005_prediction_confidence"
     # Usable as it is now, and a second open (another worker) changes nothing.
     StateStore(engine).change("cancer", "test", pins={"challenger": 5})
     engine.dispose()
@@ -64,7 +66,7 @@ def test_a_new_database_is_created_at_the_newest_schema_and_syncs_every_commit(
     found = inspect(engine)
     assert {"serving_state", "serving_events", "predictions", "feedback",
             "shadow_comparisons", "alembic_version"} <= set(found.get_table_names())
-    assert "routed" in {c["name"] for c in found.get_columns("predictions")}
+    assert {"routed", "confidence"} <= {c["name"] for c in found.get_columns("predictions")}
     assert {"request_id", "champion_prediction", "challenger_prediction"} <= {
         c["name"] for c in found.get_columns("shadow_comparisons")}
     with engine.connect() as connection:

@@ -195,3 +195,30 @@ def test_a_listed_metric_replaces_the_key_of_the_same_name_and_limits_merge() ->
     assert [(m.bound, m.alpha) for m in floors] == [(0.9, 0.01)]
     # Given: the dwell; implied by the canary (3 steps of 15 s, four times over): the rest.
     assert (judged.limits.min_dwell_s, judged.limits.max_seconds) == (5, 180)
+
+
+def _listing(measure: str, **rest: Any) -> dict[str, Any]:
+    return {"metrics": [{"measure": measure, "judged": "vs_champion", "margin": 0.03}],
+            **rest}
+
+
+def test_estimated_accuracy_is_judged_for_classifiers_and_refused_for_regression() -> None:
+    """The gateway logs the answered class's probability, so a classifier's spec may judge the
+    label-free estimate (CBPE); a regressor has no class, and inputs are still not logged."""
+    judged = parse_spec(_dev(analysis=_listing("estimated_accuracy"))).judged_by()
+    assert "estimated_accuracy" in [m.measure for m in judged.metrics]
+    wine = yaml.safe_load((GITOPS / "envs" / "dev" / "models" / "wine.yaml").read_text())
+    assert parse_spec({**wine, "analysis": _listing("estimated_accuracy")}).task == "multiclass"
+    with pytest.raises(SpecError, match=r"analysis\.metrics\.0\.measure: estimated_accuracy is a "
+                                        r"classifier's .* judged by online_mae"):
+        parse_spec(_dev(**{**REGRESSION, "analysis": _listing("estimated_accuracy")}))
+    with pytest.raises(SpecError, match=r"input_drift is not observed yet"):
+        parse_spec(_dev(analysis={"metrics": [
+            {"measure": "input_drift", "judged": "bound", "bound": 0.25}]}))
+
+
+@pytest.mark.parametrize("measure", ["error_rate", "latency"])
+def test_a_classifier_may_list_measures_of_any_model(measure: str) -> None:
+    assert parse_spec(_dev(analysis=_listing(measure))).analysis.metrics[0].measure == measure
+    with pytest.raises(SpecError, match=r"a binary model is judged by online_accuracy"):
+        parse_spec(_dev(analysis=_listing("online_mae")))
