@@ -66,7 +66,7 @@ def mandated_seconds(spec: ModelSpec) -> float:
 
 # How often a step looks at the analysis; its looks are noted for the page at most this often.
 LOOK_EVERY_S = 1.0
-NOTE_EVERY_S = 10.0
+NOTE_EVERY_S = 5.0
 # What a metric's interval is recorded as, on the page's notes and the version's tags.
 _INTERVAL_FIELDS = ("metric", "gate", "statistic", "estimate", "lower", "upper", "threshold",
                     "outcome", "samples", "text")
