@@ -33,7 +33,8 @@ PAGE = Path(__file__).with_name("ui") / "index.html"
 # The live request rate is taken over this many seconds, apart from the analysis window.
 RATE_WINDOW_S = 10.0
 # How far back the state's history is read to find the latest rollout's start (a rollout notes
-# a look at most every 10 s: this holds well over an hour of looks).
+# its looks further apart as it ages, about 450 over the longest limits: see
+# `lifecycle.rollout.note_spacing`).
 HISTORY_LIMIT = 600
 # The notes a rollout writes as it judges: a look during a step, a decision at its end.
 JUDGED = ("look", "decision")

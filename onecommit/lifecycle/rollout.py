@@ -64,9 +64,19 @@ def mandated_seconds(spec: ModelSpec) -> float:
     return sum(phase.pause_s for phase in phases(spec, version=0))
 
 
-# How often a step looks at the analysis; its looks are noted for the page at most this often.
+# How often a step looks at the analysis.
 LOOK_EVERY_S = 1.0
+# Looks are noted for the page every NOTE_EVERY_S, and further apart as the rollout ages (a
+# 1/NOTES_PER_AGE of its age): a rollout of the longest limits (4 h) notes about 450 looks, so
+# the page's read of the history (`gateway.ui.HISTORY_LIMIT`) still reaches its start.
 NOTE_EVERY_S = 5.0
+NOTES_PER_AGE = 100
+
+
+def note_spacing(rollout_s: float) -> float:
+    """Seconds between two noted looks, `rollout_s` into the rollout."""
+    return max(NOTE_EVERY_S, rollout_s / NOTES_PER_AGE)
+
 # What a metric's interval is recorded as, on the page's notes and the version's tags.
 _INTERVAL_FIELDS = ("metric", "gate", "statistic", "estimate", "lower", "upper", "threshold",
                     "outcome", "samples", "text")
@@ -154,7 +164,7 @@ def observe(gateway: Gateway, spec: AnalysisSpec, step: Step, clock: Clock,
             version: int) -> dict[str, Any]:
     """Apply the phase's policy and look every LOOK_EVERY_S until the verdict ends the step
     (continue, advance, abort, inconclusive); the looks in between are noted for the page
-    every NOTE_EVERY_S. Returns the step's record."""
+    (`note_spacing`). Returns the step's record."""
     gateway.traffic(**step.phase.policy)
     noted = time.monotonic()
     while True:
@@ -162,8 +172,9 @@ def observe(gateway: Gateway, spec: AnalysisSpec, step: Step, clock: Clock,
         decision = look(gateway, spec, step, clock)
         if decision.action not in ("wait", "pause"):
             return _record(step, decision)
-        if time.monotonic() - noted >= NOTE_EVERY_S:
-            noted = time.monotonic()
+        now = time.monotonic()
+        if now - noted >= note_spacing(clock.rollout_s(now)):
+            noted = now
             _note(gateway, "look", version, {**_record(step, decision),
                                              "action": decision.action})
 

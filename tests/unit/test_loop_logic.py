@@ -367,3 +367,16 @@ def test_a_rollback_is_proven_by_the_notification_naming_its_model_and_version(
     rolled_back("iris", 2)
     state["notifications"] = proof._notifications(settings)
     assert proof._last_deploy_whole(state, "iris").holds
+
+
+def test_a_rollout_of_the_longest_limits_notes_fewer_looks_than_the_page_reads() -> None:
+    """The page finds a rollout by its start note within its read of the history: the looks
+    noted over the longest limits the spec allows must leave it in reach."""
+    from onecommit.gateway.ui import HISTORY_LIMIT
+    from onecommit.lifecycle.spec import MAX_ROLLOUT_S
+
+    at, noted = 0.0, 0
+    while at < MAX_ROLLOUT_S:
+        at, noted = at + strategy.note_spacing(at), noted + 1
+    assert strategy.note_spacing(0) == strategy.NOTE_EVERY_S
+    assert noted < HISTORY_LIMIT - 100  # room for the decisions, pins and policies
