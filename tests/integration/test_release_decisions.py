@@ -79,14 +79,19 @@ def _deployed(platform: Settings, kind: loop.CommitKind) -> loop.CommitReport:
     return report
 
 
-def test_canary_rolls_back_a_worse_version_and_promotes_a_good_one(champion: Settings) -> None:
-    platform = champion
-    _analysed(platform, TEST_ROLLOUT, CANARY_COMPARED, "Compare accuracy with the champion")
+def _rolled_back_worse(platform: Settings) -> str:
+    """A `--worse` commit, rolled back with the champion unchanged; the reason recorded."""
     before = _champion(platform)
     worse = _deployed(platform, "worse")
     assert worse.outcome == "rolled_back", worse
     assert _champion(platform) == before
-    reason = _tags(platform, worse.challenger_version)["reason"]
+    return _tags(platform, worse.challenger_version)["reason"]
+
+
+def test_canary_rolls_back_a_worse_version_and_promotes_a_good_one(champion: Settings) -> None:
+    platform = champion
+    _analysed(platform, TEST_ROLLOUT, CANARY_COMPARED, "Compare accuracy with the champion")
+    reason = _rolled_back_worse(platform)
     assert "challenger accuracy from feedback" in reason, reason
     assert "lower than the champion's, 95 % anytime-valid bounds [" in reason, reason
     assert "margin 3.0 points" in reason, reason
@@ -105,10 +110,6 @@ def test_shadow_judges_both_answers_against_the_feedback(champion: Settings) -> 
     assert good.outcome == "promoted", good
     decisions = _tags(platform, good.challenger_version)["rollout.decisions"]
     assert "challenger accuracy on mirrored requests" in decisions, decisions
-    before = _champion(platform)
-    worse = _deployed(platform, "worse")
-    assert worse.outcome == "rolled_back", worse
-    assert _champion(platform) == before
-    reason = _tags(platform, worse.challenger_version)["reason"]
+    reason = _rolled_back_worse(platform)
     assert "challenger accuracy on mirrored requests" in reason, reason
     assert "lower than the champion's" in reason, reason
