@@ -29,7 +29,8 @@ from onecommit.traffic_generator import TrafficGenerator, served_input
 from onecommit.vocabulary import CHAMPION
 
 CommitKind = Literal["good", "bad", "worse", "invalid"]
-Outcome = Literal["promoted", "rolled_back", "rejected", "failed"]
+# held: the rollout ended inconclusive and its spec says hold (the challenger left serving).
+Outcome = Literal["promoted", "rolled_back", "held", "rejected", "failed"]
 EXPECTED: dict[CommitKind, Outcome] = {"good": "promoted", "bad": "rolled_back",
                                        "worse": "rolled_back", "invalid": "rejected"}
 # A worse commit's flipped answers: 10 points of accuracy lost, which leaves a ~0.96-accurate
@@ -341,6 +342,8 @@ def follow(settings: Settings, airflow: AirflowClient, report: CommitReport, pus
             report.timeline.append(Span("rollback", "run", round(begin - pushed_at, 2),
                                         round(end - pushed_at, 2)))
         report.outcome = "rolled_back" if rollback.get("state") == "success" else "failed"
+        if tags.get("status") == "held":
+            report.outcome = "held"
     champion = registry.alias_version(client, model, CHAMPION)
     report.champion_version = champion
     if report.outcome == "rolled_back" and champion != before:
@@ -348,9 +351,12 @@ def follow(settings: Settings, airflow: AirflowClient, report: CommitReport, pus
 
 
 def _registered(settings: Settings, model: str, run_id: str) -> tuple[int | None, int | None]:
+    """The version the run registered, or reused (built before from the same inputs)."""
     client = registry.client(settings.url(settings.mlflow_port))
     context = registry.RunContext(git_sha="", env="", dag_run_id=run_id)
     found = registry.registered_version(client, model, context)
+    if found is None:
+        found = registry.reused_version(client, model, run_id)
     return found if found else (None, None)
 
 

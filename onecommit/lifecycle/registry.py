@@ -150,6 +150,10 @@ def logged_candidate(mlflow_client: MlflowClient, model_name: str,
     return Candidate(run_id=runs[0].info.run_id, model_uri=runs[0].data.tags["model_uri"])
 
 
+# The tag naming the latest DAG run that reused a version (built before from the same inputs).
+REUSED_BY = "reused_by"
+
+
 def registered_version(mlflow_client: MlflowClient, model_name: str,
                        context: RunContext) -> tuple[int, int | None] | None:
     """(version, before_version) that an earlier attempt of the same DAG run registered."""
@@ -196,9 +200,22 @@ def reuse(mlflow_client: MlflowClient, model_name: str, version: int,
     trained or registered); returns (version, before_version)."""
     before = alias_version(mlflow_client, model_name, CHAMPION)
     mlflow_client.set_registered_model_alias(model_name, CHALLENGER, str(version))
-    mlflow_client.set_model_version_tag(model_name, str(version), "reused_by",
+    mlflow_client.set_model_version_tag(model_name, str(version), REUSED_BY,
                                         context.dag_run_id)
+    mlflow_client.set_model_version_tag(model_name, str(version), "before_version",
+                                        str(before or ""))
     return version, before
+
+
+def reused_version(mlflow_client: MlflowClient, model_name: str,
+                   dag_run_id: str) -> tuple[int, int | None] | None:
+    """(version, before_version) of the version a DAG run reused, if it reused one."""
+    found = mlflow_client.search_model_versions(
+        f"name = '{model_name}' and tags.{REUSED_BY} = '{dag_run_id}'")
+    if not found:
+        return None
+    before = found[0].tags.get("before_version") or None
+    return int(found[0].version), int(before) if before else None
 
 
 def set_status(mlflow_client: MlflowClient, model_name: str, version: int, status: str,

@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from onecommit import loop
+from onecommit.clients.gateway import Gateway
 from onecommit.lifecycle import registry
 from onecommit.settings import Settings
-from onecommit.vocabulary import CHAMPION
+from onecommit.vocabulary import CHALLENGER, CHAMPION
 from tests.conftest import TEST_ROLLOUT
 
 # Second tier: four deploys judged on hundreds of labelled requests per arm.
@@ -38,13 +39,14 @@ SHADOW_COMPARED = [{"measure": "shadow_correctness", "judged": "vs_champion", "m
 
 
 def _analysed(platform: Settings, rollout: dict[str, Any],
-              metrics: list[dict[str, Any]] | None, why: str) -> None:
+              metrics: list[dict[str, Any]] | None, why: str,
+              limits: dict[str, Any] = LIMITS) -> None:
     """Commit the model's rollout and comparisons (none: today's keys alone); the served
     artifact is unchanged, so nothing deploys."""
     spec = loop.valid_spec(platform, MODEL)
     analysis = {k: v for k, v in spec["analysis"].items() if k not in ("metrics", "limits")}
     if metrics is not None:
-        analysis |= {"metrics": metrics, "limits": LIMITS}
+        analysis |= {"metrics": metrics, "limits": limits}
     sha = loop.push_specs(platform, {MODEL: {**spec, "rollout": rollout,
                                              "analysis": analysis}}, why)
     record = loop.wait_for_sync(platform, sha)
@@ -113,3 +115,31 @@ def test_shadow_judges_both_answers_against_the_feedback(champion: Settings) -> 
     reason = _rolled_back_worse(platform)
     assert "challenger accuracy on mirrored requests" in reason, reason
     assert "lower than the champion's" in reason, reason
+
+
+def test_an_inconclusive_rollout_that_holds_leaves_its_challenger_for_a_person(
+        champion: Settings) -> None:
+    """A gate that cannot be shown within the limits (non-inferiority within a tenth of a
+    point, in 20 s) ends inconclusive; its spec says hold: the challenger keeps its step's
+    traffic, the champion stays, nothing is rolled back, and the next commit decides."""
+    platform = champion
+    undecidable = [{"measure": "online_accuracy", "judged": "vs_champion", "margin": 0.001,
+                    "inconclusive": "hold"}]
+    _analysed(platform, TEST_ROLLOUT, undecidable, "A gate that waits for a person",
+              limits={"max_seconds": 20})
+    before = _champion(platform)
+    held = _deployed(platform, "good")
+    assert held.outcome == "held", held
+    assert _champion(platform) == before
+    tags = _tags(platform, held.challenger_version)
+    assert tags["status"] == "held"
+    assert tags["reason"].startswith("rollout held at canary 50%: limits reached"), tags
+    with Gateway(platform, MODEL) as gateway:
+        assert gateway.get_traffic()["challenger_weight"] == 0.5
+        assert gateway.rollout_page()["versions"][CHALLENGER] == held.challenger_version
+        assert gateway.rollout_page()["verdict"]["state"] == "held"
+    _analysed(platform, TEST_ROLLOUT, None, "Back to today's keys")
+    decided = _deployed(platform, "good")
+    assert decided.outcome == "promoted", decided
+    with Gateway(platform, MODEL) as gateway:
+        assert gateway.get_traffic()["challenger_weight"] == 0.0
