@@ -51,7 +51,7 @@ from sqlalchemy import (
 from onecommit.analysis.report import Observations, ShadowCounts
 from onecommit.gateway.statistics import quantile, two_proportion_test
 from onecommit.gateway.strata import ARMS, Split, Tally, observed
-from onecommit.serving.database import METADATA, Database
+from onecommit.serving.database import METADATA, Database, snapshot
 
 prediction_rows = Table(
     "predictions", METADATA,
@@ -409,7 +409,7 @@ class PredictionLog:
                   required_per_arm: int) -> dict[str, Any]:
         p = prediction_rows.c
         window = _routed(model, since, from_revision)
-        with self._db.engine.connect() as connection:
+        with snapshot(self._db.engine) as connection:  # counts that agree: see _observations
             counts = connection.execute(
                 select(p.variant, func.count(), _count(p.infra), _count(_MODEL_ERROR),
                        func.count(p.confidence), func.sum(p.confidence))
@@ -453,7 +453,9 @@ class PredictionLog:
         p = prediction_rows.c
         window = and_(_routed(model, since, windows[0].first), p.variant.in_(ARMS))
         by_revision = (p.revision, p.variant)
-        with self._db.engine.connect() as connection:
+        # One snapshot: feedback that arrives between two queries must not judge requests the
+        # first did not count (labelled would exceed requests).
+        with snapshot(self._db.engine) as connection:
             counts = connection.execute(
                 select(*by_revision, func.count(), _count(p.infra), _count(_MODEL_ERROR),
                        func.count(p.confidence), func.sum(p.confidence))

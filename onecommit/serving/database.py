@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, MetaData, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -69,6 +69,22 @@ def opened(url: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection whose reads all see the database as it was at the first of them: counts
+    read by several queries (requests, then their feedback) agree with one another while the
+    writers go on. PostgreSQL: a REPEATABLE READ transaction. SQLite (WAL): an explicit BEGIN,
+    as its driver starts no transaction for reads of its own. Read only: never committed."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as \
+                connection, connection.begin():
+            yield connection
+        return
+    with engine.connect() as connection:
+        connection.exec_driver_sql("BEGIN")
+        yield connection
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

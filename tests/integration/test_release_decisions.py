@@ -50,7 +50,8 @@ def _analysed(platform: Settings, rollout: dict[str, Any],
     sha = loop.push_specs(platform, {MODEL: {**spec, "rollout": rollout,
                                              "analysis": analysis}}, why)
     record = loop.wait_for_sync(platform, sha)
-    assert record["action"] not in ("rejected", "error"), record
+    # Another test's model may be broken at the tip: that is its own problem, not this one's.
+    assert not [p for p in record.get("problems", []) if f"/{MODEL}.yaml" in p], record
     assert MODEL not in record.get("deploys", {}), record
 
 
