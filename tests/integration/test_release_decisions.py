@@ -41,14 +41,16 @@ SHADOW_COMPARED = [{"measure": "shadow_correctness", "judged": "vs_champion", "m
 def _analysed(platform: Settings, rollout: dict[str, Any],
               metrics: list[dict[str, Any]] | None, why: str,
               limits: dict[str, Any] = LIMITS) -> None:
-    """Commit the model's rollout and comparisons (none: today's keys alone); the served
-    artifact is unchanged, so nothing deploys."""
+    """Commit the model's rollout and comparisons (none: today's keys alone), unless the tip
+    has them already; the served artifact is unchanged, so nothing deploys."""
     spec = loop.valid_spec(platform, MODEL)
     analysis = {k: v for k, v in spec["analysis"].items() if k not in ("metrics", "limits")}
     if metrics is not None:
         analysis |= {"metrics": metrics, "limits": limits}
-    sha = loop.push_specs(platform, {MODEL: {**spec, "rollout": rollout,
-                                             "analysis": analysis}}, why)
+    wanted = {**spec, "rollout": rollout, "analysis": analysis}
+    if wanted == spec:
+        return  # already so: nothing to commit
+    sha = loop.push_specs(platform, {MODEL: wanted}, why)
     record = loop.wait_for_sync(platform, sha)
     # Another test's model may be broken at the tip: that is its own problem, not this one's.
     assert not [p for p in record.get("problems", []) if f"/{MODEL}.yaml" in p], record
